@@ -1,0 +1,84 @@
+"""The one exception tree of modelport.
+
+    ModelportError                 500  base class; never raised directly
+    ├── InvalidInput               400  bad request data, bad arguments, a file that is not a model
+    │   └── InvalidReference       400  "name", "name:3", "name@alias" that does not parse
+    ├── Unauthorized               401  missing or wrong credentials
+    │   └── Forbidden              403  valid credentials, role not allowed
+    ├── NotFound                   404  unknown model, version or alias
+    ├── Conflict                   409  the operation contradicts the current state
+    ├── PayloadTooLarge            413  request body over the configured limit
+    ├── NotReady                   503  model not loaded yet / being swapped
+    ├── Timeout                    504  request took longer than its deadline
+    ├── BackendError               500  a runtime or framework failed on valid input
+    │   └── MissingDependency      500  an optional extra is not installed
+    └── CorruptArtifact            500  a stored blob no longer matches its sha256
+
+Backend exceptions are translated into this tree once, at the runtime boundary.
+"""
+
+from __future__ import annotations
+
+
+class ModelportError(Exception):
+    status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(ModelportError):
+    status = 400
+
+
+class InvalidReference(InvalidInput):
+    pass
+
+
+class Unauthorized(ModelportError):
+    status = 401
+
+
+class Forbidden(Unauthorized):
+    status = 403
+
+
+class NotFound(ModelportError):
+    status = 404
+
+
+class Conflict(ModelportError):
+    status = 409
+
+
+class PayloadTooLarge(ModelportError):
+    status = 413
+
+
+class NotReady(ModelportError):
+    status = 503
+
+
+class Timeout(ModelportError):
+    status = 504
+
+
+class BackendError(ModelportError):
+    status = 500
+
+
+class MissingDependency(BackendError):
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"{package} is not installed; install it with: pip install 'modelport[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class CorruptArtifact(ModelportError):
+    status = 500

@@ -1,0 +1,40 @@
+"""Turn what the user has (a file, a folder, a framework object) into a registrable artifact."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import InvalidInput
+from modelport.registry.artifact import Artifact
+
+
+def to_artifact(
+    obj: Any,
+    workdir: Path,
+    *,
+    sample_input: Any = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    opset: int | None = None,
+) -> Artifact:
+    """An artifact for ``obj``; in-memory objects are written under ``workdir``."""
+    from modelport.importers import onnx as onnx_importer
+    from modelport.importers import sklearn as sklearn_importer
+    from modelport.importers import torch as torch_importer
+
+    if isinstance(obj, (str, Path)):
+        return onnx_importer.from_path(Path(obj))
+    if type(obj).__module__.startswith("onnx") and hasattr(obj, "graph"):
+        return onnx_importer.from_proto(obj, workdir)
+    if torch_importer.is_module(obj):
+        return torch_importer.from_module(
+            obj, workdir, sample_input, input_names, output_names, opset
+        )
+    if sklearn_importer.is_estimator(obj):
+        return sklearn_importer.from_estimator(obj, workdir, sample_input, opset)
+    raise InvalidInput(
+        f"cannot register a {type(obj).__module__}.{type(obj).__qualname__}: expected a path, "
+        "an onnx.ModelProto, a torch.nn.Module or a scikit-learn estimator"
+    )

@@ -1,0 +1,574 @@
+"""The registry facade: names, immutable versions, movable aliases, lineage, blobs."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import math
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from modelport.errors import Conflict, CorruptArtifact, InvalidInput, NotFound
+from modelport.registry import catalog as c
+from modelport.registry.artifact import Artifact
+from modelport.registry.blobs import BlobStore, sha256_file
+from modelport.registry.records import Event, FileEntry, GcReport, ModelSummary, ModelVersion, Problem
+from modelport.settings import Settings
+from modelport.signature import Signature
+from modelport.uri import ModelRef, validate_alias, validate_name
+
+MAX_TAG_LENGTH = 1024
+
+
+class Registry:
+    """Open with ``Registry(Settings())`` or ``Registry.open(home)``; safe to share across threads."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.engine = c.create_engine(self.settings.resolved_database_url)
+        self.blobs = BlobStore(self.settings.resolved_blob_dir)
+        self.checkouts = self.settings.home / "checkouts"
+
+    @classmethod
+    def open(cls, home: str | Path | None = None, **overrides: Any) -> Registry:
+        if home is not None:
+            overrides["home"] = Path(home)
+        return cls(Settings(**overrides))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def add(
+        self,
+        artifact: Artifact,
+        name: str,
+        *,
+        alias: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        description: str = "",
+        parent: str | ModelRef | None = None,
+        transform: str | None = None,
+        transform_params: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Store ``artifact`` as the next version of ``name``; blobs first, then one transaction."""
+        validate_name(name)
+        if alias is not None:
+            validate_alias(alias)
+        clean_metrics = _check_metrics(metrics or {})
+        clean_tags = _check_tags(tags or {})
+        parent_version = self.resolve(parent) if parent is not None else None
+        if transform is not None and parent_version is None:
+            raise InvalidInput("a transform needs the parent version it was applied to")
+        entries = []
+        for rel in artifact.files:
+            digest, size = self.blobs.put_file(artifact.root / rel)
+            entries.append(FileEntry(rel, digest, size))
+        if len(entries) == 1:
+            sha256 = entries[0].sha256
+        else:
+            manifest = "".join(f"{e.path}\t{e.sha256}\n" for e in sorted(entries, key=lambda e: e.path))
+            sha256 = hashlib.sha256(manifest.encode()).hexdigest()
+        row = {
+            "format": artifact.format,
+            "sha256": sha256,
+            "size": sum(e.size for e in entries),
+            "entrypoint": artifact.entrypoint,
+            "files": [e.to_dict() for e in entries],
+            "signature": artifact.signature.to_dict(),
+            "metrics": clean_metrics,
+            "tags": clean_tags,
+            "description": description or "",
+            "parent_name": parent_version.name if parent_version else None,
+            "parent_version": parent_version.version if parent_version else None,
+            "transform": transform,
+            "transform_params": dict(transform_params) if transform_params else None,
+            "created_by": self.settings.user,
+        }
+
+        def work(conn: Connection) -> int:
+            now = c.utcnow()
+            model_id = self._model_id(conn, name, create=True)
+            number = conn.execute(
+                sa.update(c.models)
+                .where(c.models.c.id == model_id)
+                .values(next_version=c.models.c.next_version + 1)
+                .returning(c.models.c.next_version)
+            ).scalar_one() - 1
+            version_id = conn.execute(
+                sa.insert(c.versions).values(
+                    model_id=model_id, version=number, created_at=now, **row
+                )
+            ).inserted_primary_key[0]
+            self._log(conn, model_id, "register", version=number, detail={"sha256": sha256})
+            if alias is not None:
+                self._move_alias(conn, model_id, alias, version_id, number, "alias_set")
+            return number
+
+        number = c.write(self.engine, work)
+        return self.get(ModelRef(name, version=number))
+
+    def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
+        validate_alias(alias)
+        target = self.get(ModelRef(validate_name(name), version=version))
+
+        def work(conn: Connection) -> None:
+            model_id = self._model_id(conn, name)
+            version_id = self._version_id(conn, model_id, name, target.version)
+            self._move_alias(conn, model_id, alias, version_id, target.version, "alias_set")
+
+        c.write(self.engine, work)
+        return self.get(target.ref)
+
+    def remove_alias(self, name: str, alias: str) -> None:
+        validate_alias(alias)
+
+        def work(conn: Connection) -> None:
+            model_id = self._model_id(conn, validate_name(name))
+            current = self._alias_version(conn, model_id, alias)
+            if current is None:
+                raise NotFound(f"model {name!r} has no alias {alias!r}")
+            conn.execute(
+                sa.delete(c.aliases).where(
+                    (c.aliases.c.model_id == model_id) & (c.aliases.c.alias == alias)
+                )
+            )
+            self._log(conn, model_id, "alias_remove", alias=alias, from_version=current)
+
+        c.write(self.engine, work)
+
+    def rollback(self, name: str, alias: str) -> ModelVersion:
+        """Move ``alias`` back to where it pointed before its last move."""
+        validate_alias(alias)
+
+        def work(conn: Connection) -> int:
+            model_id = self._model_id(conn, validate_name(name))
+            rows = conn.execute(
+                sa.select(c.events.c.action, c.events.c.version)
+                .where((c.events.c.model_id == model_id) & (c.events.c.alias == alias))
+                .order_by(c.events.c.id)
+            ).all()
+            positions: list[int | None] = []
+            for action, version in rows:
+                if action == "rollback":
+                    positions.pop()
+                elif action in ("alias_set", "alias_remove"):
+                    positions.append(version)
+            if len(positions) < 2:
+                raise Conflict(f"alias {alias!r} of {name!r} has no earlier position to roll back to")
+            target = positions[-2]
+            if target is None:
+                raise Conflict(
+                    f"before its last move, alias {alias!r} of {name!r} did not exist; "
+                    f"use 'alias remove' to remove it"
+                )
+            version_id = self._version_id(conn, model_id, name, target, deleted_hint=True)
+            self._move_alias(conn, model_id, alias, version_id, target, "rollback")
+            return target
+
+        target = c.write(self.engine, work)
+        return self.get(ModelRef(name, version=target))
+
+    def delete(self, ref: str | ModelRef) -> ModelVersion:
+        parsed = ModelRef.parse(ref)
+        if parsed.version is None:
+            raise InvalidInput(f"say which version to delete, e.g. {parsed.name}:1")
+        doomed = self.get(parsed)
+        if doomed.aliases:
+            raise Conflict(
+                f"{doomed.ref} is still the target of alias(es) {', '.join(doomed.aliases)}; "
+                "move or remove them first"
+            )
+
+        def work(conn: Connection) -> None:
+            model_id = self._model_id(conn, doomed.name)
+            version_id = self._version_id(conn, model_id, doomed.name, doomed.version)
+            held = conn.execute(
+                sa.select(c.aliases.c.alias).where(c.aliases.c.version_id == version_id)
+            ).scalars().all()
+            if held:
+                raise Conflict(f"{doomed.ref} is the target of alias(es) {', '.join(held)}")
+            conn.execute(sa.delete(c.versions).where(c.versions.c.id == version_id))
+            self._log(conn, model_id, "delete", version=doomed.version)
+
+        c.write(self.engine, work)
+        return doomed
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def resolve(self, ref: str | ModelRef) -> ModelVersion:
+        """The version a reference points at (without its alias list: use ``get`` for that)."""
+        return self._fetch(ModelRef.parse(ref), with_aliases=False)
+
+    def get(self, ref: str | ModelRef) -> ModelVersion:
+        return self._fetch(ModelRef.parse(ref), with_aliases=True)
+
+    def list_models(self) -> list[ModelSummary]:
+        with self.engine.connect() as conn:
+            counts = {
+                row.model_id: row
+                for row in conn.execute(
+                    sa.select(
+                        c.versions.c.model_id,
+                        sa.func.count().label("n"),
+                        sa.func.max(c.versions.c.version).label("latest"),
+                        sa.func.max(c.versions.c.created_at).label("updated"),
+                    ).group_by(c.versions.c.model_id)
+                )
+            }
+            alias_rows = conn.execute(
+                sa.select(c.aliases.c.model_id, c.aliases.c.alias, c.versions.c.version).join(
+                    c.versions, c.versions.c.id == c.aliases.c.version_id
+                )
+            ).all()
+            model_rows = conn.execute(sa.select(c.models).order_by(c.models.c.name)).all()
+        by_model: dict[int, dict[str, int]] = {}
+        for model_id, alias, version in alias_rows:
+            by_model.setdefault(model_id, {})[alias] = version
+        summaries = []
+        for m in model_rows:
+            stats = counts.get(m.id)
+            summaries.append(
+                ModelSummary(
+                    name=m.name,
+                    versions=stats.n if stats else 0,
+                    latest=stats.latest if stats else None,
+                    aliases=dict(sorted(by_model.get(m.id, {}).items())),
+                    updated_at=c.as_utc(stats.updated if stats else m.created_at),
+                )
+            )
+        return summaries
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        validate_name(name)
+        with self.engine.connect() as conn:
+            model_id = self._model_id(conn, name)
+            rows = conn.execute(
+                sa.select(c.versions)
+                .where(c.versions.c.model_id == model_id)
+                .order_by(c.versions.c.version)
+            ).all()
+            aliases = self._aliases_by_version(conn, model_id)
+        return [_version(name, row, aliases.get(row.version, ())) for row in rows]
+
+    def history(self, name: str, alias: str | None = None) -> list[Event]:
+        validate_name(name)
+        if alias is not None:
+            validate_alias(alias)
+        with self.engine.connect() as conn:
+            model_id = self._model_id(conn, name)
+            query = sa.select(c.events).where(c.events.c.model_id == model_id)
+            if alias is not None:
+                query = query.where(c.events.c.alias == alias)
+            rows = conn.execute(query.order_by(c.events.c.id)).all()
+        return [
+            Event(
+                at=c.as_utc(r.at),
+                actor=r.actor,
+                action=r.action,
+                name=name,
+                version=r.version,
+                alias=r.alias,
+                from_version=r.from_version,
+                detail=r.detail,
+            )
+            for r in rows
+        ]
+
+    def lineage(self, ref: str | ModelRef) -> list[ModelVersion]:
+        """The version, then its parent, grandparent... as far as they still exist."""
+        chain = [self.resolve(ref)]
+        seen = {chain[0].ref}
+        while chain[-1].parent and chain[-1].parent not in seen:
+            seen.add(chain[-1].parent)
+            try:
+                chain.append(self.resolve(chain[-1].parent))
+            except NotFound:
+                break
+        return chain
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def path(self, ref: str | ModelRef | ModelVersion, verify: bool | None = None) -> Path:
+        """A local path to the artifact's entry point, with every file checked against its sha256."""
+        version = ref if isinstance(ref, ModelVersion) else self.resolve(ref)
+        folder = self.blobs.checkout(
+            version.sha256, [(f.path, f.sha256) for f in version.files], self.checkouts
+        )
+        if self.settings.verify_on_load if verify is None else verify:
+            for entry in version.files:
+                local = folder / entry.path
+                if not local.is_file():
+                    raise CorruptArtifact(f"{version.ref}: file {entry.path} is missing from {folder}")
+                actual, _ = sha256_file(local)
+                if actual != entry.sha256:
+                    raise CorruptArtifact(
+                        f"{version.ref}: {entry.path} is corrupt (sha256 {actual[:12]}, "
+                        f"expected {entry.sha256[:12]}); run 'modelport verify'"
+                    )
+        return folder / version.entrypoint
+
+    def export(self, ref: str | ModelRef, dest: str | Path) -> Path:
+        """Copy the artifact out: a single file to ``dest`` (a file or folder), else a folder."""
+        version = self.resolve(ref)
+        dest = Path(dest)
+        sources = [(f, self.blobs.open_verified(f.sha256)) for f in version.files]
+        if len(sources) == 1 and not dest.is_dir():
+            targets = [(sources[0][1], dest)]
+        else:
+            targets = [(src, dest / entry.path) for entry, src in sources]
+        for src, target in targets:
+            if target.exists():
+                raise Conflict(f"{target} already exists; not overwriting it")
+        for src, target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.part")
+            shutil.copyfile(src, partial)
+            partial.chmod(0o644)
+            partial.replace(target)
+        return targets[0][1] if len(targets) == 1 else dest
+
+    def verify(self, refs: Iterable[str | ModelRef] | None = None) -> list[Problem]:
+        """Re-hash every blob the catalogue references; return what is missing or corrupt."""
+        if refs is None:
+            versions = [v for m in self.list_models() for v in self.list_versions(m.name)]
+        else:
+            versions = [self.resolve(r) for r in refs]
+        checked: dict[str, str | None] = {}
+        problems = []
+        for version in versions:
+            for entry in version.files:
+                if entry.sha256 not in checked:
+                    checked[entry.sha256] = self.blobs.check(entry.sha256)
+                if checked[entry.sha256] is not None:
+                    problems.append(
+                        Problem(version.ref, entry.path, entry.sha256, checked[entry.sha256] or "")
+                    )
+        return problems
+
+    def gc(self, grace_seconds: float = 600.0, dry_run: bool = False) -> GcReport:
+        """Remove blobs no version references, stale partial writes and unused checkouts."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(c.versions.c.files, c.versions.c.sha256)).all()
+        referenced = {f["sha256"] for files, _ in rows for f in files}
+        live_checkouts = {sha for _, sha in rows}
+        removed = freed = kept = 0
+        for digest in list(self.blobs.digests()):
+            if digest in referenced:
+                kept += 1
+                continue
+            try:
+                if self.blobs.age(digest) < grace_seconds:
+                    kept += 1
+                    continue
+            except FileNotFoundError:
+                continue
+            removed += 1
+            freed += self.blobs.path(digest).stat().st_size if dry_run else self.blobs.remove(digest)
+        tmp = list(self.blobs.stale_tmp_files(grace_seconds))
+        checkouts = [
+            p for p in (self.checkouts.iterdir() if self.checkouts.is_dir() else [])
+            if p.name not in live_checkouts and time.time() - p.stat().st_mtime >= grace_seconds
+        ]
+        if not dry_run:
+            for item in tmp:
+                item.unlink(missing_ok=True)
+            for folder in checkouts:
+                shutil.rmtree(folder, ignore_errors=True)
+        return GcReport(removed, freed, len(tmp), len(checkouts), kept)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _fetch(self, ref: ModelRef, with_aliases: bool) -> ModelVersion:
+        v, m = c.versions, c.models
+        query = sa.select(v).join(m, m.c.id == v.c.model_id).where(m.c.name == ref.name)
+        if ref.alias is not None:
+            a = c.aliases
+            query = query.join(a, a.c.version_id == v.c.id).where(a.c.alias == ref.alias)
+        elif ref.version is not None:
+            query = query.where(v.c.version == ref.version)
+        else:
+            query = query.order_by(v.c.version.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                raise self._not_found(conn, ref)
+            aliases = (
+                self._aliases_by_version(conn, row.model_id).get(row.version, ())
+                if with_aliases
+                else ()
+            )
+        return _version(ref.name, row, aliases)
+
+    def _not_found(self, conn: Connection, ref: ModelRef) -> NotFound:
+        model_id = conn.execute(
+            sa.select(c.models.c.id).where(c.models.c.name == ref.name)
+        ).scalar()
+        if model_id is None:
+            return self._unknown_model(conn, ref.name)
+        if ref.alias is not None:
+            names = sorted(
+                conn.execute(
+                    sa.select(c.aliases.c.alias).where(c.aliases.c.model_id == model_id)
+                ).scalars()
+            )
+            known = f" (aliases: {', '.join(names)})" if names else " (it has no aliases)"
+            return NotFound(f"model {ref.name!r} has no alias {ref.alias!r}{known}")
+        numbers = sorted(
+            conn.execute(
+                sa.select(c.versions.c.version).where(c.versions.c.model_id == model_id)
+            ).scalars()
+        )
+        if not numbers:
+            return NotFound(f"model {ref.name!r} has no versions")
+        return NotFound(
+            f"model {ref.name!r} has no version {ref.version} (versions: {_ranges(numbers)})"
+        )
+
+    def _unknown_model(self, conn: Connection, name: str) -> NotFound:
+        names = conn.execute(sa.select(c.models.c.name)).scalars().all()
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return NotFound(f"model {name!r} not found{hint}")
+
+    def _model_id(self, conn: Connection, name: str, create: bool = False) -> int:
+        model_id = conn.execute(sa.select(c.models.c.id).where(c.models.c.name == name)).scalar()
+        if model_id is not None:
+            return model_id
+        if not create:
+            raise self._unknown_model(conn, name)
+        return conn.execute(
+            sa.insert(c.models).values(name=name, next_version=1, created_at=c.utcnow())
+        ).inserted_primary_key[0]
+
+    def _version_id(
+        self, conn: Connection, model_id: int, name: str, version: int, deleted_hint: bool = False
+    ) -> int:
+        version_id = conn.execute(
+            sa.select(c.versions.c.id).where(
+                (c.versions.c.model_id == model_id) & (c.versions.c.version == version)
+            )
+        ).scalar()
+        if version_id is None:
+            if deleted_hint:
+                raise Conflict(f"cannot move back to {name}:{version}: that version was deleted")
+            raise NotFound(f"model {name!r} has no version {version}")
+        return version_id
+
+    def _alias_version(self, conn: Connection, model_id: int, alias: str) -> int | None:
+        return conn.execute(
+            sa.select(c.versions.c.version)
+            .join(c.aliases, c.aliases.c.version_id == c.versions.c.id)
+            .where((c.aliases.c.model_id == model_id) & (c.aliases.c.alias == alias))
+        ).scalar()
+
+    def _aliases_by_version(self, conn: Connection, model_id: int) -> dict[int, tuple[str, ...]]:
+        found: dict[int, list[str]] = {}
+        for alias, version in conn.execute(
+            sa.select(c.aliases.c.alias, c.versions.c.version)
+            .join(c.versions, c.versions.c.id == c.aliases.c.version_id)
+            .where(c.aliases.c.model_id == model_id)
+            .order_by(c.aliases.c.alias)
+        ):
+            found.setdefault(version, []).append(alias)
+        return {k: tuple(v) for k, v in found.items()}
+
+    def _move_alias(
+        self, conn: Connection, model_id: int, alias: str, version_id: int, number: int, action: str
+    ) -> None:
+        current = self._alias_version(conn, model_id, alias)
+        if current == number and action == "alias_set":
+            return
+        now = c.utcnow()
+        if current is None:
+            conn.execute(
+                sa.insert(c.aliases).values(
+                    model_id=model_id, alias=alias, version_id=version_id, updated_at=now
+                )
+            )
+        else:
+            conn.execute(
+                sa.update(c.aliases)
+                .where((c.aliases.c.model_id == model_id) & (c.aliases.c.alias == alias))
+                .values(version_id=version_id, updated_at=now)
+            )
+        self._log(conn, model_id, action, alias=alias, version=number, from_version=current)
+
+    def _log(self, conn: Connection, model_id: int, action: str, **fields: Any) -> None:
+        conn.execute(
+            sa.insert(c.events).values(
+                model_id=model_id, at=c.utcnow(), actor=self.settings.user, action=action, **fields
+            )
+        )
+
+
+def _version(name: str, row: Row, aliases: Iterable[str]) -> ModelVersion:
+    parent = f"{row.parent_name}:{row.parent_version}" if row.parent_name else None
+    return ModelVersion(
+        name=name,
+        version=row.version,
+        format=row.format,
+        sha256=row.sha256,
+        size=row.size,
+        entrypoint=row.entrypoint,
+        files=tuple(FileEntry(f["path"], f["sha256"], f["size"]) for f in row.files),
+        signature=Signature.from_dict(row.signature),
+        metrics=dict(row.metrics),
+        tags=dict(row.tags),
+        description=row.description,
+        created_at=c.as_utc(row.created_at),
+        created_by=row.created_by,
+        parent=parent,
+        transform=row.transform,
+        transform_params=row.transform_params,
+        aliases=tuple(aliases),
+    )
+
+
+def _check_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    clean = {}
+    for key, value in metrics.items():
+        validate_name(str(key), "metric name")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"metric {key!r} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise InvalidInput(f"metric {key!r} must be finite, got {value!r}")
+        clean[str(key)] = number
+    return clean
+
+
+def _check_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    clean = {}
+    for key, value in tags.items():
+        validate_name(str(key), "tag name")
+        text = str(value)
+        if len(text) > MAX_TAG_LENGTH:
+            raise InvalidInput(f"tag {key!r} is longer than {MAX_TAG_LENGTH} characters")
+        clean[str(key)] = text
+    return clean
+
+
+def _ranges(numbers: list[int]) -> str:
+    parts, start = [], numbers[0]
+    for prev, cur in zip(numbers, numbers[1:] + [None], strict=True):
+        if cur != prev + 1 if cur is not None else True:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cur
+    return ", ".join(parts)

@@ -1,0 +1,79 @@
+"""ONNX Runtime on the CPU."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from modelport.errors import BackendError, InvalidInput
+from modelport.runtimes.base import RuntimeOptions
+from modelport.signature import Signature
+
+_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+           "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}  # fmt: skip
+
+
+class OnnxRuntime:
+    name: ClassVar[str] = "onnxruntime"
+    formats: ClassVar[tuple[str, ...]] = ("onnx",)
+
+    def __init__(self, session: Any, signature: Signature) -> None:
+        self._session = session
+        self.signature = signature
+        self._output_names = [o.name for o in session.get_outputs()]
+
+    @classmethod
+    def load(
+        cls, path: Path, signature: Signature | None = None, options: RuntimeOptions | None = None
+    ) -> OnnxRuntime:
+        import onnxruntime as ort
+
+        options = options or RuntimeOptions()
+        if options.graph_optimization not in _LEVELS:
+            raise InvalidInput(
+                f"graph optimisation level {options.graph_optimization!r} is not one of "
+                f"{', '.join(_LEVELS)}"
+            )
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = options.intra_op_threads
+        so.inter_op_num_threads = options.inter_op_threads
+        so.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, _LEVELS[options.graph_optimization]
+        )
+        so.log_severity_level = 3
+        for key, value in options.extra.items():
+            so.add_session_config_entry(str(key), str(value))
+        try:
+            session = ort.InferenceSession(
+                str(path), sess_options=so, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # ORT raises its own exception types; translate once, here
+            raise BackendError(f"ONNX Runtime could not load {path}: {_first_line(exc)}") from None
+        if signature is None:
+            from modelport.importers.onnx import signature_of
+            import onnx
+
+            signature = signature_of(onnx.load(str(path), load_external_data=False))
+        return cls(session, signature)
+
+    def predict(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        feed = self.signature.coerce_inputs(inputs)
+        try:
+            results = self._session.run(self._output_names, feed)
+        except Exception as exc:
+            text = _first_line(exc)
+            if "INVALID_ARGUMENT" in text or "Invalid" in text:
+                raise InvalidInput(f"the model rejected the input: {text}") from None
+            raise BackendError(f"ONNX Runtime failed: {text}") from None
+        return dict(zip(self._output_names, results, strict=True))
+
+    def close(self) -> None:
+        self._session = None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
