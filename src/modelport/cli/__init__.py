@@ -1,0 +1,68 @@
+"""The ``modelport`` command. Heavy frameworks load inside commands, never at start-up."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from modelport._version import __version__
+from modelport.cli import predict as predict_cmd
+from modelport.cli import registry as registry_cmds
+from modelport.cli.common import err_console, state
+
+app = typer.Typer(
+    name="modelport",
+    help="Register, version, convert and serve trained models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"modelport {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    home: Annotated[
+        Optional[Path], typer.Option("--home", help="Registry folder (env MODELPORT_HOME, default ~/.modelport).")
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    if home is not None:
+        state.overrides["home"] = home
+
+
+app.command("register")(registry_cmds.register)
+app.command("list")(registry_cmds.list_)
+app.command("show")(registry_cmds.show)
+app.command("history")(registry_cmds.history)
+app.add_typer(registry_cmds.alias_app, name="alias")
+app.command("rollback")(registry_cmds.rollback)
+app.command("export")(registry_cmds.export)
+app.command("delete")(registry_cmds.delete)
+app.command("verify")(registry_cmds.verify)
+app.command("gc")(registry_cmds.gc)
+app.command("predict")(predict_cmd.predict)
+
+
+def main() -> None:
+    from modelport.errors import ModelportError
+
+    try:
+        app()
+    except ModelportError as exc:
+        err_console.print(f"[red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,237 @@
+"""Registry commands: register, list, show, history, alias, rollback, export, delete, verify, gc."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from modelport.cli.common import console, human_size, parse_pairs, print_json, registry, when
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+alias_app = typer.Typer(help="Move or remove aliases (production, staging, ...).", no_args_is_help=True)
+
+
+def register(
+    path: Annotated[Path, typer.Argument(help="An .onnx file, or a folder holding one.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Model name.")],
+    alias: Annotated[Optional[str], typer.Option(help="Point this alias at the new version.")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option(help="key=value, repeatable.")] = None,
+    tag: Annotated[Optional[list[str]], typer.Option(help="key=value, repeatable.")] = None,
+    description: Annotated[str, typer.Option(help="Free-form description.")] = "",
+    parent: Annotated[Optional[str], typer.Option(help="The version this one came from.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Register a model file as the next version of NAME."""
+    from modelport.api import register as do_register
+    from modelport.errors import InvalidInput
+
+    metrics = parse_pairs(metric, "metric")
+    for key, value in metrics.items():
+        try:
+            float(value)
+        except ValueError:
+            raise InvalidInput(f"metric {key!r} must be a number, got {value!r}") from None
+    version = do_register(
+        path,
+        name,
+        registry=registry(),
+        alias=alias,
+        metrics={k: float(v) for k, v in metrics.items()},
+        tags=parse_pairs(tag, "tag"),
+        description=description,
+        parent=parent,
+        transform="manual" if parent else None,
+    )
+    if json_out:
+        print_json(version.to_dict())
+        return
+    aliases = f" ({', '.join(version.aliases)})" if version.aliases else ""
+    console.print(
+        f"registered [bold]{version.ref}[/]{aliases}  {version.format}  "
+        f"{human_size(version.size)}  sha256:{version.sha256[:12]}"
+    )
+
+
+def list_(
+    name: Annotated[Optional[str], typer.Argument(help="List this model's versions.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """List models, or the versions of one model."""
+    reg = registry()
+    if name is None:
+        models = reg.list_models()
+        if json_out:
+            print_json([m.to_dict() for m in models])
+            return
+        table = Table("model", "versions", "latest", "aliases", "updated")
+        for m in models:
+            aliases = ", ".join(f"{a}->{v}" for a, v in m.aliases.items())
+            table.add_row(m.name, str(m.versions), str(m.latest or "-"), aliases, when(m.updated_at))
+        console.print(table)
+        return
+    versions = reg.list_versions(name)
+    if json_out:
+        print_json([v.to_dict() for v in versions])
+        return
+    table = Table("version", "format", "size", "aliases", "metrics", "parent", "created", "by")
+    for v in versions:
+        metrics = ", ".join(f"{k}={val:g}" for k, val in v.metrics.items())
+        lineage = f"{v.parent} ({v.transform})" if v.parent else ""
+        table.add_row(
+            str(v.version), v.format, human_size(v.size), ", ".join(v.aliases), metrics,
+            lineage, when(v.created_at), v.created_by,
+        )  # fmt: skip
+    console.print(table)
+
+
+def show(
+    ref: Annotated[str, typer.Argument(help="name, name:3 or name@alias.")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Show one version: files, signature, metrics, tags and lineage."""
+    reg = registry()
+    version = reg.get(ref)
+    if json_out:
+        data = version.to_dict()
+        data["lineage"] = [v.ref for v in reg.lineage(version.ref)]
+        print_json(data)
+        return
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("model", version.ref)
+    table.add_row("aliases", ", ".join(version.aliases) or "-")
+    table.add_row("format", version.format)
+    table.add_row("sha256", version.sha256)
+    table.add_row("size", f"{human_size(version.size)} ({version.size} bytes)")
+    for spec in version.signature.inputs:
+        table.add_row("input", spec.describe())
+    for spec in version.signature.outputs:
+        table.add_row("output", spec.describe())
+    for key, value in version.metrics.items():
+        table.add_row("metric", f"{key} = {value:g}")
+    for key, value in version.tags.items():
+        table.add_row("tag", f"{key} = {value}")
+    if version.description:
+        table.add_row("description", version.description)
+    if version.parent:
+        chain = " <- ".join(v.ref for v in reg.lineage(version.ref))
+        params = f" {version.transform_params}" if version.transform_params else ""
+        table.add_row("lineage", f"{chain}  via {version.transform}{params}")
+    table.add_row("created", f"{when(version.created_at)} by {version.created_by}")
+    if len(version.files) > 1:
+        for entry in version.files:
+            table.add_row("file", f"{entry.path}  {human_size(entry.size)}  {entry.sha256[:12]}")
+    console.print(table)
+
+
+def history(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[Optional[str], typer.Option(help="Only this alias's moves.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Who registered, moved, rolled back or deleted what, and when."""
+    events = registry().history(name, alias)
+    if json_out:
+        print_json([e.to_dict() for e in events])
+        return
+    table = Table("when", "who", "what")
+    for e in events:
+        if e.action == "register":
+            what = f"registered version {e.version}"
+        elif e.action == "delete":
+            what = f"deleted version {e.version}"
+        elif e.action == "alias_remove":
+            what = f"removed alias {e.alias} (was {e.from_version})"
+        else:
+            verb = "rolled back" if e.action == "rollback" else "moved"
+            origin = f"{e.from_version} -> " if e.from_version else ""
+            what = f"{verb} alias {e.alias}: {origin}{e.version}"
+        table.add_row(when(e.at), e.actor, what)
+    console.print(table)
+
+
+@alias_app.command("set")
+def alias_set(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias, e.g. production.")],
+    version: Annotated[int, typer.Argument(help="Version number.")],
+) -> None:
+    """Point ALIAS of NAME at VERSION."""
+    target = registry().set_alias(name, alias, version)
+    console.print(f"{name}@{alias} -> {target.version}")
+
+
+@alias_app.command("remove")
+def alias_remove(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias to remove.")],
+) -> None:
+    """Remove ALIAS from NAME."""
+    registry().remove_alias(name, alias)
+    console.print(f"removed {name}@{alias}")
+
+
+def rollback(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias to move back.")],
+) -> None:
+    """Move ALIAS back to where it pointed before its last move."""
+    target = registry().rollback(name, alias)
+    console.print(f"{name}@{alias} -> {target.version} (rolled back)")
+
+
+def export(
+    ref: Annotated[str, typer.Argument(help="name, name:3 or name@alias.")],
+    dest: Annotated[Path, typer.Argument(help="File or folder to write.")],
+) -> None:
+    """Copy a version's artifact out of the registry (checked against its sha256)."""
+    written = registry().export(ref, dest)
+    console.print(f"exported {ref} to {written}")
+
+
+def delete(
+    ref: Annotated[str, typer.Argument(help="name:VERSION to delete.")],
+) -> None:
+    """Delete a version (refused while an alias points at it). Run gc to free its blobs."""
+    gone = registry().delete(ref)
+    console.print(f"deleted {gone.ref}")
+
+
+def verify(
+    ref: Annotated[Optional[list[str]], typer.Argument(help="Versions to check (default all).")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Re-hash every stored blob; exit 1 if any is missing or corrupt."""
+    reg = registry()
+    problems = reg.verify(ref or None)
+    if json_out:
+        print_json({"ok": not problems, "problems": [p.to_dict() for p in problems]})
+    elif problems:
+        for p in problems:
+            console.print(f"[red]{p.ref}[/] {p.path}: {p.message}")
+    else:
+        console.print("all blobs intact")
+    if problems:
+        raise typer.Exit(1)
+
+
+def gc(
+    grace: Annotated[float, typer.Option(help="Keep unreferenced files younger than this many seconds.")] = 600.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report, remove nothing.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Remove blobs that no version references, stale partial writes and unused checkouts."""
+    report = registry().gc(grace_seconds=grace, dry_run=dry_run)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    console.print(
+        f"{verb} {report.removed_blobs} blob(s) ({human_size(report.freed_bytes)}), "
+        f"{report.removed_tmp} partial write(s), {report.removed_checkouts} checkout(s); "
+        f"kept {report.kept_blobs} blob(s)"
+    )
