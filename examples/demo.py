@@ -81,7 +81,9 @@ def main() -> None:
     samples.write_text(json.dumps(x_test[:5].tolist()))
     runtime = modelport.load(f"{MODEL}@production")
     predicted = runtime.predict({"input": x_test[:5]})["output"].argmax(axis=1)
-    console.print(f"predictions for 5 test digits: {predicted.tolist()} (true: {y_test[:5].tolist()})")
+    console.print(
+        f"predictions for 5 test digits: {predicted.tolist()} (true: {y_test[:5].tolist()})"
+    )
 
     cli = [sys.executable, "-m", "modelport"]
     for args in (["predict", f"{MODEL}@production", "--input", str(samples)], ["list"],

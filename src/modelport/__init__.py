@@ -1,9 +1,9 @@
 """modelport: register, compress, convert and serve trained models.
 
-    import modelport
-    version = modelport.register(model, "digits", sample_input=x, alias="production")
-    runtime = modelport.load("digits@production")
-    runtime.predict({"input": x})
+import modelport
+version = modelport.register(model, "digits", sample_input=x, alias="production")
+runtime = modelport.load("digits@production")
+runtime.predict({"input": x})
 """
 
 from __future__ import annotations

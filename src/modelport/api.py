@@ -69,4 +69,6 @@ def load(
     if options is None:
         s = registry.settings
         options = RuntimeOptions(s.intra_op_threads, s.inter_op_threads, s.graph_optimization)
-    return open_artifact(registry.path(version), version.format, version.signature, options, backend)
+    return open_artifact(
+        registry.path(version), version.format, version.signature, options, backend
+    )

@@ -20,7 +20,7 @@ def _default_user() -> str:
 class Settings(BaseSettings):
     """Where the registry lives and how models run.
 
-    ``home``: the folder holding the SQLite catalogue, blobs and checkouts (default ``~/.modelport``).
+    ``home``: the SQLite catalogue, blobs and checkouts (default ``~/.modelport``).
     ``database_url``: a SQLAlchemy URL for the catalogue; default ``sqlite:///<home>/registry.db``.
     Several hosts can share one catalogue with ``postgresql://...`` and a shared ``blob_dir``.
     """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,4 +139,3 @@ def as_input_dict(signature: Signature, data: Any) -> Mapping[str, Any]:
             "pass a mapping of input name to array"
         )
     return {signature.inputs[0].name: data}
-

@@ -1,4 +1,4 @@
-"""Model references: ``name`` (latest version), ``name:3`` (a version), ``name@production`` (an alias)."""
+"""Model references: ``name`` (latest), ``name:3`` (a version), ``name@production`` (an alias)."""
 
 from __future__ import annotations
 

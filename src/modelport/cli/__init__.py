@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -32,7 +32,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     home: Annotated[
-        Optional[Path], typer.Option("--home", help="Registry folder (env MODELPORT_HOME, default ~/.modelport).")
+        Path | None,
+        typer.Option("--home", help="Registry folder (env MODELPORT_HOME, default ~/.modelport)."),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")

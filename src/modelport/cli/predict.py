@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -62,14 +62,22 @@ def _read_csv(path: Path) -> Any:
         rows = [row for row in csv.reader(handle) if row]
     if not rows:
         raise InvalidInput(f"{path} is empty")
-    try:
-        [float(x) for x in rows[0]]
-    except ValueError:
+    if not any(_is_number(cell) for cell in rows[0]):
         rows = rows[1:]  # a header line
+    if not rows:
+        raise InvalidInput(f"{path} has a header but no rows")
     try:
         return np.array([[float(x) for x in row] for row in rows])
     except ValueError as exc:
         raise InvalidInput(f"{path} has a non-numeric value: {exc}") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def write_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:
@@ -104,8 +112,12 @@ def write_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:
 def predict(
     ref: Annotated[str, typer.Argument(help="name, name:3 or name@alias.")],
     input: Annotated[Path, typer.Option("--input", "-i", help=".npy, .npz, .json or .csv")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write predictions here.")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="Runtime to use (default: by format).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write predictions here.")
+    ] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="Runtime to use (default: by format).")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Run a registered model on a file of inputs; print or write its outputs."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -11,17 +11,19 @@ from rich.table import Table
 from modelport.cli.common import console, human_size, parse_pairs, print_json, registry, when
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-alias_app = typer.Typer(help="Move or remove aliases (production, staging, ...).", no_args_is_help=True)
+alias_app = typer.Typer(
+    help="Move or remove aliases (production, staging, ...).", no_args_is_help=True
+)
 
 
 def register(
     path: Annotated[Path, typer.Argument(help="An .onnx file, or a folder holding one.")],
     name: Annotated[str, typer.Option("--name", "-n", help="Model name.")],
-    alias: Annotated[Optional[str], typer.Option(help="Point this alias at the new version.")] = None,
-    metric: Annotated[Optional[list[str]], typer.Option(help="key=value, repeatable.")] = None,
-    tag: Annotated[Optional[list[str]], typer.Option(help="key=value, repeatable.")] = None,
+    alias: Annotated[str | None, typer.Option(help="Point this alias at the new version.")] = None,
+    metric: Annotated[list[str] | None, typer.Option(help="key=value, repeatable.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="key=value, repeatable.")] = None,
     description: Annotated[str, typer.Option(help="Free-form description.")] = "",
-    parent: Annotated[Optional[str], typer.Option(help="The version this one came from.")] = None,
+    parent: Annotated[str | None, typer.Option(help="The version this one came from.")] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Register a model file as the next version of NAME."""
@@ -56,7 +58,7 @@ def register(
 
 
 def list_(
-    name: Annotated[Optional[str], typer.Argument(help="List this model's versions.")] = None,
+    name: Annotated[str | None, typer.Argument(help="List this model's versions.")] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """List models, or the versions of one model."""
@@ -69,7 +71,9 @@ def list_(
         table = Table("model", "versions", "latest", "aliases", "updated")
         for m in models:
             aliases = ", ".join(f"{a}->{v}" for a, v in m.aliases.items())
-            table.add_row(m.name, str(m.versions), str(m.latest or "-"), aliases, when(m.updated_at))
+            table.add_row(
+                m.name, str(m.versions), str(m.latest or "-"), aliases, when(m.updated_at)
+            )
         console.print(table)
         return
     versions = reg.list_versions(name)
@@ -130,7 +134,7 @@ def show(
 
 def history(
     name: Annotated[str, typer.Argument(help="Model name.")],
-    alias: Annotated[Optional[str], typer.Option(help="Only this alias's moves.")] = None,
+    alias: Annotated[str | None, typer.Option(help="Only this alias's moves.")] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Who registered, moved, rolled back or deleted what, and when."""
@@ -202,7 +206,9 @@ def delete(
 
 
 def verify(
-    ref: Annotated[Optional[list[str]], typer.Argument(help="Versions to check (default all).")] = None,
+    ref: Annotated[
+        list[str] | None, typer.Argument(help="Versions to check (default all).")
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Re-hash every stored blob; exit 1 if any is missing or corrupt."""
@@ -220,7 +226,9 @@ def verify(
 
 
 def gc(
-    grace: Annotated[float, typer.Option(help="Keep unreferenced files younger than this many seconds.")] = 600.0,
+    grace: Annotated[
+        float, typer.Option(help="Keep unreferenced files younger than this many seconds.")
+    ] = 600.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report, remove nothing.")] = False,
     json_out: JsonFlag = False,
 ) -> None:

@@ -1,4 +1,4 @@
-"""ONNX files and ``onnx.ModelProto`` objects as artifacts, with their signature read from the graph."""
+"""ONNX files and ``onnx.ModelProto`` objects as artifacts, signature read from the graph."""
 
 from __future__ import annotations
 
@@ -29,9 +29,7 @@ def _spec(value_info: Any) -> TensorSpec:
     tensor = value_info.type.tensor_type
     if not value_info.type.HasField("tensor_type"):
         raise InvalidInput(f"ONNX value {value_info.name!r} is not a tensor (sequence or map)")
-    dims = tuple(
-        d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim
-    )
+    dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
     return TensorSpec(value_info.name, _dtype(tensor.elem_type), dims)
 
 
@@ -69,10 +67,13 @@ def from_path(path: Path) -> Artifact:
             )
         model = load_checked(candidates[0])
         files = tuple(
-            str(p.relative_to(path)) for p in sorted(path.rglob("*"))
+            str(p.relative_to(path))
+            for p in sorted(path.rglob("*"))
             if p.is_file() and not p.name.startswith(".")
         )
-        return Artifact(FORMAT, path, files, str(candidates[0].relative_to(path)), signature_of(model))
+        return Artifact(
+            FORMAT, path, files, str(candidates[0].relative_to(path)), signature_of(model)
+        )
     if not path.is_file():
         raise InvalidInput(f"{path} does not exist")
     model = load_checked(path)

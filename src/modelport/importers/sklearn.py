@@ -53,5 +53,7 @@ def from_estimator(
         )
     except Exception as exc:  # skl2onnx raises many types; report one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BackendError(f"skl2onnx could not convert {type(estimator).__name__}: {first}") from None
+        raise BackendError(
+            f"skl2onnx could not convert {type(estimator).__name__}: {first}"
+        ) from None
     return onnx_importer.from_proto(model, folder)

@@ -57,8 +57,12 @@ def from_module(
     with torch.no_grad():
         outputs = module(*args)
     n_out = len(outputs) if isinstance(outputs, (tuple, list)) else 1
-    in_names = list(input_names or (["input"] if len(args) == 1 else [f"input_{i}" for i in range(len(args))]))
-    out_names = list(output_names or (["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]))
+    in_names = list(
+        input_names or (["input"] if len(args) == 1 else [f"input_{i}" for i in range(len(args))])
+    )
+    out_names = list(
+        output_names or (["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)])
+    )
     if len(in_names) != len(args) or len(out_names) != n_out:
         raise InvalidInput(
             f"the module takes {len(args)} input(s) and returns {n_out} output(s); "

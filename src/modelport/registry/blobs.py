@@ -120,7 +120,7 @@ class BlobStore:
                 continue
 
     def checkout(self, key: str, files: list[tuple[str, str]], dest_root: Path) -> Path:
-        """Lay out ``files`` ([(relative path, digest)]) under ``dest_root/key``, linked or copied."""
+        """Lay out ``files`` ([(path, digest)]) under ``dest_root/key``, linked or copied."""
         folder = dest_root / key
         if folder.is_dir() and all((folder / rel).is_file() for rel, _ in files):
             return folder

@@ -18,7 +18,14 @@ from modelport.errors import Conflict, CorruptArtifact, InvalidInput, NotFound
 from modelport.registry import catalog as c
 from modelport.registry.artifact import Artifact
 from modelport.registry.blobs import BlobStore, sha256_file
-from modelport.registry.records import Event, FileEntry, GcReport, ModelSummary, ModelVersion, Problem
+from modelport.registry.records import (
+    Event,
+    FileEntry,
+    GcReport,
+    ModelSummary,
+    ModelVersion,
+    Problem,
+)
 from modelport.settings import Settings
 from modelport.signature import Signature
 from modelport.uri import ModelRef, validate_alias, validate_name
@@ -27,7 +34,7 @@ MAX_TAG_LENGTH = 1024
 
 
 class Registry:
-    """Open with ``Registry(Settings())`` or ``Registry.open(home)``; safe to share across threads."""
+    """Open with ``Registry(Settings())`` or ``Registry.open(home)``; thread-safe."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
@@ -82,7 +89,9 @@ class Registry:
         if len(entries) == 1:
             sha256 = entries[0].sha256
         else:
-            manifest = "".join(f"{e.path}\t{e.sha256}\n" for e in sorted(entries, key=lambda e: e.path))
+            manifest = "".join(
+                f"{e.path}\t{e.sha256}\n" for e in sorted(entries, key=lambda e: e.path)
+            )
             sha256 = hashlib.sha256(manifest.encode()).hexdigest()
         row = {
             "format": artifact.format,
@@ -104,12 +113,15 @@ class Registry:
         def work(conn: Connection) -> int:
             now = c.utcnow()
             model_id = self._model_id(conn, name, create=True)
-            number = conn.execute(
-                sa.update(c.models)
-                .where(c.models.c.id == model_id)
-                .values(next_version=c.models.c.next_version + 1)
-                .returning(c.models.c.next_version)
-            ).scalar_one() - 1
+            number = (
+                conn.execute(
+                    sa.update(c.models)
+                    .where(c.models.c.id == model_id)
+                    .values(next_version=c.models.c.next_version + 1)
+                    .returning(c.models.c.next_version)
+                ).scalar_one()
+                - 1
+            )
             version_id = conn.execute(
                 sa.insert(c.versions).values(
                     model_id=model_id, version=number, created_at=now, **row
@@ -170,7 +182,9 @@ class Registry:
                 elif action in ("alias_set", "alias_remove"):
                     positions.append(version)
             if len(positions) < 2:
-                raise Conflict(f"alias {alias!r} of {name!r} has no earlier position to roll back to")
+                raise Conflict(
+                    f"alias {alias!r} of {name!r} has no earlier position to roll back to"
+                )
             target = positions[-2]
             if target is None:
                 raise Conflict(
@@ -198,9 +212,13 @@ class Registry:
         def work(conn: Connection) -> None:
             model_id = self._model_id(conn, doomed.name)
             version_id = self._version_id(conn, model_id, doomed.name, doomed.version)
-            held = conn.execute(
-                sa.select(c.aliases.c.alias).where(c.aliases.c.version_id == version_id)
-            ).scalars().all()
+            held = (
+                conn.execute(
+                    sa.select(c.aliases.c.alias).where(c.aliases.c.version_id == version_id)
+                )
+                .scalars()
+                .all()
+            )
             if held:
                 raise Conflict(f"{doomed.ref} is the target of alias(es) {', '.join(held)}")
             conn.execute(sa.delete(c.versions).where(c.versions.c.id == version_id))
@@ -305,7 +323,7 @@ class Registry:
     # -- files ---------------------------------------------------------------------------------
 
     def path(self, ref: str | ModelRef | ModelVersion, verify: bool | None = None) -> Path:
-        """A local path to the artifact's entry point, with every file checked against its sha256."""
+        """A local path to the artifact's entry point, every file checked against its sha256."""
         version = ref if isinstance(ref, ModelVersion) else self.resolve(ref)
         folder = self.blobs.checkout(
             version.sha256, [(f.path, f.sha256) for f in version.files], self.checkouts
@@ -314,7 +332,9 @@ class Registry:
             for entry in version.files:
                 local = folder / entry.path
                 if not local.is_file():
-                    raise CorruptArtifact(f"{version.ref}: file {entry.path} is missing from {folder}")
+                    raise CorruptArtifact(
+                        f"{version.ref}: file {entry.path} is missing from {folder}"
+                    )
                 actual, _ = sha256_file(local)
                 if actual != entry.sha256:
                     raise CorruptArtifact(
@@ -332,7 +352,7 @@ class Registry:
             targets = [(sources[0][1], dest)]
         else:
             targets = [(src, dest / entry.path) for entry, src in sources]
-        for src, target in targets:
+        for _, target in targets:
             if target.exists():
                 raise Conflict(f"{target} already exists; not overwriting it")
         for src, target in targets:
@@ -379,15 +399,21 @@ class Registry:
             except FileNotFoundError:
                 continue
             removed += 1
-            freed += self.blobs.path(digest).stat().st_size if dry_run else self.blobs.remove(digest)
+            freed += (
+                self.blobs.path(digest).stat().st_size if dry_run else self.blobs.remove(digest)
+            )
         tmp = list(self.blobs.stale_tmp_files(grace_seconds))
         checkouts = [
-            p for p in (self.checkouts.iterdir() if self.checkouts.is_dir() else [])
+            p
+            for p in (self.checkouts.iterdir() if self.checkouts.is_dir() else [])
             if p.name not in live_checkouts and time.time() - p.stat().st_mtime >= grace_seconds
         ]
         if not dry_run:
             for item in tmp:
-                item.unlink(missing_ok=True)
+                if item.is_dir():
+                    shutil.rmtree(item, ignore_errors=True)
+                else:
+                    item.unlink(missing_ok=True)
             for folder in checkouts:
                 shutil.rmtree(folder, ignore_errors=True)
         return GcReport(removed, freed, len(tmp), len(checkouts), kept)

@@ -1,9 +1,9 @@
 """The Runtime protocol: the only thing serving and batch call.
 
-    runtime = OnnxRuntime.load(path, signature, options)
-    runtime.signature            # ordered inputs and outputs
-    runtime.predict({"input": batch})  -> {"output": array}
-    runtime.close()
+runtime = OnnxRuntime.load(path, signature, options)
+runtime.signature            # ordered inputs and outputs
+runtime.predict({"input": batch})  -> {"output": array}
+runtime.close()
 """
 
 from __future__ import annotations

@@ -53,8 +53,9 @@ class OnnxRuntime:
         except Exception as exc:  # ORT raises its own exception types; translate once, here
             raise BackendError(f"ONNX Runtime could not load {path}: {_first_line(exc)}") from None
         if signature is None:
-            from modelport.importers.onnx import signature_of
             import onnx
+
+            from modelport.importers.onnx import signature_of
 
             signature = signature_of(onnx.load(str(path), load_external_data=False))
         return cls(session, signature)

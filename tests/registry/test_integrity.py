@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import modelport
+from modelport.errors import CorruptArtifact
+from modelport.registry import Registry
+from tests.conftest import make_mlp_onnx
+
+
+def _tamper(path: Path) -> None:
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_altered_blob_is_caught_on_load_and_by_verify(registry: Registry, tmp_path: Path) -> None:
+    version = modelport.register(make_mlp_onnx(tmp_path / "m.onnx"), "m", registry=registry)
+    runtime = modelport.load("m", registry=registry)  # first load checks out the artifact
+    runtime.predict({"input": np.zeros((1, 4), np.float32)})
+    _tamper(registry.blobs.path(version.sha256))
+    with pytest.raises(CorruptArtifact, match="m:1: .*corrupt"):
+        modelport.load("m", registry=registry)
+    problems = registry.verify()
+    assert len(problems) == 1
+    assert problems[0].ref == "m:1" and "corrupt" in problems[0].message
+    with pytest.raises(CorruptArtifact):
+        registry.export("m", tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_missing_blob_is_reported(registry: Registry, tmp_path: Path) -> None:
+    version = modelport.register(make_mlp_onnx(tmp_path / "m.onnx"), "m", registry=registry)
+    registry.blobs.path(version.sha256).unlink()
+    problems = registry.verify()
+    assert [p.ref for p in problems] == ["m:1"] and "missing" in problems[0].message
+
+
+def test_blobs_are_read_only(sqlite_registry: Registry, tmp_path: Path) -> None:
+    version = modelport.register(make_mlp_onnx(tmp_path / "m.onnx"), "m", registry=sqlite_registry)
+    mode = sqlite_registry.blobs.path(version.sha256).stat().st_mode
+    assert mode & 0o222 == 0
