@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 
 import modelport
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 MODEL = "digits"
 
 
@@ -78,6 +78,7 @@ def main() -> None:
     console.print(f"registered [bold]{version.ref}[/] and pointed production at it")
 
     samples = Path(modelport.Settings().home) / "demo-samples.json"
+    shown = samples.relative_to(Path.cwd()) if samples.is_relative_to(Path.cwd()) else samples
     samples.write_text(json.dumps(x_test[:5].tolist()))
     runtime = modelport.load(f"{MODEL}@production")
     predicted = runtime.predict({"input": x_test[:5]})["output"].argmax(axis=1)
@@ -86,7 +87,7 @@ def main() -> None:
     )
 
     cli = [sys.executable, "-m", "modelport"]
-    for args in (["predict", f"{MODEL}@production", "--input", str(samples)], ["list"],
+    for args in (["predict", f"{MODEL}@production", "--input", str(shown)], ["list"],
                  ["list", MODEL], ["show", f"{MODEL}@production"]):  # fmt: skip
         console.print(f"\n[dim]$ modelport {' '.join(args)}[/]")
         subprocess.run(cli + args, check=True)

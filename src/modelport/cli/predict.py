@@ -138,7 +138,8 @@ def predict(
     if json_out:
         print_json({"model": version.ref, "outputs": outputs})
         return
-    table = Table("row", *outputs.keys(), title=f"{version.ref} on {input.name}")
+    console.print(f"{version.ref} on {input.name}:")
+    table = Table("row", *outputs.keys())
     n_rows = min(len(v) for v in outputs.values()) if outputs else 0
     for row in range(n_rows):
         table.add_row(str(row), *(_cell(v[row]) for v in outputs.values()))

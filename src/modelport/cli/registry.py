@@ -152,8 +152,10 @@ def history(
             what = f"removed alias {e.alias} (was {e.from_version})"
         else:
             verb = "rolled back" if e.action == "rollback" else "moved"
-            origin = f"{e.from_version} -> " if e.from_version else ""
-            what = f"{verb} alias {e.alias}: {origin}{e.version}"
+            if e.from_version is None:
+                what = f"set alias {e.alias} -> {e.version}"
+            else:
+                what = f"{verb} alias {e.alias}: {e.from_version} -> {e.version}"
         table.add_row(when(e.at), e.actor, what)
     console.print(table)
 
