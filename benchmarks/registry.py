@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.conftest import make_mlp_onnx  # noqa: E402
 
-console = Console()
+console = Console(width=120)
 MLFLOW_VENV = ROOT / "benchmarks" / ".venv-mlflow"
 
 MLFLOW_SCRIPT = r"""
@@ -126,15 +126,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         files = [make_mlp_onnx(work / f"m{i}.onnx", seed=i) for i in range(args.versions)]
-        rows.append(("modelport, SQLite", bench_modelport("sqlite", Settings(home=work / "sq"), files)))
+        sqlite = Settings(home=work / "sq")
+        rows.append(("modelport, SQLite", bench_modelport("sqlite", sqlite, files)))
         if not args.no_postgres:
             from tests.pgserver import PostgresServer
 
             server = PostgresServer().start()
             try:
                 url = server.url(server.create_database())
-                settings = Settings(home=work / "pg", database_url=url)
-                rows.append(("modelport, PostgreSQL", bench_modelport("postgresql", settings, files)))
+                pg = Settings(home=work / "pg", database_url=url)
+                rows.append(("modelport, PostgreSQL", bench_modelport("postgresql", pg, files)))
             finally:
                 server.stop()
         if not args.no_mlflow:
