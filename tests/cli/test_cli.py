@@ -170,3 +170,19 @@ def test_predict_bad_input_files(cli, tmp_path: Path) -> None:
     assert "use .npy" in _error(cli("predict", "m", "-i", str(tmp_path / "x.txt"), ok=False))
     assert "cannot read" in _error(cli("predict", "m", "-i", str(tmp_path / "x.json"), ok=False))
     assert "does not exist" in _error(cli("predict", "m", "-i", str(tmp_path / "no.npy"), ok=False))
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://bob:secret@127.0.0.1:1/x", "bob:***@127.0.0.1:1/x"),
+        ("not-a-url", "Could not parse"),
+    ],
+)
+def test_unreachable_catalogue_is_one_line(tmp_path: Path, url: str, message: str) -> None:
+    env = {**os.environ, "MODELPORT_HOME": str(tmp_path), "MODELPORT_DATABASE_URL": url}
+    proc = subprocess.run([sys.executable, "-m", "modelport", "list"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    line = _error(proc)
+    assert "cannot open the catalogue" in line and message in line
+    assert "secret" not in line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -67,3 +68,13 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except Exception as exc:  # a bug or an environment failure: one line unless asked for more
+        if os.environ.get("MODELPORT_DEBUG"):
+            raise
+        err_console.print(
+            f"[red]error:[/] unexpected {type(exc).__name__}: {exc} "
+            "(set MODELPORT_DEBUG=1 for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(2)

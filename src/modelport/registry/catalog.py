@@ -84,6 +84,17 @@ def as_utc(value: datetime) -> datetime:
 
 
 def create_engine(url: str) -> Engine:
+    try:
+        return _create_engine(url)
+    except sa.exc.SQLAlchemyError as exc:
+        safe = sa.engine.make_url(url).render_as_string(hide_password=True) if "://" in url else url
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise BackendError(f"cannot open the catalogue at {safe}: {reason}") from None
+    except ImportError as exc:
+        raise BackendError(f"cannot open the catalogue at {url}: {exc}") from None
+
+
+def _create_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
