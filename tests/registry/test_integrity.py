@@ -45,3 +45,24 @@ def test_blobs_are_read_only(sqlite_registry: Registry, tmp_path: Path) -> None:
     version = modelport.register(make_mlp_onnx(tmp_path / "m.onnx"), "m", registry=sqlite_registry)
     mode = sqlite_registry.blobs.path(version.sha256).stat().st_mode
     assert mode & 0o222 == 0
+
+
+def test_registering_good_content_again_repairs_a_damaged_blob(
+    sqlite_registry: Registry, tmp_path: Path
+) -> None:
+    path = make_mlp_onnx(tmp_path / "m.onnx")
+    version = modelport.register(path, "m", registry=sqlite_registry)
+    _tamper(sqlite_registry.blobs.path(version.sha256))
+    assert len(sqlite_registry.verify()) == 1
+    modelport.register(path, "m", registry=sqlite_registry)
+    assert sqlite_registry.verify() == []
+
+
+def test_registry_is_usable_from_threads(sqlite_registry: Registry, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    modelport.register(make_mlp_onnx(tmp_path / "m.onnx"), "m", registry=sqlite_registry,
+                       alias="production")  # fmt: skip
+    with ThreadPoolExecutor(8) as pool:
+        refs = list(pool.map(lambda _: sqlite_registry.resolve("m@production").ref, range(200)))
+    assert refs == ["m:1"] * 200

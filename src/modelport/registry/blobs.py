@@ -51,9 +51,10 @@ class BlobStore:
         """Store a copy of ``source``; return its (sha256, size). Identical content is kept once."""
         digest, size = sha256_file(source)
         target = self.path(digest)
-        if target.is_file() and target.stat().st_size == size:
+        if target.is_file() and target.stat().st_size == size and sha256_file(target)[0] == digest:
             os.utime(target)  # a fresh mtime keeps a concurrent gc's grace period away from it
             return digest, size
+        # absent, or present but damaged: (re)write it from the good copy
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix=f"{digest[:12]}-", suffix=".part")
         tmp = Path(tmp_name)
         try:
