@@ -224,3 +224,44 @@ def toposort(model: Any) -> Any:
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     return model
+
+
+def compact_names(model: Any) -> Any:
+    """Rename internal values, initializers and nodes to short names (inputs/outputs keep theirs).
+
+    Quantizers spell out names like ``2.weight_kn_DequantizeLinear_Output``; on a small model
+    those strings are a visible share of the file."""
+    from onnx import AttributeProto
+
+    if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for n in model.graph.node
+           for a in n.attribute):  # fmt: skip
+        return model  # subgraphs capture outer names; leave them alone
+    keep = {i.name for i in model.graph.input} | {o.name for o in model.graph.output} | {""}
+    mapping: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if name in keep:
+            return name
+        if name not in mapping:
+            mapping[name] = _base36(len(mapping))
+        return mapping[name]
+
+    for t in model.graph.initializer:
+        t.name = short(t.name)
+    for i, node in enumerate(model.graph.node):
+        node.name = f"n{_base36(i)}"
+        for j, name in enumerate(node.input):
+            node.input[j] = short(name)
+        for j, name in enumerate(node.output):
+            node.output[j] = short(name)
+    return model
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return "v" + out

@@ -93,7 +93,7 @@ class Step:
         params = make(self.parent_path, dst)
         if not dst.is_file():  # distillation exports to its own file name
             raise InvalidInput(f"the {transform} step produced no model")
-        gx.save(gx.strip(gx.load(dst)), dst)
+        gx.save(gx.compact_names(gx.strip(gx.load(dst))), dst)
         comparison = compare(
             self.parent_path, dst, self.parent.signature, self.eval,
             labels=(self.parent.ref, label), batches=self.batches, threads=self.threads,

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelport.compression import graph as gx
+from modelport.compression import quantize_model
+from modelport.errors import InvalidInput
+from modelport.registry import Registry
+
+FAST = {"threads": 1, "rounds": 3}
+
+
+def _accuracy_drop_points(outcome) -> float:
+    return outcome.comparison.accuracy_drop * 100
+
+
+def test_static_int8_is_small_and_accurate_with_lineage(sqlite_registry: Registry, tutorial, digits):
+    outcome = quantize_model(
+        tutorial, bits=8, calibration=digits.x_train, eval_data=digits.x_test,
+        eval_labels=digits.y_test, max_accuracy_drop=0.005, registry=sqlite_registry, **FAST,
+    )  # fmt: skip
+    version = outcome.version
+    assert version is not None and outcome.rejected is None
+    assert version.parent == tutorial and version.transform == "quantize"
+    assert version.transform_params == {
+        "bits": 8, "mode": "static", "format": "qdq", "per_channel": True, "method": "MinMax",
+        "activation_type": "uint8", "weight_type": "int8", "calibration_rows": 512,
+    }  # fmt: skip
+    parent = sqlite_registry.resolve(tutorial)
+    assert parent.size / version.size >= 3.5
+    assert version.metrics["size_ratio"] == pytest.approx(parent.size / version.size)
+    assert version.metrics["accuracy_drop"] <= 0.005
+    assert version.metrics["parent_accuracy"] > 0.95
+    for key in ("latency_ms_b1", "latency_ms_b32", "gzip_bytes", "parameters", "agreement"):
+        assert key in version.metrics
+    ops = {n.op_type for n in gx.load(sqlite_registry.path(version)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_calibration_methods(sqlite_registry, tutorial, digits, method):
+    outcome = quantize_model(tutorial, bits=8, calibration=digits.x_train[:64], method=method,
+                             eval_data=digits.x_test, eval_labels=digits.y_test,
+                             registry=sqlite_registry, **FAST)  # fmt: skip
+    assert outcome.version.transform_params["method"] == method.capitalize()
+    assert _accuracy_drop_points(outcome) <= 2.0
+
+
+def test_dynamic_int8_fp16_and_int4(sqlite_registry, tutorial, digits):
+    parent = sqlite_registry.resolve(tutorial)
+    ev = {"eval_data": digits.x_test, "eval_labels": digits.y_test, "registry": sqlite_registry}
+    dynamic = quantize_model(tutorial, bits=8, **ev, **FAST).version
+    assert dynamic.transform_params["mode"] == "dynamic"
+    assert dynamic.transform_params["per_channel"] is True
+    assert dynamic.metrics["accuracy_drop"] <= 0.005
+    half = quantize_model(tutorial, bits=16, **ev, **FAST).version
+    assert 1.9 <= parent.size / half.size <= 2.2
+    assert half.metrics["agreement"] >= 0.99
+    assert half.signature == parent.signature  # float32 inputs and outputs are kept
+    four = quantize_model(tutorial, bits=4, block_size=32, **ev, **FAST).version
+    ops = {n.op_type for n in gx.load(sqlite_registry.path(four)).graph.node}
+    assert "MatMulNBits" in ops
+    assert parent.size / four.size > 4.5
+    assert four.metrics["accuracy_drop"] <= 0.02
+    assert [v.version for v in sqlite_registry.list_versions("digits")] == [1, 2, 3, 4]
+
+
+def _count(reg: Registry) -> int:
+    return len(reg.list_versions("digits"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bits": 3}, "unsupported bit width 3"),
+        ({"bits": 8, "method": "kl"}, "unknown calibration method"),
+        ({"bits": 16, "calibration": np.zeros((4, 64), np.float32)}, "static int8 only"),
+        ({"bits": 8, "calibration": np.zeros((4, 63), np.float32)}, "dimension 1 is 63"),
+        ({"bits": 8, "calibration": np.zeros((4, 64), np.int64).astype(str)}, "dtype"),
+        ({"bits": 8, "eval_data": np.zeros((4, 64), np.float32), "eval_labels": np.arange(3)},
+         "labels must be 4"),
+        ({"bits": 8, "eval_data": np.zeros((3, 64), np.float32), "eval_labels": np.array([0, 1, 12])},
+         "10 classes"),
+    ],
+)  # fmt: skip
+def test_bad_input_registers_nothing(sqlite_registry, tutorial, kwargs, message):
+    with pytest.raises(InvalidInput, match=message):
+        quantize_model(tutorial, registry=sqlite_registry, **kwargs, **FAST)
+    assert _count(sqlite_registry) == 1
+
+
+def test_already_quantized_and_foreign_formats_are_refused(sqlite_registry, tutorial, tmp_path):
+    from modelport.registry import Artifact
+
+    int8 = quantize_model(tutorial, bits=8, registry=sqlite_registry, **FAST).version
+    with pytest.raises(InvalidInput, match="already quantized"):
+        quantize_model(int8.ref, bits=8, registry=sqlite_registry, **FAST)
+    blob = tmp_path / "model.tflite"
+    blob.write_bytes(b"TFL3 not really")
+    other = sqlite_registry.add(Artifact.single_file(blob, "tflite", int8.signature), "edge")
+    with pytest.raises(InvalidInput, match="format is 'tflite'"):
+        quantize_model(other.ref, bits=8, registry=sqlite_registry, **FAST)
+    assert _count(sqlite_registry) == 2
