@@ -54,6 +54,7 @@ def test_dynamic_int8_fp16_and_int4(sqlite_registry, tutorial, digits):
     assert dynamic.transform_params["mode"] == "dynamic"
     assert dynamic.transform_params["per_channel"] is True
     assert dynamic.metrics["accuracy_drop"] <= 0.005
+    assert dynamic.metrics["parameters"] == 17_226  # scales and zero points are not parameters
     half = quantize_model(tutorial, bits=16, **ev, **FAST).version
     assert 1.9 <= parent.size / half.size <= 2.2
     assert half.metrics["agreement"] >= 0.99

@@ -19,7 +19,6 @@ from modelport.errors import InvalidInput
 ELEMENTWISE = {"Relu", "LeakyRelu", "Tanh", "Sigmoid", "Elu", "Selu", "Gelu", "Softplus",
                "HardSigmoid", "HardSwish", "Mish", "Clip", "Identity"}  # fmt: skip
 CHANNELWISE = ELEMENTWISE | {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
-_NOT_PARAMETERS = ("_scale", "_zero_point", "_zp", "_scales", "_zero_points")
 
 
 def load(path: Path) -> Any:
@@ -160,19 +159,38 @@ def weight_names(model: Any) -> list[str]:
     return names
 
 
+# input slots holding quantization scales / zero points rather than learned numbers
+_QUANT_SLOTS = {
+    "QuantizeLinear": {1, 2}, "DequantizeLinear": {1, 2}, "DynamicQuantizeLinear": set(),
+    "MatMulInteger": {2, 3}, "ConvInteger": {2, 3}, "DynamicQuantizeMatMul": {2, 3},
+    "MatMulIntegerToFloat": {2, 3, 4, 5}, "MatMulNBits": {2, 3},
+    "QGemm": {1, 2, 4, 5, 7, 8}, "QLinearMatMul": {1, 2, 4, 5, 6, 7},
+    "QLinearConv": {1, 2, 4, 5, 6, 7}, "QLinearAdd": {1, 2, 4, 5, 6, 7},
+    "QLinearMul": {1, 2, 4, 5, 6, 7}, "QLinearSoftmax": {1, 2, 3, 4},
+}  # fmt: skip
+
+
 def parameter_count(model: Any) -> int:
-    """Learned numbers in the model: initializer elements, less quantization scales/zero points;
-    packed 4-bit weights count as their unpacked K x N."""
+    """Learned numbers in the model: initializer elements, less quantization scales and zero
+    points (found by the slot they feed, since names may be compacted); packed 4-bit weights
+    count as their unpacked K x N."""
+    g = Graph(model)
+    skip: set[str] = set()
     count = 0
-    packed = set()
     for node in model.graph.node:
+        slots = _QUANT_SLOTS.get(node.op_type, set())
+        skip.update(name for i, name in enumerate(node.input) if i in slots)
         if node.op_type == "MatMulNBits":
             count += int(attr(node, "K")) * int(attr(node, "N"))
-            packed.add(node.input[1])
+            skip.add(node.input[1])
+        if node.op_type == "Mul":  # unfused dynamic int8: input scale x weight scale
+            dq = [i for i in node.input if i in g.producer
+                  and g.producer[i].op_type == "DynamicQuantizeLinear"]  # fmt: skip
+            if dq:
+                skip.update(i for i in node.input if i in g.inits)
     for t in model.graph.initializer:
-        if t.name in packed or t.name.endswith(_NOT_PARAMETERS):
-            continue
-        count += int(np.prod(t.dims)) if len(t.dims) else 1
+        if t.name not in skip:
+            count += int(np.prod(t.dims)) if len(t.dims) else 1
     return count
 
 
