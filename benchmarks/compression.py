@@ -35,9 +35,13 @@ console = Console(width=150)
 def train_tutorial(x: np.ndarray, y: np.ndarray) -> torch.nn.Module:
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64), torch.nn.ReLU(),
-        torch.nn.Linear(64, 10), torch.nn.Softmax(dim=1),
-    )  # fmt: skip
+        torch.nn.Linear(64, 128),
+        torch.nn.ReLU(),
+        torch.nn.Linear(128, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 10),
+        torch.nn.Softmax(dim=1),
+    )
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     for _ in range(40):
@@ -55,13 +59,19 @@ def row(table: Table, label: str, outcome, batches: tuple[int, ...]) -> None:
     c = outcome.comparison
     drop = c.accuracy_drop
     table.add_row(
-        label, f"{c.child.size / 1024:.1f} KiB", f"{c.parent.size / c.child.size:.2f}x",
+        label,
+        f"{c.child.size / 1024:.1f} KiB",
+        f"{c.parent.size / c.child.size:.2f}x",
         f"{c.parent.gzip_size / c.child.gzip_size:.2f}x",
         f"{c.child.parameters:,} ({c.child.parameters / c.parent.parameters:.0%})",
-        f"{c.child.accuracy * 100:.2f}%", f"{-drop * 100:+.2f}",
-        *[f"{c.parent.latency_ms[b] * 1000:.1f} / {c.child.latency_ms[b] * 1000:.1f} us = "
-          f"{c.speedup(b):.2f}x" for b in batches],
-    )  # fmt: skip
+        f"{c.child.accuracy * 100:.2f}%",
+        f"{-drop * 100:+.2f}",
+        *[
+            f"{c.parent.latency_ms[b] * 1000:.1f} / {c.child.latency_ms[b] * 1000:.1f} us = "
+            f"{c.speedup(b):.2f}x"
+            for b in batches
+        ],
+    )
 
 
 def tutorial(reg: Registry, rounds: int) -> None:
@@ -72,35 +82,70 @@ def tutorial(reg: Registry, rounds: int) -> None:
     )
     import modelport
 
-    parent = modelport.register(train_tutorial(x_train, y_train), "digits", registry=reg,
-                                sample_input=x_train[:2]).ref  # fmt: skip
+    parent = modelport.register(
+        train_tutorial(x_train, y_train), "digits", registry=reg, sample_input=x_train[:2]
+    ).ref
     batches = (1, 32, 256)
-    ev = {"eval_data": x_test, "eval_labels": y_test, "registry": reg, "threads": 1,
-          "batches": batches, "rounds": rounds}  # fmt: skip
-    table = Table(title=f"tutorial MLP ({parent}, fp32, {reg.resolve(parent).size / 1024:.1f} KiB) "
-                        "vs each compressed child; latency fp32 / child, 1 thread", title_justify="left")  # fmt: skip
-    for col in ("child", "size", "smaller", "gzip smaller", "parameters", "accuracy", "points",
-                *[f"batch {b}" for b in batches]):  # fmt: skip
+    ev = {
+        "eval_data": x_test,
+        "eval_labels": y_test,
+        "registry": reg,
+        "threads": 1,
+        "batches": batches,
+        "rounds": rounds,
+    }
+    table = Table(
+        title=f"tutorial MLP ({parent}, fp32, {reg.resolve(parent).size / 1024:.1f} KiB) "
+        "vs each compressed child; latency fp32 / child, 1 thread",
+        title_justify="left",
+    )
+    for col in (
+        "child",
+        "size",
+        "smaller",
+        "gzip smaller",
+        "parameters",
+        "accuracy",
+        "points",
+        *[f"batch {b}" for b in batches],
+    ):
         table.add_column(col, justify="left" if col == "child" else "right")
     recipes = [
         ("int8 dynamic, per-channel (--bits 8)", {"bits": 8}),
         ("int8 dynamic, per-tensor", {"bits": 8, "per_channel": False}),
         ("int8 static QDQ, per-channel, MinMax", {"bits": 8, "calibration": x_train}),
-        ("int8 static QOperator, per-channel", {"bits": 8, "calibration": x_train, "format": "qoperator"}),
-        ("int8 static QOperator, per-tensor", {"bits": 8, "calibration": x_train, "format": "qoperator",
-                                               "per_channel": False}),
+        (
+            "int8 static QOperator, per-channel",
+            {"bits": 8, "calibration": x_train, "format": "qoperator"},
+        ),
+        (
+            "int8 static QOperator, per-tensor",
+            {"bits": 8, "calibration": x_train, "format": "qoperator", "per_channel": False},
+        ),
         ("fp16", {"bits": 16}),
         ("4-bit weights (MatMulNBits)", {"bits": 4}),
-    ]  # fmt: skip
+    ]
     for label, kwargs in recipes:
         row(table, label, quantize_model(parent, **kwargs, **ev), batches)
-    pruned = prune_model(parent, structured=0.5, finetune_data=x_train, finetune_labels=y_train,
-                         train=TrainConfig(epochs=20), **ev)  # fmt: skip
+    pruned = prune_model(
+        parent,
+        structured=0.5,
+        finetune_data=x_train,
+        finetune_labels=y_train,
+        train=TrainConfig(epochs=20),
+        **ev,
+    )
     row(table, "structured prune 50% units + 20-epoch fine-tune", pruned, batches)
     sparse = prune_model(parent, sparsity=0.5, **ev)
     row(table, "magnitude prune 50% (unstructured)", sparse, batches)
-    student = distill_model(parent, data=x_train, labels=y_train, hidden=(48,),
-                            train=TrainConfig(epochs=60, temperature=4.0), **ev)  # fmt: skip
+    student = distill_model(
+        parent,
+        data=x_train,
+        labels=y_train,
+        hidden=(48,),
+        train=TrainConfig(epochs=60, temperature=4.0),
+        **ev,
+    )
     row(table, "distilled student 64-48-10", student, batches)
     console.print(table)
 
@@ -108,13 +153,16 @@ def tutorial(reg: Registry, rounds: int) -> None:
 class Encoder(torch.nn.Module):
     """BERT-style: token + position embeddings, LayerNorm, post-norm GELU encoder layers."""
 
-    def __init__(self, vocab: int, hidden: int, layers: int, heads: int, ff: int, max_len: int) -> None:
+    def __init__(
+        self, vocab: int, hidden: int, layers: int, heads: int, ff: int, max_len: int
+    ) -> None:
         super().__init__()
         self.tok = torch.nn.Embedding(vocab, hidden)
         self.pos = torch.nn.Embedding(max_len, hidden)
         self.norm = torch.nn.LayerNorm(hidden)
-        layer = torch.nn.TransformerEncoderLayer(hidden, heads, ff, dropout=0.0, activation="gelu",
-                                                 batch_first=True)  # fmt: skip
+        layer = torch.nn.TransformerEncoderLayer(
+            hidden, heads, ff, dropout=0.0, activation="gelu", batch_first=True
+        )
         self.encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -142,21 +190,44 @@ def transformer(reg: Registry, rounds: int) -> None:
     model = Encoder(**CONFIG).eval()
     add_outlier_weights(model)
     ids = torch.randint(0, CONFIG["vocab"], (8, 128)).numpy()
-    parent = modelport.register(model, "encoder", registry=reg, sample_input=ids,
-                                input_names=["input_ids"], output_names=["hidden"]).ref  # fmt: skip
-    ev = {"eval_data": ids, "registry": reg, "threads": 1, "batches": (8,), "rounds": rounds,
-          "max_accuracy_drop": 0.01}  # fmt: skip
-    table = Table(title=f"BERT-style encoder {CONFIG}, fp32 {reg.resolve(parent).size / 2**20:.1f} MiB; "
-                        "batch 8 x 128 tokens, 1 thread", title_justify="left")  # fmt: skip
+    parent = modelport.register(
+        model,
+        "encoder",
+        registry=reg,
+        sample_input=ids,
+        input_names=["input_ids"],
+        output_names=["hidden"],
+    ).ref
+    ev = {
+        "eval_data": ids,
+        "registry": reg,
+        "threads": 1,
+        "batches": (8,),
+        "rounds": rounds,
+        "max_accuracy_drop": 0.01,
+    }
+    table = Table(
+        title=f"BERT-style encoder {CONFIG}, fp32 {reg.resolve(parent).size / 2**20:.1f} MiB; "
+        "batch 8 x 128 tokens, 1 thread",
+        title_justify="left",
+    )
     for col in ("recipe", "size", "fp32 ms", "int8 ms", "speed-up", "mean cosine", "guard (0.99)"):
         table.add_column(col, justify="left" if col == "recipe" else "right")
-    for label, kwargs in [("default --bits 8 (dynamic, per-channel weights)", {}),
-                          ("stock dynamic, per-tensor weights", {"per_channel": False})]:  # fmt: skip
+    for label, kwargs in [
+        ("default --bits 8 (dynamic, per-channel weights)", {}),
+        ("stock dynamic, per-tensor weights", {"per_channel": False}),
+    ]:
         out = quantize_model(parent, bits=8, **kwargs, **ev)
         c = out.comparison
-        table.add_row(label, f"{c.child.size / 2**20:.1f} MiB", f"{c.parent.latency_ms[8]:.1f}",
-                      f"{c.child.latency_ms[8]:.1f}", f"{c.speedup(8):.2f}x", f"{c.cosine:.4f}",
-                      "registered " + out.version.ref if out.version else "refused")  # fmt: skip
+        table.add_row(
+            label,
+            f"{c.child.size / 2**20:.1f} MiB",
+            f"{c.parent.latency_ms[8]:.1f}",
+            f"{c.child.latency_ms[8]:.1f}",
+            f"{c.speedup(8):.2f}x",
+            f"{c.cosine:.4f}",
+            "registered " + out.version.ref if out.version else "refused",
+        )
     console.print(table)
 
 

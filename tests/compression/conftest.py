@@ -38,9 +38,13 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
     torch.set_num_threads(1)  # tiny matrices: threads only add contention
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64), torch.nn.ReLU(),
-        torch.nn.Linear(64, 10), torch.nn.Softmax(dim=1),
-    )  # fmt: skip
+        torch.nn.Linear(64, 128),
+        torch.nn.ReLU(),
+        torch.nn.Linear(128, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 10),
+        torch.nn.Softmax(dim=1),
+    )
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
     for _ in range(150):  # full-batch Adam: ~97% test accuracy in well under a second
@@ -51,7 +55,12 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
     root = tmp_path_factory.mktemp("digits")
     artifact = from_module(net.eval(), root, x_train[:4])
     files = {}
-    for key, arr in {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}.items():
+    for key, arr in {
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_test": x_test,
+        "y_test": y_test,
+    }.items():
         files[key] = root / f"{key}.npy"
         np.save(files[key], arr)
     return Digits(root / artifact.entrypoint, x_train, y_train, x_test, y_test, files)

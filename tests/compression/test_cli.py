@@ -32,10 +32,25 @@ def cli(sqlite_registry: Registry, monkeypatch, capsys):
 
 def test_quantize_prints_report_and_registers(cli, sqlite_registry, tutorial, digits, tmp_path):
     f = digits.files
-    code, out, err = cli("compress", "quantize", tutorial, "--bits", "8", "--calibration",
-                         str(f["x_train"]), "--eval-data", str(f["x_test"]), "--eval-labels",
-                         str(f["y_test"]), "--max-accuracy-drop", "0.005", "--threads", "1",
-                         "--plot", str(tmp_path / "p.png"))  # fmt: skip
+    code, out, err = cli(
+        "compress",
+        "quantize",
+        tutorial,
+        "--bits",
+        "8",
+        "--calibration",
+        str(f["x_train"]),
+        "--eval-data",
+        str(f["x_test"]),
+        "--eval-labels",
+        str(f["y_test"]),
+        "--max-accuracy-drop",
+        "0.005",
+        "--threads",
+        "1",
+        "--plot",
+        str(tmp_path / "p.png"),
+    )
     assert code == 0, err
     assert "file size" in out and "gzip size" in out and "latency batch 32" in out
     assert "accuracy" in out and "CPU:" in out and "registered digits:2" in out
@@ -45,9 +60,21 @@ def test_quantize_prints_report_and_registers(cli, sqlite_registry, tutorial, di
 
 def test_guard_refuses_and_exits_nonzero(cli, sqlite_registry, tutorial, digits):
     f = digits.files
-    code, out, _ = cli("compress", "prune", tutorial, "--sparsity", "0.9", "--eval-data",
-                       str(f["x_test"]), "--eval-labels", str(f["y_test"]),
-                       "--max-accuracy-drop", "0.01", "--threads", "1")  # fmt: skip
+    code, out, _ = cli(
+        "compress",
+        "prune",
+        tutorial,
+        "--sparsity",
+        "0.9",
+        "--eval-data",
+        str(f["x_test"]),
+        "--eval-labels",
+        str(f["y_test"]),
+        "--max-accuracy-drop",
+        "0.01",
+        "--threads",
+        "1",
+    )
     assert code == 1
     assert "not registered: the accuracy drop is" in out and "over the budget of 1.00 points" in out
     assert len(sqlite_registry.list_versions("digits")) == 1
@@ -58,15 +85,24 @@ def test_guard_refuses_and_exits_nonzero(cli, sqlite_registry, tutorial, digits)
     [
         (["compress", "quantize", "digits", "--bits", "3"], "unsupported bit width 3"),
         (["compress", "prune", "digits", "--sparsity", "1"], "sparsity must be in [0, 1)"),
-        (["compress", "quantize", "digits", "--max-accuracy-drop", "0.01"], "needs an evaluation set"),
+        (
+            ["compress", "quantize", "digits", "--max-accuracy-drop", "0.01"],
+            "needs an evaluation set",
+        ),
         (["compress", "quantize", "digits", "--calibration", "EMPTY"], "is empty"),
         (["compress", "distill", "digits", "--data", "NARROW"], "dimension 1 is 3"),
         (["compress", "quantize", "digits", "--eval-data", "NARROW"], "dimension 1 is 3"),
-        (["compress", "distill", "digits", "--data", "NARROW", "--hidden", "a,b"], "--hidden must be"),
-        (["compress", "distill", "digits", "--data", "NARROW", "--student", "x.py"], "FILE.py:NAME"),
+        (
+            ["compress", "distill", "digits", "--data", "NARROW", "--hidden", "a,b"],
+            "--hidden must be",
+        ),
+        (
+            ["compress", "distill", "digits", "--data", "NARROW", "--student", "x.py"],
+            "FILE.py:NAME",
+        ),
         (["evaluate", "digits", "nothere"], "nothere"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_one_line(cli, sqlite_registry, tutorial, tmp_path, args, message):
     empty = tmp_path / "empty.npy"
     empty.write_bytes(b"")
@@ -82,13 +118,36 @@ def test_bad_input_is_one_line(cli, sqlite_registry, tutorial, tmp_path, args, m
 
 def test_auto_registers_best_and_promotes(cli, sqlite_registry, tutorial, digits):
     f = digits.files
-    code, out, err = cli("compress", "auto", tutorial, "--data", str(f["x_train"]), "--labels",
-                         str(f["y_train"]), "--eval-data", str(f["x_test"]), "--eval-labels",
-                         str(f["y_test"]), "--max-accuracy-drop", "0.01", "--epochs", "8",
-                         "--promote", "staging", "--threads", "1")  # fmt: skip
+    code, out, err = cli(
+        "compress",
+        "auto",
+        tutorial,
+        "--data",
+        str(f["x_train"]),
+        "--labels",
+        str(f["y_train"]),
+        "--eval-data",
+        str(f["x_test"]),
+        "--eval-labels",
+        str(f["y_test"]),
+        "--max-accuracy-drop",
+        "0.01",
+        "--epochs",
+        "8",
+        "--promote",
+        "staging",
+        "--threads",
+        "1",
+    )
     assert code == 0, err
-    for label in ("int8-dynamic-per-channel", "fp16", "int4-weights", "int8-static-qdq",
-                  "prune-structured-0.5", "distill-32"):  # fmt: skip
+    for label in (
+        "int8-dynamic-per-channel",
+        "fp16",
+        "int4-weights",
+        "int8-static-qdq",
+        "prune-structured-0.5",
+        "distill-32",
+    ):
         assert label in out
     assert "<- chosen" in out and "pareto" in out
     chosen = sqlite_registry.resolve("digits@staging")
@@ -99,7 +158,16 @@ def test_auto_registers_best_and_promotes(cli, sqlite_registry, tutorial, digits
 
 def test_evaluate_command(cli, sqlite_registry, tutorial, digits):
     cli("compress", "quantize", tutorial, "--bits", "16", "--threads", "1")
-    code, out, err = cli("evaluate", tutorial, "digits:2", "--data", str(digits.files["x_test"]),
-                         "--labels", str(digits.files["y_test"]), "--threads", "1")  # fmt: skip
+    code, out, err = cli(
+        "evaluate",
+        tutorial,
+        "digits:2",
+        "--data",
+        str(digits.files["x_test"]),
+        "--labels",
+        str(digits.files["y_test"]),
+        "--threads",
+        "1",
+    )
     assert code == 0, err
     assert "digits:1 vs digits:2" in out and "accuracy" in out and "latency batch 1" in out

@@ -11,10 +11,17 @@ FAST = {"threads": 1, "rounds": 3}
 
 def test_small_student_close_to_teacher(sqlite_registry, tutorial, digits):
     outcome = distill_model(
-        tutorial, data=digits.x_train, labels=digits.y_train, hidden=(48,),
-        train=TrainConfig(epochs=60, temperature=4.0, seed=0), eval_data=digits.x_test,
-        eval_labels=digits.y_test, max_accuracy_drop=0.02, registry=sqlite_registry, **FAST,
-    )  # fmt: skip
+        tutorial,
+        data=digits.x_train,
+        labels=digits.y_train,
+        hidden=(48,),
+        train=TrainConfig(epochs=60, temperature=4.0, seed=0),
+        eval_data=digits.x_test,
+        eval_labels=digits.y_test,
+        max_accuracy_drop=0.02,
+        registry=sqlite_registry,
+        **FAST,
+    )
     v = outcome.version
     assert v is not None, outcome.rejected
     comp = outcome.comparison
@@ -22,7 +29,12 @@ def test_small_student_close_to_teacher(sqlite_registry, tutorial, digits):
     assert comp.accuracy_drop <= 0.02
     assert v.transform == "distill" and v.parent == tutorial
     params = v.transform_params
-    assert params["student"] == {"kind": "mlp", "hidden": [48], "activation": "relu", "softmax": True}
+    assert params["student"] == {
+        "kind": "mlp",
+        "hidden": [48],
+        "activation": "relu",
+        "softmax": True,
+    }
     assert params["temperature"] == 4.0 and params["epochs"] == 60 and params["labelled"] is True
     assert v.signature == sqlite_registry.resolve(tutorial).signature
 
@@ -37,13 +49,22 @@ def test_unlabeled_csv_and_user_module(sqlite_registry, tutorial, digits, tmp_pa
     class Student(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.body = torch.nn.Sequential(torch.nn.Linear(64, 24), torch.nn.Tanh(), torch.nn.Linear(24, 10))
+            self.body = torch.nn.Sequential(
+                torch.nn.Linear(64, 24), torch.nn.Tanh(), torch.nn.Linear(24, 10)
+            )
 
         def forward(self, x):
             return torch.softmax(self.body(x), dim=1)
 
-    outcome = distill_model(tutorial, data=csv, student=Student(), train=TrainConfig(epochs=5),
-                            eval_data=digits.x_test, registry=sqlite_registry, **FAST)  # fmt: skip
+    outcome = distill_model(
+        tutorial,
+        data=csv,
+        student=Student(),
+        train=TrainConfig(epochs=5),
+        eval_data=digits.x_test,
+        registry=sqlite_registry,
+        **FAST,
+    )
     params = outcome.version.transform_params
     assert params["student"] == {"kind": "module", "class": Student.__qualname__}
     assert params["rows"] == 400 and params["labelled"] is False and "alpha" not in params
@@ -56,8 +77,14 @@ def test_parquet_data(sqlite_registry, tutorial, digits, tmp_path):
 
     path = tmp_path / "rows.parquet"
     pq.write_table(pa.table({f"f{i}": digits.x_train[:200, i] for i in range(64)}), path)
-    outcome = distill_model(tutorial, data=path, hidden=(16,), train=TrainConfig(epochs=2),
-                            registry=sqlite_registry, **FAST)  # fmt: skip
+    outcome = distill_model(
+        tutorial,
+        data=path,
+        hidden=(16,),
+        train=TrainConfig(epochs=2),
+        registry=sqlite_registry,
+        **FAST,
+    )
     assert outcome.version.transform_params["rows"] == 200
 
 
@@ -69,7 +96,7 @@ def test_parquet_data(sqlite_registry, tutorial, digits, tmp_path):
         ({"train": TrainConfig(temperature=0)}, "temperature must be positive"),
         ({"train": TrainConfig(epochs=0)}, "epochs must be at least 1"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_registers_nothing(sqlite_registry, tutorial, digits, kwargs, message):
     kwargs = {"data": digits.x_train, "train": TrainConfig(epochs=1), **kwargs}
     with pytest.raises(InvalidInput, match=message):

@@ -13,8 +13,14 @@ FAST = {"threads": 1, "rounds": 3}
 
 def test_evaluate_two_versions_side_by_side(sqlite_registry, tutorial, digits):
     child = quantize_model(tutorial, bits=16, registry=sqlite_registry, **FAST).version
-    comp = evaluate_models(tutorial, child.ref, registry=sqlite_registry, data=digits.x_test,
-                           labels=digits.y_test, **FAST)  # fmt: skip
+    comp = evaluate_models(
+        tutorial,
+        child.ref,
+        registry=sqlite_registry,
+        data=digits.x_test,
+        labels=digits.y_test,
+        **FAST,
+    )
     assert comp.parent.label == tutorial and comp.child.label == child.ref
     assert comp.parent.size == sqlite_registry.resolve(tutorial).size
     assert comp.child.size == child.size
@@ -42,7 +48,9 @@ def test_cpu_flags_are_read(tmp_path):
     fake = tmp_path / "cpuinfo"
     fake.write_text("model name\t: Test CPU\nflags\t\t: fpu sse2 avx2 avx512bw avx512_vnni\n")
     info = cpu_info.__wrapped__(str(fake))
-    assert info == CpuInfo("Test CPU", frozenset({"fpu", "sse2", "avx2", "avx512bw", "avx512_vnni"}))
+    assert info == CpuInfo(
+        "Test CPU", frozenset({"fpu", "sse2", "avx2", "avx512bw", "avx512_vnni"})
+    )
     assert info.has_vnni and info.int8_features == ["AVX-512 VNNI", "AVX-512BW", "AVX2"]
     plain = tmp_path / "plain"
     plain.write_text("model name\t: Old CPU\nflags\t\t: fpu sse2\n")

@@ -22,8 +22,15 @@ def _weights(reg: Registry, ref: str) -> list[np.ndarray]:
 
 
 def test_global_sparsity_shrinks_gzip_not_raw(sqlite_registry, tutorial, digits):
-    outcome = prune_model(tutorial, sparsity=0.6, scope="global", eval_data=digits.x_test,
-                          eval_labels=digits.y_test, registry=sqlite_registry, **FAST)  # fmt: skip
+    outcome = prune_model(
+        tutorial,
+        sparsity=0.6,
+        scope="global",
+        eval_data=digits.x_test,
+        eval_labels=digits.y_test,
+        registry=sqlite_registry,
+        **FAST,
+    )
     v = outcome.version
     weights = _weights(sqlite_registry, v.ref)
     zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.size for w in weights)
@@ -42,7 +49,8 @@ def test_per_layer_sparsity_and_threshold(sqlite_registry, tutorial):
         assert (w == 0).mean() == pytest.approx(0.5, abs=0.01)
     by_threshold = prune_model(tutorial, threshold=0.05, registry=sqlite_registry, **FAST)
     parent_weights = _weights(sqlite_registry, tutorial)
-    for before, after in zip(parent_weights, _weights(sqlite_registry, by_threshold.version.ref)):
+    pruned_weights = _weights(sqlite_registry, by_threshold.version.ref)
+    for before, after in zip(parent_weights, pruned_weights, strict=True):
         small = np.abs(before) < 0.05
         assert np.all(after[small] == 0) and np.array_equal(after[~small], before[~small])
     achieved = by_threshold.version.transform_params["achieved_sparsity"]
@@ -51,10 +59,17 @@ def test_per_layer_sparsity_and_threshold(sqlite_registry, tutorial):
 
 def test_structured_half_units_with_finetune(sqlite_registry, tutorial, digits):
     outcome = prune_model(
-        tutorial, structured=0.5, finetune_data=digits.x_train, finetune_labels=digits.y_train,
-        train=TrainConfig(epochs=15), eval_data=digits.x_test, eval_labels=digits.y_test,
-        max_accuracy_drop=0.01, registry=sqlite_registry, **FAST,
-    )  # fmt: skip
+        tutorial,
+        structured=0.5,
+        finetune_data=digits.x_train,
+        finetune_labels=digits.y_train,
+        train=TrainConfig(epochs=15),
+        eval_data=digits.x_test,
+        eval_labels=digits.y_test,
+        max_accuracy_drop=0.01,
+        registry=sqlite_registry,
+        **FAST,
+    )
     v = outcome.version
     assert v is not None, outcome.rejected
     layers = gx.dense_layers(gx.load(sqlite_registry.path(v)))
@@ -85,9 +100,12 @@ def _conv_net(path: Path) -> Path:
         helper.make_node("Conv", ["p", "c2"], ["output"]),
     ]
     graph = helper.make_graph(
-        nodes, "cnn", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 1, 8, 8])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 4, 2, 2])], inits,
-    )  # fmt: skip
+        nodes,
+        "cnn",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 1, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 4, 2, 2])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -114,10 +132,13 @@ def test_structured_conv_channels(sqlite_registry, tmp_path):
         ({}, "exactly one"),
         ({"sparsity": 0.5, "scope": "row"}, "scope must be one of"),
         ({"threshold": -1.0}, "non-negative"),
-        ({"sparsity": 0.5, "finetune_data": np.zeros((2, 64), np.float32)}, "structured pruning only"),
+        (
+            {"sparsity": 0.5, "finetune_data": np.zeros((2, 64), np.float32)},
+            "structured pruning only",
+        ),
         ({"structured": 0.5, "finetune_data": np.zeros((2, 8), np.float32)}, "dimension 1 is 8"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_registers_nothing(sqlite_registry, tutorial, kwargs, message):
     with pytest.raises(InvalidInput, match=message):
         prune_model(tutorial, registry=sqlite_registry, **kwargs, **FAST)

@@ -15,18 +15,32 @@ def _accuracy_drop_points(outcome) -> float:
     return outcome.comparison.accuracy_drop * 100
 
 
-def test_static_int8_is_small_and_accurate_with_lineage(sqlite_registry: Registry, tutorial, digits):
+def test_static_int8_is_small_and_accurate_with_lineage(
+    sqlite_registry: Registry, tutorial, digits
+):
     outcome = quantize_model(
-        tutorial, bits=8, calibration=digits.x_train, eval_data=digits.x_test,
-        eval_labels=digits.y_test, max_accuracy_drop=0.005, registry=sqlite_registry, **FAST,
-    )  # fmt: skip
+        tutorial,
+        bits=8,
+        calibration=digits.x_train,
+        eval_data=digits.x_test,
+        eval_labels=digits.y_test,
+        max_accuracy_drop=0.005,
+        registry=sqlite_registry,
+        **FAST,
+    )
     version = outcome.version
     assert version is not None and outcome.rejected is None
     assert version.parent == tutorial and version.transform == "quantize"
     assert version.transform_params == {
-        "bits": 8, "mode": "static", "format": "qdq", "per_channel": True, "method": "MinMax",
-        "activation_type": "uint8", "weight_type": "int8", "calibration_rows": 512,
-    }  # fmt: skip
+        "bits": 8,
+        "mode": "static",
+        "format": "qdq",
+        "per_channel": True,
+        "method": "MinMax",
+        "activation_type": "uint8",
+        "weight_type": "int8",
+        "calibration_rows": 512,
+    }
     parent = sqlite_registry.resolve(tutorial)
     assert parent.size / version.size >= 3.5
     assert version.metrics["size_ratio"] == pytest.approx(parent.size / version.size)
@@ -40,9 +54,16 @@ def test_static_int8_is_small_and_accurate_with_lineage(sqlite_registry: Registr
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_calibration_methods(sqlite_registry, tutorial, digits, method):
-    outcome = quantize_model(tutorial, bits=8, calibration=digits.x_train[:64], method=method,
-                             eval_data=digits.x_test, eval_labels=digits.y_test,
-                             registry=sqlite_registry, **FAST)  # fmt: skip
+    outcome = quantize_model(
+        tutorial,
+        bits=8,
+        calibration=digits.x_train[:64],
+        method=method,
+        eval_data=digits.x_test,
+        eval_labels=digits.y_test,
+        registry=sqlite_registry,
+        **FAST,
+    )
     assert outcome.version.transform_params["method"] == method.capitalize()
     assert _accuracy_drop_points(outcome) <= 2.0
 
@@ -79,12 +100,20 @@ def _count(reg: Registry) -> int:
         ({"bits": 16, "calibration": np.zeros((4, 64), np.float32)}, "static int8 only"),
         ({"bits": 8, "calibration": np.zeros((4, 63), np.float32)}, "dimension 1 is 63"),
         ({"bits": 8, "calibration": np.zeros((4, 64), np.int64).astype(str)}, "dtype"),
-        ({"bits": 8, "eval_data": np.zeros((4, 64), np.float32), "eval_labels": np.arange(3)},
-         "labels must be 4"),
-        ({"bits": 8, "eval_data": np.zeros((3, 64), np.float32), "eval_labels": np.array([0, 1, 12])},
-         "10 classes"),
+        (
+            {"bits": 8, "eval_data": np.zeros((4, 64), np.float32), "eval_labels": np.arange(3)},
+            "labels must be 4",
+        ),
+        (
+            {
+                "bits": 8,
+                "eval_data": np.zeros((3, 64), np.float32),
+                "eval_labels": np.array([0, 1, 12]),
+            },
+            "10 classes",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_registers_nothing(sqlite_registry, tutorial, kwargs, message):
     with pytest.raises(InvalidInput, match=message):
         quantize_model(tutorial, registry=sqlite_registry, **kwargs, **FAST)

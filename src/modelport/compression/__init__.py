@@ -1,8 +1,10 @@
-"""Compression: prune, quantize, distill; each result is a new registry version, measured side by side
+"""Compression: prune, quantize, distill; each result is a new registry version, measured side
+by side
 with its parent and guarded by an accuracy budget.
 
     from modelport.compression import quantize_model, prune_model, distill_model, auto_compress
-    outcome = quantize_model("digits:1", bits=8, eval_data=x, eval_labels=y, max_accuracy_drop=0.005)
+    outcome = quantize_model("digits:1", bits=8, eval_data=x, eval_labels=y,
+                             max_accuracy_drop=0.005)
     outcome.version          # ModelVersion (parent, transform, transform_params, metrics) or None
     outcome.rejected         # why the accuracy guard refused it
 """

@@ -24,7 +24,9 @@ from modelport.registry import Registry
 EVAL_KEYS = ("eval_data", "eval_labels", "max_accuracy_drop", "threads", "batches", "rounds")
 
 
-def _step(ref: Any, registry: Registry | None, options: dict[str, Any]) -> tuple[Step, dict[str, Any]]:
+def _step(
+    ref: Any, registry: Registry | None, options: dict[str, Any]
+) -> tuple[Step, dict[str, Any]]:
     step_opts = {k: options.pop(k) for k in EVAL_KEYS if k in options}
     return Step(registry or Registry(), ref, **step_opts), options
 
@@ -41,11 +43,19 @@ def quantization_label(config: QuantizeConfig, calibrated: bool) -> str:
 
 
 def quantize_model(
-    ref: Any, *, bits: int = 8, calibration: Any = None, method: str = "minmax",
-    per_channel: bool = True, format: str = "qdq", block_size: int = 32,
-    registry: Registry | None = None, name: str | None = None, alias: str | None = None,
+    ref: Any,
+    *,
+    bits: int = 8,
+    calibration: Any = None,
+    method: str = "minmax",
+    per_channel: bool = True,
+    format: str = "qdq",
+    block_size: int = 32,
+    registry: Registry | None = None,
+    name: str | None = None,
+    alias: str | None = None,
     **evaluation: Any,
-) -> Outcome:  # fmt: skip
+) -> Outcome:
     config = QuantizeConfig(bits, method, per_channel, format, block_size)
     config.check(None)
     step, _ = _step(ref, registry, evaluation)
@@ -53,8 +63,9 @@ def quantize_model(
         cal = None if calibration is None else step.dataset(calibration)
         config.check(cal)
         label = quantization_label(config, cal is not None)
-        return step.run(label, "quantize", lambda s, d: quantize(s, d, config, cal),
-                        name=name, alias=alias)  # fmt: skip
+        return step.run(
+            label, "quantize", lambda s, d: quantize(s, d, config, cal), name=name, alias=alias
+        )
 
 
 def magnitude_build(threshold: float | None, sparsity: float | None, scope: str) -> Any:
@@ -74,8 +85,11 @@ def structured_build(fraction: float, step: Step, data: Any, config: TrainConfig
     def make(src: Path, dst: Path) -> dict[str, Any]:
         model = gx.load(src)
         layers = pruning.structured(model, fraction)
-        params: dict[str, Any] = {"kind": "structured", "fraction": fraction,
-                                  "units": {k: list(v) for k, v in layers.items()}}  # fmt: skip
+        params: dict[str, Any] = {
+            "kind": "structured",
+            "fraction": fraction,
+            "units": {k: list(v) for k, v in layers.items()},
+        }
         if data is not None and config is not None:
             from modelport.compression.distill import finetune
             from modelport.compression.evaluate import session
@@ -99,12 +113,20 @@ class _SessionRuntime:
 
 
 def prune_model(
-    ref: Any, *, threshold: float | None = None, sparsity: float | None = None,
-    scope: str = "global", structured: float | None = None, finetune_data: Any = None,
-    finetune_labels: Any = None, train: TrainConfig | None = None,
-    registry: Registry | None = None, name: str | None = None, alias: str | None = None,
+    ref: Any,
+    *,
+    threshold: float | None = None,
+    sparsity: float | None = None,
+    scope: str = "global",
+    structured: float | None = None,
+    finetune_data: Any = None,
+    finetune_labels: Any = None,
+    train: TrainConfig | None = None,
+    registry: Registry | None = None,
+    name: str | None = None,
+    alias: str | None = None,
     **evaluation: Any,
-) -> Outcome:  # fmt: skip
+) -> Outcome:
     """Magnitude pruning (``threshold`` or ``sparsity``) or structured pruning (``structured`` =
     fraction of hidden units/channels to remove, optionally fine-tuned on ``finetune_data``)."""
     chosen = [x is not None for x in (threshold, sparsity, structured)]
@@ -120,15 +142,17 @@ def prune_model(
     with step:
         if structured is None:
             label = f"prune-{'threshold' if threshold is not None else 'sparsity'}-{scope}"
-            return step.run(label, "prune", magnitude_build(threshold, sparsity, scope),
-                            name=name, alias=alias)  # fmt: skip
+            return step.run(
+                label, "prune", magnitude_build(threshold, sparsity, scope), name=name, alias=alias
+            )
         data = None if finetune_data is None else step.dataset(finetune_data, finetune_labels)
         make = structured_build(structured, step, data, train or TrainConfig(epochs=20))
         return step.run(f"prune-structured-{structured:g}", "prune", make, name=name, alias=alias)
 
 
-def distill_build(step: Step, data: Any, hidden: Sequence[int], student: Any,
-                  config: TrainConfig | None) -> Any:  # fmt: skip
+def distill_build(
+    step: Step, data: Any, hidden: Sequence[int], student: Any, config: TrainConfig | None
+) -> Any:
     def make(src: Path, dst: Path) -> dict[str, Any]:
         from modelport.api import load
         from modelport.compression.distill import distill
@@ -136,8 +160,9 @@ def distill_build(step: Step, data: Any, hidden: Sequence[int], student: Any,
         teacher = load(step.parent, registry=step.registry)
         (dst.parent / "export").mkdir(exist_ok=True)
         try:
-            path, params = distill(teacher, data, dst.parent / "export", hidden=hidden,
-                                   student=student, config=config)  # fmt: skip
+            path, params = distill(
+                teacher, data, dst.parent / "export", hidden=hidden, student=student, config=config
+            )
         finally:
             teacher.close()
         path.replace(dst)
@@ -147,23 +172,43 @@ def distill_build(step: Step, data: Any, hidden: Sequence[int], student: Any,
 
 
 def distill_model(
-    ref: Any, *, data: Any, labels: Any = None, hidden: Sequence[int] = (32,), student: Any = None,
-    train: TrainConfig | None = None, registry: Registry | None = None, name: str | None = None,
-    alias: str | None = None, **evaluation: Any,
-) -> Outcome:  # fmt: skip
+    ref: Any,
+    *,
+    data: Any,
+    labels: Any = None,
+    hidden: Sequence[int] = (32,),
+    student: Any = None,
+    train: TrainConfig | None = None,
+    registry: Registry | None = None,
+    name: str | None = None,
+    alias: str | None = None,
+    **evaluation: Any,
+) -> Outcome:
     config = (train or TrainConfig()).check()
     step, _ = _step(ref, registry, evaluation)
     with step:
         dataset = step.dataset(data, labels)
         label = "distill-" + ("x".join(str(h) for h in hidden) if student is None else "module")
-        return step.run(label, "distill", distill_build(step, dataset, hidden, student, config),
-                        name=name, alias=alias)  # fmt: skip
+        return step.run(
+            label,
+            "distill",
+            distill_build(step, dataset, hidden, student, config),
+            name=name,
+            alias=alias,
+        )
 
 
 def evaluate_models(
-    a: Any, b: Any, *, registry: Registry | None = None, data: Any = None, labels: Any = None,
-    threads: int = 0, batches: tuple[int, ...] = (1, 32), rounds: int = 15,
-) -> Any:  # fmt: skip
+    a: Any,
+    b: Any,
+    *,
+    registry: Registry | None = None,
+    data: Any = None,
+    labels: Any = None,
+    threads: int = 0,
+    batches: tuple[int, ...] = (1, 32),
+    rounds: int = 15,
+) -> Any:
     """Compare two registered versions side by side (``a`` plays the parent)."""
     from modelport.compression.data import as_dataset
     from modelport.compression.evaluate import compare
@@ -175,5 +220,13 @@ def evaluate_models(
     if va.signature.input_names != vb.signature.input_names:
         raise InvalidInput(f"{va.ref} and {vb.ref} take different inputs; they cannot be compared")
     dataset = None if data is None else as_dataset(data, va.signature, labels)
-    return compare(registry.path(va), registry.path(vb), va.signature, dataset,
-                   labels=(va.ref, vb.ref), batches=batches, threads=threads, rounds=rounds)  # fmt: skip
+    return compare(
+        registry.path(va),
+        registry.path(vb),
+        va.signature,
+        dataset,
+        labels=(va.ref, vb.ref),
+        batches=batches,
+        threads=threads,
+        rounds=rounds,
+    )

@@ -48,11 +48,21 @@ def plan(step: Step, data: Any, labels: Any, train: TrainConfig) -> list[tuple[s
     if dataset is not None:
         static = QuantizeConfig(8, "minmax", True, "qdq")
         unlabeled = step.dataset(dataset.inputs)
-        builds.append((api.quantization_label(static, True), "quantize",
-                       lambda s, d: quantize(s, d, static, unlabeled)))  # fmt: skip
+        builds.append(
+            (
+                api.quantization_label(static, True),
+                "quantize",
+                lambda s, d: quantize(s, d, static, unlabeled),
+            )
+        )
     for fraction in (0.25, 0.5):
-        builds.append((f"prune-structured-{fraction:g}", "prune",
-                       api.structured_build(fraction, step, dataset, train)))  # fmt: skip
+        builds.append(
+            (
+                f"prune-structured-{fraction:g}",
+                "prune",
+                api.structured_build(fraction, step, dataset, train),
+            )
+        )
     if dataset is not None:
         hidden = _student_hidden(step.parent_path)
         label = "distill-" + "x".join(map(str, hidden))
@@ -65,16 +75,34 @@ def choose(candidates: Sequence[Candidate], objective: str) -> Candidate | None:
     if not ok:
         return None
     if objective == "size":
-        return min(ok, key=lambda c: (c.comparison.child.size, -c.comparison.speedup(max(c.comparison.child.latency_ms))))
-    return min(ok, key=lambda c: (c.comparison.child.latency_ms[max(c.comparison.child.latency_ms)],
-                                  c.comparison.child.size))  # fmt: skip
+        return min(
+            ok,
+            key=lambda c: (
+                c.comparison.child.size,
+                -c.comparison.speedup(max(c.comparison.child.latency_ms)),
+            ),
+        )
+    return min(
+        ok,
+        key=lambda c: (
+            c.comparison.child.latency_ms[max(c.comparison.child.latency_ms)],
+            c.comparison.child.size,
+        ),
+    )
 
 
 def auto_compress(
-    ref: Any, *, data: Any = None, labels: Any = None, objective: str = "latency",
-    train: TrainConfig | None = None, promote: str | None = None,
-    registry: Registry | None = None, name: str | None = None, **evaluation: Any,
-) -> AutoResult:  # fmt: skip
+    ref: Any,
+    *,
+    data: Any = None,
+    labels: Any = None,
+    objective: str = "latency",
+    train: TrainConfig | None = None,
+    promote: str | None = None,
+    registry: Registry | None = None,
+    name: str | None = None,
+    **evaluation: Any,
+) -> AutoResult:
     if objective not in OBJECTIVES:
         raise InvalidInput(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     train = (train or TrainConfig(epochs=20)).check()

@@ -1,4 +1,4 @@
-"""What this CPU offers for int8 inference, read from /proc/cpuinfo flags (Linux) or the platform."""
+"""What this CPU offers for int8 inference, read from /proc/cpuinfo flags."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Calibration, training and evaluation data: npy/npz/csv/parquet files checked against a signature.
 
-    data = load_dataset("eval.npy", signature, labels="eval_labels.npy")
-    data.inputs      # {"input": float32[n, 64]}
-    data.labels      # int64[n] or None
+data = load_dataset("eval.npy", signature, labels="eval_labels.npy")
+data.inputs      # {"input": float32[n, 64]}
+data.labels      # int64[n] or None
 """
 
 from __future__ import annotations
@@ -89,8 +89,10 @@ def _read_parquet(path: Path) -> dict[str, np.ndarray]:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises its own types
         raise InvalidInput(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-    return {name: np.asarray(table.column(name).to_numpy(zero_copy_only=False))
-            for name in table.column_names}  # fmt: skip
+    return {
+        name: np.asarray(table.column(name).to_numpy(zero_copy_only=False))
+        for name in table.column_names
+    }
 
 
 def _columns_to_matrix(columns: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -124,7 +126,9 @@ def load_inputs(path: Path, signature: Signature) -> dict[str, np.ndarray]:
         array = np.asarray(raw[spec.name])
         if array.dtype.kind == "f" and spec.numpy_dtype.kind == "f":
             array = array.astype(spec.numpy_dtype)  # csv gives float64 for a float32 model
-        elif array.dtype.kind in "iuf" and spec.numpy_dtype.kind in "iu" and array.dtype.kind != "f":
+        elif (
+            array.dtype.kind in "iuf" and spec.numpy_dtype.kind in "iu" and array.dtype.kind != "f"
+        ):
             array = array.astype(spec.numpy_dtype)
         try:
             inputs[spec.name] = spec.coerce(array)
@@ -134,7 +138,9 @@ def load_inputs(path: Path, signature: Signature) -> dict[str, np.ndarray]:
             raise InvalidInput(f"data file {path} has no rows")
     rows = {a.shape[0] for a in inputs.values()}
     if len(rows) != 1:
-        raise InvalidInput(f"{Path(path).name}: inputs have different numbers of rows {sorted(rows)}")
+        raise InvalidInput(
+            f"{Path(path).name}: inputs have different numbers of rows {sorted(rows)}"
+        )
     return inputs
 
 
@@ -143,13 +149,17 @@ def load_labels(path: Path, n_rows: int, n_classes: int | None) -> np.ndarray:
     raw = read_table(path)
     if isinstance(raw, dict):
         if len(raw) != 1:
-            raise InvalidInput(f"{Path(path).name} must hold one column of labels, found {sorted(raw)}")
+            raise InvalidInput(
+                f"{Path(path).name} must hold one column of labels, found {sorted(raw)}"
+            )
         raw = next(iter(raw.values()))
     labels = np.asarray(raw)
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:
-        raise InvalidInput(f"labels must be one class index per row, got shape {list(labels.shape)}")
+        raise InvalidInput(
+            f"labels must be one class index per row, got shape {list(labels.shape)}"
+        )
     if labels.dtype.kind == "f":
         if not np.all(np.equal(np.mod(labels, 1), 0)):
             raise InvalidInput("labels must be integer class indices")
@@ -205,8 +215,12 @@ def as_dataset(inputs: Any, signature: Signature, labels: Any = None) -> Dataset
         return Dataset(checked, load_labels(Path(labels), n, n_classes(signature)))
     tmp = np.asarray(labels)
     if tmp.ndim != 1 or tmp.shape[0] != n or tmp.dtype.kind not in "iu":
-        raise InvalidInput(f"labels must be {n} integer class indices, got {tmp.dtype}{list(tmp.shape)}")
+        raise InvalidInput(
+            f"labels must be {n} integer class indices, got {tmp.dtype}{list(tmp.shape)}"
+        )
     k = n_classes(signature)
     if k is not None and (tmp.min() < 0 or tmp.max() >= k):
-        raise InvalidInput(f"labels range over [{tmp.min()}, {tmp.max()}] but the model outputs {k} classes")
+        raise InvalidInput(
+            f"labels range over [{tmp.min()}, {tmp.max()}] but the model outputs {k} classes"
+        )
     return Dataset(checked, tmp.astype(np.int64))

@@ -66,10 +66,15 @@ def load_student(spec: str) -> Any:
 
 
 def distill(
-    teacher: Any, data: Dataset, folder: Path, *, hidden: Sequence[int] = (32,),
-    student: Any = None, config: TrainConfig | None = None,
-) -> tuple[Path, dict[str, Any]]:  # fmt: skip
-    """Train a student on ``data`` against ``teacher`` and export it; returns (onnx path, params)."""
+    teacher: Any,
+    data: Dataset,
+    folder: Path,
+    *,
+    hidden: Sequence[int] = (32,),
+    student: Any = None,
+    config: TrainConfig | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Train a student on ``data`` against ``teacher``, export it; return (onnx path, params)."""
     torch = import_torch()
     from modelport.importers.torch import from_module
 
@@ -78,13 +83,19 @@ def distill(
     x = _single_matrix_input(signature, data)
     soft = teacher_outputs(teacher, data)
     if soft.ndim != 2 or soft.shape[0] != len(x):
-        raise InvalidInput(f"distillation needs a [batch, classes] teacher output, got {list(soft.shape)}")
+        raise InvalidInput(
+            f"distillation needs a [batch, classes] teacher output, got {list(soft.shape)}"
+        )
     probabilities = bool(soft.min() >= 0 and np.allclose(soft.sum(axis=1), 1.0, atol=1e-3))
     torch.manual_seed(config.seed)
     if student is None:
         net = mlp.build(x.shape[1], hidden, soft.shape[1], softmax=probabilities)
-        student_desc: dict[str, Any] = {"kind": "mlp", "hidden": [int(h) for h in hidden],
-                                        "activation": "relu", "softmax": probabilities}  # fmt: skip
+        student_desc: dict[str, Any] = {
+            "kind": "mlp",
+            "hidden": [int(h) for h in hidden],
+            "activation": "relu",
+            "softmax": probabilities,
+        }
         forward_logits = net.logits
     else:
         net = student
@@ -97,16 +108,19 @@ def distill(
     losses = train(net, forward_logits, x, soft, data.labels, config, "distilling")
     names = signature.input_names, signature.output_names[:1]
     artifact = from_module(net, folder, x[:8], input_names=names[0], output_names=names[1])
-    params = {"student": student_desc, **config.to_dict(), "rows": len(x),
-              "labelled": data.labels is not None, "final_loss": round(losses[-1], 6)}  # fmt: skip
+    params = {
+        "student": student_desc,
+        **config.to_dict(),
+        "rows": len(x),
+        "labelled": data.labels is not None,
+        "final_loss": round(losses[-1], 6),
+    }
     if data.labels is None:
         params.pop("alpha")
     return artifact.root / artifact.entrypoint, params
 
 
-def finetune(
-    model: Any, teacher: Any, data: Dataset, config: TrainConfig
-) -> dict[str, Any]:  # fmt: skip
+def finetune(model: Any, teacher: Any, data: Dataset, config: TrainConfig) -> dict[str, Any]:
     """Fine-tune a pruned MLP graph in place against ``teacher`` (its parent) and labels if any."""
     config = config.check()
     net, layers = mlp.from_onnx(model)
@@ -114,5 +128,9 @@ def finetune(
     soft = teacher_outputs(teacher, data)
     losses = train(net, net.logits, x, soft, data.labels, config, "fine-tuning")
     mlp.write_back(net, layers)
-    return {**config.to_dict(), "rows": len(x), "labelled": data.labels is not None,
-            "final_loss": round(losses[-1], 6)}  # fmt: skip
+    return {
+        **config.to_dict(),
+        "rows": len(x),
+        "labelled": data.labels is not None,
+        "final_loss": round(losses[-1], 6),
+    }

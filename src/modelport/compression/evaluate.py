@@ -63,11 +63,15 @@ class Comparison:
     def metrics(self) -> dict[str, float]:
         """Flat metrics stored on the new version."""
         out: dict[str, float] = {
-            "size_bytes": self.child.size, "gzip_bytes": self.child.gzip_size,
-            "parameters": self.child.parameters, "parent_size_bytes": self.parent.size,
+            "size_bytes": self.child.size,
+            "gzip_bytes": self.child.gzip_size,
+            "parameters": self.child.parameters,
+            "parent_size_bytes": self.parent.size,
             "size_ratio": self.parent.size / self.child.size,
-            "max_abs_diff": self.max_abs_diff, "cosine": self.cosine, "eval_rows": self.rows,
-        }  # fmt: skip
+            "max_abs_diff": self.max_abs_diff,
+            "cosine": self.cosine,
+            "eval_rows": self.rows,
+        }
         for batch, ms in self.child.latency_ms.items():
             out[f"latency_ms_b{batch}"] = ms
             out[f"parent_latency_ms_b{batch}"] = self.parent.latency_ms[batch]
@@ -96,7 +100,9 @@ def session(path: Path, threads: int = 0) -> Any:
     try:
         return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # translate ORT's own exception types once, here
-        raise BackendError(f"ONNX Runtime could not load {Path(path).name}: {str(exc).splitlines()[0]}") from None
+        raise BackendError(
+            f"ONNX Runtime could not load {Path(path).name}: {str(exc).splitlines()[0]}"
+        ) from None
 
 
 def run_all(sess: Any, data: Dataset, chunk: int = 256) -> np.ndarray:
@@ -105,7 +111,9 @@ def run_all(sess: Any, data: Dataset, chunk: int = 256) -> np.ndarray:
     return np.concatenate(outs, axis=0)
 
 
-def sample_inputs(signature: Signature, batch: int, data: Dataset | None, seq: int = 16) -> dict[str, np.ndarray]:
+def sample_inputs(
+    signature: Signature, batch: int, data: Dataset | None, seq: int = 16
+) -> dict[str, np.ndarray]:
     """``batch`` rows: from the data (repeated if short) or synthetic for the signature."""
     if data is not None:
         idx = np.arange(batch) % len(data)
@@ -124,7 +132,10 @@ def sample_inputs(signature: Signature, batch: int, data: Dataset | None, seq: i
 
 
 def interleaved_latency(
-    sessions: Sequence[Any], inputs: dict[str, np.ndarray], rounds: int = 15, min_round_s: float = 0.01
+    sessions: Sequence[Any],
+    inputs: dict[str, np.ndarray],
+    rounds: int = 15,
+    min_round_s: float = 0.01,
 ) -> list[float]:
     """Median milliseconds per call for each session, measured in alternating rounds."""
     for s in sessions:  # warm-up
@@ -145,13 +156,19 @@ def interleaved_latency(
 
 
 def compare(
-    parent_path: Path, child_path: Path, signature: Signature, data: Dataset | None = None, *,
-    labels: tuple[str, str] = ("parent", "child"), batches: Sequence[int] = (1, 32),
-    threads: int = 0, rounds: int = 15,
-) -> Comparison:  # fmt: skip
+    parent_path: Path,
+    child_path: Path,
+    signature: Signature,
+    data: Dataset | None = None,
+    *,
+    labels: tuple[str, str] = ("parent", "child"),
+    batches: Sequence[int] = (1, 32),
+    threads: int = 0,
+    rounds: int = 15,
+) -> Comparison:
     """Measure ``child`` against ``parent`` side by side; ``data`` drives accuracy and agreement."""
     sides = []
-    for label, path in zip(labels, (parent_path, child_path)):
+    for label, path in zip(labels, (parent_path, child_path), strict=False):
         size, gz = file_sizes(path)
         sides.append(Side(label, size, gz, gx.parameter_count(gx.load(path))))
     sessions = [session(parent_path, threads), session(child_path, threads)]
@@ -160,12 +177,14 @@ def compare(
         outs = [run_all(s, evaluation) for s in sessions]
         for batch in batches:
             inputs = sample_inputs(signature, batch, data)
-            for side, ms in zip(sides, interleaved_latency(sessions, inputs, rounds)):
+            for side, ms in zip(sides, interleaved_latency(sessions, inputs, rounds), strict=False):
                 side.latency_ms[batch] = ms
     except InvalidInput:
         raise
     except Exception as exc:  # ORT run failures on data that passed the signature check
-        raise BackendError(f"ONNX Runtime failed while evaluating: {str(exc).splitlines()[0]}") from None
+        raise BackendError(
+            f"ONNX Runtime failed while evaluating: {str(exc).splitlines()[0]}"
+        ) from None
     a, b = (o.astype(np.float64) for o in outs)
     if a.shape != b.shape:
         raise BackendError(f"the outputs differ in shape: {list(a.shape)} vs {list(b.shape)}")
@@ -173,9 +192,18 @@ def compare(
     if a.ndim == 2 and a.shape[1] > 1:
         agreement = float(np.mean(a.argmax(axis=1) == b.argmax(axis=1)))
         if data is not None and data.labels is not None:
-            for side, out in zip(sides, (a, b)):
+            for side, out in zip(sides, (a, b), strict=False):
                 side.accuracy = float(np.mean(out.argmax(axis=1) == data.labels))
     fa, fb = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
-    cos = np.sum(fa * fb, axis=1) / np.maximum(np.linalg.norm(fa, axis=1) * np.linalg.norm(fb, axis=1), 1e-12)
-    return Comparison(sides[0], sides[1], len(evaluation), agreement, float(np.max(np.abs(a - b))),
-                      float(np.mean(cos)), threads)  # fmt: skip
+    cos = np.sum(fa * fb, axis=1) / np.maximum(
+        np.linalg.norm(fa, axis=1) * np.linalg.norm(fb, axis=1), 1e-12
+    )
+    return Comparison(
+        sides[0],
+        sides[1],
+        len(evaluation),
+        agreement,
+        float(np.max(np.abs(a - b))),
+        float(np.mean(cos)),
+        threads,
+    )

@@ -1,8 +1,8 @@
 """Reading and editing ONNX graphs: weights, dense layers (MatMul/Gemm + bias + activation), convs.
 
-    model = load(path)
-    for layer in dense_layers(model): layer.weight(), layer.bias()   # weight as [in, out]
-    parameter_count(model)
+model = load(path)
+for layer in dense_layers(model): layer.weight(), layer.bias()   # weight as [in, out]
+parameter_count(model)
 """
 
 from __future__ import annotations
@@ -16,8 +16,21 @@ import numpy as np
 from modelport.errors import InvalidInput
 
 # element-wise ops a hidden unit or channel passes through unchanged in position
-ELEMENTWISE = {"Relu", "LeakyRelu", "Tanh", "Sigmoid", "Elu", "Selu", "Gelu", "Softplus",
-               "HardSigmoid", "HardSwish", "Mish", "Clip", "Identity"}  # fmt: skip
+ELEMENTWISE = {
+    "Relu",
+    "LeakyRelu",
+    "Tanh",
+    "Sigmoid",
+    "Elu",
+    "Selu",
+    "Gelu",
+    "Softplus",
+    "HardSigmoid",
+    "HardSwish",
+    "Mish",
+    "Clip",
+    "Identity",
+}
 CHANNELWISE = ELEMENTWISE | {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 
 
@@ -116,7 +129,11 @@ def _dense_at(g: Graph, node: Any) -> Dense | None:
         return None
     transposed, bias_name, bias_node = False, None, None
     if node.op_type == "Gemm":
-        if attr(node, "transA", 0) or attr(node, "alpha", 1.0) != 1.0 or attr(node, "beta", 1.0) != 1.0:
+        if (
+            attr(node, "transA", 0)
+            or attr(node, "alpha", 1.0) != 1.0
+            or attr(node, "beta", 1.0) != 1.0
+        ):
             return None
         transposed = bool(attr(node, "transB", 0))
         if len(node.input) > 2 and node.input[2]:
@@ -161,13 +178,21 @@ def weight_names(model: Any) -> list[str]:
 
 # input slots holding quantization scales / zero points rather than learned numbers
 _QUANT_SLOTS = {
-    "QuantizeLinear": {1, 2}, "DequantizeLinear": {1, 2}, "DynamicQuantizeLinear": set(),
-    "MatMulInteger": {2, 3}, "ConvInteger": {2, 3}, "DynamicQuantizeMatMul": {2, 3},
-    "MatMulIntegerToFloat": {2, 3, 4, 5}, "MatMulNBits": {2, 3},
-    "QGemm": {1, 2, 4, 5, 7, 8}, "QLinearMatMul": {1, 2, 4, 5, 6, 7},
-    "QLinearConv": {1, 2, 4, 5, 6, 7}, "QLinearAdd": {1, 2, 4, 5, 6, 7},
-    "QLinearMul": {1, 2, 4, 5, 6, 7}, "QLinearSoftmax": {1, 2, 3, 4},
-}  # fmt: skip
+    "QuantizeLinear": {1, 2},
+    "DequantizeLinear": {1, 2},
+    "DynamicQuantizeLinear": set(),
+    "MatMulInteger": {2, 3},
+    "ConvInteger": {2, 3},
+    "DynamicQuantizeMatMul": {2, 3},
+    "MatMulIntegerToFloat": {2, 3, 4, 5},
+    "MatMulNBits": {2, 3},
+    "QGemm": {1, 2, 4, 5, 7, 8},
+    "QLinearMatMul": {1, 2, 4, 5, 6, 7},
+    "QLinearConv": {1, 2, 4, 5, 6, 7},
+    "QLinearAdd": {1, 2, 4, 5, 6, 7},
+    "QLinearMul": {1, 2, 4, 5, 6, 7},
+    "QLinearSoftmax": {1, 2, 3, 4},
+}
 
 
 def parameter_count(model: Any) -> int:
@@ -184,8 +209,11 @@ def parameter_count(model: Any) -> int:
             count += int(attr(node, "K")) * int(attr(node, "N"))
             skip.add(node.input[1])
         if node.op_type == "Mul":  # unfused dynamic int8: input scale x weight scale
-            dq = [i for i in node.input if i in g.producer
-                  and g.producer[i].op_type == "DynamicQuantizeLinear"]  # fmt: skip
+            dq = [
+                i
+                for i in node.input
+                if i in g.producer and g.producer[i].op_type == "DynamicQuantizeLinear"
+            ]
             if dq:
                 skip.update(i for i in node.input if i in g.inits)
     for t in model.graph.initializer:
@@ -237,7 +265,7 @@ def toposort(model: Any) -> Any:
         ordered.extend(ready)
         pending = [n for n in pending if all(n is not r for r in ready)]
     nodes = [type(n)() for n in ordered]
-    for new, old in zip(nodes, ordered):
+    for new, old in zip(nodes, ordered, strict=False):
         new.CopyFrom(old)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
@@ -251,8 +279,11 @@ def compact_names(model: Any) -> Any:
     those strings are a visible share of the file."""
     from onnx import AttributeProto
 
-    if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for n in model.graph.node
-           for a in n.attribute):  # fmt: skip
+    if any(
+        a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS)
+        for n in model.graph.node
+        for a in n.attribute
+    ):
         return model  # subgraphs capture outer names; leave them alone
     keep = {i.name for i in model.graph.input} | {o.name for o in model.graph.output} | {""}
     mapping: dict[str, str] = {}
@@ -283,3 +314,12 @@ def _base36(n: int) -> str:
         out = digits[r] + out
         if n == 0:
             return "v" + out
+
+
+def drop_unused(model: Any) -> Any:
+    """Remove initializers no node reads any more."""
+    used = {i for n in model.graph.node for i in n.input}
+    keep = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    return model

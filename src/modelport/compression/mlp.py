@@ -15,8 +15,13 @@ from modelport.errors import InvalidInput
 _ACTIVATIONS = ("Relu", "Tanh", "Sigmoid", "Gelu", "LeakyRelu")
 
 
-def build(n_in: int, hidden: Sequence[int], n_out: int, activations: Sequence[str] | None = None,
-          softmax: bool = False) -> Any:  # fmt: skip
+def build(
+    n_in: int,
+    hidden: Sequence[int],
+    n_out: int,
+    activations: Sequence[str] | None = None,
+    softmax: bool = False,
+) -> Any:
     """``Linear -> act -> ... -> Linear [-> Softmax]``; ``.logits(x)`` skips the softmax."""
     torch = import_torch()
     nn = torch.nn
@@ -28,12 +33,14 @@ def build(n_in: int, hidden: Sequence[int], n_out: int, activations: Sequence[st
     class MLP(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+            self.linears = nn.ModuleList(
+                nn.Linear(a, b) for a, b in zip(sizes, sizes[1:], strict=False)
+            )
             self.acts = nn.ModuleList(_activation(nn, a) for a in acts)
             self.softmax = softmax
 
         def logits(self, x: Any) -> Any:
-            for linear, act in zip(self.linears, self.acts):
+            for linear, act in zip(self.linears, self.acts, strict=False):
                 x = act(linear(x))
             return x
 
@@ -45,8 +52,14 @@ def build(n_in: int, hidden: Sequence[int], n_out: int, activations: Sequence[st
 
 
 def _activation(nn: Any, op: str | None) -> Any:
-    return {None: nn.Identity(), "Relu": nn.ReLU(), "Tanh": nn.Tanh(), "Sigmoid": nn.Sigmoid(),
-            "Gelu": nn.GELU(), "LeakyRelu": nn.LeakyReLU(0.01)}[op]  # fmt: skip
+    return {
+        None: nn.Identity(),
+        "Relu": nn.ReLU(),
+        "Tanh": nn.Tanh(),
+        "Sigmoid": nn.Sigmoid(),
+        "Gelu": nn.GELU(),
+        "LeakyRelu": nn.LeakyReLU(0.01),
+    }[op]
 
 
 def chain(model: Any) -> tuple[gx.Graph, list[gx.Dense], bool]:
@@ -92,16 +105,18 @@ def from_onnx(model: Any) -> tuple[Any, list[gx.Dense]]:
     hidden = [d.units for d in layers[:-1]]
     net = build(n_in, hidden, layers[-1].units, acts, softmax)
     with torch.no_grad():
-        for linear, d in zip(net.linears, layers):
+        for linear, d in zip(net.linears, layers, strict=False):
             linear.weight.copy_(torch.from_numpy(d.weight().T.copy()))
             bias = d.bias()
-            linear.bias.copy_(torch.from_numpy(bias.copy()) if bias is not None else torch.zeros(d.units))
+            linear.bias.copy_(
+                torch.from_numpy(bias.copy()) if bias is not None else torch.zeros(d.units)
+            )
             linear.bias.requires_grad_(bias is not None)
     return net, layers
 
 
 def write_back(net: Any, layers: list[gx.Dense]) -> None:
-    for linear, d in zip(net.linears, layers):
+    for linear, d in zip(net.linears, layers, strict=False):
         d.set_weight(linear.weight.detach().numpy().T.astype(np.float32))
         if d.bias_name is not None:
             d.set_bias(linear.bias.detach().numpy())

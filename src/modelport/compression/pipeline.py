@@ -49,10 +49,17 @@ class Step:
     """A parent version plus the evaluation settings shared by every candidate made from it."""
 
     def __init__(
-        self, registry: Registry, parent: str | ModelVersion, *, eval_data: Any = None,
-        eval_labels: Any = None, max_accuracy_drop: float | None = None, threads: int = 0,
-        batches: tuple[int, ...] = (1, 32), rounds: int = 15,
-    ) -> None:  # fmt: skip
+        self,
+        registry: Registry,
+        parent: str | ModelVersion,
+        *,
+        eval_data: Any = None,
+        eval_labels: Any = None,
+        max_accuracy_drop: float | None = None,
+        threads: int = 0,
+        batches: tuple[int, ...] = (1, 32),
+        rounds: int = 15,
+    ) -> None:
         self.registry = registry
         self.parent = parent if isinstance(parent, ModelVersion) else registry.resolve(parent)
         gx.require_onnx(self.parent.format, "compression")
@@ -63,7 +70,9 @@ class Step:
         self.eval = None if eval_data is None else as_dataset(eval_data, signature, eval_labels)
         if max_accuracy_drop is not None:
             if not 0.0 <= float(max_accuracy_drop) < 1.0:
-                raise InvalidInput(f"the accuracy budget must be in [0, 1), got {max_accuracy_drop}")
+                raise InvalidInput(
+                    f"the accuracy budget must be in [0, 1), got {max_accuracy_drop}"
+                )
             if self.eval is None:
                 raise InvalidInput("the accuracy guard needs an evaluation set (--eval-data)")
         self.max_accuracy_drop = max_accuracy_drop
@@ -95,10 +104,15 @@ class Step:
             raise InvalidInput(f"the {transform} step produced no model")
         gx.save(gx.compact_names(gx.strip(gx.load(dst))), dst)
         comparison = compare(
-            self.parent_path, dst, self.parent.signature, self.eval,
-            labels=(self.parent.ref, label), batches=self.batches, threads=self.threads,
+            self.parent_path,
+            dst,
+            self.parent.signature,
+            self.eval,
+            labels=(self.parent.ref, label),
+            batches=self.batches,
+            threads=self.threads,
             rounds=self.rounds,
-        )  # fmt: skip
+        )
         candidate = Candidate(label, transform, params, dst, comparison)
         candidate.within = self.within_budget(comparison)[0]
         return candidate
@@ -111,11 +125,18 @@ class Step:
             return True, None
         return False, (
             f"not registered: the {what} is {drop * 100:.2f} points, over the budget of "
-            f"{self.max_accuracy_drop * 100:.2f} points (--max-accuracy-drop {self.max_accuracy_drop})"
+            f"{self.max_accuracy_drop * 100:.2f} points "
+            f"(--max-accuracy-drop {self.max_accuracy_drop})"
         )
 
-    def register(self, candidate: Candidate, *, name: str | None = None, alias: str | None = None,
-                 description: str = "") -> Outcome:  # fmt: skip
+    def register(
+        self,
+        candidate: Candidate,
+        *,
+        name: str | None = None,
+        alias: str | None = None,
+        description: str = "",
+    ) -> Outcome:
         """Register ``candidate`` as a new version if it is within the accuracy budget."""
         ok, why = self.within_budget(candidate.comparison)
         if not ok:
@@ -123,12 +144,16 @@ class Step:
         from modelport.importers.onnx import from_path
 
         version = self.registry.add(
-            from_path(candidate.path), name or self.parent.name, alias=alias,
-            metrics=candidate.comparison.metrics(), tags={"compression": candidate.label},
+            from_path(candidate.path),
+            name or self.parent.name,
+            alias=alias,
+            metrics=candidate.comparison.metrics(),
+            tags={"compression": candidate.label},
             description=description or f"{candidate.label} of {self.parent.ref}",
-            parent=self.parent.ref, transform=candidate.transform,
+            parent=self.parent.ref,
+            transform=candidate.transform,
             transform_params=candidate.params,
-        )  # fmt: skip
+        )
         return Outcome(self.parent, candidate, version)
 
     def run(self, label: str, transform: str, make: Build, **register: Any) -> Outcome:

@@ -28,9 +28,12 @@ def check_fraction(value: float, what: str) -> float:
 
 
 def magnitude(
-    model: Any, *, threshold: float | None = None, sparsity: float | None = None,
+    model: Any,
+    *,
+    threshold: float | None = None,
+    sparsity: float | None = None,
     scope: str = "global",
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """Zero small weights in place; returns the achieved sparsity per weight tensor."""
     if (threshold is None) == (sparsity is None):
         raise InvalidInput("give exactly one of a threshold or a target sparsity")
@@ -48,8 +51,9 @@ def magnitude(
     if any(w.dtype.kind != "f" for w in weights.values()):
         raise InvalidInput("magnitude pruning needs float weights; prune before quantizing")
     if sparsity is not None and scope == "global":
-        threshold = _kth_magnitude(np.concatenate([np.abs(w).ravel() for w in weights.values()]),
-                                   sparsity)  # fmt: skip
+        threshold = _kth_magnitude(
+            np.concatenate([np.abs(w).ravel() for w in weights.values()]), sparsity
+        )
     achieved = {}
     for name, w in weights.items():
         cut = threshold if threshold is not None else _kth_magnitude(np.abs(w).ravel(), sparsity)
@@ -76,8 +80,10 @@ def structured(model: Any, fraction: float) -> dict[str, tuple[int, int]]:
     changed: dict[str, tuple[int, int]] = {}
     for first, second in _dense_pairs(model, g):
         before = first.units
-        keep = _keep(np.linalg.norm(first.weight(), axis=0) * np.linalg.norm(second.weight(), axis=1),
-                     fraction)  # fmt: skip
+        keep = _keep(
+            np.linalg.norm(first.weight(), axis=0) * np.linalg.norm(second.weight(), axis=1),
+            fraction,
+        )
         first.set_weight(first.weight()[:, keep])
         if first.bias_name is not None:
             first.set_bias(first.bias()[keep])

@@ -1,4 +1,4 @@
-"""Reports people can trust: the side-by-side table, plain-words notes, the Pareto table, the plot."""
+"""Reports people can trust: side-by-side table, plain-words notes, Pareto table, plot."""
 
 from __future__ import annotations
 
@@ -39,11 +39,25 @@ def comparison_table(c: Comparison, title: str = "") -> Table:
     table.add_column("change", justify="right")
     p, k = c.parent, c.child
     table.add_row("file size", kib(p.size), kib(k.size), f"{_ratio(p.size, k.size)} smaller")
-    table.add_row("gzip size", kib(p.gzip_size), kib(k.gzip_size), f"{_ratio(p.gzip_size, k.gzip_size)} smaller")
-    table.add_row("parameters", f"{p.parameters:,}", f"{k.parameters:,}", f"{k.parameters / max(p.parameters, 1):.0%}")
+    table.add_row(
+        "gzip size",
+        kib(p.gzip_size),
+        kib(k.gzip_size),
+        f"{_ratio(p.gzip_size, k.gzip_size)} smaller",
+    )
+    table.add_row(
+        "parameters",
+        f"{p.parameters:,}",
+        f"{k.parameters:,}",
+        f"{k.parameters / max(p.parameters, 1):.0%}",
+    )
     for batch in p.latency_ms:
-        table.add_row(f"latency batch {batch}", f"{p.latency_ms[batch]:.3f} ms", f"{k.latency_ms[batch]:.3f} ms",
-                      f"{c.speedup(batch):.2f}x speed")  # fmt: skip
+        table.add_row(
+            f"latency batch {batch}",
+            f"{p.latency_ms[batch]:.3f} ms",
+            f"{k.latency_ms[batch]:.3f} ms",
+            f"{c.speedup(batch):.2f}x speed",
+        )
     if p.accuracy is not None:
         drop = c.accuracy_drop
         table.add_row("accuracy", _pct(p.accuracy), _pct(k.accuracy), f"{-drop * 100:+.2f} points")
@@ -54,18 +68,24 @@ def comparison_table(c: Comparison, title: str = "") -> Table:
     return table
 
 
+_PAST = {"quantize": "quantized", "prune": "pruned", "distill": "distilled"}
+
+
 def notes(c: Comparison, transform: str, params: dict[str, Any]) -> list[str]:
     """Plain-words findings under the table."""
     out = []
     threads = "all cores" if c.threads == 0 else f"{c.threads} thread(s)"
-    out.append(f"Latency: median of interleaved runs of both models in one process, {threads}, "
-               f"{c.rows} evaluation rows.")  # fmt: skip
+    out.append(
+        f"Latency: median of interleaved runs of both models in one process, {threads}, "
+        f"{c.rows} evaluation rows."
+    )
     if transform == "quantize":
         out.append(f"CPU: {cpu_info().summary()}.")
     for batch in c.parent.latency_ms:
         if c.speedup(batch) < 0.97:
             out.append(
-                f"On this machine the {transform}d model is SLOWER than its parent at batch {batch} "
+                f"On this machine the {_PAST.get(transform, 'second')} model is SLOWER than "
+                f"its parent at batch {batch} "
                 f"({c.child.latency_ms[batch]:.3f} ms vs {c.parent.latency_ms[batch]:.3f} ms)."
             )
     if transform == "prune" and params.get("kind") == "magnitude":
@@ -88,7 +108,9 @@ def pareto(candidates: Sequence[Candidate]) -> list[Candidate]:
     for c in candidates:
         kc = key(c)
         dominated = any(
-            all(a <= b for a, b in zip(key(o), kc)) and key(o) != kc for o in candidates if o is not c
+            all(a <= b for a, b in zip(key(o), kc, strict=False)) and key(o) != kc
+            for o in candidates
+            if o is not c
         )
         if not dominated:
             front.append(c)
@@ -100,8 +122,19 @@ def pareto_table(candidates: Sequence[Candidate], chosen: Candidate | None) -> T
 
     front = {id(c) for c in pareto(candidates)}
     table = Table(title="candidates", title_justify="left")
-    for col in ("candidate", "size", "gzip", "params", "lat b1", "lat b32", "speed b32",
-                "accuracy", "drop", "pareto", "budget"):  # fmt: skip
+    for col in (
+        "candidate",
+        "size",
+        "gzip",
+        "params",
+        "lat b1",
+        "lat b32",
+        "speed b32",
+        "accuracy",
+        "drop",
+        "pareto",
+        "budget",
+    ):
         table.add_column(col, justify="left" if col == "candidate" else "right")
     for c in candidates:
         comp = c.comparison
@@ -110,11 +143,18 @@ def pareto_table(candidates: Sequence[Candidate], chosen: Candidate | None) -> T
         drop, _ = comp.guard_drop()
         mark = "[bold green]<- chosen[/]" if c is chosen else ""
         table.add_row(
-            f"{c.label} {mark}", kib(k.size), kib(k.gzip_size), f"{k.parameters:,}",
-            f"{k.latency_ms[min(k.latency_ms)]:.3f}", f"{k.latency_ms[b]:.3f}",
-            f"{comp.speedup(b):.2f}x", _pct(k.accuracy if k.accuracy is not None else comp.agreement),
-            f"{drop * 100:.2f}", "yes" if id(c) in front else "", "ok" if c.within else "over",
-        )  # fmt: skip
+            f"{c.label} {mark}",
+            kib(k.size),
+            kib(k.gzip_size),
+            f"{k.parameters:,}",
+            f"{k.latency_ms[min(k.latency_ms)]:.3f}",
+            f"{k.latency_ms[b]:.3f}",
+            f"{comp.speedup(b):.2f}x",
+            _pct(k.accuracy if k.accuracy is not None else comp.agreement),
+            f"{drop * 100:.2f}",
+            "yes" if id(c) in front else "",
+            "ok" if c.within else "over",
+        )
     return table
 
 
@@ -137,8 +177,14 @@ def plot_versions(registry: Registry, name: str, out: Path) -> Path:
     ys = [p["quality"] * 100 for p in points]
     cs = [p["latency"] for p in points]
     sc = ax.scatter(xs, ys, c=cs, cmap="viridis_r", s=90, edgecolors="black", zorder=3)
-    for p, x, y in zip(points, xs, ys):
-        ax.annotate(f"{p['ref']} {p['label']}", (x, y), textcoords="offset points", xytext=(6, 5), fontsize=8)
+    for p, x, y in zip(points, xs, ys, strict=False):
+        ax.annotate(
+            f"{p['ref']} {p['label']}",
+            (x, y),
+            textcoords="offset points",
+            xytext=(6, 5),
+            fontsize=8,
+        )
     fig.colorbar(sc, ax=ax, label=f"latency at batch {points[0]['batch']} (ms)")
     ax.set_xlabel("file size (KiB)")
     ax.set_ylabel(points[0]["quality_name"] + " (%)")
@@ -157,7 +203,9 @@ def _version_points(versions: Sequence[ModelVersion]) -> list[dict[str, Any]]:
     batch = None
     for v in versions:
         m = v.metrics
-        lat_keys = sorted(int(k.removeprefix("latency_ms_b")) for k in m if k.startswith("latency_ms_b"))
+        lat_keys = sorted(
+            int(k.removeprefix("latency_ms_b")) for k in m if k.startswith("latency_ms_b")
+        )
         if not lat_keys:
             continue
         batch = batch or lat_keys[-1]
@@ -169,7 +217,23 @@ def _version_points(versions: Sequence[ModelVersion]) -> list[dict[str, Any]]:
         measured[v.ref] = (v.size, quality, m[f"latency_ms_b{batch}"], v.transform or "")
         if v.parent in by_ref and v.parent not in measured:
             pq = m.get("parent_accuracy", 1.0)
-            measured[v.parent] = (by_ref[v.parent].size, pq, m[f"parent_latency_ms_b{batch}"], "original")
-    return [{"ref": ref, "size": s, "quality": q, "latency": lat, "label": label,
-             "quality_name": quality_name, "batch": batch}
-            for ref, (s, q, lat, label) in sorted(measured.items(), key=lambda kv: by_ref[kv[0]].version)]  # fmt: skip
+            measured[v.parent] = (
+                by_ref[v.parent].size,
+                pq,
+                m[f"parent_latency_ms_b{batch}"],
+                "original",
+            )
+    return [
+        {
+            "ref": ref,
+            "size": s,
+            "quality": q,
+            "latency": lat,
+            "label": label,
+            "quality_name": quality_name,
+            "batch": batch,
+        }
+        for ref, (s, q, lat, label) in sorted(
+            measured.items(), key=lambda kv: by_ref[kv[0]].version
+        )
+    ]

@@ -37,9 +37,14 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "batch_size": self.batch_size,
-                "learning_rate": self.learning_rate, "temperature": self.temperature,
-                "alpha": self.alpha, "seed": self.seed}  # fmt: skip
+        return {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "temperature": self.temperature,
+            "alpha": self.alpha,
+            "seed": self.seed,
+        }
 
 
 def import_torch() -> Any:
@@ -63,12 +68,23 @@ def teacher_logits(outputs: np.ndarray) -> np.ndarray:
 
 
 def train(
-    module: Any, forward_logits: Any, x: np.ndarray, soft: np.ndarray,
-    labels: np.ndarray | None, config: TrainConfig, description: str,
-) -> list[float]:  # fmt: skip
-    """Train ``module`` in place; ``forward_logits(batch)`` returns its logits. Returns epoch losses."""
+    module: Any,
+    forward_logits: Any,
+    x: np.ndarray,
+    soft: np.ndarray,
+    labels: np.ndarray | None,
+    config: TrainConfig,
+    description: str,
+) -> list[float]:
+    """Train ``module`` in place; ``forward_logits(batch)`` gives logits; returns epoch losses."""
     torch = import_torch()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from modelport.cli.common import err_console
 
@@ -82,8 +98,13 @@ def train(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     losses: list[float] = []
     module.train()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())  # fmt: skip
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(description, total=config.epochs, loss=float("nan"))
         for _ in range(config.epochs):
