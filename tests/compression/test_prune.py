@@ -132,6 +132,7 @@ def test_structured_conv_channels(sqlite_registry, tmp_path):
         ({}, "exactly one"),
         ({"sparsity": 0.5, "scope": "row"}, "scope must be one of"),
         ({"threshold": -1.0}, "non-negative"),
+        ({"structured": 0.5, "finetune_labels": np.arange(3)}, "need fine-tuning data"),
         (
             {"sparsity": 0.5, "finetune_data": np.zeros((2, 64), np.float32)},
             "structured pruning only",

@@ -96,6 +96,7 @@ def _count(reg: Registry) -> int:
     ("kwargs", "message"),
     [
         ({"bits": 3}, "unsupported bit width 3"),
+        ({"bits": 8, "max_drop": 0.1}, r"unknown option\(s\) \['max_drop'\]"),
         ({"bits": 8, "method": "kl"}, "unknown calibration method"),
         ({"bits": 16, "calibration": np.zeros((4, 64), np.float32)}, "static int8 only"),
         ({"bits": 8, "calibration": np.zeros((4, 63), np.float32)}, "dimension 1 is 63"),

@@ -24,11 +24,11 @@ from modelport.registry import Registry
 EVAL_KEYS = ("eval_data", "eval_labels", "max_accuracy_drop", "threads", "batches", "rounds")
 
 
-def _step(
-    ref: Any, registry: Registry | None, options: dict[str, Any]
-) -> tuple[Step, dict[str, Any]]:
-    step_opts = {k: options.pop(k) for k in EVAL_KEYS if k in options}
-    return Step(registry or Registry(), ref, **step_opts), options
+def make_step(ref: Any, registry: Registry | None, options: dict[str, Any]) -> Step:
+    unknown = sorted(set(options) - set(EVAL_KEYS))
+    if unknown:
+        raise InvalidInput(f"unknown option(s) {unknown}; evaluation takes {list(EVAL_KEYS)}")
+    return Step(registry or Registry(), ref, **options)
 
 
 def quantization_label(config: QuantizeConfig, calibrated: bool) -> str:
@@ -58,7 +58,7 @@ def quantize_model(
 ) -> Outcome:
     config = QuantizeConfig(bits, method, per_channel, format, block_size)
     config.check(None)
-    step, _ = _step(ref, registry, evaluation)
+    step = make_step(ref, registry, evaluation)
     with step:
         cal = None if calibration is None else step.dataset(calibration)
         config.check(cal)
@@ -136,9 +136,11 @@ def prune_model(
         pruning.check_fraction(sparsity, "sparsity")
     if structured is not None:
         pruning.check_fraction(structured, "the fraction of units to remove")
+    if finetune_labels is not None and finetune_data is None:
+        raise InvalidInput("fine-tuning labels need fine-tuning data")
     if finetune_data is not None and structured is None:
         raise InvalidInput("fine-tuning data is used by structured pruning only")
-    step, _ = _step(ref, registry, evaluation)
+    step = make_step(ref, registry, evaluation)
     with step:
         if structured is None:
             label = f"prune-{'threshold' if threshold is not None else 'sparsity'}-{scope}"
@@ -185,7 +187,7 @@ def distill_model(
     **evaluation: Any,
 ) -> Outcome:
     config = (train or TrainConfig()).check()
-    step, _ = _step(ref, registry, evaluation)
+    step = make_step(ref, registry, evaluation)
     with step:
         dataset = step.dataset(data, labels)
         label = "distill-" + ("x".join(str(h) for h in hidden) if student is None else "module")

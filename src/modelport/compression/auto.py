@@ -106,7 +106,7 @@ def auto_compress(
     if objective not in OBJECTIVES:
         raise InvalidInput(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     train = (train or TrainConfig(epochs=20)).check()
-    step, _ = api._step(ref, registry, evaluation)
+    step = api.make_step(ref, registry, evaluation)
     with step:
         candidates, skipped = [], []
         for label, transform, build in plan(step, data, labels, train):

@@ -106,7 +106,7 @@ def quantize(
         with _quiet():
             _int8(prepared, dst, config, calibration)
         prepared.unlink(missing_ok=True)
-        gx.save(float_output_qgemm(drop_zero_points(gx.load(dst))), dst)
+        gx.save(float_outputs(drop_zero_points(gx.load(dst))), dst)
     return config.params(calibration)
 
 
@@ -254,17 +254,32 @@ def drop_zero_points(model: Any) -> Any:
     return gx.drop_unused(model)
 
 
-def float_output_qgemm(model: Any) -> Any:
-    """``QGemm -> DequantizeLinear`` becomes one QGemm with a float output (its y_scale and
-    y_zero_point left out): one kernel less per call, which matters on small models."""
+def float_outputs(model: Any) -> Any:
+    """Where a quantized matmul's result only goes back to float (into Softmax or a graph output),
+    skip the round trip: ``QGemm -> DequantizeLinear`` becomes a float-output QGemm, and in QDQ
+    form ``Gemm -> QuantizeLinear -> DequantizeLinear`` loses the pair, which ONNX Runtime then
+    fuses into the same float-output QGemm. One kernel less per call matters on small models."""
     g = gx.Graph(model)
     for node in list(model.graph.node):
-        src = g.producer.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
-        if src is None or src.op_type != "QGemm" or len(g.consumers[node.input[0]]) != 1:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in g.producer:
             continue
-        if node.input[0] in g.outputs or len(src.input) < 9:
+        src = g.producer[node.input[0]]
+        if len(g.consumers[node.input[0]]) != 1 or node.input[0] in g.outputs:
             continue
-        del src.input[7:]
-        src.output[0] = node.output[0]
-        model.graph.node.remove(node)
+        users = g.consumers.get(node.output[0], [])
+        if any(u.op_type in ("QuantizeLinear", *_QUANTIZED_COMPUTE) for u in users):
+            continue  # the value feeds more int8 work: keep it quantized
+        if src.op_type == "QGemm" and len(src.input) >= 9:
+            del src.input[7:]
+            src.output[0] = node.output[0]
+            model.graph.node.remove(node)
+        elif src.op_type == "QuantizeLinear" and src.input[0] in g.producer:
+            compute = g.producer[src.input[0]]
+            if compute.op_type in _QUANTIZED_COMPUTE and len(g.consumers[src.input[0]]) == 1:
+                compute.output[0] = node.output[0]
+                model.graph.node.remove(src)
+                model.graph.node.remove(node)
     return gx.drop_unused(model)
+
+
+_QUANTIZED_COMPUTE = ("Gemm", "MatMul", "Conv")

@@ -86,7 +86,7 @@ def train(
         TimeRemainingColumn,
     )
 
-    from modelport.cli.common import err_console
+    from rich.console import Console
 
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -105,7 +105,7 @@ def train(
         TextColumn("loss {task.fields[loss]:.4f}"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(description, total=config.epochs, loss=float("nan"))
         for _ in range(config.epochs):
             order = torch.randperm(len(xt), generator=generator)
