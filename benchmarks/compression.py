@@ -15,6 +15,7 @@ with the mean cosine similarity of the outputs; stock per-tensor weights shown b
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -25,7 +26,14 @@ from rich.table import Table
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from modelport.compression import TrainConfig, cpu_info, distill_model, prune_model, quantize_model
+from modelport.compression import (
+    TrainConfig,
+    cpu_info,
+    distill_model,
+    evaluate_models,
+    prune_model,
+    quantize_model,
+)
 from modelport.registry import Registry
 from modelport.settings import Settings
 
@@ -74,7 +82,7 @@ def row(table: Table, label: str, outcome, batches: tuple[int, ...]) -> None:
     )
 
 
-def tutorial(reg: Registry, rounds: int) -> None:
+def tutorial(reg: Registry, rounds: int) -> tuple[str, dict[str, object]]:
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(
@@ -125,8 +133,10 @@ def tutorial(reg: Registry, rounds: int) -> None:
         ("fp16", {"bits": 16}),
         ("4-bit weights (MatMulNBits)", {"bits": 4}),
     ]
+    outcomes = {}
     for label, kwargs in recipes:
-        row(table, label, quantize_model(parent, **kwargs, **ev), batches)
+        outcomes[label] = quantize_model(parent, **kwargs, **ev)
+        row(table, label, outcomes[label], batches)
     pruned = prune_model(
         parent,
         structured=0.5,
@@ -136,6 +146,7 @@ def tutorial(reg: Registry, rounds: int) -> None:
         **ev,
     )
     row(table, "structured prune 50% units + 20-epoch fine-tune", pruned, batches)
+    outcomes["structured prune 50%"] = pruned
     sparse = prune_model(parent, sparsity=0.5, **ev)
     row(table, "magnitude prune 50% (unstructured)", sparse, batches)
     student = distill_model(
@@ -147,6 +158,44 @@ def tutorial(reg: Registry, rounds: int) -> None:
         **ev,
     )
     row(table, "distilled student 64-48-10", student, batches)
+    outcomes["distilled student"] = student
+    console.print(table)
+    return parent, outcomes
+
+
+def headline(reg: Registry, parent: str, outcomes: dict, rounds: int, repeats: int = 3) -> None:
+    """The targets, re-measured: `modelport evaluate PARENT CHILD` repeated, median speed-up."""
+    table = Table(
+        title=f"targets: each pair re-measured {repeats} times with `evaluate` "
+        f"({rounds} interleaved rounds, 1 thread); median speed-up",
+        title_justify="left",
+    )
+    for col in ("child", "ref", "smaller", "points", "params", "speed-up b1", "speed-up b32"):
+        table.add_column(col, justify="left" if col in ("child", "ref") else "right")
+    picks = [
+        "int8 static QOperator, per-tensor",
+        "int8 static QDQ, per-channel, MinMax",
+        "int8 dynamic, per-channel (--bits 8)",
+        "structured prune 50%",
+        "distilled student",
+    ]
+    for label in picks:
+        out = outcomes[label]
+        ref = out.version.ref
+        runs = [
+            evaluate_models(parent, ref, registry=reg, threads=1, rounds=rounds)
+            for _ in range(repeats)
+        ]
+        c = out.comparison
+        table.add_row(
+            label,
+            ref,
+            f"{c.parent.size / c.child.size:.2f}x",
+            f"{-c.accuracy_drop * 100:+.2f}",
+            f"{c.child.parameters / c.parent.parameters:.0%}",
+            f"{statistics.median(r.speedup(1) for r in runs):.2f}x",
+            f"{statistics.median(r.speedup(32) for r in runs):.2f}x",
+        )
     console.print(table)
 
 
@@ -240,7 +289,8 @@ def main() -> None:
     console.print(f"CPU: {cpu_info().summary()}", highlight=False)
     with tempfile.TemporaryDirectory() as home:
         reg = Registry(Settings(home=Path(home)))
-        tutorial(reg, args.rounds)
+        parent, outcomes = tutorial(reg, args.rounds)
+        headline(reg, parent, outcomes, args.rounds * 2)
         if not args.skip_transformer:
             transformer(reg, max(5, args.rounds // 8))
 

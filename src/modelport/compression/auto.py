@@ -46,15 +46,15 @@ def plan(step: Step, data: Any, labels: Any, train: TrainConfig) -> list[tuple[s
         label = api.quantization_label(config, False)
         builds.append((label, "quantize", lambda s, d, c=config: quantize(s, d, c, None)))
     if dataset is not None:
-        static = QuantizeConfig(8, "minmax", True, "qdq")
         unlabeled = step.dataset(dataset.inputs)
-        builds.append(
-            (
-                api.quantization_label(static, True),
-                "quantize",
-                lambda s, d: quantize(s, d, static, unlabeled),
+        for static in (QuantizeConfig(8), QuantizeConfig(8, per_channel=False, format="qoperator")):
+            builds.append(
+                (
+                    api.quantization_label(static, True),
+                    "quantize",
+                    lambda s, d, c=static: quantize(s, d, c, unlabeled),
+                )
             )
-        )
     for fraction in (0.25, 0.5):
         builds.append(
             (

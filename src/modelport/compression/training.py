@@ -78,6 +78,7 @@ def train(
 ) -> list[float]:
     """Train ``module`` in place; ``forward_logits(batch)`` gives logits; returns epoch losses."""
     torch = import_torch()
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -85,8 +86,6 @@ def train(
         TextColumn,
         TimeRemainingColumn,
     )
-
-    from rich.console import Console
 
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
