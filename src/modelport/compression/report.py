@@ -177,14 +177,11 @@ def plot_versions(registry: Registry, name: str, out: Path) -> Path:
     ys = [p["quality"] * 100 for p in points]
     cs = [p["latency"] for p in points]
     sc = ax.scatter(xs, ys, c=cs, cmap="viridis_r", s=90, edgecolors="black", zorder=3)
-    for p, x, y in zip(points, xs, ys, strict=False):
-        ax.annotate(
-            f"{p['ref']} {p['label']}",
-            (x, y),
-            textcoords="offset points",
-            xytext=(6, 5),
-            fontsize=8,
-        )
+    for i, (p, x, y) in enumerate(zip(points, xs, ys, strict=True)):
+        offset = (7, 6) if i % 2 == 0 else (7, -12)  # alternate so neighbours do not collide
+        ax.annotate(f"{p['ref']} {p['label']}", (x, y), textcoords="offset points",
+                    xytext=offset, fontsize=8)  # fmt: skip
+    ax.margins(x=0.18, y=0.12)
     fig.colorbar(sc, ax=ax, label=f"latency at batch {points[0]['batch']} (ms)")
     ax.set_xlabel("file size (KiB)")
     ax.set_ylabel(points[0]["quality_name"] + " (%)")
@@ -197,43 +194,35 @@ def plot_versions(registry: Registry, name: str, out: Path) -> Path:
 
 
 def _version_points(versions: Sequence[ModelVersion]) -> list[dict[str, Any]]:
+    """One point per version with measurements; a parent's point comes from what its children
+    measured of it (latency: the median over them)."""
+    import statistics
+
     by_ref = {v.ref: v for v in versions}
-    measured = {}  # ref -> (size, quality, latency); parents are measured by their children
-    quality_name = "accuracy"
-    batch = None
+    measured: dict[str, tuple[int, float, float, str]] = {}
+    parent_latency: dict[str, list[float]] = {}
+    quality_name, batch = "accuracy", None
     for v in versions:
         m = v.metrics
-        lat_keys = sorted(
-            int(k.removeprefix("latency_ms_b")) for k in m if k.startswith("latency_ms_b")
-        )
-        if not lat_keys:
+        batches = sorted(int(k[12:]) for k in m if k.startswith("latency_ms_b"))
+        batch = batch or (batches[-1] if batches else None)
+        if batch is None or f"latency_ms_b{batch}" not in m:
             continue
-        batch = batch or lat_keys[-1]
-        if f"latency_ms_b{batch}" not in m:
-            continue
-        has_acc = "accuracy" in m
-        quality_name = "accuracy" if has_acc else "agreement with parent"
+        if "accuracy" not in m:
+            quality_name = "agreement with parent"
         quality = m.get("accuracy", m.get("agreement", m.get("cosine", 0.0)))
         measured[v.ref] = (v.size, quality, m[f"latency_ms_b{batch}"], v.transform or "")
-        if v.parent in by_ref and v.parent not in measured:
-            pq = m.get("parent_accuracy", 1.0)
-            measured[v.parent] = (
-                by_ref[v.parent].size,
-                pq,
-                m[f"parent_latency_ms_b{batch}"],
-                "original",
-            )
+        if v.parent in by_ref:
+            parent_latency.setdefault(v.parent, []).append(m[f"parent_latency_ms_b{batch}"])
+            if v.parent not in measured:
+                quality = m.get("parent_accuracy", 1.0)
+                measured[v.parent] = (by_ref[v.parent].size, quality, 0.0, "original")
+    for ref, lats in parent_latency.items():
+        size, quality, own, label = measured[ref]
+        measured[ref] = (size, quality, own or statistics.median(lats), label)
+    ordered = sorted(measured.items(), key=lambda kv: by_ref[kv[0]].version)
     return [
-        {
-            "ref": ref,
-            "size": s,
-            "quality": q,
-            "latency": lat,
-            "label": label,
-            "quality_name": quality_name,
-            "batch": batch,
-        }
-        for ref, (s, q, lat, label) in sorted(
-            measured.items(), key=lambda kv: by_ref[kv[0]].version
-        )
-    ]
+        {"ref": ref, "size": s, "quality": q, "latency": lat, "label": label,
+         "quality_name": quality_name, "batch": batch}
+        for ref, (s, q, lat, label) in ordered
+    ]  # fmt: skip
