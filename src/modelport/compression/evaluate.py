@@ -40,7 +40,7 @@ class Comparison:
     rows: int  # evaluation rows
     agreement: float | None  # top-1 agreement with the parent
     max_abs_diff: float
-    cosine: float  # mean cosine similarity of the first output, row by row
+    cosine: float  # mean cosine similarity of the first output's last-axis vectors
     threads: int
 
     @property
@@ -194,7 +194,9 @@ def compare(
         if data is not None and data.labels is not None:
             for side, out in zip(sides, (a, b), strict=False):
                 side.accuracy = float(np.mean(out.argmax(axis=1) == data.labels))
-    fa, fb = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+    # cosine per vector along the last axis: per row of a classifier, per token of an encoder
+    width = a.shape[-1] if a.ndim >= 2 else 1
+    fa, fb = a.reshape(-1, width), b.reshape(-1, width)
     cos = np.sum(fa * fb, axis=1) / np.maximum(
         np.linalg.norm(fa, axis=1) * np.linalg.norm(fb, axis=1), 1e-12
     )
