@@ -2,7 +2,9 @@
 side by side, check the accuracy budget, and register it with its lineage, or refuse to.
 
     step = Step(registry, "digits:1", eval_data=..., eval_labels=..., max_accuracy_drop=0.005)
-    outcome = step.run("quantize", lambda src, dst: quantize(src, dst, QuantizeConfig(8)))
+    with step:
+        make = lambda src, dst: quantize(src, dst, QuantizeConfig(8))  # writes dst, returns params
+        outcome = step.run("int8-dynamic", "quantize", make)
     outcome.version      # the new ModelVersion, or None with outcome.rejected saying why
 """
 
