@@ -157,7 +157,8 @@ def test_auto_registers_best_and_promotes(cli, sqlite_registry, tutorial, digits
 
 
 def test_evaluate_command(cli, sqlite_registry, tutorial, digits):
-    cli("compress", "quantize", tutorial, "--bits", "16", "--threads", "1")
+    code, out, _ = cli("compress", "quantize", tutorial, "--bits", "16", "--threads", "1")
+    assert code == 0 and "agreement was measured on random inputs" in out
     code, out, err = cli(
         "evaluate",
         tutorial,

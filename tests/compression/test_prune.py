@@ -120,6 +120,10 @@ def test_structured_conv_channels(sqlite_registry, tmp_path):
     assert sorted(g.array(n).shape for n in gx.weight_names(model)) == [(4, 1, 3, 3), (4, 4, 3, 3)]
     assert outcome.version.signature == sqlite_registry.resolve(ref).signature
     assert outcome.comparison.child.parameters < outcome.comparison.parent.parameters
+    data = np.zeros((4, 1, 8, 8), np.float32)
+    with pytest.raises(InvalidInput, match="fine-tuning needs a plain MLP"):
+        prune_model(ref, structured=0.5, finetune_data=data, registry=sqlite_registry, **FAST)
+    assert len(sqlite_registry.list_versions("cnn")) == 2
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,7 @@ class Comparison:
     max_abs_diff: float
     cosine: float  # mean cosine similarity of the first output's last-axis vectors
     threads: int
+    synthetic: bool = False  # no evaluation data: random inputs drove agreement and latency
 
     @property
     def accuracy_drop(self) -> float | None:
@@ -208,4 +209,5 @@ def compare(
         float(np.max(np.abs(a - b))),
         float(np.mean(cos)),
         threads,
+        data is None,
     )

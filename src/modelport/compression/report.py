@@ -79,6 +79,11 @@ def notes(c: Comparison, transform: str, params: dict[str, Any]) -> list[str]:
         f"Latency: median of interleaved runs of both models in one process, {threads}, "
         f"{c.rows} evaluation rows."
     )
+    if c.synthetic:
+        out.append(
+            "No evaluation data was given: agreement was measured on random inputs, which says "
+            "little about accuracy; pass --eval-data (and --eval-labels) for a real check."
+        )
     if transform == "quantize":
         out.append(f"CPU: {cpu_info().summary()}.")
     for batch in c.parent.latency_ms:
