@@ -83,7 +83,7 @@ def test_structured_half_units_with_finetune(sqlite_registry, tutorial, digits):
     assert params["finetune"]["labelled"] is True and params["finetune"]["epochs"] == 15
 
 
-def _conv_net(path: Path) -> Path:
+def conv_net(path: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -113,7 +113,7 @@ def _conv_net(path: Path) -> Path:
 
 
 def test_structured_conv_channels(sqlite_registry, tmp_path):
-    ref = sqlite_registry.add(from_path(_conv_net(tmp_path / "cnn.onnx")), "cnn").ref
+    ref = sqlite_registry.add(from_path(conv_net(tmp_path / "cnn.onnx")), "cnn").ref
     outcome = prune_model(ref, structured=0.5, registry=sqlite_registry, **FAST)
     model = gx.load(sqlite_registry.path(outcome.version))
     g = gx.Graph(model)

@@ -133,3 +133,19 @@ def test_already_quantized_and_foreign_formats_are_refused(sqlite_registry, tuto
     with pytest.raises(InvalidInput, match="format is 'tflite'"):
         quantize_model(other.ref, bits=8, registry=sqlite_registry, **FAST)
     assert _count(sqlite_registry) == 2
+
+
+def test_conv_needs_static_int8(sqlite_registry, tmp_path):
+    from modelport.importers.onnx import from_path
+    from tests.compression.test_prune import conv_net
+
+    ref = sqlite_registry.add(from_path(conv_net(tmp_path / "cnn.onnx")), "cnn").ref
+    with pytest.raises(InvalidInput, match="for Conv give --calibration"):
+        quantize_model(ref, bits=8, registry=sqlite_registry, **FAST)
+    x = np.random.default_rng(0).standard_normal((32, 1, 8, 8)).astype(np.float32)
+    outcome = quantize_model(
+        ref, bits=8, calibration=x, eval_data=x, registry=sqlite_registry, **FAST
+    )
+    assert outcome.version is not None and outcome.comparison.cosine > 0.95
+    ops = {n.op_type for n in gx.load(sqlite_registry.path(outcome.version)).graph.node}
+    assert "Conv" in ops and "DequantizeLinear" in ops

@@ -106,7 +106,17 @@ def quantize(
         with _quiet():
             _int8(prepared, dst, config, calibration)
         prepared.unlink(missing_ok=True)
-        gx.save(float_outputs(drop_zero_points(gx.load(dst))), dst)
+        result = gx.load(dst)
+        if not any(t.data_type in (2, 3) for t in result.graph.initializer):  # uint8 / int8
+            raise InvalidInput(
+                "int8 quantization found nothing to quantize"
+                + (
+                    " (dynamic int8 covers MatMul and Gemm; for Conv give --calibration data)"
+                    if calibration is None
+                    else ""
+                )
+            )
+        gx.save(float_outputs(drop_zero_points(result)), dst)
     return config.params(calibration)
 
 
