@@ -30,27 +30,15 @@ def cli(sqlite_registry: Registry, monkeypatch, capsys):
     return run
 
 
-def test_quantize_prints_report_and_registers(cli, sqlite_registry, tutorial, digits, tmp_path):
+def _eval(digits) -> str:
     f = digits.files
-    code, out, err = cli(
-        "compress",
-        "quantize",
-        tutorial,
-        "--bits",
-        "8",
-        "--calibration",
-        str(f["x_train"]),
-        "--eval-data",
-        str(f["x_test"]),
-        "--eval-labels",
-        str(f["y_test"]),
-        "--max-accuracy-drop",
-        "0.005",
-        "--threads",
-        "1",
-        "--plot",
-        str(tmp_path / "p.png"),
-    )
+    return f"--eval-data {f['x_test']} --eval-labels {f['y_test']} --threads 1"
+
+
+def test_quantize_prints_report_and_registers(cli, sqlite_registry, tutorial, digits, tmp_path):
+    args = f"compress quantize {tutorial} --bits 8 --calibration {digits.files['x_train']} "
+    args += f"{_eval(digits)} --max-accuracy-drop 0.005 --plot {tmp_path / 'p.png'}"
+    code, out, err = cli(*args.split())
     assert code == 0, err
     assert "file size" in out and "gzip size" in out and "latency batch 32" in out
     assert "accuracy" in out and "CPU:" in out and "registered digits:2" in out
@@ -59,22 +47,8 @@ def test_quantize_prints_report_and_registers(cli, sqlite_registry, tutorial, di
 
 
 def test_guard_refuses_and_exits_nonzero(cli, sqlite_registry, tutorial, digits):
-    f = digits.files
-    code, out, _ = cli(
-        "compress",
-        "prune",
-        tutorial,
-        "--sparsity",
-        "0.9",
-        "--eval-data",
-        str(f["x_test"]),
-        "--eval-labels",
-        str(f["y_test"]),
-        "--max-accuracy-drop",
-        "0.01",
-        "--threads",
-        "1",
-    )
+    args = f"compress prune {tutorial} --sparsity 0.9 {_eval(digits)} --max-accuracy-drop 0.01"
+    code, out, _ = cli(*args.split())
     assert code == 1
     assert "not registered: the accuracy drop is" in out and "over the budget of 1.00 points" in out
     assert len(sqlite_registry.list_versions("digits")) == 1
@@ -118,27 +92,9 @@ def test_bad_input_is_one_line(cli, sqlite_registry, tutorial, tmp_path, args, m
 
 def test_auto_registers_best_and_promotes(cli, sqlite_registry, tutorial, digits):
     f = digits.files
-    code, out, err = cli(
-        "compress",
-        "auto",
-        tutorial,
-        "--data",
-        str(f["x_train"]),
-        "--labels",
-        str(f["y_train"]),
-        "--eval-data",
-        str(f["x_test"]),
-        "--eval-labels",
-        str(f["y_test"]),
-        "--max-accuracy-drop",
-        "0.01",
-        "--epochs",
-        "8",
-        "--promote",
-        "staging",
-        "--threads",
-        "1",
-    )
+    args = f"compress auto {tutorial} --data {f['x_train']} --labels {f['y_train']} "
+    args += f"{_eval(digits)} --max-accuracy-drop 0.01 --epochs 8 --promote staging"
+    code, out, err = cli(*args.split())
     assert code == 0, err
     for label in (
         "int8-dynamic-per-channel",
@@ -159,16 +115,8 @@ def test_auto_registers_best_and_promotes(cli, sqlite_registry, tutorial, digits
 def test_evaluate_command(cli, sqlite_registry, tutorial, digits):
     code, out, _ = cli("compress", "quantize", tutorial, "--bits", "16", "--threads", "1")
     assert code == 0 and "agreement was measured on random inputs" in out
-    code, out, err = cli(
-        "evaluate",
-        tutorial,
-        "digits:2",
-        "--data",
-        str(digits.files["x_test"]),
-        "--labels",
-        str(digits.files["y_test"]),
-        "--threads",
-        "1",
-    )
+    f = digits.files
+    args = f"evaluate {tutorial} digits:2 --data {f['x_test']} --labels {f['y_test']} --threads 1"
+    code, out, err = cli(*args.split())
     assert code == 0, err
     assert "digits:1 vs digits:2" in out and "accuracy" in out and "latency batch 1" in out
