@@ -124,11 +124,12 @@ def load_inputs(path: Path, signature: Signature) -> dict[str, np.ndarray]:
     inputs = {}
     for spec in signature.inputs:
         array = np.asarray(raw[spec.name])
-        if array.dtype.kind == "f" and spec.numpy_dtype.kind == "f":
+        want = spec.numpy_dtype.kind
+        if array.dtype.kind == "f" and want == "f":
             array = array.astype(spec.numpy_dtype)  # csv gives float64 for a float32 model
-        elif (
-            array.dtype.kind in "iuf" and spec.numpy_dtype.kind in "iu" and array.dtype.kind != "f"
-        ):
+        elif array.dtype.kind == "f" and want in "iu" and np.all(np.mod(array, 1) == 0):
+            array = array.astype(spec.numpy_dtype)  # whole numbers from csv for token ids
+        elif array.dtype.kind in "iu" and want in "iu":
             array = array.astype(spec.numpy_dtype)
         try:
             inputs[spec.name] = spec.coerce(array)

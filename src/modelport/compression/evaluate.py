@@ -137,15 +137,18 @@ def interleaved_latency(
     inputs: dict[str, np.ndarray],
     rounds: int = 15,
     min_round_s: float = 0.01,
+    max_seconds: float = 30.0,
 ) -> list[float]:
-    """Median milliseconds per call for each session, measured in alternating rounds."""
+    """Median milliseconds per call for each session, measured in alternating rounds; a big model
+    gets fewer rounds (at least 3) so that one measurement stays near ``max_seconds``."""
     for s in sessions:  # warm-up
-        for _ in range(3):
+        for _ in range(2):
             s.run(None, inputs)
     start = time.perf_counter()
     sessions[0].run(None, inputs)
     one = max(time.perf_counter() - start, 1e-6)
     calls = max(1, int(min_round_s / one))
+    rounds = max(3, min(rounds, int(max_seconds / (one * calls * len(sessions)))))
     samples: list[list[float]] = [[] for _ in sessions]
     for _ in range(rounds):
         for i, s in enumerate(sessions):
