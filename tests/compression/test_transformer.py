@@ -36,13 +36,15 @@ def encoder_onnx(tmp_path_factory):
     return root / artifact.entrypoint, ids
 
 
-def test_default_int8_keeps_encoder_outputs(sqlite_registry, encoder_onnx):
+def test_default_int8_keeps_encoder_outputs(sqlite_registry, encoder_onnx, tmp_path):
     from modelport.importers.onnx import from_path
 
     path, ids = encoder_onnx
     ref = sqlite_registry.add(from_path(path), "encoder").ref
+    csv = tmp_path / "ids.csv"  # token ids in a csv file: whole numbers for an int64 input
+    np.savetxt(csv, ids, delimiter=",", fmt="%d")
     outcome = quantize_model(
-        ref, bits=8, eval_data=ids, max_accuracy_drop=0.01, registry=sqlite_registry, **FAST
+        ref, bits=8, eval_data=csv, max_accuracy_drop=0.01, registry=sqlite_registry, **FAST
     )
     v = outcome.version
     assert v is not None, outcome.rejected
