@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from modelport._version import __version__
+from modelport.cli import compress as compress_cmds
 from modelport.cli import predict as predict_cmd
 from modelport.cli import registry as registry_cmds
 from modelport.cli.common import err_console, state
@@ -55,6 +56,8 @@ app.command("delete")(registry_cmds.delete)
 app.command("verify")(registry_cmds.verify)
 app.command("gc")(registry_cmds.gc)
 app.command("predict")(predict_cmd.predict)
+app.add_typer(compress_cmds.compress_app, name="compress")
+app.command("evaluate")(compress_cmds.evaluate)
 
 
 def main() -> None:

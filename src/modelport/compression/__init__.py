@@ -1,0 +1,40 @@
+"""Compression: prune, quantize, distill; each result is a new registry version, measured side
+by side
+with its parent and guarded by an accuracy budget.
+
+    from modelport.compression import quantize_model, prune_model, distill_model, auto_compress
+    outcome = quantize_model("digits:1", bits=8, eval_data=x, eval_labels=y,
+                             max_accuracy_drop=0.005)
+    outcome.version          # ModelVersion (parent, transform, transform_params, metrics) or None
+    outcome.rejected         # why the accuracy guard refused it
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "quantize_model": "modelport.compression.api",
+    "prune_model": "modelport.compression.api",
+    "distill_model": "modelport.compression.api",
+    "evaluate_models": "modelport.compression.api",
+    "auto_compress": "modelport.compression.auto",
+    "AutoResult": "modelport.compression.auto",
+    "Outcome": "modelport.compression.pipeline",
+    "Candidate": "modelport.compression.pipeline",
+    "Comparison": "modelport.compression.evaluate",
+    "TrainConfig": "modelport.compression.training",
+    "QuantizeConfig": "modelport.compression.quantize",
+    "Dataset": "modelport.compression.data",
+    "cpu_info": "modelport.compression.cpu",
+    "plot_versions": "modelport.compression.report",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'modelport.compression' has no attribute {name!r}")
