@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 
-import numpy as np
-
 from modelport.errors import BackendError, InvalidInput, ModelportError, NotFound, NotReady
-from modelport.monitoring.metrics import Metrics, ModelSeries
+from modelport.monitoring.metrics import Metrics
 from modelport.registry import ModelVersion, Registry
 from modelport.runtimes import Runtime, RuntimeOptions, open_artifact
-from modelport.serving.batching import Batcher, check_batchable
+from modelport.serving.batching import check_batchable
 from modelport.serving.config import BatchConfig, ServeConfig
+from modelport.serving.loaded import LoadedModel, close_runtime, warmup_batch
 from modelport.serving.plan import Plan, Wanted, make_plan
 from modelport.signature import Signature
 from modelport.uri import validate_name
@@ -35,108 +33,7 @@ log = logging.getLogger("modelport.serving")
 
 READY, LOADING, UNAVAILABLE, FAILED = "READY", "LOADING", "UNAVAILABLE", "FAILED"
 
-
-class LoadedModel:
-    """One loaded version. ``infer`` validates, runs off the event loop, records metrics."""
-
-    def __init__(
-        self,
-        record: ModelVersion,
-        runtime: Runtime,
-        metrics: Metrics,
-        executor: ThreadPoolExecutor,
-        batch: BatchConfig | None = None,
-    ) -> None:
-        self.name = record.name
-        self.version = record.version
-        self.record = record
-        self.signature: Signature = runtime.signature
-        self.platform: str = getattr(runtime, "name", type(runtime).__name__)
-        self.labels: tuple[str, ...] = ()
-        self._runtime: Runtime | None = runtime
-        self._metrics = metrics
-        series = metrics.model_series(self.name, self.version)
-        if batch is not None and batch.enabled:
-            self._runner: Batcher | _Direct = Batcher(runtime, batch, executor, series)
-        else:
-            self._runner = _Direct(runtime, executor, series)
-        self._in_flight = 0
-        self._idle: asyncio.Event | None = None
-        self._successor: LoadedModel | None = None
-
-    @property
-    def loaded(self) -> bool:
-        return self._runtime is not None
-
-    async def infer(self, inputs: Mapping[str, np.ndarray], protocol: str) -> dict[str, np.ndarray]:
-        runtime = self._runtime
-        if runtime is None:  # unloaded after the caller picked this version: follow the swap
-            if self._successor is not None:
-                return await self._successor.infer(inputs, protocol)
-            raise NotReady(f"model {self.name!r} version {self.version} is unloaded")
-        with self._metrics.request(self.name, self.version, protocol):
-            feed = self.signature.coerce_inputs(inputs)
-            self._in_flight += 1
-            try:
-                return await self._runner.predict(feed)
-            finally:
-                self._in_flight -= 1
-                if self._idle is not None and not self._in_flight:
-                    self._idle.set()
-
-    async def drain(self, timeout: float) -> bool:
-        """Wait until no request runs on this version; False if ``timeout`` passed first."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self._in_flight:
-            self._idle = asyncio.Event()
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                await asyncio.wait_for(self._idle.wait(), max(remaining, 0))
-            except TimeoutError:
-                return False
-        return True
-
-    def detach(self, successor: LoadedModel | None) -> Runtime | None:
-        """Stop serving: later calls go to ``successor``; returns the runtime to close."""
-        runtime, self._runtime = self._runtime, None
-        self._successor = successor
-        self._runner.close()
-        return runtime
-
-
-class _Direct:
-    """One runtime call per request, in a worker thread."""
-
-    def __init__(self, runtime: Runtime, executor: ThreadPoolExecutor, series: ModelSeries) -> None:
-        self.runtime = runtime
-        self.signature = runtime.signature
-        self._executor = executor
-        self._series = series
-
-    async def predict(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        submitted = perf_counter()
-        outputs, started, ended = await asyncio.get_running_loop().run_in_executor(
-            self._executor, _timed_predict, self.runtime, feed
-        )
-        series = self._series
-        series.queue.observe(started - submitted)
-        series.compute.observe(ended - started)
-        series.batch_size.observe(1)
-        return outputs
-
-    def close(self) -> None:
-        pass
-
-
-def _timed_predict(runtime: Runtime, feed: dict[str, np.ndarray]):
-    started = perf_counter()
-    try:
-        outputs = runtime.predict(feed)
-    except ModelportError:
-        raise
-    except Exception as exc:  # a backend bug must not reach the client as a traceback
-        raise BackendError(f"{type(exc).__name__}: {exc}") from None
-    return outputs, started, perf_counter()
+__all__ = ["FAILED", "LOADING", "READY", "UNAVAILABLE", "LoadedModel", "ModelSet"]
 
 
 class _Served:
@@ -283,7 +180,11 @@ class ModelSet:
             del self._failed[key]
         await self._reconcile()
         if name not in self._served:
-            raise self._load_error(name)
+            error = self._load_error(name)
+            if isinstance(error, NotFound):  # nothing to load: forget the name
+                self._forced.discard(name)
+                self._problems.pop(name, None)
+            raise error
 
     def _load_error(self, name: str) -> ModelportError:
         problem = self._problems.get(name)
@@ -314,10 +215,17 @@ class ModelSet:
             self._problems = {
                 name: why for name, why in plan.problems.items() if name not in self._served
             }
+            for name in self._unloaded:
+                self._problems[name] = NotFound(
+                    f"model {name!r} is unloaded; load it through the repository API"
+                )
             for name, wanted in plan.wanted.items():
                 await self._apply(name, wanted)
 
     async def _apply(self, name: str, wanted: Wanted) -> None:
+        for key in [k for k in self._failed if k[0] == name and k[1] not in wanted.versions]:
+            del self._failed[key]  # a version nobody designates any more: forget its failure
+            self._status.pop(key, None)
         old = self._served.get(name)
         current = dict(old.versions) if old else {}
         for number in sorted(wanted.versions):
@@ -412,13 +320,11 @@ class ModelSet:
         served = self._served.pop(name)
         self.metrics.set_loaded(name, 0)
         await self._retire(name, list(served.versions.values()), None)
-        if name in self._unloaded:
-            self._problems[name] = NotFound(
-                f"model {name!r} is unloaded; load it through the repository API"
-            )
         log.info("%s: unloaded (%s)", name, reason)
 
-    async def _retire(self, name: str, models: list[LoadedModel], successor: LoadedModel | None):
+    async def _retire(
+        self, name: str, models: list[LoadedModel], successor: LoadedModel | None
+    ) -> None:
         for model in models:
             if not await model.drain(self.config.request_timeout):
                 log.warning("%s:%d still busy after %.0fs; closing it anyway", name,
@@ -426,38 +332,8 @@ class ModelSet:
             runtime = model.detach(successor)
             self._status.pop((name, model.version), None)
             if runtime is not None:
-                await asyncio.get_running_loop().run_in_executor(self._loader, _close, runtime)
-
-
-def _close(runtime: Runtime) -> None:
-    runtime.close()
-    del runtime
-    import gc
-
-    gc.collect()
-    _trim_heap()
-
-
-def _trim_heap() -> None:
-    """Hand freed memory back to the OS (glibc keeps it otherwise, and RSS never drops)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def warmup_batch(signature: Signature) -> dict[str, np.ndarray]:
-    """Zeros (empty strings) shaped like the inputs, free dimensions set to 1."""
-    batch = {}
-    for spec in signature.inputs:
-        shape = tuple(1 if d < 0 else d for d in spec.shape)
-        if spec.dtype == "string":
-            batch[spec.name] = np.full(shape, "", dtype=object)
-        else:
-            batch[spec.name] = np.zeros(shape, dtype=spec.numpy_dtype)
-    return batch
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self._loader, close_runtime, runtime)
 
 
 def _cpu_count() -> int:

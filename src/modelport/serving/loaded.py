@@ -1,0 +1,158 @@
+"""One loaded model version: validate, run off the event loop, drain, close.
+
+    model = LoadedModel(record, runtime, metrics, executor, BatchConfig(max_batch_size=16))
+    outputs = await model.infer({"input": batch}, protocol="rest")
+    await model.drain(timeout=30)                  # wait for requests in flight
+    close_runtime(model.detach(successor))         # later calls follow the successor
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from time import perf_counter
+
+import numpy as np
+
+from modelport.errors import BackendError, ModelportError, NotReady
+from modelport.monitoring.metrics import Metrics, ModelSeries
+from modelport.registry import ModelVersion
+from modelport.runtimes import Runtime
+from modelport.serving.batching import Batcher
+from modelport.serving.config import BatchConfig
+from modelport.signature import Signature
+
+
+class LoadedModel:
+    """One loaded version. ``infer`` validates, runs off the event loop, records metrics."""
+
+    def __init__(
+        self,
+        record: ModelVersion,
+        runtime: Runtime,
+        metrics: Metrics,
+        executor: Executor,
+        batch: BatchConfig | None = None,
+    ) -> None:
+        self.name = record.name
+        self.version = record.version
+        self.record = record
+        self.signature: Signature = runtime.signature
+        self.platform: str = getattr(runtime, "name", type(runtime).__name__)
+        self.labels: tuple[str, ...] = ()
+        self._runtime: Runtime | None = runtime
+        self._metrics = metrics
+        series = metrics.model_series(self.name, self.version)
+        if batch is not None and batch.enabled:
+            self._runner: Batcher | _Direct = Batcher(runtime, batch, executor, series)
+        else:
+            self._runner = _Direct(runtime, executor, series)
+        self._in_flight = 0
+        self._idle: asyncio.Event | None = None
+        self._successor: LoadedModel | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._runtime is not None
+
+    async def infer(self, inputs: Mapping[str, np.ndarray], protocol: str) -> dict[str, np.ndarray]:
+        runtime = self._runtime
+        if runtime is None:  # unloaded after the caller picked this version: follow the swap
+            if self._successor is not None:
+                return await self._successor.infer(inputs, protocol)
+            raise NotReady(f"model {self.name!r} version {self.version} is unloaded")
+        with self._metrics.request(self.name, self.version, protocol):
+            feed = self.signature.coerce_inputs(inputs)
+            self._in_flight += 1
+            try:
+                return await self._runner.predict(feed)
+            finally:
+                self._in_flight -= 1
+                if self._idle is not None and not self._in_flight:
+                    self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until no request runs on this version; False if ``timeout`` passed first."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._in_flight:
+            self._idle = asyncio.Event()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                await asyncio.wait_for(self._idle.wait(), max(remaining, 0))
+            except TimeoutError:
+                return False
+        return True
+
+    def detach(self, successor: LoadedModel | None) -> Runtime | None:
+        """Stop serving: later calls go to ``successor``; returns the runtime to close."""
+        runtime, self._runtime = self._runtime, None
+        self._successor = successor
+        self._runner.close()
+        return runtime
+
+
+class _Direct:
+    """One runtime call per request, in a worker thread."""
+
+    def __init__(self, runtime: Runtime, executor: Executor, series: ModelSeries) -> None:
+        self.runtime = runtime
+        self.signature = runtime.signature
+        self._executor = executor
+        self._series = series
+
+    async def predict(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        submitted = perf_counter()
+        outputs, started, ended = await asyncio.get_running_loop().run_in_executor(
+            self._executor, _timed_predict, self.runtime, feed
+        )
+        series = self._series
+        series.queue.observe(started - submitted)
+        series.compute.observe(ended - started)
+        series.batch_size.observe(1)
+        return outputs
+
+    def close(self) -> None:
+        pass
+
+
+def _timed_predict(runtime: Runtime, feed: dict[str, np.ndarray]):
+    started = perf_counter()
+    try:
+        outputs = runtime.predict(feed)
+    except ModelportError:
+        raise
+    except Exception as exc:  # a backend bug must not reach the client as a traceback
+        raise BackendError(f"{type(exc).__name__}: {exc}") from None
+    return outputs, started, perf_counter()
+
+
+def close_runtime(runtime: Runtime) -> None:
+    runtime.close()
+    del runtime
+    import gc
+
+    gc.collect()
+    _trim_heap()
+
+
+def _trim_heap() -> None:
+    """Hand freed memory back to the OS (glibc keeps it otherwise, and RSS never drops)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def warmup_batch(signature: Signature) -> dict[str, np.ndarray]:
+    """Zeros (empty strings) shaped like the inputs, free dimensions set to 1."""
+    batch = {}
+    for spec in signature.inputs:
+        shape = tuple(1 if d < 0 else d for d in spec.shape)
+        if spec.dtype == "string":
+            batch[spec.name] = np.full(shape, "", dtype=object)
+        else:
+            batch[spec.name] = np.zeros(shape, dtype=spec.numpy_dtype)
+    return batch
