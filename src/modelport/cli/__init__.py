@@ -11,6 +11,7 @@ import typer
 from modelport._version import __version__
 from modelport.cli import predict as predict_cmd
 from modelport.cli import registry as registry_cmds
+from modelport.cli import serve as serve_cmd
 from modelport.cli.common import err_console, state
 
 app = typer.Typer(
@@ -53,6 +54,7 @@ app.command("delete")(registry_cmds.delete)
 app.command("verify")(registry_cmds.verify)
 app.command("gc")(registry_cmds.gc)
 app.command("predict")(predict_cmd.predict)
+app.command("serve")(serve_cmd.serve)
 
 
 def main() -> None:

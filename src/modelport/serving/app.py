@@ -208,42 +208,48 @@ def build(registry: Registry, config: ServeConfig, options: ServerOptions) -> tu
     return models, metrics, plane, app
 
 
+Started = Callable[[Any, int, int | None], None]  # (models, http port, gRPC port)
+
+
 async def serve(
-    registry: Registry, config: ServeConfig, options: ServerOptions,
-    started: Callable[[], None] | None = None,
-) -> None:  # fmt: skip
+    registry: Registry, config: ServeConfig, options: ServerOptions, started: Started | None = None
+) -> None:
     """Load the models, serve HTTP (and gRPC) until cancelled or signalled, then unload."""
     import uvicorn
 
     sock = listen(options.host, options.http_port)
+    http_port = sock.getsockname()[1]
     models, _metrics, plane, app = build(registry, config, options)
-    await models.start()
-    grpc_server = None
-    if options.grpc_port is not None:
-        from modelport.serving.grpc_v2 import start_grpc
-
-        grpc_server = await start_grpc(plane, options.host, options.grpc_port, options.api_keys,
-                                       options.max_request_bytes)  # fmt: skip
     http = uvicorn.Server(uvicorn.Config(
-        app, host=options.host, port=options.http_port, http="httptools", loop="none",
+        app, host=options.host, port=http_port, http="httptools", loop="none",
         lifespan="off", access_log=False, log_level="warning", server_header=False,
-        date_header=False, timeout_keep_alive=30, h11_max_incomplete_event_size=None,
+        date_header=False, timeout_keep_alive=30,
     ))  # fmt: skip
+    grpc_server = grpc_port = None
     try:
+        if options.grpc_port is not None:
+            from modelport.serving.grpc_v2 import start_grpc
+
+            grpc_server, grpc_port = await start_grpc(
+                plane, options.host, options.grpc_port, options.api_keys, options.max_request_bytes
+            )
+        await models.start()
         http_task = asyncio.ensure_future(http.serve(sockets=[sock]))
         while not http.started and not http_task.done():
             await asyncio.sleep(0.01)
         if http.started and started is not None:
-            started()
+            started(models, http_port, grpc_port)
         await http_task
     finally:
+        sock.close()
         if grpc_server is not None:
             await grpc_server.stop(grace=1.0)
         await models.stop()
 
 
-def run(registry: Registry, config: ServeConfig, options: ServerOptions,
-        started: Callable[[], None] | None = None) -> None:  # fmt: skip
+def run(
+    registry: Registry, config: ServeConfig, options: ServerOptions, started: Started | None = None
+) -> None:
     """Blocking entry point of ``modelport serve``: uvloop when installed."""
     try:
         import uvloop
