@@ -37,17 +37,27 @@ def serve(
     poll_interval: Annotated[float, typer.Option(
         help="Seconds between registry checks for alias moves.")] = 2.0,
     workers: Annotated[int, typer.Option(help="Inference threads (0 = one per core).")] = 0,
+    intra_op_threads: Annotated[int | None, typer.Option(
+        help="Threads inside one model call (default: the registry setting; 1 suits small "
+             "models under concurrent load).", show_default=False)] = None,
 ) -> None:
     """Serve models over HTTP and gRPC until Ctrl-C; alias moves are followed without restart."""
     from modelport.serving.app import ServerOptions, run
     from modelport.serving.auth import ApiKeys
     from modelport.serving.config import BatchConfig, ServeConfig
 
+    runtime = None
+    if intra_op_threads is not None:
+        from modelport.runtimes import RuntimeOptions
+
+        settings = registry().settings
+        runtime = RuntimeOptions(intra_op_threads, settings.inter_op_threads,
+                                 settings.graph_optimization)  # fmt: skip
     keys = ApiKeys.parse([*(api_key or []), os.environ.get("MODELPORT_API_KEYS", "")])
     config = ServeConfig(
         refs=tuple(refs or ()), alias=alias, version_policy=policy, poll_interval=poll_interval,
         batching={"*": BatchConfig(max_batch_size, max_queue_delay_us)},
-        request_timeout=timeout, workers=workers,
+        request_timeout=timeout, workers=workers, runtime=runtime,
     )  # fmt: skip
     options = ServerOptions(
         host=host, http_port=http_port, grpc_port=grpc_port or None, api_keys=keys,
