@@ -17,27 +17,7 @@ from modelport.serving.batching import Batcher, check_batchable
 from modelport.serving.config import BatchConfig
 from modelport.signature import Signature, TensorSpec
 from tests.conftest import make_mlp_onnx
-from tests.serving.test_models import add_version, expected, running
-
-
-class Recording:
-    """A real runtime, with a log of the rows of every call and the threads that made them."""
-
-    name = "recording"
-
-    def __init__(self, runtime: OnnxRuntime) -> None:
-        self.runtime = runtime
-        self.signature = runtime.signature
-        self.calls: list[int] = []
-        self.threads: set[int] = set()
-
-    def predict(self, feed):
-        self.calls.append(len(next(iter(feed.values()))))
-        self.threads.add(threading.get_ident())
-        return self.runtime.predict(feed)
-
-    def close(self) -> None:
-        self.runtime.close()
+from tests.serving.test_models import Recording, add_version, expected, running
 
 
 def gather_onnx(path: Path) -> Path:

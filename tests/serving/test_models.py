@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import numpy as np
@@ -15,13 +17,36 @@ from modelport.api import register
 from modelport.errors import InvalidInput, InvalidReference, NotFound, NotReady
 from modelport.monitoring.metrics import Metrics
 from modelport.registry import Artifact, ModelVersion, Registry
+from modelport.runtimes.onnx import OnnxRuntime
 from modelport.serving.config import BatchConfig, ServeConfig
+from modelport.serving.cost import CallCost
+from modelport.serving.loaded import LoadedModel
 from modelport.serving.models import ModelSet
 from modelport.signature import Signature, TensorSpec
 from tests.conftest import make_mlp_onnx
 
 X = np.random.default_rng(7).standard_normal((3, 4)).astype(np.float32)
 _files = itertools.count()
+
+
+class Recording:
+    """A real runtime, with a log of the rows of every call and the threads that made them."""
+
+    name = "recording"
+
+    def __init__(self, runtime: OnnxRuntime) -> None:
+        self.runtime = runtime
+        self.signature = runtime.signature
+        self.calls: list[int] = []
+        self.threads: set[int] = set()
+
+    def predict(self, feed):
+        self.calls.append(len(next(iter(feed.values()))))
+        self.threads.add(threading.get_ident())
+        return self.runtime.predict(feed)
+
+    def close(self) -> None:
+        self.runtime.close()
 
 
 def add_version(registry: Registry, name: str = "digits", seed: int = 0, alias: str | None = None,
@@ -291,3 +316,26 @@ def test_a_missing_alias_reference_is_reported(sqlite_registry):
             assert models.get("digits", label="staging").version == 1
 
     asyncio.run(main())
+
+
+def test_cheap_calls_run_on_the_loop_and_costly_ones_in_a_worker(sqlite_registry):
+    reg = sqlite_registry
+    record = add_version(reg)
+    small, large = np.ones((1, 4), np.float32), np.ones((20_000, 4), np.float32)
+
+    async def threads_used(cost: CallCost, x: np.ndarray) -> set[int]:
+        runtime = Recording(load_runtime(record, registry=reg))
+        with ThreadPoolExecutor(1) as pool:
+            model = LoadedModel(record, runtime, Metrics(), pool, cost=cost)
+            await model.infer({"input": x}, "rest")
+        return runtime.threads
+
+    async def main():
+        loop_thread = threading.get_ident()
+        assert await threads_used(CallCost(0.001, per_row=1e-6), small) == {loop_thread}
+        assert loop_thread not in await threads_used(CallCost(0.001, per_row=1e-6), large)
+        assert loop_thread not in await threads_used(CallCost(0.0), small)  # inline off
+
+    asyncio.run(main())
+    with pytest.raises(InvalidInput, match="inline_below_us"):
+        ServeConfig(inline_below_us=-1)

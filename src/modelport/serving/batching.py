@@ -5,7 +5,8 @@
 
 A request joins the open batch of its shape; the batch runs when it holds ``max_batch_size`` rows
 or when its first request has waited ``max_queue_delay_us``. The runtime call happens in a worker
-thread, so the event loop keeps answering health checks. When a merged call fails, each of its
+thread, so the event loop keeps answering health checks (unless it is cheaper than the thread hop:
+see cost.py). When a merged call fails, each of its
 requests is retried alone, so one bad request fails only itself.
 """
 
@@ -21,6 +22,7 @@ from modelport.errors import BackendError, InvalidInput, ModelportError
 from modelport.monitoring.metrics import ModelSeries
 from modelport.runtimes import Runtime
 from modelport.serving.config import BatchConfig
+from modelport.serving.cost import CallCost
 from modelport.signature import Signature
 
 Feed = dict[str, np.ndarray]
@@ -60,7 +62,12 @@ class _Open:
 
 class Batcher:
     def __init__(
-        self, runtime: Runtime, config: BatchConfig, executor: Executor, series: ModelSeries
+        self,
+        runtime: Runtime,
+        config: BatchConfig,
+        executor: Executor,
+        series: ModelSeries,
+        cost: CallCost | None = None,
     ) -> None:
         check_batchable(runtime.signature)
         self.runtime = runtime
@@ -68,6 +75,7 @@ class Batcher:
         self.config = config
         self._executor = executor
         self._series = series
+        self._cost = cost or CallCost(0.0)
         self._delay = config.max_queue_delay_us / 1e6
         self._open: dict[tuple, _Open] = {}
 
@@ -101,12 +109,16 @@ class Batcher:
     async def _run(self, items: list[_Item], rows: int) -> None:
         loop = asyncio.get_running_loop()
         try:
-            results, started, ended = await loop.run_in_executor(
-                self._executor, _run_batch, self.runtime, items
-            )
+            if self._cost.inline(rows):
+                results, started, ended = _run_batch(self.runtime, items)
+            else:
+                results, started, ended = await loop.run_in_executor(
+                    self._executor, _run_batch, self.runtime, items
+                )
         except BaseException as exc:  # the executor itself failed (shut down): fail the batch
             results = [exc] * len(items)
             started = ended = perf_counter()
+        self._cost.update(ended - started, rows)
         series = self._series
         for item, result in zip(items, results, strict=True):
             series.queue.observe(started - item.submitted)

@@ -43,6 +43,8 @@ class ServeConfig:
     newest versions) or "specific" (only what the references designate).
     ``batching``: per model name, "*" for the default of every model.
     ``workers``: threads running inference (0 = one per core, at least 2).
+    ``inline_below_us``: a runtime call estimated to take less runs on the event loop, since the
+    hop to a worker thread would cost more (0 = always in a worker thread).
     """
 
     refs: tuple[str, ...] = ()
@@ -53,6 +55,7 @@ class ServeConfig:
     runtime: RuntimeOptions | None = None
     request_timeout: float = 30.0
     workers: int = 0
+    inline_below_us: int = 1000
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "refs", tuple(self.refs))
@@ -64,6 +67,10 @@ class ServeConfig:
             raise InvalidInput(f"poll_interval must be > 0 seconds, got {self.poll_interval!r}")
         if not self.request_timeout > 0:
             raise InvalidInput(f"request_timeout must be > 0 seconds, got {self.request_timeout!r}")
+        if not isinstance(self.inline_below_us, int) or self.inline_below_us < 0:
+            raise InvalidInput(
+                f"inline_below_us must be an integer >= 0, got {self.inline_below_us!r}"
+            )
         for name, batch in self.batching.items():
             if not isinstance(batch, BatchConfig):
                 raise InvalidInput(f"batching for {name!r} must be a BatchConfig")

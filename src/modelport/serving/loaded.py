@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import types
 from collections.abc import Mapping
 from concurrent.futures import Executor
 from time import perf_counter
@@ -21,11 +22,13 @@ from modelport.registry import ModelVersion
 from modelport.runtimes import Runtime
 from modelport.serving.batching import Batcher
 from modelport.serving.config import BatchConfig
+from modelport.serving.cost import CallCost, rows_of
 from modelport.signature import Signature
 
 
 class LoadedModel:
-    """One loaded version. ``infer`` validates, runs off the event loop, records metrics."""
+    """One loaded version. ``infer`` validates, runs the runtime (off the event loop unless the
+    call is cheaper than the thread hop, see cost.py), records metrics."""
 
     def __init__(
         self,
@@ -34,6 +37,7 @@ class LoadedModel:
         metrics: Metrics,
         executor: Executor,
         batch: BatchConfig | None = None,
+        cost: CallCost | None = None,
     ) -> None:
         self.name = record.name
         self.version = record.version
@@ -44,10 +48,11 @@ class LoadedModel:
         self._runtime: Runtime | None = runtime
         self._metrics = metrics
         series = metrics.model_series(self.name, self.version)
+        cost = cost or CallCost(0.0)
         if batch is not None and batch.enabled:
-            self._runner: Batcher | _Direct = Batcher(runtime, batch, executor, series)
+            self._runner: Batcher | _Direct = Batcher(runtime, batch, executor, series, cost)
         else:
-            self._runner = _Direct(runtime, executor, series)
+            self._runner = _Direct(runtime, executor, series, cost)
         self._in_flight = 0
         self._idle: asyncio.Event | None = None
         self._successor: LoadedModel | None = None
@@ -93,27 +98,44 @@ class LoadedModel:
 
 
 class _Direct:
-    """One runtime call per request, in a worker thread."""
+    """One runtime call per request: inline when cheap, else in a worker thread (see cost.py)."""
 
-    def __init__(self, runtime: Runtime, executor: Executor, series: ModelSeries) -> None:
+    def __init__(
+        self, runtime: Runtime, executor: Executor, series: ModelSeries, cost: CallCost
+    ) -> None:
         self.runtime = runtime
         self.signature = runtime.signature
         self._executor = executor
         self._series = series
+        self._cost = cost
 
     async def predict(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        submitted = perf_counter()
-        outputs, started, ended = await asyncio.get_running_loop().run_in_executor(
-            self._executor, _timed_predict, self.runtime, feed
-        )
+        rows = rows_of(feed)
+        cost = self._cost
         series = self._series
-        series.queue.observe(started - submitted)
+        if cost.inline(rows):
+            await _yield()  # one turn of the loop first: a caller in a tight loop cannot starve it
+            outputs, started, ended = _timed_predict(self.runtime, feed)
+            series.queue.observe(0.0)
+        else:
+            submitted = perf_counter()
+            outputs, started, ended = await asyncio.get_running_loop().run_in_executor(
+                self._executor, _timed_predict, self.runtime, feed
+            )
+            series.queue.observe(started - submitted)
+        cost.update(ended - started, rows)
         series.compute.observe(ended - started)
-        series.batch_size.observe(1)
+        series.batch_size.observe(rows)
         return outputs
 
     def close(self) -> None:
         pass
+
+
+@types.coroutine
+def _yield():
+    """``asyncio.sleep(0)`` without its overhead: give the event loop one turn."""
+    yield
 
 
 def _timed_predict(runtime: Runtime, feed: dict[str, np.ndarray]):
@@ -144,6 +166,17 @@ def _trim_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def warm_up(runtime: Runtime, calls: int = 5) -> float:
+    """Run a few calls on a one-row batch of zeros; return the median time of one call."""
+    batch = warmup_batch(runtime.signature)
+    times = []
+    for _ in range(calls):
+        started = perf_counter()
+        runtime.predict(batch)
+        times.append(perf_counter() - started)
+    return sorted(times)[len(times) // 2]
 
 
 def warmup_batch(signature: Signature) -> dict[str, np.ndarray]:

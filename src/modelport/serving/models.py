@@ -24,7 +24,8 @@ from modelport.registry import ModelVersion, Registry
 from modelport.runtimes import Runtime, RuntimeOptions, open_artifact
 from modelport.serving.batching import check_batchable
 from modelport.serving.config import BatchConfig, ServeConfig
-from modelport.serving.loaded import LoadedModel, close_runtime, warmup_batch
+from modelport.serving.cost import CallCost
+from modelport.serving.loaded import LoadedModel, close_runtime, warm_up
 from modelport.serving.plan import Plan, Wanted, make_plan
 from modelport.signature import Signature
 from modelport.uri import validate_name
@@ -266,7 +267,7 @@ class ModelSet:
         started = perf_counter()
         loop = asyncio.get_running_loop()
         try:
-            record, runtime, batch = await loop.run_in_executor(
+            record, runtime, batch, seconds = await loop.run_in_executor(
                 self._loader, self._open, name, number
             )
         except Exception as exc:
@@ -281,9 +282,10 @@ class ModelSet:
         self.metrics.model_loaded(name, perf_counter() - started)
         self._status[name, number] = (READY, "")
         log.info("%s:%d loaded in %.2fs", name, number, perf_counter() - started)
-        return LoadedModel(record, runtime, self.metrics, self._executor, batch)
+        cost = CallCost(self.config.inline_below_us / 1e6, seconds)
+        return LoadedModel(record, runtime, self.metrics, self._executor, batch, cost)
 
-    def _open(self, name: str, number: int) -> tuple[ModelVersion, Runtime, BatchConfig]:
+    def _open(self, name: str, number: int) -> tuple[ModelVersion, Runtime, BatchConfig, float]:
         """Runs in a loader thread: fetch, verify, open and warm one version."""
         record = self.registry.resolve(f"{name}:{number}")
         options = self.config.runtime
@@ -294,14 +296,14 @@ class ModelSet:
             self.registry.path(record), record.format, record.signature, options
         )
         try:
-            runtime.predict(warmup_batch(runtime.signature))
+            seconds = warm_up(runtime)
             batch = self._batching(name, runtime.signature)
         except Exception as exc:
             runtime.close()
             if isinstance(exc, InvalidInput):
                 raise
             raise BackendError(f"warm-up inference failed: {exc}") from None
-        return record, runtime, batch
+        return record, runtime, batch, seconds
 
     def _batching(self, name: str, signature: Signature) -> BatchConfig:
         """The model's batch config; a "*" default quietly skips models that cannot batch."""
