@@ -113,7 +113,10 @@ def test_serves_every_model_with_the_alias(sqlite_registry):
             with pytest.raises(NotFound, match="not served"):
                 models.get("unused")
             assert [(r["name"], r["version"], r["state"]) for r in models.index()] == [
-                ("digits", 2, "READY"), ("iris", 1, "READY")]  # fmt: skip
+                ("digits", 2, "READY"),
+                ("iris", 1, "READY"),
+                ("unused", None, "UNAVAILABLE"),  # in the registry, not served
+            ]
 
     asyncio.run(main())
 
@@ -243,6 +246,7 @@ def test_repository_load_and_unload(sqlite_registry):
             await models.unload("digits")
             with pytest.raises(NotFound, match="unloaded"):
                 models.get("digits")
+            assert models.all_ready()  # an unloaded model does not make the server unready
             assert {"name": "digits", "version": None, "state": "UNAVAILABLE",
                     "reason": "model 'digits' is unloaded; load it through the repository API"
                     } in models.index()  # fmt: skip

@@ -78,6 +78,7 @@ class Batcher:
         self._cost = cost or CallCost(0.0)
         self._delay = config.max_queue_delay_us / 1e6
         self._open: dict[tuple, _Open] = {}
+        self._running: set[asyncio.Task] = set()  # the loop keeps only weak references
 
     async def predict(self, feed: Feed) -> Feed:
         loop = asyncio.get_running_loop()
@@ -104,7 +105,9 @@ class Batcher:
             return
         if batch.timer is not None:
             batch.timer.cancel()
-        asyncio.get_running_loop().create_task(self._run(batch.items, batch.rows))
+        task = asyncio.get_running_loop().create_task(self._run(batch.items, batch.rows))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def _run(self, items: list[_Item], rows: int) -> None:
         loop = asyncio.get_running_loop()

@@ -67,6 +67,7 @@ class ModelSet:
         self._unloaded: set[str] = set()
         self._lock = asyncio.Lock()
         self._watcher: asyncio.Task | None = None
+        self._catalogue: tuple[str, ...] = ()  # every model name of the registry, at the last check
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -142,7 +143,7 @@ class ModelSet:
         return True
 
     def all_ready(self) -> bool:
-        if self._problems:
+        if any(name not in self._unloaded for name in self._problems):
             return False
         return not any(state == LOADING for state, _ in self._status.values())
 
@@ -165,6 +166,11 @@ class ModelSet:
             for (name, version), (state, reason) in self._status.items()
         ]
         covered = {row["name"] for row in rows}
+        rows += [
+            {"name": name, "version": None, "state": UNAVAILABLE, "reason": "not loaded"}
+            for name in self._catalogue
+            if name not in covered and name not in self._problems and name not in self._served
+        ]
         rows += [
             {"name": name, "version": None, "state": UNAVAILABLE if name in self._unloaded
              else FAILED, "reason": str(reason)}
@@ -210,6 +216,7 @@ class ModelSet:
             plan: Plan = await loop.run_in_executor(
                 self._loader, make_plan, self.registry, self.config, self._forced, self._unloaded
             )
+            self._catalogue = plan.catalogue
             for name in list(self._served):
                 if name not in plan.wanted:
                     await self._drop(name, plan.problems.get(name, "no longer designated"))

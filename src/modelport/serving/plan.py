@@ -30,6 +30,7 @@ class Wanted:
 class Plan:
     wanted: dict[str, Wanted] = field(default_factory=dict)
     problems: dict[str, ModelportError] = field(default_factory=dict)
+    catalogue: tuple[str, ...] = ()  # every model name in the registry
 
 
 def make_plan(
@@ -53,7 +54,7 @@ def make_plan(
             has_alias = summary is not None and config.alias in summary.aliases
             refs[name] = [ModelRef(name, alias=config.alias) if has_alias else ModelRef(name)]
     skip = set(unloaded)
-    plan = Plan()
+    plan = Plan(catalogue=tuple(sorted(summaries)))
     for name, name_refs in refs.items():
         if name in skip:
             continue
