@@ -150,3 +150,70 @@ def test_memory_returns_after_the_old_version_is_unloaded(sqlite_registry):
             assert grown < weights // 2, f"RSS grew by {grown / 2**20:.0f} MiB over six swaps"
 
     asyncio.run(main())
+
+
+def test_moving_the_alias_under_http_load_fails_no_request(sqlite_registry):
+    """The same swap through the real server on a loopback socket, with real HTTP clients."""
+    import httpx
+
+    from modelport.serving.app import ServerOptions, serve
+    from modelport.serving.config import ServeConfig
+
+    reg = sqlite_registry
+    add_version(reg, seed=1, alias="production")
+    add_version(reg, seed=2)
+    outputs = {1: expected(reg, "digits:1"), 2: expected(reg, "digits:2")}
+    body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(X.shape),
+                        "data": X.ravel().tolist()}]}  # fmt: skip
+
+    async def main():
+        ready: asyncio.Future = asyncio.get_running_loop().create_future()
+        options = ServerOptions(host="127.0.0.1", http_port=0, grpc_port=None)
+        config = ServeConfig(poll_interval=0.05)
+        server = asyncio.create_task(
+            serve(reg, config, options, lambda models, port, _: ready.set_result((models, port)))
+        )
+        models, port = await asyncio.wait_for(ready, 60)
+        statuses: list[int] = []
+        answers: list[tuple[str, np.ndarray, int]] = []  # (version, output, phase when sent)
+        phase = [0]  # the version alone serving when a request was sent (0: not known)
+        stop = asyncio.Event()
+
+        async def client(http: httpx.AsyncClient) -> None:
+            while not stop.is_set():
+                sent_in = phase[0]
+                reply = await http.post("/v2/models/digits/infer", json=body)
+                statuses.append(reply.status_code)
+                if reply.status_code == 200:
+                    data = reply.json()
+                    got = np.array(data["outputs"][0]["data"], np.float32).reshape(3, 3)
+                    answers.append((data["model_version"], got, sent_in))
+
+        async def answered(n: int) -> None:
+            target = len(statuses) + n
+            await wait_for(lambda: len(statuses) >= target)
+
+        limits = httpx.Limits(max_connections=8)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits) as http:
+            tasks = [asyncio.create_task(client(http)) for _ in range(8)]
+            try:
+                await answered(30)
+                for target in (2, 1, 2):
+                    reg.set_alias("digits", "production", target)
+                    phase[0] = 0
+                    await wait_for(lambda t=target: [r["version"] for r in models.index()] == [t])
+                    phase[0] = target  # the old version is drained and closed
+                    await answered(30)
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks)
+                server.cancel()
+                await asyncio.gather(server, return_exceptions=True)
+        assert set(statuses) == {200}, f"failed requests: {len(statuses) - statuses.count(200)}"
+        for version, got, sent_in in answers:  # each answer is the output of the version it names
+            np.testing.assert_allclose(got, outputs[int(version)], rtol=1e-5)
+            assert sent_in in (0, int(version)), "a request sent after a swap reached the old one"
+        assert {v for v, _, _ in answers} == {"1", "2"}
+        assert {sent_in for _, _, sent_in in answers} == {0, 1, 2}
+
+    asyncio.run(main())
