@@ -96,7 +96,7 @@ def decode_tensor(
     count = element_count(dims)
     if dtype.kind == "O":
         return _decode_bytes_json(name, data, dims, count)
-    array = _floats(name, data, dtype) if dtype.kind == "f" else _numbers(name, data)
+    array = _floats(name, data, dtype) if dtype.kind == "f" else _numbers(name, data, dtype)
     if array.size != count:
         raise InvalidInput(
             f"input {name!r} has {array.size} values but its shape {list(dims)} needs {count}"
@@ -115,7 +115,7 @@ def coerce_values(name: str, dtype: np.dtype, data: Any) -> np.ndarray:
         if not all(isinstance(item, str | bytes) for item in flat):
             raise InvalidInput(f"input {name!r} holds strings: its data must be strings")
         return array
-    return _cast(name, _numbers(name, data), dtype)
+    return _cast(name, _numbers(name, data, dtype), dtype)
 
 
 def _floats(name: str, data: Any, dtype: np.dtype) -> np.ndarray:
@@ -132,13 +132,16 @@ def _floats(name: str, data: Any, dtype: np.dtype) -> np.ndarray:
     return array
 
 
-def _numbers(name: str, data: Any) -> np.ndarray:
+def _numbers(name: str, data: Any, dtype: np.dtype) -> np.ndarray:
     try:
-        return np.array(data)
+        array = np.array(data)
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(
             f"input {name!r}: data is not a rectangular array of numbers ({exc})"
         ) from None
+    if dtype.kind in "iu" and array.dtype.kind in "fO" and array.size:
+        return _exact_integers(name, data, array, dtype)
+    return array
 
 
 def _cast(name: str, array: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -156,6 +159,22 @@ def _cast(name: str, array: np.ndarray, dtype: np.dtype) -> np.ndarray:
                 f"input {name!r} has values outside the range of {_datatype_name(dtype)}"
             )
     return array.astype(dtype, copy=False)
+
+
+def _exact_integers(name: str, data: Any, array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Python ints numpy could not hold in int64 (UINT64 above 2**63, out-of-range values)."""
+    try:
+        flat = np.array(data, dtype=object).reshape(-1)
+    except ValueError:
+        return array
+    if not all(type(v) is int for v in flat):
+        return array  # floats or other values: the kind check rejects them
+    info = np.iinfo(dtype)
+    if not all(info.min <= v <= info.max for v in flat):
+        raise InvalidInput(
+            f"input {name!r} has values outside the range of {_datatype_name(dtype)}"
+        )
+    return np.array(flat.tolist(), dtype=dtype).reshape(array.shape)
 
 
 def _kind_name(dtype: np.dtype) -> str:

@@ -29,10 +29,24 @@ def generate(out: Path) -> None:
         raise SystemExit(f"protoc failed with status {status}")
 
 
+# The messages live in a private descriptor pool, not protobuf's default one, so that a process
+# may import modelport's stubs and another copy of the same protocol (tritonclient.grpc) at once.
+_DEFAULT_POOL = "_descriptor_pool.Default().AddSerializedFile("
+_PRIVATE_POOL = "_descriptor_pool.DescriptorPool().AddSerializedFile("
+
+
+def private_pool(path: Path) -> None:
+    text = path.read_text()
+    if _DEFAULT_POOL not in text:
+        raise SystemExit(f"{path.name}: the generated code changed shape; update regenerate.py")
+    path.write_text(text.replace(_DEFAULT_POOL, _PRIVATE_POOL))
+
+
 def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
         built = Path(tmp) / PROTO.parent
+        private_pool(built / "inference_pb2.py")
         stale = [n for n in STUBS if (built / n).read_bytes() != _read(HERE / n)]
         if "--check" in argv:
             for name in stale:
