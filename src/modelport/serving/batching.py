@@ -1,7 +1,7 @@
 """Dynamic batching: concurrent requests merged into one runtime call, results split back.
 
     batcher = Batcher(runtime, BatchConfig(max_batch_size=32, max_queue_delay_us=500), pool, series)
-    outputs = await batcher.predict(feed)       # feed already validated against the signature
+    outputs = await batcher.predict(feed)       # validated first: a bad request never joins
 
 A request joins the open batch of its shape; the batch runs when it holds ``max_batch_size`` rows
 or when its first request has waited ``max_queue_delay_us``. The runtime call happens in a worker
@@ -13,8 +13,10 @@ requests is retried alone, so one bad request fails only itself.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from concurrent.futures import Executor
 from time import perf_counter
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +82,8 @@ class Batcher:
         self._open: dict[tuple, _Open] = {}
         self._running: set[asyncio.Task] = set()  # the loop keeps only weak references
 
-    async def predict(self, feed: Feed) -> Feed:
+    async def predict(self, inputs: Mapping[str, Any]) -> Feed:
+        feed = self.signature.coerce_inputs(inputs)  # a bad request never joins a batch
         loop = asyncio.get_running_loop()
         first = next(iter(feed.values()))
         rows = first.shape[0]

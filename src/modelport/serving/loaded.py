@@ -68,10 +68,9 @@ class LoadedModel:
                 return await self._successor.infer(inputs, protocol)
             raise NotReady(f"model {self.name!r} version {self.version} is unloaded")
         with self._metrics.request(self.name, self.version, protocol):
-            feed = self.signature.coerce_inputs(inputs)
             self._in_flight += 1
-            try:
-                return await self._runner.predict(feed)
+            try:  # the runner validates against the signature (once: the runtime does it)
+                return await self._runner.predict(inputs)
             finally:
                 self._in_flight -= 1
                 if self._idle is not None and not self._in_flight:
@@ -109,7 +108,9 @@ class _Direct:
         self._series = series
         self._cost = cost
 
-    async def predict(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def predict(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not isinstance(feed, dict) or not all(isinstance(v, np.ndarray) for v in feed.values()):
+            feed = self.signature.coerce_inputs(feed)  # lists: convert before sizing the call
         rows = rows_of(feed)
         cost = self._cost
         series = self._series
