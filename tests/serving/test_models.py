@@ -283,6 +283,9 @@ def test_a_model_that_fails_to_load_is_reported_not_served(sqlite_registry, capl
                 models.metrics.render().decode())
             with pytest.raises(Exception, match="could not load"):
                 await models.load("digits")  # an explicit load retries and reports again
+            await models.unload("digits")
+            assert [(r["name"], r["version"], r["state"]) for r in models.index()] == [
+                ("digits", None, "UNAVAILABLE"), ("iris", 1, "READY")]  # fmt: skip
 
     asyncio.run(main())
     assert any("digits:1 failed to load" in r.getMessage() for r in caplog.records)

@@ -220,6 +220,9 @@ class ModelSet:
             for name in list(self._served):
                 if name not in plan.wanted:
                     await self._drop(name, plan.problems.get(name, "no longer designated"))
+            for key in [k for k in self._status if k[0] not in plan.wanted]:
+                self._status.pop(key)  # failures of a model no longer served are moot
+                self._failed.pop(key, None)
             self._problems = {
                 name: why for name, why in plan.problems.items() if name not in self._served
             }
