@@ -1,0 +1,108 @@
+"""The ASGI app's own duties: body limits (413), timeouts (504), routing, a busy port."""
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import modelport
+from modelport.errors import Conflict, InvalidInput
+from modelport.serving.app import listen
+from modelport.serving.config import ServeConfig
+from tests.serving.conftest import running_app, v2_input
+
+pytestmark = pytest.mark.anyio
+
+X = np.ones((1, 4), dtype=np.float32)
+
+
+async def test_body_over_the_limit_by_content_length_is_413(served_registry) -> None:
+    async with running_app(served_registry, max_request_bytes=1024) as client:
+        big = {"inputs": [v2_input(np.ones((1, 4), np.float32))], "pad": "x" * 2000}
+        response = await client.post("/v2/models/mlp/infer", json=big)
+        assert response.status_code == 413 and "limit" in response.json()["error"]
+        small = await client.post("/v2/models/mlp/infer", json={"inputs": [v2_input(X)]})
+        assert small.status_code == 200
+
+
+async def test_streamed_body_over_the_limit_is_413(served_registry) -> None:
+    async def chunks():
+        for _ in range(10):
+            yield b"x" * 512
+
+    async with running_app(served_registry, max_request_bytes=2048) as client:
+        response = await client.post("/v2/models/mlp/infer", content=chunks())
+        assert response.status_code == 413 and "error" in response.json()
+        tf = await client.post("/v1/models/mlp:predict", content=chunks())
+        assert tf.status_code == 413
+
+
+def make_slow_onnx(path: Path, width: int = 512, depth: int = 16) -> Path:
+    """``depth`` square MatMuls: about 8 MFLOP per row, slow for a big batch."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = (np.eye(width, dtype=np.float32))
+    nodes, previous = [], "input"
+    for i in range(depth):
+        nodes.append(helper.make_node("MatMul", [previous, "w"], [f"m{i}"]))
+        previous = f"m{i}"
+    nodes.append(helper.make_node("Identity", [previous], ["output"]))
+    graph = helper.make_graph(
+        nodes, "slow",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", width])],
+        [numpy_helper.from_array(w, "w")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+async def test_request_over_the_timeout_is_504_and_the_server_stays_up(
+    sqlite_registry, tmp_path
+) -> None:
+    modelport.register(make_slow_onnx(tmp_path / "slow.onnx"), "slow", registry=sqlite_registry,
+                       alias="production")  # fmt: skip
+    config = ServeConfig(request_timeout=0.02)
+    async with running_app(sqlite_registry, config=config) as client:
+        heavy = np.ones((512, 512), dtype=np.float32)
+        from tests.serving.test_rest_v2 import binary_headers, binary_request
+
+        body, length = binary_request({"input": ("FP32", heavy)})
+        response = await client.post("/v2/models/slow/infer", content=body,
+                                     headers=binary_headers(length))  # fmt: skip
+        assert response.status_code == 504, response.text
+        assert "longer than" in response.json()["error"]
+        assert (await client.get("/v2/health/live")).status_code == 200
+        light = np.ones((1, 512), dtype=np.float32)
+        ok = await client.post("/v2/models/slow/infer", json={"inputs": [v2_input(light)]})
+        assert ok.status_code == 200, ok.text
+
+
+async def test_get_requests_need_no_body_and_unknown_paths_are_json_404(client) -> None:
+    for path in ("/", "/v3", "/v2/models", "/v2/models/mlp/versions/1/extra/infer"):
+        response = await client.get(path)
+        assert response.status_code == 404 and "error" in response.json()
+
+
+def test_listen_on_a_busy_port_is_a_clear_conflict() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(Conflict, match=f"127.0.0.1:{port}"):
+            listen("127.0.0.1", port)
+
+
+def test_cli_size_parsing() -> None:
+    from modelport.cli.serve import parse_size
+
+    assert parse_size("64MiB") == 64 << 20
+    assert parse_size("1048576") == 1 << 20
+    assert parse_size("1.5kb") == 1500
+    for bad in ("lots", "-1", "0", "5 parsecs"):
+        with pytest.raises(InvalidInput):
+            parse_size(bad)
