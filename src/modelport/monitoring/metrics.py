@@ -192,7 +192,7 @@ class Metrics:
                "Time of one runtime call (one batch when batching).")  # fmt: skip
         for m in models:
             out.extend(m.compute.lines("modelport_compute_duration_seconds", m.labels))
-        family("modelport_batch_size", "histogram", "Requests merged into one runtime call.")
+        family("modelport_batch_size", "histogram", "Rows (samples) per runtime call.")
         for m in models:
             out.extend(m.batch_size.lines("modelport_batch_size", m.labels))
         family("modelport_model_load_duration_seconds", "histogram",
