@@ -11,9 +11,10 @@ handler (decode, ``DataPlane.infer``, encode) -> two ASGI messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -220,12 +221,13 @@ async def serve(
     sock = listen(options.host, options.http_port)
     http_port = sock.getsockname()[1]
     models, _metrics, plane, app = build(registry, config, options)
-    http = uvicorn.Server(uvicorn.Config(
+    http = _uvicorn(uvicorn.Config(
         app, host=options.host, port=http_port, http="httptools", loop="none",
         lifespan="off", access_log=False, log_level="warning", server_header=False,
         date_header=False, timeout_keep_alive=30,
     ))  # fmt: skip
     grpc_server = grpc_port = None
+    _stop_on_signals(http)
     try:
         if options.grpc_port is not None:
             from modelport.serving.grpc_v2 import start_grpc
@@ -245,6 +247,33 @@ async def serve(
         if grpc_server is not None:
             await grpc_server.stop(grace=1.0)
         await models.stop()
+
+
+def _stop_on_signals(http: Any) -> None:
+    """SIGINT and SIGTERM stop the server gracefully: unload the models, then return (exit 0)."""
+    import signal
+
+    def stop() -> None:
+        http.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            pass
+
+
+def _uvicorn(config: Any) -> Any:
+    """A uvicorn server that leaves signal handling to ``serve``."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server(config)
 
 
 def run(
