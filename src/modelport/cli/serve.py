@@ -37,6 +37,9 @@ def serve(
     poll_interval: Annotated[float, typer.Option(
         help="Seconds between registry checks for alias moves.")] = 2.0,
     workers: Annotated[int, typer.Option(help="Inference threads (0 = one per core).")] = 0,
+    inline_below_us: Annotated[int, typer.Option(
+        help="Run a model call on the event loop when it is estimated to take less than this "
+             "(microseconds; 0 = always in a worker thread).")] = 1000,
     intra_op_threads: Annotated[int | None, typer.Option(
         help="Threads inside one model call (default: the registry setting; 1 suits small "
              "models under concurrent load).", show_default=False)] = None,
@@ -58,6 +61,7 @@ def serve(
         refs=tuple(refs or ()), alias=alias, version_policy=policy, poll_interval=poll_interval,
         batching={"*": BatchConfig(max_batch_size, max_queue_delay_us)},
         request_timeout=timeout, workers=workers, runtime=runtime,
+        inline_below_us=inline_below_us,
     )  # fmt: skip
     options = ServerOptions(
         host=host, http_port=http_port, grpc_port=grpc_port or None, api_keys=keys,
