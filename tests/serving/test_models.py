@@ -346,3 +346,25 @@ def test_cheap_calls_run_on_the_loop_and_costly_ones_in_a_worker(sqlite_registry
     asyncio.run(main())
     with pytest.raises(InvalidInput, match="inline_below_us"):
         ServeConfig(inline_below_us=-1)
+
+
+def test_a_failed_version_is_retried_after_a_while(sqlite_registry, monkeypatch):
+    import modelport.serving.models as models_module
+
+    reg = sqlite_registry
+    add_broken(reg, "digits", alias="production")
+    monkeypatch.setattr(models_module, "RETRY_FAILED_AFTER", 0.2)
+
+    def failures(models: ModelSet) -> int:
+        text = models.metrics.render().decode()
+        line = 'modelport_model_loads_total{model="digits",outcome="failure"} '
+        return int(text.split(line)[1].split()[0]) if line in text else 0
+
+    async def main():
+        async with running(reg) as models:  # registry checked every 0.05 s
+            assert failures(models) == 1
+            await asyncio.sleep(0.1)
+            assert failures(models) == 1  # not retried on every check
+            await wait_for(lambda: failures(models) >= 2)
+
+    asyncio.run(main())

@@ -34,6 +34,8 @@ log = logging.getLogger("modelport.serving")
 
 READY, LOADING, UNAVAILABLE, FAILED = "READY", "LOADING", "UNAVAILABLE", "FAILED"
 
+RETRY_FAILED_AFTER = 60.0  # seconds before the watcher tries a failed version again
+
 __all__ = ["FAILED", "LOADING", "READY", "UNAVAILABLE", "LoadedModel", "ModelSet"]
 
 
@@ -61,8 +63,8 @@ class ModelSet:
         self._served: dict[str, _Served] = {}
         self._status: dict[tuple[str, int], tuple[str, str]] = {}
         self._problems: dict[str, ModelportError] = {}  # name -> why nothing of it serves
-        # versions that failed, not retried until load(name) or until the plan changes
-        self._failed: dict[tuple[str, int], ModelportError] = {}
+        # versions that failed, with when: retried after RETRY_FAILED_AFTER, or at once by load()
+        self._failed: dict[tuple[str, int], tuple[ModelportError, float]] = {}
         self._forced: set[str] = set()
         self._unloaded: set[str] = set()
         self._lock = asyncio.Lock()
@@ -240,7 +242,8 @@ class ModelSet:
         old = self._served.get(name)
         current = dict(old.versions) if old else {}
         for number in sorted(wanted.versions):
-            if number in current or (name, number) in self._failed:
+            failed = self._failed.get((name, number))
+            if number in current or (failed and perf_counter() - failed[1] < RETRY_FAILED_AFTER):
                 continue
             model = await self._load_version(name, number)
             if model is not None:
@@ -251,9 +254,8 @@ class ModelSet:
             if default is None and current:
                 default = current[max(current)]
         if default is None:
-            self._problems[name] = self._failed.get(
-                (name, wanted.default), NotReady("nothing could be loaded")
-            )
+            failed = self._failed.get((name, wanted.default))
+            self._problems[name] = failed[0] if failed else NotReady("nothing could be loaded")
             return
         self._problems.pop(name, None)
         keep = {n: m for n, m in current.items() if n in wanted.versions or m is default}
@@ -283,13 +285,14 @@ class ModelSet:
         except Exception as exc:
             if not isinstance(exc, ModelportError):
                 exc = BackendError(f"{type(exc).__name__}: {exc}")
-            self._failed[name, number] = exc
+            self._failed[name, number] = (exc, perf_counter())
             reason = str(exc)
             self._status[name, number] = (FAILED, reason)
             self.metrics.model_load_failed(name)
             log.error("%s:%d failed to load, keeping what serves: %s", name, number, reason)
             return None
         self.metrics.model_loaded(name, perf_counter() - started)
+        self._failed.pop((name, number), None)
         self._status[name, number] = (READY, "")
         log.info("%s:%d loaded in %.2fs", name, number, perf_counter() - started)
         cost = CallCost(self.config.inline_below_us / 1e6, seconds)
