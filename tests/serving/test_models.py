@@ -368,3 +368,26 @@ def test_a_failed_version_is_retried_after_a_while(sqlite_registry, monkeypatch)
             await wait_for(lambda: failures(models) >= 2)
 
     asyncio.run(main())
+
+
+def test_a_failed_alias_target_is_never_replaced_by_another_version(sqlite_registry):
+    reg = sqlite_registry
+    add_broken(reg, "digits", alias="production")  # version 1
+    add_version(reg, "digits", seed=2, alias="staging")  # version 2
+
+    async def main():
+        async with running(reg) as models:
+            with pytest.raises(NotReady, match="could not load"):
+                models.get("digits")  # plain URLs are production's: not staging instead
+            assert models.get("digits", label="staging").version == 2
+            assert models.labels("digits") == {"staging": 2}
+            assert not models.is_ready("digits") and not models.all_ready()
+            assert [(r["version"], r["state"]) for r in models.index()] == [
+                (1, "FAILED"), (2, "READY")]  # fmt: skip
+            with pytest.raises(Exception, match="could not load"):
+                await models.load("digits")
+        async with running(reg, refs=("digits:1",)) as models:  # + staging, by the policy
+            assert models.get("digits").version == 2  # no alias followed: the newest loaded
+            assert models.versions("digits") == [2]
+
+    asyncio.run(main())

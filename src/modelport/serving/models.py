@@ -45,7 +45,7 @@ class _Served:
     __slots__ = ("versions", "default", "labels")
 
     def __init__(
-        self, versions: dict[int, LoadedModel], default: LoadedModel, labels: dict[str, int]
+        self, versions: dict[int, LoadedModel], default: LoadedModel | None, labels: dict[str, int]
     ) -> None:
         self.versions = versions
         self.default = default
@@ -117,6 +117,8 @@ class ModelSet:
                 raise NotFound(f"label {label!r} of {name!r} points at version {number}")
             version = number
         if version is None:
+            if served.default is None:  # the designated version failed; others may serve
+                raise self._missing(name)
             return served.default
         model = served.versions.get(version)
         if model is None:
@@ -188,7 +190,8 @@ class ModelSet:
         for key in [key for key in self._failed if key[0] == name]:
             del self._failed[key]
         await self._reconcile()
-        if name not in self._served:
+        served = self._served.get(name)
+        if served is None or served.default is None:
             error = self._load_error(name)
             if isinstance(error, NotFound):  # nothing to load: forget the name
                 self._forced.discard(name)
@@ -251,22 +254,26 @@ class ModelSet:
         default = current.get(wanted.default)
         if default is None:  # the designated version failed: keep the one that was serving
             default = old.default if old else None
-            if default is None and current:
-                default = current[max(current)]
+            if default is None and current and not wanted.follows_alias:
+                default = current[max(current)]  # never another version in an alias's place
         if default is None:
             failed = self._failed.get((name, wanted.default))
             self._problems[name] = failed[0] if failed else NotReady("nothing could be loaded")
-            return
-        self._problems.pop(name, None)
+            if not current:
+                return
+        else:
+            self._problems.pop(name, None)
         keep = {n: m for n, m in current.items() if n in wanted.versions or m is default}
         labels = {alias: n for alias, n in wanted.labels.items() if n in keep}
         if wanted.follows_alias:
-            labels[wanted.follows_alias] = default.version
+            labels.pop(wanted.follows_alias, None)
+            if default is not None:
+                labels[wanted.follows_alias] = default.version
         for number, model in keep.items():
             model.labels = tuple(sorted(a for a, n in labels.items() if n == number))
         self._served[name] = _Served(keep, default, labels)  # the atomic switch
         self.metrics.set_loaded(name, len(keep))
-        if old is not None and old.default is not default:
+        if old is not None and old.default is not None and default not in (None, old.default):
             self.metrics.model_swapped(name)
             log.info("%s: traffic moved from version %d to %d", name, old.default.version,
                      default.version)  # fmt: skip
