@@ -220,3 +220,25 @@ def test_moving_the_alias_under_http_load_fails_no_request(sqlite_registry):
         assert {sent_in for _, _, sent_in in answers} == {-1, 0, 1, 2}
 
     asyncio.run(main())
+
+
+def test_an_alias_moved_through_another_registry_handle_is_followed(registry):
+    """On SQLite and PostgreSQL: the move comes from another connection, as from another host."""
+    from modelport.registry import Registry
+
+    add_version(registry, seed=1, alias="production")
+    add_version(registry, seed=2)
+    outputs = {1: expected(registry, "digits:1"), 2: expected(registry, "digits:2")}
+
+    async def main():
+        async with running(registry) as models:
+            load = LoadGenerator(models, outputs, clients=4)
+            await load.more(20)
+            with Registry(registry.settings) as other:
+                other.set_alias("digits", "production", 2)
+            await wait_for(lambda: [r["version"] for r in models.index()] == [2])
+            await load.more(20)
+            await load.stop()
+            assert load.failures == [] and load.served[-1] == 2
+
+    asyncio.run(main())
