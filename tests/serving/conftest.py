@@ -27,9 +27,19 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def save_graph(graph, path: Path) -> Path:
+    """Write an onnx.helper graph as a model (opset 17, IR 8) that onnxruntime loads."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
 def make_pair_onnx(path: Path) -> Path:
     """Two float inputs a, b [batch, 3] -> outputs sum and product."""
-    import onnx
     from onnx import TensorProto, helper
 
     info = helper.make_tensor_value_info
@@ -41,15 +51,11 @@ def make_pair_onnx(path: Path) -> Path:
         [info("sum", TensorProto.FLOAT, ["batch", 3]),
          info("product", TensorProto.FLOAT, ["batch", 3])],
     )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 def make_identity_onnx(path: Path) -> Path:
     """One Identity per datatype: input ``in_<dtype>`` [batch, 2] -> output ``out_<dtype>``."""
-    import onnx
     from onnx import helper
 
     nodes, inputs, outputs = [], [], []
@@ -59,10 +65,7 @@ def make_identity_onnx(path: Path) -> Path:
         outputs.append(helper.make_tensor_value_info(f"out_{dtype}", elem, ["batch", 2]))
         nodes.append(helper.make_node("Identity", [f"in_{dtype}"], [f"out_{dtype}"]))
     graph = helper.make_graph(nodes, "identity", inputs, outputs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 @pytest.fixture(scope="module")

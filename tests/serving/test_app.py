@@ -10,7 +10,7 @@ import modelport
 from modelport.errors import Conflict, InvalidInput
 from modelport.serving.app import listen
 from modelport.serving.config import ServeConfig
-from tests.serving.conftest import running_app, v2_input
+from tests.serving.conftest import running_app, save_graph, v2_input
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +40,6 @@ async def test_streamed_body_over_the_limit_is_413(served_registry) -> None:
 
 def make_slow_onnx(path: Path, width: int = 512, depth: int = 16) -> Path:
     """``depth`` square MatMuls: about 8 MFLOP per row, slow for a big batch."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     w = (np.eye(width, dtype=np.float32))
@@ -55,10 +54,7 @@ def make_slow_onnx(path: Path, width: int = 512, depth: int = 16) -> Path:
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", width])],
         [numpy_helper.from_array(w, "w")],
     )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 async def test_request_over_the_timeout_is_504_and_the_server_stays_up(
