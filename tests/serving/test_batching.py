@@ -186,3 +186,23 @@ def test_closing_fails_requests_still_queued(tmp_path, pool):
 
     asyncio.run(main())
     assert batcher.runtime.calls == []
+
+
+def test_a_caller_giving_up_does_not_disturb_its_batch(tmp_path, pool):
+    path = make_mlp_onnx(tmp_path / "mlp.onnx")
+    batcher = batcher_for(path, pool, max_batch_size=64, delay_us=50_000)
+    xs = [np.full((1, 4), i, np.float32) for i in range(4)]
+
+    async def main():
+        tasks = [asyncio.ensure_future(batcher.predict({"input": x})) for x in xs]
+        await asyncio.sleep(0.005)  # all four are queued in one open batch
+        tasks[1].cancel()  # e.g. the request's timeout fired
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(results[1], asyncio.CancelledError)
+        direct = OnnxRuntime.load(path)
+        for i in (0, 2, 3):
+            want = direct.predict({"input": xs[i]})["probabilities"]
+            np.testing.assert_allclose(results[i]["probabilities"], want, rtol=1e-5)
+
+    asyncio.run(main())
+    assert batcher.runtime.calls == [4]  # the abandoned row was computed, and dropped

@@ -7,8 +7,10 @@ import gc
 import logging
 
 import numpy as np
+import pytest
 
 from modelport.runtimes import RuntimeOptions
+from modelport.serving.config import BatchConfig
 from tests.serving.test_models import X, add_broken, add_version, expected, running, wait_for
 
 
@@ -45,15 +47,17 @@ class LoadGenerator:
         await asyncio.gather(*self._tasks)
 
 
-def test_moving_the_alias_under_load_fails_no_request(sqlite_registry):
+@pytest.mark.parametrize("batching", [False, True], ids=["unbatched", "batched"])
+def test_moving_the_alias_under_load_fails_no_request(sqlite_registry, batching):
     reg = sqlite_registry
+    batch = {"*": BatchConfig(max_batch_size=8, max_queue_delay_us=2000)} if batching else {}
     add_version(reg, seed=1, alias="production")
     add_version(reg, seed=2)
     outputs = {1: expected(reg, "digits:1"), 2: expected(reg, "digits:2")}
     assert not np.allclose(outputs[1], outputs[2])
 
     async def main():
-        async with running(reg) as models:
+        async with running(reg, batching=batch) as models:
             load = LoadGenerator(models, outputs)
             await load.more(50)
             for target in (2, 1, 2):
@@ -71,6 +75,10 @@ def test_moving_the_alias_under_load_fails_no_request(sqlite_registry):
             text = models.metrics.render().decode()
             assert 'modelport_model_swaps_total{model="digits"} 3' in text
             assert 'modelport_models_loaded{model="digits"} 1' in text
+            if batching:  # requests were merged on both sides of each swap
+                for version in (1, 2):
+                    series = models.metrics.model_series("digits", version)
+                    assert series.batch_size.sum > series.batch_size.count
             labels = 'model="digits",version="1",protocol="test"'
             assert f"modelport_requests_in_flight{{{labels}}} 0" in text
 
