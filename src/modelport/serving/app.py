@@ -36,6 +36,7 @@ DEFAULT_MAX_BODY = 64 << 20
 Handler = Callable[..., Awaitable[Reply]]
 _METHOD_NOT_ALLOWED = b'{"error":"method not allowed"}'
 _JSON = [(b"content-type", b"application/json")]
+_ROUTE_CACHE = 4096  # matched (method, path) pairs remembered; cleared when full
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class ServingApp:
             ("GET", "/metrics"): (self._metrics, "infer"),
         }
         self._patterns: dict[int, list[tuple[str, tuple[str, ...], Handler, str]]] = {}
+        self._seen: dict[tuple[str, str], tuple[Handler, str | None, list[str]]] = {}
         for method, pattern, handler, role in (
             ("GET", "v2/models/{}", v2.model_metadata, "infer"),
             ("GET", "v2/models/{}/ready", v2.model_ready, "infer"),
@@ -95,6 +97,16 @@ class ServingApp:
         fixed = self._fixed.get((method, path))
         if fixed is not None:
             return fixed[0], fixed[1], []
+        key = (method, path)
+        found = self._seen.get(key)
+        if found is None:
+            found = self._match(method, path)
+            if len(self._seen) >= _ROUTE_CACHE:
+                self._seen.clear()
+            self._seen[key] = found
+        return found
+
+    def _match(self, method: str, path: str) -> tuple[Handler, str | None, list[str]]:
         parts = path.strip("/").split("/")
         allowed = False
         for want, pattern, handler, role in self._patterns.get(len(parts), ()):

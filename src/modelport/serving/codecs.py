@@ -120,9 +120,13 @@ def coerce_values(name: str, dtype: np.dtype, data: Any) -> np.ndarray:
 
 def _floats(name: str, data: Any, dtype: np.dtype) -> np.ndarray:
     """The hot path: one C-level conversion straight to the float dtype (twice as fast as
-    inferring a dtype first). JSON cannot spell NaN, so a NaN here came from null: reject it."""
+    inferring a dtype first; ``fromiter`` is faster still for flat lists). JSON cannot spell
+    NaN, so a NaN here came from null: reject it."""
     try:
-        array = np.array(data, dtype=dtype)
+        if type(data) is list and data and type(data[0]) is not list:
+            array = np.fromiter(data, dtype=dtype, count=len(data))
+        else:
+            array = np.array(data, dtype=dtype)
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(
             f"input {name!r}: data is not a rectangular array of numbers ({exc})"
