@@ -5,8 +5,9 @@
 Same ONNX model as benchmarks/serving.py (the tutorial MLP 784 -> 128 -> 64 -> 10), one sample
 per request, uvloop, ONNX Runtime with one intra-op thread and no spinning. Part 1, concurrency
 1, interleaved call by call so machine noise hits every row alike: a bare ``runtime.predict``,
-``LoadedModel.infer`` inline on the loop (the default for a call this cheap), and through the
-worker pool (``inline_below_us=0``). Part 2, concurrency 64 (asyncio tasks calling
+``LoadedModel.infer`` inline on the loop (the default for a call this cheap), through the
+worker pool (``inline_below_us=0``), and with batching on (an idle model does not wait for the
+queue delay). Part 2, concurrency 64 (asyncio tasks calling
 ``ModelSet.get(...).infer``): requests/s without and with dynamic batching. No HTTP here: the
 end-to-end comparison with MLServer is benchmarks/serving.py.
 """
@@ -32,6 +33,7 @@ from modelport.serving.config import BatchConfig, ServeConfig
 from modelport.serving.models import ModelSet
 
 OPTIONS = RuntimeOptions(intra_op_threads=1, extra={"session.intra_op.allow_spinning": "0"})
+BATCH = {"mlp": BatchConfig(max_batch_size=32, max_queue_delay_us=500)}
 console = Console()
 
 
@@ -44,11 +46,12 @@ async def started(registry: Registry, **config) -> ModelSet:
 async def latency(registry: Registry, requests: int) -> list[tuple[str, list[float]]]:
     inline = await started(registry)
     worker = await started(registry, inline_below_us=0)
+    batched = await started(registry, batching=BATCH)
     runtime = inline.get("mlp")._runner.runtime
     feed = {"input": np.random.default_rng(0).standard_normal((1, 784)).astype(np.float32)}
-    times: dict[str, list[float]] = {"runtime.predict": [], "infer, inline": [],
-                                     "infer, worker pool": []}  # fmt: skip
-    raw, on_loop, pooled = times.values()
+    names = ("runtime.predict", "infer, inline", "infer, worker pool", "infer, batching on")
+    times: dict[str, list[float]] = {name: [] for name in names}
+    raw, on_loop, pooled, merged = times.values()
     for _ in range(requests):
         a = perf_counter()
         runtime.predict(feed)
@@ -57,11 +60,14 @@ async def latency(registry: Registry, requests: int) -> list[tuple[str, list[flo
         c = perf_counter()
         await worker.get("mlp").infer(feed, "bench")
         d = perf_counter()
+        await batched.get("mlp").infer(feed, "bench")
+        e = perf_counter()
         raw.append(b - a)
         on_loop.append(c - b)
         pooled.append(d - c)
-    await inline.stop()
-    await worker.stop()
+        merged.append(e - d)
+    for models in (inline, worker, batched):
+        await models.stop()
     return list(times.items())
 
 
@@ -97,12 +103,11 @@ async def run(requests: int, markdown: bool) -> None:
         register(tutorial_mlp(Path(tmp) / "mlp.onnx"), "mlp", registry=registry,
                  alias="production")  # fmt: skip
         rows = await latency(registry, requests)
-        batch = {"mlp": BatchConfig(max_batch_size=32, max_queue_delay_us=500)}
         rates = [
             ("no batching, inline", await throughput(registry, requests * 2)),
             ("no batching, worker pool", await throughput(registry, requests * 2,
                                                           inline_below_us=0)),  # fmt: skip
-            ("batching 32 / 500 us", await throughput(registry, requests * 2, batching=batch)),
+            ("batching 32 / 500 us", await throughput(registry, requests * 2, batching=BATCH)),
         ]
         registry.close()
     table = Table(title=f"concurrency 1, {requests} calls each, interleaved")

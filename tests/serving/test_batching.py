@@ -78,20 +78,20 @@ def test_concurrent_requests_are_merged_and_split_back(tmp_path, pool):
     assert series.queue.count == len(requests)
 
 
-def test_a_full_batch_runs_at_once_and_a_lone_request_after_the_delay(tmp_path, pool):
+def test_batches_run_when_full_or_when_the_runtime_is_idle_without_waiting(tmp_path, pool):
     path = make_mlp_onnx(tmp_path / "mlp.onnx")
-    full = batcher_for(path, pool, max_batch_size=4, delay_us=60_000_000)  # a minute
-    lone = batcher_for(path, pool, max_batch_size=64, delay_us=1_000)
+    batcher = batcher_for(path, pool, max_batch_size=4, delay_us=60_000_000)  # a minute
     x = np.ones((1, 4), np.float32)
 
     async def main():
-        async with asyncio.timeout(20):  # a full batch must not wait the minute
-            await asyncio.gather(*(full.predict({"input": x}) for _ in range(4)))
-            await lone.predict({"input": x})
+        async with asyncio.timeout(20):  # nothing may wait for the minute
+            await batcher.predict({"input": x})  # alone, nothing running: at once
+            # seven at once: four fill a batch that goes at once; while it runs, three gather
+            # and go as soon as the runtime is idle again
+            await asyncio.gather(*(batcher.predict({"input": x}) for _ in range(7)))
 
     asyncio.run(main())
-    assert full.runtime.calls == [4]
-    assert lone.runtime.calls == [1]
+    assert batcher.runtime.calls == [1, 4, 3]
 
 
 def test_a_failing_batch_fails_only_the_bad_request(tmp_path, pool):
@@ -105,8 +105,8 @@ def test_a_failing_batch_fails_only_the_bad_request(tmp_path, pool):
         )
 
     results = asyncio.run(main())
-    assert batcher.runtime.calls[0] == 5  # one merged call failed, then each request alone
-    assert sorted(batcher.runtime.calls[1:]) == [1, 1, 1, 2]
+    # one merged call of five rows fails; then each request runs alone
+    assert batcher.runtime.calls == [5, 1, 2, 1, 1]
     assert isinstance(results[2], ModelportError) and results[2].status in (400, 500)
     for i, result in zip(indices, results, strict=True):
         if i != [99]:
@@ -174,18 +174,26 @@ def test_models_without_a_free_batch_dimension_cannot_batch():
     check_batchable(fine)
 
 
-def test_closing_fails_requests_still_queued(tmp_path, pool):
-    batcher = batcher_for(make_mlp_onnx(tmp_path / "mlp.onnx"), pool, 64, delay_us=60_000_000)
+def test_closing_fails_requests_still_queued(tmp_path):
+    gate = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(gate.wait)  # the only worker is busy: the first batch waits in the pool
+        batcher = batcher_for(make_mlp_onnx(tmp_path / "mlp.onnx"), pool, 64, 60_000_000)
+        x = {"input": np.ones((1, 4), np.float32)}
 
-    async def main():
-        pending = asyncio.ensure_future(batcher.predict({"input": np.ones((1, 4), np.float32)}))
-        await asyncio.sleep(0.01)
-        batcher.close()
-        with pytest.raises(BackendError, match="unloaded"):
-            await pending
+        async def main():
+            running = asyncio.ensure_future(batcher.predict(x))
+            await asyncio.sleep(0.01)
+            queued = asyncio.ensure_future(batcher.predict(x))  # a batch runs: this one waits
+            await asyncio.sleep(0.01)
+            batcher.close()
+            gate.set()
+            with pytest.raises(BackendError, match="unloaded"):
+                await queued
+            assert (await running)["probabilities"].shape == (1, 3)
 
-    asyncio.run(main())
-    assert batcher.runtime.calls == []
+        asyncio.run(main())
+    assert batcher.runtime.calls == [1]
 
 
 def test_a_caller_giving_up_does_not_disturb_its_batch(tmp_path, pool):
@@ -195,7 +203,7 @@ def test_a_caller_giving_up_does_not_disturb_its_batch(tmp_path, pool):
 
     async def main():
         tasks = [asyncio.ensure_future(batcher.predict({"input": x})) for x in xs]
-        await asyncio.sleep(0.005)  # all four are queued in one open batch
+        await asyncio.sleep(0)  # all four have joined one batch, which goes after this turn
         tasks[1].cancel()  # e.g. the request's timeout fired
         results = await asyncio.gather(*tasks, return_exceptions=True)
         assert isinstance(results[1], asyncio.CancelledError)

@@ -3,11 +3,14 @@
     batcher = Batcher(runtime, BatchConfig(max_batch_size=32, max_queue_delay_us=500), pool, series)
     outputs = await batcher.predict(feed)       # validated first: a bad request never joins
 
-A request joins the open batch of its shape; the batch runs when it holds ``max_batch_size`` rows
-or when its first request has waited ``max_queue_delay_us``. The runtime call happens in a worker
-thread, so the event loop keeps answering health checks (unless it is cheaper than the thread hop:
-see cost.py). When a merged call fails, each of its
-requests is retried alone, so one bad request fails only itself.
+A request joins the open batch of its shape. The batch runs when it holds ``max_batch_size`` rows,
+when its first request has waited ``max_queue_delay_us``, or as soon as the runtime is idle: when
+no batch runs, the batch goes at the end of the current event loop turn, with every request that
+arrived in that turn (no added latency at low load); requests arriving while a batch runs gather
+and go together when it ends. The runtime call happens in a
+worker thread, so the event loop keeps answering health checks (unless it is cheaper than the
+thread hop: see cost.py). When a merged call fails, each of its requests is retried alone, so one
+bad request fails only itself.
 """
 
 from __future__ import annotations
@@ -54,12 +57,13 @@ class _Item:
 class _Open:
     """The batch being filled for one shape."""
 
-    __slots__ = ("items", "rows", "timer")
+    __slots__ = ("items", "rows", "timer", "soon")
 
     def __init__(self) -> None:
         self.items: list[_Item] = []
         self.rows = 0
         self.timer: asyncio.TimerHandle | None = None
+        self.soon: asyncio.Handle | None = None
 
 
 class Batcher:
@@ -96,6 +100,8 @@ class Batcher:
         if batch is None:
             batch = self._open[key] = _Open()
             batch.timer = loop.call_later(self._delay, self._flush, key)
+            if not self._running:  # idle: go once the requests of this loop turn have joined
+                batch.soon = loop.call_soon(self._flush, key)
         batch.items.append(_Item(feed, rows, future, perf_counter()))
         batch.rows += rows
         if batch.rows >= self.config.max_batch_size:
@@ -108,14 +114,17 @@ class Batcher:
             return
         if batch.timer is not None:
             batch.timer.cancel()
+        if batch.soon is not None:
+            batch.soon.cancel()
         task = asyncio.get_running_loop().create_task(self._run(batch.items, batch.rows))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
     async def _run(self, items: list[_Item], rows: int) -> None:
         loop = asyncio.get_running_loop()
+        inline = self._cost.inline(rows)
         try:
-            if self._cost.inline(rows):
+            if inline:
                 results, started, ended = _run_batch(self.runtime, items)
             else:
                 results, started, ended = await loop.run_in_executor(
@@ -124,7 +133,10 @@ class Batcher:
         except BaseException as exc:  # the executor itself failed (shut down): fail the batch
             results = [exc] * len(items)
             started = ended = perf_counter()
-        self._cost.update(ended - started, rows)
+        self._running.discard(asyncio.current_task())
+        for key in list(self._open):  # what gathered while this batch ran goes next
+            self._flush(key)
+        self._cost.update(ended - started, rows, inline)
         series = self._series
         for item, result in zip(items, results, strict=True):
             series.queue.observe(started - item.submitted)

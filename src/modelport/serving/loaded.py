@@ -114,7 +114,8 @@ class _Direct:
         rows = rows_of(feed)
         cost = self._cost
         series = self._series
-        if cost.inline(rows):
+        inline = cost.inline(rows)
+        if inline:
             await _yield()  # one turn of the loop first: a caller in a tight loop cannot starve it
             outputs, started, ended = _timed_predict(self.runtime, feed)
             series.queue.observe(0.0)
@@ -124,7 +125,7 @@ class _Direct:
                 self._executor, _timed_predict, self.runtime, feed
             )
             series.queue.observe(started - submitted)
-        cost.update(ended - started, rows)
+        cost.update(ended - started, rows, inline)
         series.compute.observe(ended - started)
         series.batch_size.observe(rows)
         return outputs
