@@ -236,7 +236,7 @@ async def serve(
     http = _uvicorn(uvicorn.Config(
         app, host=options.host, port=http_port, http="httptools", loop="none",
         lifespan="off", access_log=False, log_level="warning", server_header=False,
-        date_header=False, timeout_keep_alive=30,
+        date_header=False, timeout_keep_alive=30, proxy_headers=False,
     ))  # fmt: skip
     grpc_server = grpc_port = None
     _stop_on_signals(http)
