@@ -221,6 +221,11 @@ async def test_metrics_endpoint_counts_requests_by_protocol(client) -> None:
     await infer(client, {"inputs": [v2_input(X)]})
     await infer(client, {"inputs": [v2_input(X)]})
     assert await count() == before + 2
+    series = series.replace("success", "client_error")
+    before = await count()
+    await client.post("/v2/models/mlp/infer", content=b"{broken")  # rejected while decoding
+    await infer(client, {"inputs": [v2_input(X[:, :3])]})  # rejected by the signature
+    assert await count() == before + 2
 
 
 # -- bad input: always 4xx with {"error": ...}, and the server keeps answering ---------------

@@ -11,13 +11,14 @@ Everything raises ``modelport.errors``; transports map ``.status`` to their own 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport._version import __version__
-from modelport.errors import InvalidInput, NotFound, Timeout
+from modelport.errors import InvalidInput, ModelportError, NotFound, Timeout
 from modelport.serving.codecs import signature_datatype
 from modelport.uri import parse_version, validate_alias, validate_name
 
@@ -97,6 +98,16 @@ class DataPlane:
             raise InvalidInput(
                 f"model {model.name!r} has no output(s) {unknown}; outputs: {known}"
             )
+
+    @contextlib.contextmanager
+    def decoding(self, model: LoadedModel, protocol: str) -> Iterator[None]:
+        """Count a request rejected while decoding (it never reaches ``infer``) as an error."""
+        try:
+            yield
+        except ModelportError as exc:
+            with self.models.metrics.request(model.name, model.version, protocol) as request:
+                request.fail(exc.status)
+            raise
 
     async def infer(
         self, model: LoadedModel, inputs: Mapping[str, np.ndarray], protocol: str

@@ -124,9 +124,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     @_rpc("infer")
     async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
         model = self.plane.model(request.model_name, request.model_version)
-        inputs = self._inputs(model, request)
-        wanted = [out.name for out in request.outputs]
-        self.plane.check_outputs(model, wanted)
+        with self.plane.decoding(model, "grpc"):
+            inputs = self._inputs(model, request)
+            wanted = [out.name for out in request.outputs]
+            self.plane.check_outputs(model, wanted)
         results = await self.plane.infer(model, inputs, "grpc")
         response = pb.ModelInferResponse(
             model_name=model.name, model_version=str(model.version), id=request.id

@@ -82,23 +82,11 @@ class RestTFServing:
         return await self._predict(self.plane.model(name, label=_verb(label)), body)
 
     async def _predict(self, model: LoadedModel, body: bytes) -> Reply:
-        request = parse_json(body)
-        signature_name = request.get("signature_name", _SIGNATURE)
-        if signature_name != _SIGNATURE:
-            raise InvalidInput(
-                f"model {model.name!r} has no signature {signature_name!r}; use {_SIGNATURE!r}"
-            )
-        has_rows, has_columns = "instances" in request, "inputs" in request
-        if has_rows == has_columns:
-            raise InvalidInput("the request needs exactly one of 'instances' or 'inputs'")
-        signature = model.signature
-        if has_rows:
-            inputs = _rows(signature, request["instances"])
-        else:
-            inputs = _columns(signature, request["inputs"])
+        with self.plane.decoding(model, "tfserving"):
+            request, inputs = _decode(model, body)
         results = await self.plane.infer(model, inputs, "tfserving")
-        names = signature.output_names or list(results)
-        if has_columns:
+        names = model.signature.output_names or list(results)
+        if "inputs" in request:
             if len(names) == 1:
                 return reply({"outputs": results[names[0]]})
             return reply({"outputs": {n: results[n] for n in names}})
@@ -106,6 +94,21 @@ class RestTFServing:
             return reply({"predictions": results[names[0]]})
         count = len(results[names[0]]) if results[names[0]].ndim else 1
         return reply({"predictions": [{n: results[n][i] for n in names} for i in range(count)]})
+
+
+def _decode(model: LoadedModel, body: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    request = parse_json(body)
+    signature_name = request.get("signature_name", _SIGNATURE)
+    if signature_name != _SIGNATURE:
+        raise InvalidInput(
+            f"model {model.name!r} has no signature {signature_name!r}; use {_SIGNATURE!r}"
+        )
+    has_rows, has_columns = "instances" in request, "inputs" in request
+    if has_rows == has_columns:
+        raise InvalidInput("the request needs exactly one of 'instances' or 'inputs'")
+    if has_rows:
+        return request, _rows(model.signature, request["instances"])
+    return request, _columns(model.signature, request["inputs"])
 
 
 def _verb(segment: str) -> str:

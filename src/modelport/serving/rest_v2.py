@@ -90,12 +90,14 @@ class RestV2:
         binary = b""
         length = headers.get(HEADER_LENGTH)
         if length is not None:
-            size = _header_length(length, len(body))
+            with self.plane.decoding(model, "rest"):
+                size = _header_length(length, len(body))
             view = memoryview(body)
             body, binary = view[:size], view[size:]
-        request = parse_json(body)
-        inputs = self._inputs(model, request, binary)
-        wanted = self._wanted(model, request)
+        with self.plane.decoding(model, "rest"):
+            request = parse_json(body)
+            inputs = self._inputs(model, request, binary)
+            wanted = self._wanted(model, request)
         results = await self.plane.infer(model, inputs, "rest")
         return self._response(model, request, results, wanted)
 
