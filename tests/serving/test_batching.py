@@ -17,12 +17,12 @@ from modelport.serving.batching import Batcher, check_batchable
 from modelport.serving.config import BatchConfig
 from modelport.signature import Signature, TensorSpec
 from tests.conftest import make_mlp_onnx
+from tests.serving.conftest import save_graph
 from tests.serving.test_models import Recording, add_version, expected, running
 
 
 def gather_onnx(path: Path) -> Path:
     """indices int64[batch] -> table rows float32[batch, 3]; an index past 9 fails at run time."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     table = np.arange(30, dtype=np.float32).reshape(10, 3)
@@ -32,10 +32,7 @@ def gather_onnx(path: Path) -> Path:
         [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["batch", 3])],
         [numpy_helper.from_array(table, "table")],
     )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 @pytest.fixture
