@@ -116,3 +116,23 @@ async def test_unknown_model_or_label_status_is_404(client) -> None:
     assert (await client.get("/v1/models/nope")).status_code == 404
     assert (await client.get("/v1/models/mlp/labels/nope")).status_code == 404
     assert (await client.get("/v1/models/mlp/labels/9bad")).status_code == 400
+
+
+async def test_every_input_dtype_in_columnar_format_with_b64_strings(client) -> None:
+    import base64
+
+    from tests.serving.conftest import IDENTITY_DTYPES
+    from tests.serving.test_rest_v2 import identity_values
+
+    inputs = {}
+    for datatype, dtype in IDENTITY_DTYPES.items():
+        values = identity_values(datatype).tolist()
+        if dtype == "string":
+            values = [[{"b64": base64.b64encode(v.encode()).decode()} for v in row]
+                      for row in values]  # fmt: skip
+        inputs[f"in_{dtype}"] = values
+    response = await client.post("/v1/models/identity:predict", json={"inputs": inputs})
+    assert response.status_code == 200, response.text
+    outputs = response.json()["outputs"]
+    for datatype, dtype in IDENTITY_DTYPES.items():
+        assert outputs[f"out_{dtype}"] == identity_values(datatype).tolist(), dtype

@@ -131,9 +131,13 @@ def _unwrap_b64(value: Any) -> Any:
         import binascii
 
         try:
-            return base64.b64decode(value["b64"], validate=True)
+            raw = base64.b64decode(value["b64"], validate=True)
         except binascii.Error:
             raise InvalidInput("a {'b64': ...} value is not valid base64") from None
+        try:
+            return raw.decode("utf-8")  # string tensors hold text; runtimes take str
+        except UnicodeDecodeError:
+            return raw
     if isinstance(value, list):
         return [_unwrap_b64(v) for v in value] if value and isinstance(value[0], dict | list) \
             else value
