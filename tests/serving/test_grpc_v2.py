@@ -222,3 +222,16 @@ async def test_api_keys_over_grpc_metadata(served_registry) -> None:
         index = await stub.RepositoryIndex(pb.RepositoryIndexRequest(),
                                            metadata=[("x-api-key", "admin-key-4567")])  # fmt: skip
         assert index.models
+
+
+def test_committed_stubs_match_the_proto() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import modelport.serving.proto as proto
+
+    script = Path(proto.__file__).parent / "regenerate.py"
+    result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True,
+                            text=True)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
