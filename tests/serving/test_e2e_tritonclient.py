@@ -184,6 +184,8 @@ def test_bad_input_over_a_socket_is_4xx_and_the_server_stays_up(server: Server) 
         assert b"modelport_requests_total" in response.read()
     with urllib.request.urlopen(f"http://{server.http}/v2/health/live", timeout=5) as response:
         assert response.status == 200
+        assert response.headers["Content-Length"] == "13"  # {"live":true}, not chunked
+        assert "Transfer-Encoding" not in response.headers
 
 
 def test_api_keys_from_the_environment(served_registry: Registry) -> None:

@@ -149,7 +149,8 @@ class ServingApp:
             status = 500
             payload = orjson.dumps({"error": f"internal error: {type(exc).__name__}"})
             extra = _JSON
-        await send({"type": "http.response.start", "status": status, "headers": extra})
+        reply_headers = [*extra, (b"content-length", b"%d" % len(payload))]  # else: chunked
+        await send({"type": "http.response.start", "status": status, "headers": reply_headers})
         await send({"type": "http.response.body", "body": payload})
 
     async def _read(self, receive: Callable, declared: bytes | None) -> bytes:
