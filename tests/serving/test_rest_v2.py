@@ -324,3 +324,31 @@ async def test_unknown_route_and_wrong_method(client) -> None:
     assert missing.status_code == 404 and "error" in missing.json()
     wrong = await client.get("/v2/models/mlp/infer")
     assert wrong.status_code == 405 and "error" in wrong.json()
+
+
+async def test_readiness_while_a_model_loads() -> None:
+    """A stand-in model set that is still loading (the real one is used everywhere else)."""
+    import httpx
+
+    from modelport.errors import NotReady
+    from modelport.monitoring.metrics import Metrics
+    from modelport.serving.app import ServingApp
+    from modelport.serving.dataplane import DataPlane
+
+    class Loading:
+        metrics = Metrics()
+
+        def get(self, name, version=None, label=None):
+            raise NotReady(f"model {name!r} is loading")
+
+        def all_ready(self) -> bool:
+            return False
+
+    app = ServingApp(DataPlane(Loading()), Loading.metrics)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://m") as c:
+        model = await c.get("/v2/models/mlp/ready")
+        assert model.status_code == 400 and model.json() == {"name": "mlp", "ready": False}
+        assert (await c.get("/v2/health/ready")).status_code == 503
+        assert (await c.get("/v2/health/live")).status_code == 200
+        busy = await c.post("/v2/models/mlp/infer", json={"inputs": []})
+        assert busy.status_code == 503 and "loading" in busy.json()["error"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelport._version import __version__
-from modelport.errors import InvalidInput, ModelportError, NotFound, Timeout
+from modelport.errors import InvalidInput, ModelportError, NotFound, NotReady, Timeout
 from modelport.serving.codecs import signature_datatype
 from modelport.uri import parse_version, validate_alias, validate_name
 
@@ -61,7 +61,11 @@ class DataPlane:
         return self.models.get(name, number, label)
 
     def model_ready(self, name: str, version: str | int | None = None) -> bool:
-        model = self.model(name, version)  # unknown names and versions are 404, not "not ready"
+        """False while loading; unknown names and versions raise NotFound (404), not False."""
+        try:
+            model = self.model(name, version)
+        except NotReady:
+            return False
         return self.models.is_ready(model.name, model.version)
 
     def model_metadata(self, model: LoadedModel) -> dict[str, Any]:
