@@ -77,6 +77,8 @@ def test_signature_dtype_names_map_to_protocol_names() -> None:
         ("FP32", [-1], [1], "shape"),
         ("FP32", "2", [1, 2], "shape"),
         ("FP32", [True], [1], "shape"),
+        ("FP32", [1] * 70, [1], "the limit is 32"),
+        ("BYTES", [1] * 70, ["a"], "the limit is 32"),
         ("INT32", [2], [1.5, 2], "floats"),
         ("INT8", [2], [1, 300], "outside the range"),
         ("UINT8", [2], [-1, 3], "outside the range"),

@@ -22,7 +22,11 @@ datatypes = st.one_of(
     st.sampled_from(["BOOL", "UINT8", "UINT64", "INT8", "INT32", "INT64", "FP16", "FP32", "FP64",
                      "BYTES", "BF16", "fp32", ""]), json_values,
 )  # fmt: skip
-shapes = st.one_of(st.lists(st.integers(min_value=-2, max_value=6), max_size=4), json_values)
+shapes = st.one_of(
+    st.lists(st.integers(min_value=-2, max_value=6), max_size=4),
+    st.lists(st.just(1), min_size=30, max_size=70),  # past numpy's 64 dimensions
+    json_values,
+)
 data = st.one_of(
     st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), max_size=12),
     st.lists(st.lists(st.integers(-300, 300), max_size=5), max_size=4), json_values,
