@@ -94,3 +94,25 @@ async def test_random_binary_bodies_never_give_a_5xx(client, request, header, ta
 @given(body=st.binary(max_size=64))
 async def test_random_bytes_never_give_a_5xx(client, body) -> None:
     check(await client.post("/v2/models/identity/infer", content=body))
+
+
+@st.composite
+def near_valid(draw) -> tuple[str, dict]:
+    """A valid model, input name and datatype, data sized to the shape: only the shape is wild."""
+    path, name = draw(st.sampled_from([("/v2/models/mlp/infer", "input"),
+                                       ("/v2/models/identity/infer", "in_float32")]))  # fmt: skip
+    rank = draw(st.sampled_from([0, 1, 2, 3, 33, 64, 65, 70]))
+    shape = draw(st.lists(st.integers(0, 4), min_size=rank, max_size=rank))
+    count = 1
+    for dim in shape:
+        count *= dim
+    data = draw(st.lists(st.floats(-1, 1, width=32), min_size=min(count, 64),
+                         max_size=min(count, 64)))  # fmt: skip
+    return path, {"inputs": [{"name": name, "datatype": "FP32", "shape": shape, "data": data}]}
+
+
+@FUZZ
+@given(case=near_valid())
+async def test_near_valid_tensors_never_give_a_5xx(client, case) -> None:
+    path, request = case
+    check(await client.post(path, content=json.dumps(request)))
