@@ -215,3 +215,38 @@ def test_api_keys_from_the_environment(served_registry: Registry) -> None:
     finally:
         code, output = server.stop()
     assert code == 0, output
+
+
+def test_concurrent_clients_with_dynamic_batching_get_their_own_answers(
+    served_registry: Registry,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tritonclient.http as httpclient
+
+    import modelport
+
+    runtime = modelport.load("mlp:1", registry=served_registry)
+    server = start_server(served_registry, "mlp:1", "--max-batch-size", "16",
+                          "--max-queue-delay-us", "2000")  # fmt: skip
+    rng = np.random.default_rng(7)
+    samples = [rng.standard_normal((1 + i % 3, 4)).astype(np.float32) for i in range(48)]
+
+    def call(x: np.ndarray) -> np.ndarray:
+        client = httpclient.InferenceServerClient(server.http)
+        tensor = httpclient.InferInput("input", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x, binary_data=True)
+        return client.infer("mlp", [tensor]).as_numpy("probabilities")
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(call, samples))
+        with urllib.request.urlopen(f"http://{server.http}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+    finally:
+        code, output = server.stop()
+    assert code == 0, output
+    for x, answer in zip(samples, answers, strict=True):
+        np.testing.assert_allclose(answer, runtime.predict({"input": x})["probabilities"],
+                                   rtol=1e-5, atol=1e-6)  # fmt: skip
+    assert "modelport_batch_size" in metrics
