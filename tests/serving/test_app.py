@@ -102,3 +102,34 @@ def test_cli_size_parsing() -> None:
     for bad in ("lots", "-1", "0", "5 parsecs"):
         with pytest.raises(InvalidInput):
             parse_size(bad)
+
+
+async def test_gzip_and_deflate_request_bodies(client) -> None:
+    import gzip
+    import json
+    import zlib
+
+    body = json.dumps({"inputs": [v2_input(X)]}).encode()
+    plain = await client.post("/v2/models/mlp/infer", content=body)
+    for encoding, packed in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        response = await client.post("/v2/models/mlp/infer", content=packed,
+                                     headers={"Content-Encoding": encoding})  # fmt: skip
+        assert response.status_code == 200, response.text
+        assert response.json() == plain.json()
+    corrupt = await client.post("/v2/models/mlp/infer", content=b"not gzip",
+                                headers={"Content-Encoding": "gzip"})  # fmt: skip
+    assert corrupt.status_code == 400 and "corrupt" in corrupt.json()["error"]
+    unknown = await client.post("/v2/models/mlp/infer", content=body,
+                                headers={"Content-Encoding": "br"})  # fmt: skip
+    assert unknown.status_code == 400 and "not supported" in unknown.json()["error"]
+
+
+async def test_a_small_compressed_body_that_inflates_past_the_limit_is_413(served_registry) -> None:
+    import gzip
+
+    bomb = gzip.compress(b" " * (4 << 20))  # 4 MiB of spaces, a few KiB compressed
+    async with running_app(served_registry, max_request_bytes=1 << 20) as client:
+        response = await client.post("/v2/models/mlp/infer", content=bomb,
+                                     headers={"Content-Encoding": "gzip"})  # fmt: skip
+        assert len(bomb) < 1 << 20
+        assert response.status_code == 413 and "decompressed" in response.json()["error"]

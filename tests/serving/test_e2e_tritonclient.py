@@ -97,6 +97,9 @@ def test_tritonclient_http(server: Server) -> None:
     np.testing.assert_array_equal(results[True], results[False])
     version2 = client.infer("mlp", [tensor], model_version="2").as_numpy("probabilities")
     assert not np.allclose(version2, results[True])
+    for algorithm in ("gzip", "deflate"):
+        packed = client.infer("mlp", [tensor], request_compression_algorithm=algorithm)
+        np.testing.assert_array_equal(packed.as_numpy("probabilities"), results[True])
 
 
 def test_tritonclient_http_bytes_and_errors(server: Server) -> None:

@@ -14,13 +14,14 @@ import asyncio
 import contextlib
 import logging
 import socket
+import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from modelport.errors import Conflict, ModelportError, NotFound, PayloadTooLarge
+from modelport.errors import Conflict, InvalidInput, ModelportError, NotFound, PayloadTooLarge
 from modelport.serving.auth import ApiKeys, token_from
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.rest_tfserving import RestTFServing
@@ -139,6 +140,9 @@ class ServingApp:
             body = b""
             if scope["method"] == "POST":
                 body = await self._read(receive, headers.get(b"content-length"))
+                encoding = headers.get(b"content-encoding")
+                if encoding is not None:
+                    body = inflate(body, encoding, self.max_body)
             status, payload, extra = await handler(body, headers, *params)
         except ModelportError as exc:
             status, payload, extra = error_reply(exc)
@@ -178,6 +182,31 @@ class ServingApp:
     async def _metrics(self, body: bytes, headers: dict[bytes, bytes]) -> Reply:
         content_type = self.metrics.content_type.encode()
         return 200, self.metrics.render(), [(b"content-type", content_type)]
+
+
+_WBITS = {b"gzip": 31, b"deflate": 15}  # zlib window bits: gzip header, zlib header
+
+
+def inflate(body: bytes, encoding: bytes, limit: int) -> bytes:
+    """A gzip or deflate request body (tritonclient's request compression), bounded by ``limit``
+    after decompression so a small bomb cannot blow up memory."""
+    encoding = encoding.strip().lower()
+    if encoding == b"identity":
+        return body
+    wbits = _WBITS.get(encoding)
+    if wbits is None:
+        raise InvalidInput(
+            f"Content-Encoding {encoding.decode('latin-1')!r} is not supported; "
+            "use gzip, deflate or none"
+        )
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"the {encoding.decode()} request body is corrupt: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"the decompressed request body is over the limit of {limit} bytes")
+    return out
 
 
 class _MethodNotAllowed(Exception):
