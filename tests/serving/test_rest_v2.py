@@ -352,3 +352,12 @@ async def test_readiness_while_a_model_loads() -> None:
         assert (await c.get("/v2/health/live")).status_code == 200
         busy = await c.post("/v2/models/mlp/infer", json={"inputs": []})
         assert busy.status_code == 503 and "loading" in busy.json()["error"]
+
+
+@pytest.mark.parametrize("name", ["%2E%2E", "bad$name", "-dash-first", "x" * 200])
+async def test_repository_rejects_invalid_names_before_the_registry(client, name) -> None:
+    for action in ("load", "unload"):
+        response = await client.post(f"/v2/repository/models/{name}/{action}")
+        assert response.status_code == 400, response.text
+        assert "error" in response.json()
+    assert (await client.get("/v2/models/mlp/ready")).status_code == 200
