@@ -103,7 +103,8 @@ def _started(host: str, keys: Any, models: Any, http_port: int, grpc_port: int |
         console.print("[yellow]no model is served yet[/]: the server keeps looking")
     problems = [row for row in models.index() if row["state"] == "FAILED"]
     for row in problems:
-        console.print(f"[red]failed:[/] {row['name']}:{row['version']}: {row['reason']}")
+        where = row["name"] if row["version"] is None else f"{row['name']}:{row['version']}"
+        console.print(f"[red]failed:[/] {where}: {row['reason']}", highlight=False)
     grpc = f", gRPC on {host}:{grpc_port}" if grpc_port else ""
     auth = ", API keys required" if keys.enabled else ""
     console.print(f"listening on {base} (V2 REST, TF-Serving REST, /metrics){grpc}{auth}; "
