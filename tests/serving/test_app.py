@@ -133,3 +133,25 @@ async def test_a_small_compressed_body_that_inflates_past_the_limit_is_413(serve
                                      headers={"Content-Encoding": "gzip"})  # fmt: skip
         assert len(bomb) < 1 << 20
         assert response.status_code == 413 and "decompressed" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--api-key", "admin:short"], "at least 8 characters"),
+        (["--api-key", "owner:long-enough-key"], "ROLE:KEY"),
+        (["bad$ref"], "is not valid"),
+        (["--policy", "latest:x"], "version policy"),
+        (["--max-request-size", "lots"], "byte count"),
+    ],
+)
+def test_serve_refuses_bad_arguments_with_one_line(tmp_path, args, message) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "modelport", "--home", str(tmp_path), "serve", *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
