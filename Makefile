@@ -12,11 +12,11 @@ $(BIN)/python:
 	$(BIN)/pip install --disable-pip-version-check -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) -e '.[torch,sklearn]'
+	$(PIP) -e '.[torch,sklearn,serve]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) -e '.[torch,sklearn,postgres,compress,test,dev]'
+	$(PIP) -e '.[torch,sklearn,postgres,compress,serve,serve-test,test,dev]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -30,6 +30,7 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/registry.py
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) .modelport .pytest_cache

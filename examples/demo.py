@@ -91,6 +91,55 @@ def main() -> None:
                  ["list", MODEL], ["show", f"{MODEL}@production"]):  # fmt: skip
         console.print(f"\n[dim]$ modelport {' '.join(args)}[/]")
         subprocess.run(cli + args, check=True)
+    serve(cli, x_test[:1])
+
+
+def serve(cli: list[str], sample: np.ndarray) -> None:
+    """End with the server running on the demo model, and a curl line that works against it."""
+    import os
+    import socket
+    import time
+    import urllib.request
+
+    def free(port: int) -> int:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    http_port, grpc_port = free(8080), free(8081)
+    request = Path(modelport.Settings().home) / "demo-request.json"
+    request.write_text(json.dumps({"inputs": [{
+        "name": "input", "datatype": "FP32", "shape": list(sample.shape),
+        "data": sample.ravel().tolist()}]}))  # fmt: skip
+    args = ["serve", f"{MODEL}@production", "--http-port", str(http_port),
+            "--grpc-port", str(grpc_port)]  # fmt: skip
+    console.print(f"\n[dim]$ modelport {' '.join(args)}[/]")
+    server = subprocess.Popen(cli + args)
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        curl = (f"curl -s {base}/v2/models/{MODEL}/infer -H 'Content-Type: application/json' "
+                f"-d @{request}")  # fmt: skip
+        console.print(f"\n[bold]try it:[/]\n{curl}\n", highlight=False, soft_wrap=True)
+        subprocess.run(curl, shell=True, check=True)
+        console.print(f"\n\nalso: {base}/v2/models/{MODEL} (metadata), {base}/metrics, "
+                      f"TF Serving at {base}/v1/models/{MODEL}:predict, gRPC on "
+                      f"127.0.0.1:{grpc_port}. Ctrl-C stops the server.", highlight=False)
+        seconds = float(os.environ.get("DEMO_SERVE_SECONDS", "0"))  # 0: until Ctrl-C
+        server.wait(timeout=seconds or None)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        pass
+    finally:
+        server.terminate()
+        server.wait()
 
 
 if __name__ == "__main__":

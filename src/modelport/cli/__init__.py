@@ -13,6 +13,7 @@ from modelport._version import __version__
 from modelport.cli import compress as compress_cmds
 from modelport.cli import predict as predict_cmd
 from modelport.cli import registry as registry_cmds
+from modelport.cli import serve as serve_cmd
 from modelport.cli.common import err_console, state
 
 app = typer.Typer(
@@ -58,6 +59,7 @@ app.command("gc")(registry_cmds.gc)
 app.command("predict")(predict_cmd.predict)
 app.add_typer(compress_cmds.compress_app, name="compress")
 app.command("evaluate")(compress_cmds.evaluate)
+app.command("serve")(serve_cmd.serve)
 
 
 def main() -> None:

@@ -1,0 +1,111 @@
+"""``modelport serve``: Open Inference Protocol (REST + gRPC) and TF-Serving REST in one process."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+
+from modelport.cli.common import console, registry
+
+SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
+              "gb": 1000**3, "gib": 1024**3}  # fmt: skip
+
+
+def serve(
+    refs: Annotated[list[str] | None, typer.Argument(
+        help="Models to serve: 'digits' (newest), 'digits:2' (a version), 'digits@staging'. "
+             "Default: every model that has --alias.", show_default=False)] = None,
+    alias: Annotated[str, typer.Option(help="Serve every model with this alias (no REFs).")]
+        = "production",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option(help="HTTP port (V2, TF-Serving, /metrics).")] = 8080,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port; 0 turns gRPC off.")] = 8081,
+    policy: Annotated[str, typer.Option(
+        help="Which versions stay loaded: aliased | latest:N | specific.")] = "aliased",
+    max_batch_size: Annotated[int, typer.Option(
+        help="Dynamic batching: most requests merged in one call (1 = off).")] = 1,
+    max_queue_delay_us: Annotated[int, typer.Option(
+        help="Dynamic batching: longest wait for a batch to fill, microseconds.")] = 500,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds (504).")] = 30.0,
+    max_request_size: Annotated[str, typer.Option(
+        help="Largest request body (413 above it), e.g. 64MiB.")] = "64MiB",
+    api_key: Annotated[list[str] | None, typer.Option(
+        help="ROLE:KEY, role 'infer' or 'admin'; repeatable. Env MODELPORT_API_KEYS "
+             "(comma-separated). No key: open server.", show_default=False)] = None,
+    poll_interval: Annotated[float, typer.Option(
+        help="Seconds between registry checks for alias moves.")] = 2.0,
+    workers: Annotated[int, typer.Option(help="Inference threads (0 = one per core).")] = 0,
+    inline_below_us: Annotated[int, typer.Option(
+        help="Run a model call on the event loop when it is estimated to take less than this "
+             "(microseconds; 0 = always in a worker thread).")] = 1000,
+    intra_op_threads: Annotated[int | None, typer.Option(
+        help="Threads inside one model call (default: the registry setting; 1 suits small "
+             "models under concurrent load).", show_default=False)] = None,
+) -> None:
+    """Serve models over HTTP and gRPC until Ctrl-C; alias moves are followed without restart."""
+    from modelport.serving.app import ServerOptions, run
+    from modelport.serving.auth import ApiKeys
+    from modelport.serving.config import BatchConfig, ServeConfig
+
+    runtime = None
+    if intra_op_threads is not None:
+        from modelport.runtimes import RuntimeOptions
+
+        settings = registry().settings
+        runtime = RuntimeOptions(intra_op_threads, settings.inter_op_threads,
+                                 settings.graph_optimization)  # fmt: skip
+    keys = ApiKeys.parse([*(api_key or []), os.environ.get("MODELPORT_API_KEYS", "")])
+    config = ServeConfig(
+        refs=tuple(refs or ()), alias=alias, version_policy=policy, poll_interval=poll_interval,
+        batching={"*": BatchConfig(max_batch_size, max_queue_delay_us)},
+        request_timeout=timeout, workers=workers, runtime=runtime,
+        inline_below_us=inline_below_us,
+    )  # fmt: skip
+    options = ServerOptions(
+        host=host, http_port=http_port, grpc_port=grpc_port or None, api_keys=keys,
+        max_request_bytes=parse_size(max_request_size),
+    )  # fmt: skip
+    run(registry(), config, options, started=lambda *args: _started(host, keys, *args))
+    console.print("stopped")
+
+
+def parse_size(text: str) -> int:
+    from modelport.errors import InvalidInput
+
+    number = text.strip().lower().rstrip("s")
+    unit = number.lstrip("0123456789.")
+    value = number[: len(number) - len(unit)]
+    try:
+        size = int(float(value) * SIZE_UNITS[unit.strip()])
+    except (ValueError, KeyError):
+        raise InvalidInput(f"size {text!r} is not a byte count like 1048576 or 64MiB") from None
+    if size < 1:
+        raise InvalidInput(f"size {text!r} must be at least one byte")
+    return size
+
+
+def _started(host: str, keys: Any, models: Any, http_port: int, grpc_port: int | None) -> None:
+    from rich.table import Table
+
+    base = f"http://{host}:{http_port}"
+    table = Table("model", "version", "labels", "infer URL", title="serving")
+    for name in models.names():
+        labels = models.labels(name)
+        for version in models.versions(name):
+            tags = ", ".join(sorted(a for a, v in labels.items() if v == version))
+            url = f"{base}/v2/models/{name}/versions/{version}/infer"
+            table.add_row(name, str(version), tags, url)
+    if models.names():
+        console.print(table)
+    else:
+        console.print("[yellow]no model is served yet[/]: the server keeps looking")
+    problems = [row for row in models.index() if row["state"] == "FAILED"]
+    for row in problems:
+        where = row["name"] if row["version"] is None else f"{row['name']}:{row['version']}"
+        console.print(f"[red]failed:[/] {where}: {row['reason']}", highlight=False)
+    grpc = f", gRPC on {host}:{grpc_port}" if grpc_port else ""
+    auth = ", API keys required" if keys.enabled else ""
+    console.print(f"listening on {base} (V2 REST, TF-Serving REST, /metrics){grpc}{auth}; "
+                  "Ctrl-C stops", highlight=False)  # fmt: skip

@@ -1,0 +1,225 @@
+"""Every metric of the server, rendered in the Prometheus text exposition format (0.0.4).
+
+    metrics = Metrics()
+    with metrics.request("digits", 3, "rest") as req:    # in flight, total latency, outcome
+        ...                                              # an exception sets the outcome
+    metrics.render()                                     # bytes for GET /metrics
+
+Recording happens on the event loop thread only (worker threads hand their timings back), so
+counters are plain attributes: no locks on the request path, one small object per request.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable
+from time import perf_counter
+from typing import Any
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # fmt: skip
+LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+OUTCOMES = ("success", "client_error", "server_error")
+
+
+class Histogram:
+    __slots__ = ("bounds", "counts", "sum", "count")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def lines(self, name: str, labels: str) -> Iterable[str]:
+        sep = "," if labels else ""
+        running = 0
+        for bound, n in zip(self.bounds, self.counts, strict=False):
+            running += n
+            yield f'{name}_bucket{{{labels}{sep}le="{_number(bound)}"}} {running}'
+        yield f'{name}_bucket{{{labels}{sep}le="+Inf"}} {self.count}'
+        yield f"{name}_sum{{{labels}}} {_number(self.sum)}"
+        yield f"{name}_count{{{labels}}} {self.count}"
+
+
+class RequestSeries:
+    """Counters of one (model, version, protocol)."""
+
+    __slots__ = ("labels", "success", "client_error", "server_error", "in_flight", "latency")
+
+    def __init__(self, labels: str) -> None:
+        self.labels = labels
+        self.success = self.client_error = self.server_error = 0
+        self.in_flight = 0
+        self.latency = Histogram(LATENCY_BUCKETS)
+
+
+class ModelSeries:
+    """Histograms of one loaded (model, version): queue wait, compute time, batch size."""
+
+    __slots__ = ("labels", "queue", "compute", "batch_size")
+
+    def __init__(self, labels: str) -> None:
+        self.labels = labels
+        self.queue = Histogram(LATENCY_BUCKETS)
+        self.compute = Histogram(LATENCY_BUCKETS)
+        self.batch_size = Histogram(BATCH_BUCKETS)
+
+
+class Request:
+    """One request in flight; ``fail(status)`` records an error answered without raising."""
+
+    __slots__ = ("series", "start", "status")
+
+    def __init__(self, series: RequestSeries) -> None:
+        self.series = series
+        self.status = 200
+
+    def fail(self, status: int) -> None:
+        self.status = status
+
+    def __enter__(self) -> Request:
+        self.series.in_flight += 1
+        self.start = perf_counter()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        series = self.series
+        series.latency.observe(perf_counter() - self.start)
+        series.in_flight -= 1
+        status = self.status if exc is None else getattr(exc, "status", 500)
+        if status < 400:
+            series.success += 1
+        elif status < 500:
+            series.client_error += 1
+        else:
+            series.server_error += 1
+
+
+class Metrics:
+    content_type = "text/plain; version=0.0.4; charset=utf-8"
+
+    def __init__(self) -> None:
+        self._requests: dict[tuple[str, int, str], RequestSeries] = {}
+        self._models: dict[tuple[str, int], ModelSeries] = {}
+        self._load_seconds: dict[str, Histogram] = {}
+        self._loads: dict[tuple[str, str], int] = {}
+        self._swaps: dict[str, int] = {}
+        self._loaded: dict[str, int] = {}
+
+    # -- request path --------------------------------------------------------------------------
+
+    def request(self, model: str, version: int, protocol: str) -> Request:
+        series = self._requests.get((model, version, protocol))
+        if series is None:
+            series = self.request_series(model, version, protocol)
+        return Request(series)
+
+    def request_series(self, model: str, version: int, protocol: str) -> RequestSeries:
+        key = (model, version, protocol)
+        series = self._requests.get(key)
+        if series is None:
+            series = self._requests[key] = RequestSeries(
+                _labels(model=model, version=str(version), protocol=protocol)
+            )
+        return series
+
+    def model_series(self, model: str, version: int) -> ModelSeries:
+        key = (model, version)
+        series = self._models.get(key)
+        if series is None:
+            series = self._models[key] = ModelSeries(_labels(model=model, version=str(version)))
+        return series
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def model_loaded(self, model: str, seconds: float) -> None:
+        hist = self._load_seconds.get(model)
+        if hist is None:
+            hist = self._load_seconds[model] = Histogram(LOAD_BUCKETS)
+        hist.observe(seconds)
+        self._count_load(model, "success")
+
+    def model_load_failed(self, model: str) -> None:
+        self._count_load(model, "failure")
+
+    def model_swapped(self, model: str) -> None:
+        self._swaps[model] = self._swaps.get(model, 0) + 1
+
+    def set_loaded(self, model: str, versions: int) -> None:
+        """How many versions of ``model`` are loaded now (0 after an unload)."""
+        self._loaded[model] = versions
+
+    def _count_load(self, model: str, outcome: str) -> None:
+        self._loads[model, outcome] = self._loads.get((model, outcome), 0) + 1
+
+    # -- exposition ----------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        out: list[str] = []
+
+        def family(name: str, kind: str, help_text: str) -> None:
+            out.append(f"# HELP {name} {help_text}")
+            out.append(f"# TYPE {name} {kind}")
+
+        requests = list(self._requests.values())
+        models = list(self._models.values())
+        family("modelport_requests_total", "counter", "Inference requests by outcome.")
+        for s in requests:
+            for outcome in OUTCOMES:
+                out.append(
+                    f'modelport_requests_total{{{s.labels},outcome="{outcome}"}} '
+                    f"{getattr(s, outcome)}"
+                )
+        family("modelport_requests_in_flight", "gauge", "Inference requests being served now.")
+        for s in requests:
+            out.append(f"modelport_requests_in_flight{{{s.labels}}} {s.in_flight}")
+        family("modelport_request_duration_seconds", "histogram",
+               "Total time of an inference request inside the model server.")  # fmt: skip
+        for s in requests:
+            out.extend(s.latency.lines("modelport_request_duration_seconds", s.labels))
+        family("modelport_queue_duration_seconds", "histogram",
+               "Time a request waited for a worker or a batch before compute started.")  # fmt: skip
+        for m in models:
+            out.extend(m.queue.lines("modelport_queue_duration_seconds", m.labels))
+        family("modelport_compute_duration_seconds", "histogram",
+               "Time of one runtime call (one batch when batching).")  # fmt: skip
+        for m in models:
+            out.extend(m.compute.lines("modelport_compute_duration_seconds", m.labels))
+        family("modelport_batch_size", "histogram", "Rows (samples) per runtime call.")
+        for m in models:
+            out.extend(m.batch_size.lines("modelport_batch_size", m.labels))
+        family("modelport_model_load_duration_seconds", "histogram",
+               "Time to load and warm one model version.")  # fmt: skip
+        for model, hist in sorted(self._load_seconds.items()):
+            out.extend(hist.lines("modelport_model_load_duration_seconds", _labels(model=model)))
+        family("modelport_model_loads_total", "counter", "Model version loads by outcome.")
+        for (model, outcome), n in sorted(self._loads.items()):
+            labels = _labels(model=model, outcome=outcome)
+            out.append(f"modelport_model_loads_total{{{labels}}} {n}")
+        family("modelport_model_swaps_total", "counter", "Traffic switches to a new version.")
+        for model, n in sorted(self._swaps.items()):
+            out.append(f"modelport_model_swaps_total{{{_labels(model=model)}}} {n}")
+        family("modelport_models_loaded", "gauge", "Versions of each model loaded now.")
+        for model, n in sorted(self._loaded.items()):
+            out.append(f"modelport_models_loaded{{{_labels(model=model)}}} {n}")
+        out.append("")
+        return "\n".join(out).encode()
+
+
+def _labels(**pairs: str) -> str:
+    return ",".join(f'{key}="{_escape(value)}"' for key, value in pairs.items())
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    return repr(float(value)) if not float(value).is_integer() else f"{value:.1f}"

@@ -1,0 +1,330 @@
+"""Wiring: one lean ASGI app for every REST route, and ``serve`` running it beside gRPC.
+
+    app = ServingApp(plane, metrics, keys=ApiKeys(), max_body=64 << 20)
+    await serve(registry, ServeConfig(...), ServerOptions(http_port=8080, grpc_port=8081))
+
+Routes are matched by splitting the path once; there is no framework layer, no per-request
+schema validation and no middleware stack: the request path is route -> auth -> size check ->
+handler (decode, ``DataPlane.infer``, encode) -> two ASGI messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import zlib
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from modelport.errors import Conflict, InvalidInput, ModelportError, NotFound, PayloadTooLarge
+from modelport.serving.auth import ApiKeys, token_from
+from modelport.serving.dataplane import DataPlane
+from modelport.serving.rest_tfserving import RestTFServing
+from modelport.serving.rest_v2 import Reply, RestV2, error_reply
+
+if TYPE_CHECKING:
+    from modelport.monitoring.metrics import Metrics
+    from modelport.registry import Registry
+    from modelport.serving.config import ServeConfig
+
+log = logging.getLogger("modelport.serving")
+DEFAULT_MAX_BODY = 64 << 20
+Handler = Callable[..., Awaitable[Reply]]
+_METHOD_NOT_ALLOWED = b'{"error":"method not allowed"}'
+_JSON = [(b"content-type", b"application/json")]
+_ROUTE_CACHE = 4096  # matched (method, path) pairs remembered; cleared when full
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    grpc_port: int | None = 8081  # None: no gRPC server
+    api_keys: ApiKeys | None = None
+    max_request_bytes: int = DEFAULT_MAX_BODY
+
+
+class ServingApp:
+    """The ASGI application. ``routes`` maps (method, pattern) to (handler, role)."""
+
+    def __init__(
+        self, plane: DataPlane, metrics: Metrics, keys: ApiKeys | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:  # fmt: skip
+        self.plane = plane
+        self.metrics = metrics
+        self.keys = keys or ApiKeys()
+        self.max_body = max_body
+        v2, tf = RestV2(plane), RestTFServing(plane)
+        # fixed paths, then patterns by segment count; "{}" is a path parameter
+        self._fixed: dict[tuple[str, str], tuple[Handler, str | None]] = {
+            ("GET", "/v2/health/live"): (v2.live, None),
+            ("GET", "/v2/health/ready"): (v2.ready, None),
+            ("GET", "/v2"): (v2.server_metadata, "infer"),
+            ("GET", "/v2/repository/index"): (v2.repository_index, "admin"),
+            ("POST", "/v2/repository/index"): (v2.repository_index, "admin"),
+            ("GET", "/metrics"): (self._metrics, "infer"),
+        }
+        self._patterns: dict[int, list[tuple[str, tuple[str, ...], Handler, str]]] = {}
+        self._seen: dict[tuple[str, str], tuple[Handler, str | None, list[str]]] = {}
+        for method, pattern, handler, role in (
+            ("GET", "v2/models/{}", v2.model_metadata, "infer"),
+            ("GET", "v2/models/{}/ready", v2.model_ready, "infer"),
+            ("POST", "v2/models/{}/infer", v2.infer, "infer"),
+            ("GET", "v2/models/{}/versions/{}", v2.model_metadata, "infer"),
+            ("GET", "v2/models/{}/versions/{}/ready", v2.model_ready, "infer"),
+            ("POST", "v2/models/{}/versions/{}/infer", v2.infer, "infer"),
+            ("POST", "v2/repository/models/{}/load", v2.load, "admin"),
+            ("POST", "v2/repository/models/{}/unload", v2.unload, "admin"),
+            ("GET", "v1/models/{}", tf.status, "infer"),
+            ("GET", "v1/models/{}/metadata", tf.metadata, "infer"),
+            ("GET", "v1/models/{}/versions/{}", tf.status, "infer"),
+            ("GET", "v1/models/{}/versions/{}/metadata", tf.metadata, "infer"),
+            ("GET", "v1/models/{}/labels/{}", tf.status_label, "infer"),
+            ("GET", "v1/models/{}/labels/{}/metadata", tf.metadata_label, "infer"),
+            ("POST", "v1/models/{}", tf.predict, "infer"),
+            ("POST", "v1/models/{}/versions/{}", tf.predict, "infer"),
+            ("POST", "v1/models/{}/labels/{}", tf.predict_label, "infer"),
+        ):
+            parts = tuple(pattern.split("/"))
+            self._patterns.setdefault(len(parts), []).append((method, parts, handler, role))
+
+    def route(self, method: str, path: str) -> tuple[Handler, str | None, list[str]]:
+        fixed = self._fixed.get((method, path))
+        if fixed is not None:
+            return fixed[0], fixed[1], []
+        key = (method, path)
+        found = self._seen.get(key)
+        if found is None:
+            found = self._match(method, path)
+            if len(self._seen) >= _ROUTE_CACHE:
+                self._seen.clear()
+            self._seen[key] = found
+        return found
+
+    def _match(self, method: str, path: str) -> tuple[Handler, str | None, list[str]]:
+        parts = path.strip("/").split("/")
+        allowed = False
+        for want, pattern, handler, role in self._patterns.get(len(parts), ()):
+            params = []
+            for segment, expected in zip(parts, pattern, strict=True):
+                if expected == "{}":
+                    params.append(segment)
+                elif segment != expected:
+                    break
+            else:
+                if want == method:
+                    return handler, role, params
+                allowed = True
+        if allowed or any(path == p for (_, p) in self._fixed):
+            raise _MethodNotAllowed
+        raise NotFound(f"no route {method} {path}")
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "lifespan":
+                await _lifespan(receive, send)
+            return
+        try:
+            handler, role, params = self.route(scope["method"], scope["path"])
+            headers = dict(scope["headers"])
+            if role is not None and self.keys.enabled:
+                token = token_from(headers.get(b"authorization"), headers.get(b"x-api-key"))
+                self.keys.check(token, role)
+            body = b""
+            if scope["method"] == "POST":
+                body = await self._read(receive, headers.get(b"content-length"))
+                encoding = headers.get(b"content-encoding")
+                if encoding is not None:
+                    body = inflate(body, encoding, self.max_body)
+            status, payload, extra = await handler(body, headers, *params)
+        except ModelportError as exc:
+            status, payload, extra = error_reply(exc)
+        except _MethodNotAllowed:
+            status, payload, extra = 405, _METHOD_NOT_ALLOWED, _JSON
+        except Exception as exc:  # a bug must still answer JSON and leave the server up
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            status = 500
+            payload = orjson.dumps({"error": f"internal error: {type(exc).__name__}"})
+            extra = _JSON
+        reply_headers = [*extra, (b"content-length", b"%d" % len(payload))]  # else: chunked
+        await send({"type": "http.response.start", "status": status, "headers": reply_headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _read(self, receive: Callable, declared: bytes | None) -> bytes:
+        limit = self.max_body
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(
+                f"the request body is {int(declared)} bytes; the limit is {limit}"
+            )
+        message = await receive()
+        body = message.get("body", b"")
+        if not message.get("more_body"):
+            if len(body) > limit:
+                raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
+            return body
+        chunks, size = [body], len(body)
+        while message.get("more_body"):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _metrics(self, body: bytes, headers: dict[bytes, bytes]) -> Reply:
+        content_type = self.metrics.content_type.encode()
+        return 200, self.metrics.render(), [(b"content-type", content_type)]
+
+
+_WBITS = {b"gzip": 31, b"deflate": 15}  # zlib window bits: gzip header, zlib header
+
+
+def inflate(body: bytes, encoding: bytes, limit: int) -> bytes:
+    """A gzip or deflate request body (tritonclient's request compression), bounded by ``limit``
+    after decompression so a small bomb cannot blow up memory."""
+    encoding = encoding.strip().lower()
+    if encoding == b"identity":
+        return body
+    wbits = _WBITS.get(encoding)
+    if wbits is None:
+        raise InvalidInput(
+            f"Content-Encoding {encoding.decode('latin-1')!r} is not supported; "
+            "use gzip, deflate or none"
+        )
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"the {encoding.decode()} request body is corrupt: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"the decompressed request body is over the limit of {limit} bytes")
+    return out
+
+
+class _MethodNotAllowed(Exception):
+    pass
+
+
+async def _lifespan(receive: Callable, send: Callable) -> None:
+    """Models start and stop in ``serve``; the app only acknowledges the lifespan protocol."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the HTTP port up front, so a busy port is a clear error before any model loads."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise Conflict(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def build(registry: Registry, config: ServeConfig, options: ServerOptions) -> tuple[Any, ...]:
+    """The parts of a server: (models, metrics, plane, ASGI app)."""
+    from modelport.monitoring.metrics import Metrics
+    from modelport.serving.models import ModelSet
+
+    metrics = Metrics()
+    models = ModelSet(registry, config, metrics)
+    plane = DataPlane(models, timeout=config.request_timeout)
+    app = ServingApp(plane, metrics, options.api_keys, options.max_request_bytes)
+    return models, metrics, plane, app
+
+
+Started = Callable[[Any, int, int | None], None]  # (models, http port, gRPC port)
+
+
+async def serve(
+    registry: Registry, config: ServeConfig, options: ServerOptions, started: Started | None = None
+) -> None:
+    """Load the models, serve HTTP (and gRPC) until cancelled or signalled, then unload."""
+    import uvicorn
+
+    sock = listen(options.host, options.http_port)
+    http_port = sock.getsockname()[1]
+    models, _metrics, plane, app = build(registry, config, options)
+    http = _uvicorn(uvicorn.Config(
+        app, host=options.host, port=http_port, http="httptools", loop="none",
+        lifespan="off", access_log=False, log_level="warning", server_header=False,
+        date_header=False, timeout_keep_alive=30, proxy_headers=False,
+    ))  # fmt: skip
+    grpc_server = grpc_port = None
+    _stop_on_signals(http)
+    try:
+        if options.grpc_port is not None:
+            from modelport.serving.grpc_v2 import start_grpc
+
+            grpc_server, grpc_port = await start_grpc(
+                plane, options.host, options.grpc_port, options.api_keys, options.max_request_bytes
+            )
+        await models.start()
+        http_task = asyncio.ensure_future(http.serve(sockets=[sock]))
+        while not http.started and not http_task.done():
+            await asyncio.sleep(0.01)
+        if http.started and started is not None:
+            started(models, http_port, grpc_port)
+        await http_task
+    finally:
+        sock.close()
+        if grpc_server is not None:
+            await grpc_server.stop(grace=1.0)
+        await models.stop()
+
+
+def _stop_on_signals(http: Any) -> None:
+    """SIGINT and SIGTERM stop the server gracefully: unload the models, then return (exit 0)."""
+    import signal
+
+    def stop() -> None:
+        http.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            pass
+
+
+def _uvicorn(config: Any) -> Any:
+    """A uvicorn server that leaves signal handling to ``serve``."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server(config)
+
+
+def run(
+    registry: Registry, config: ServeConfig, options: ServerOptions, started: Started | None = None
+) -> None:
+    """Blocking entry point of ``modelport serve``: uvloop when installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is part of the serve extra
+        asyncio.run(serve(registry, config, options, started))
+        return
+    uvloop.run(serve(registry, config, options, started))

@@ -1,0 +1,96 @@
+"""What `modelport serve` serves and how: references, version policy, batching, runtime options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from modelport.errors import InvalidInput
+from modelport.runtimes.base import RuntimeOptions
+from modelport.uri import ModelRef, validate_alias
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Dynamic batching of one model: ``max_batch_size`` 1 turns it off (the default)."""
+
+    max_batch_size: int = 1
+    max_queue_delay_us: int = 500
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_batch_size, int) or self.max_batch_size < 1:
+            raise InvalidInput(
+                f"max_batch_size must be an integer >= 1, got {self.max_batch_size!r}"
+            )
+        if not isinstance(self.max_queue_delay_us, int) or self.max_queue_delay_us < 0:
+            raise InvalidInput(
+                f"max_queue_delay_us must be an integer >= 0, got {self.max_queue_delay_us!r}"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_batch_size > 1
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Which models a server keeps loaded.
+
+    ``refs``: explicit references ("digits:2" pins a version, "digits@staging" follows an alias,
+    "digits" follows the newest version); empty = every model that carries ``alias``.
+    ``version_policy``: which further versions of a served model stay loaded, reachable through
+    version URLs: "aliased" (every version carrying an alias, so labels resolve), "latest:N" (the N
+    newest versions) or "specific" (only what the references designate).
+    ``batching``: per model name, "*" for the default of every model.
+    ``workers``: threads running inference (0 = one per core, at least 2).
+    ``inline_below_us``: a runtime call estimated to take less runs on the event loop, since the
+    hop to a worker thread would cost more (0 = always in a worker thread).
+    """
+
+    refs: tuple[str, ...] = ()
+    alias: str = "production"
+    version_policy: str = "aliased"
+    poll_interval: float = 2.0
+    batching: Mapping[str, BatchConfig] = field(default_factory=dict)
+    runtime: RuntimeOptions | None = None
+    request_timeout: float = 30.0
+    workers: int = 0
+    inline_below_us: int = 1000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "refs", tuple(self.refs))
+        for ref in self.refs:
+            ModelRef.parse(ref)
+        validate_alias(self.alias)
+        _ = self.latest_n  # validates the policy
+        if not self.poll_interval > 0:
+            raise InvalidInput(f"poll_interval must be > 0 seconds, got {self.poll_interval!r}")
+        if not self.request_timeout > 0:
+            raise InvalidInput(f"request_timeout must be > 0 seconds, got {self.request_timeout!r}")
+        if not isinstance(self.inline_below_us, int) or self.inline_below_us < 0:
+            raise InvalidInput(
+                f"inline_below_us must be an integer >= 0, got {self.inline_below_us!r}"
+            )
+        for name, batch in self.batching.items():
+            if not isinstance(batch, BatchConfig):
+                raise InvalidInput(f"batching for {name!r} must be a BatchConfig")
+
+    @property
+    def parsed_refs(self) -> tuple[ModelRef, ...]:
+        return tuple(ModelRef.parse(ref) for ref in self.refs)
+
+    @property
+    def latest_n(self) -> int:
+        """N of a "latest:N" policy, 0 for the other policies."""
+        policy = self.version_policy
+        if policy in ("aliased", "specific"):
+            return 0
+        head, _, count = policy.partition(":")
+        if head == "latest" and count.isascii() and count.isdigit() and int(count) >= 1:
+            return int(count)
+        raise InvalidInput(
+            f"version policy {policy!r} is not one of 'aliased', 'latest:N' (N >= 1), 'specific'"
+        )
+
+    def batch_for(self, name: str) -> BatchConfig:
+        return self.batching.get(name) or self.batching.get("*") or BatchConfig()

@@ -1,0 +1,233 @@
+"""Open Inference Protocol over gRPC (package ``inference``, service ``GRPCInferenceService``).
+
+    server = await start_grpc(plane, "127.0.0.1", 8081, keys)    # grpc.aio, same event loop as HTTP
+    await server.stop(grace=1.0)
+
+Inputs arrive as typed ``contents`` or as ``raw_input_contents``; outputs always leave as
+``raw_output_contents`` (what tritonclient and other standard clients read fastest). Errors map
+``modelport.errors`` to gRPC status codes. Stubs are generated from ``proto/inference.proto``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import numpy as np
+
+from modelport.errors import (
+    Forbidden,
+    InvalidInput,
+    ModelportError,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    Timeout,
+    Unauthorized,
+)  # fmt: skip
+from modelport.serving.auth import ApiKeys, token_from
+from modelport.serving.codecs import datatype_of, decode_tensor, numpy_dtype, parse_shape, to_raw
+from modelport.serving.dataplane import DataPlane
+from modelport.serving.proto import inference_pb2 as pb
+from modelport.serving.proto import inference_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from modelport.serving.models import LoadedModel
+
+log = logging.getLogger("modelport.serving")
+
+_CODES = (  # most specific first
+    (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
+    (Unauthorized, grpc.StatusCode.UNAUTHENTICATED),
+    (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (NotReady, grpc.StatusCode.UNAVAILABLE),
+    (Timeout, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (PayloadTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+)
+# which typed field of InferTensorContents carries each datatype
+_CONTENTS = {
+    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
+    "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
+    "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
+    "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+}  # fmt: skip
+
+
+def status_code(exc: ModelportError) -> grpc.StatusCode:
+    for kind, code in _CODES:
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def _rpc(role: str | None) -> Callable:
+    """Check the API key for ``role``, and turn modelport errors into gRPC status codes."""
+
+    def wrap(method: Callable) -> Callable:
+        @functools.wraps(method)
+        async def call(self: InferenceServicer, request: Any, context: Any) -> Any:
+            try:
+                if role is not None and self.keys.enabled:
+                    metadata = dict(context.invocation_metadata() or ())
+                    token = token_from(metadata.get("authorization"), metadata.get("x-api-key"))
+                    self.keys.check(token, role)
+                return await method(self, request, context)
+            except ModelportError as exc:
+                await context.abort(status_code(exc), exc.message)
+            except Exception as exc:
+                if isinstance(exc, grpc.aio.AbortError):
+                    raise
+                log.exception("unexpected error in gRPC %s", method.__name__)
+                details = f"internal error: {type(exc).__name__}"
+                await context.abort(grpc.StatusCode.INTERNAL, details)
+
+        return call
+
+    return wrap
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, plane: DataPlane, keys: ApiKeys | None = None) -> None:
+        self.plane = plane
+        self.keys = keys or ApiKeys()
+
+    @_rpc(None)
+    async def ServerLive(self, request: Any, context: Any) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self.plane.live())
+
+    @_rpc(None)
+    async def ServerReady(self, request: Any, context: Any) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.plane.ready())
+
+    @_rpc("infer")
+    async def ModelReady(self, request: Any, context: Any) -> pb.ModelReadyResponse:
+        return pb.ModelReadyResponse(ready=self.plane.model_ready(request.name, request.version))
+
+    @_rpc("infer")
+    async def ServerMetadata(self, request: Any, context: Any) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(**self.plane.server_metadata())
+
+    @_rpc("infer")
+    async def ModelMetadata(self, request: Any, context: Any) -> pb.ModelMetadataResponse:
+        meta = self.plane.model_metadata(self.plane.model(request.name, request.version))
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=meta["name"], versions=meta["versions"], platform=meta["platform"],
+            inputs=[tensor(**t) for t in meta["inputs"]],
+            outputs=[tensor(**t) for t in meta["outputs"]],
+        )  # fmt: skip
+
+    @_rpc("infer")
+    async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
+        model = self.plane.model(request.model_name, request.model_version)
+        with self.plane.decoding(model, "grpc"):
+            inputs = self._inputs(model, request)
+            wanted = [out.name for out in request.outputs]
+            self.plane.check_outputs(model, wanted)
+        results = await self.plane.infer(model, inputs, "grpc")
+        response = pb.ModelInferResponse(
+            model_name=model.name, model_version=str(model.version), id=request.id
+        )
+        for name in wanted or results:
+            array = results.get(name)
+            if array is None:
+                raise InvalidInput(f"model {model.name!r} produced no output {name!r}")
+            response.outputs.add(name=name, datatype=datatype_of(array), shape=array.shape)
+            response.raw_output_contents.append(to_raw(array))
+        return response
+
+    def _inputs(self, model: LoadedModel, request: Any) -> dict[str, np.ndarray]:
+        raw = request.raw_input_contents
+        if raw and len(raw) != len(request.inputs):
+            raise InvalidInput(
+                f"the request has {len(request.inputs)} inputs but {len(raw)} raw_input_contents"
+            )
+        if not request.inputs:
+            raise InvalidInput("the request has no inputs")
+        inputs: dict[str, np.ndarray] = {}
+        for index, tensor in enumerate(request.inputs):
+            name, datatype = tensor.name, tensor.datatype
+            if name in inputs:
+                raise InvalidInput(f"input {name!r} is given twice")
+            self.plane.check_input(model, name, datatype)
+            if raw:
+                inputs[name] = decode_tensor(name, datatype, list(tensor.shape), raw=raw[index])
+            else:
+                inputs[name] = _from_contents(name, datatype, list(tensor.shape), tensor.contents)
+        return inputs
+
+    @_rpc("admin")
+    async def RepositoryIndex(self, request: Any, context: Any) -> pb.RepositoryIndexResponse:
+        rows = self.plane.repository_index()
+        if request.ready:
+            rows = [row for row in rows if row["state"] == "READY"]
+        return pb.RepositoryIndexResponse(
+            models=[pb.RepositoryIndexResponse.ModelIndex(**row) for row in rows]
+        )
+
+    @_rpc("admin")
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
+        await self.plane.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    @_rpc("admin")
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
+        await self.plane.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+
+def _from_contents(name: str, datatype: str, shape: list[int], contents: Any) -> np.ndarray:
+    dtype = numpy_dtype(datatype, name)
+    field = _CONTENTS.get(datatype)
+    if field is None:
+        raise InvalidInput(f"input {name!r} is {datatype}: send it in raw_input_contents")
+    values = getattr(contents, field)
+    dims = parse_shape(shape, name)
+    if dtype.kind != "O":
+        return decode_tensor(name, datatype, dims, data=list(values))
+    items = [_text(item) for item in values]
+    count = int(np.prod(dims)) if dims else 1
+    if len(items) != count:
+        raise InvalidInput(
+            f"input {name!r} has {len(items)} values but its shape {list(dims)} needs {count}"
+        )
+    array = np.empty(count, dtype=object)
+    array[:] = items
+    return array.reshape(dims)
+
+
+def _text(item: bytes) -> Any:
+    try:
+        return item.decode("utf-8")
+    except UnicodeDecodeError:
+        return item
+
+
+async def start_grpc(
+    plane: DataPlane, host: str, port: int, keys: ApiKeys | None = None,
+    max_message_bytes: int = 64 << 20,
+) -> tuple[grpc.aio.Server, int]:  # fmt: skip
+    """Start serving on ``host:port``; returns the server and its port (0 picks a free one)."""
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", -1),
+        ("grpc.so_reuseport", 0),
+    ])  # fmt: skip
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane, keys), server)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        bound, reason = 0, exc
+    else:
+        reason = "the port is in use or the address is not local"
+    if not bound:
+        from modelport.errors import Conflict
+
+        raise Conflict(f"cannot listen for gRPC on {address}: {reason}")
+    await server.start()
+    return server, bound

@@ -1,0 +1,193 @@
+"""One loaded model version: validate, run off the event loop, drain, close.
+
+    model = LoadedModel(record, runtime, metrics, executor, BatchConfig(max_batch_size=16))
+    outputs = await model.infer({"input": batch}, protocol="rest")
+    await model.drain(timeout=30)                  # wait for requests in flight
+    close_runtime(model.detach(successor))         # later calls follow the successor
+"""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from time import perf_counter
+
+import numpy as np
+
+from modelport.errors import BackendError, ModelportError, NotReady
+from modelport.monitoring.metrics import Metrics, ModelSeries
+from modelport.registry import ModelVersion
+from modelport.runtimes import Runtime
+from modelport.serving.batching import Batcher
+from modelport.serving.config import BatchConfig
+from modelport.serving.cost import CallCost, rows_of
+from modelport.signature import Signature
+
+
+class LoadedModel:
+    """One loaded version. ``infer`` validates, runs the runtime (off the event loop unless the
+    call is cheaper than the thread hop, see cost.py), records metrics."""
+
+    def __init__(
+        self,
+        record: ModelVersion,
+        runtime: Runtime,
+        metrics: Metrics,
+        executor: Executor,
+        batch: BatchConfig | None = None,
+        cost: CallCost | None = None,
+    ) -> None:
+        self.name = record.name
+        self.version = record.version
+        self.record = record
+        self.signature: Signature = runtime.signature
+        self.platform: str = getattr(runtime, "name", type(runtime).__name__)
+        self.labels: tuple[str, ...] = ()
+        self._runtime: Runtime | None = runtime
+        self._metrics = metrics
+        series = metrics.model_series(self.name, self.version)
+        cost = cost or CallCost(0.0)
+        if batch is not None and batch.enabled:
+            self._runner: Batcher | _Direct = Batcher(runtime, batch, executor, series, cost)
+        else:
+            self._runner = _Direct(runtime, executor, series, cost)
+        self._in_flight = 0
+        self._idle: asyncio.Event | None = None
+        self._successor: LoadedModel | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._runtime is not None
+
+    async def infer(self, inputs: Mapping[str, np.ndarray], protocol: str) -> dict[str, np.ndarray]:
+        runtime = self._runtime
+        if runtime is None:  # unloaded after the caller picked this version: follow the swap
+            if self._successor is not None:
+                return await self._successor.infer(inputs, protocol)
+            raise NotReady(f"model {self.name!r} version {self.version} is unloaded")
+        with self._metrics.request(self.name, self.version, protocol):
+            self._in_flight += 1
+            try:  # the runner validates against the signature (once: the runtime does it)
+                return await self._runner.predict(inputs)
+            finally:
+                self._in_flight -= 1
+                if self._idle is not None and not self._in_flight:
+                    self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until no request runs on this version; False if ``timeout`` passed first."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._in_flight:
+            self._idle = asyncio.Event()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                await asyncio.wait_for(self._idle.wait(), max(remaining, 0))
+            except TimeoutError:
+                return False
+        return True
+
+    def detach(self, successor: LoadedModel | None) -> Runtime | None:
+        """Stop serving: later calls go to ``successor``; returns the runtime to close."""
+        runtime, self._runtime = self._runtime, None
+        self._successor = successor
+        self._runner.close()
+        return runtime
+
+
+class _Direct:
+    """One runtime call per request: inline when cheap, else in a worker thread (see cost.py)."""
+
+    def __init__(
+        self, runtime: Runtime, executor: Executor, series: ModelSeries, cost: CallCost
+    ) -> None:
+        self.runtime = runtime
+        self.signature = runtime.signature
+        self._executor = executor
+        self._series = series
+        self._cost = cost
+
+    async def predict(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not isinstance(feed, dict) or not all(isinstance(v, np.ndarray) for v in feed.values()):
+            feed = self.signature.coerce_inputs(feed)  # lists: convert before sizing the call
+        rows = rows_of(feed)
+        cost = self._cost
+        series = self._series
+        inline = cost.inline(rows)
+        if inline:
+            await _yield()  # one turn of the loop first: a caller in a tight loop cannot starve it
+            outputs, started, ended = _timed_predict(self.runtime, feed)
+            series.queue.observe(0.0)
+        else:
+            submitted = perf_counter()
+            outputs, started, ended = await asyncio.get_running_loop().run_in_executor(
+                self._executor, _timed_predict, self.runtime, feed
+            )
+            series.queue.observe(started - submitted)
+        cost.update(ended - started, rows, inline)
+        series.compute.observe(ended - started)
+        series.batch_size.observe(rows)
+        return outputs
+
+    def close(self) -> None:
+        pass
+
+
+@types.coroutine
+def _yield():
+    """``asyncio.sleep(0)`` without its overhead: give the event loop one turn."""
+    yield
+
+
+def _timed_predict(runtime: Runtime, feed: dict[str, np.ndarray]):
+    started = perf_counter()
+    try:
+        outputs = runtime.predict(feed)
+    except ModelportError:
+        raise
+    except Exception as exc:  # a backend bug must not reach the client as a traceback
+        raise BackendError(f"{type(exc).__name__}: {exc}") from None
+    return outputs, started, perf_counter()
+
+
+def close_runtime(runtime: Runtime) -> None:
+    runtime.close()
+    del runtime
+    import gc
+
+    gc.collect()
+    _trim_heap()
+
+
+def _trim_heap() -> None:
+    """Hand freed memory back to the OS (glibc keeps it otherwise, and RSS never drops)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def warm_up(runtime: Runtime, calls: int = 5) -> float:
+    """Run a few calls on a one-row batch of zeros; return the median time of one call."""
+    batch = warmup_batch(runtime.signature)
+    times = []
+    for _ in range(calls):
+        started = perf_counter()
+        runtime.predict(batch)
+        times.append(perf_counter() - started)
+    return sorted(times)[len(times) // 2]
+
+
+def warmup_batch(signature: Signature) -> dict[str, np.ndarray]:
+    """Zeros (empty strings) shaped like the inputs, free dimensions set to 1."""
+    batch = {}
+    for spec in signature.inputs:
+        shape = tuple(1 if d < 0 else d for d in spec.shape)
+        if spec.dtype == "string":
+            batch[spec.name] = np.full(shape, "", dtype=object)
+        else:
+            batch[spec.name] = np.zeros(shape, dtype=spec.numpy_dtype)
+    return batch
