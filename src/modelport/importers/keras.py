@@ -85,17 +85,29 @@ def from_keras(
         return dict(zip(outs, result, strict=True))
 
     function = tf.function(serve, input_signature=specs)
-    holder = tf.Module()
-    holder.model = model
-    holder.serve = function
     try:
         with quiet():
-            tf.saved_model.save(
-                holder, str(folder / SAVED_MODEL), signatures={"serving_default": function}
-            )
+            _save(model, function, specs, folder / SAVED_MODEL)
     except Exception as exc:
         raise BackendError(f"TensorFlow could not save the model: {_first_line(exc)}") from None
     return _with_onnx(function, specs, folder, opset)
+
+
+def _save(model: Any, function: Any, specs: list[Any], target: Path) -> None:
+    """Keras 3 tracks variables through an ExportArchive (a plain ``tf.Module`` would leave them
+    unfrozen for the TFLite converter); Keras 2 (tf_keras) models save directly."""
+    tf = tensorflow()
+    if type(model).__module__.startswith("keras"):
+        import keras
+
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serving_default", function, input_signature=specs)
+        archive.write_out(str(target), verbose=False)
+        return
+    holder = tf.Module()
+    holder.model = model
+    tf.saved_model.save(holder, str(target), signatures={"serving_default": function})
 
 
 def from_file(path: Path, folder: Path, opset: int | None = None) -> Artifact:
