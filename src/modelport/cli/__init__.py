@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from modelport._version import __version__
+from modelport.cli import convert as convert_cmds
 from modelport.cli import predict as predict_cmd
 from modelport.cli import registry as registry_cmds
 from modelport.cli.common import err_console, state
@@ -53,6 +54,8 @@ app.command("delete")(registry_cmds.delete)
 app.command("verify")(registry_cmds.verify)
 app.command("gc")(registry_cmds.gc)
 app.command("predict")(predict_cmd.predict)
+app.command("convert")(convert_cmds.convert)
+app.command("runtimes")(convert_cmds.runtimes)
 
 
 def main() -> None:

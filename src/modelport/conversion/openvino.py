@@ -22,7 +22,9 @@ def tool_versions() -> dict[str, str]:
     return {"openvino": _openvino().get_version().split("-")[0]}
 
 
-def from_onnx(source: Path, folder: Path, signature: Signature, precision: str = "fp32") -> Artifact:
+def from_onnx(
+    source: Path, folder: Path, signature: Signature, precision: str = "fp32"
+) -> Artifact:
     """Convert the ONNX file ``source`` into an IR under ``folder``; names follow ``signature``."""
     if precision not in PRECISIONS:
         raise InvalidInput(

@@ -91,7 +91,8 @@ def convert(
         with quiet():
             flatbuffer = converter.convert()
     except Exception as exc:  # ConverterError carries the unsupported op in its text
-        raise InvalidInput(f"TensorFlow Lite cannot convert the model: {_converter_line(exc)}") from None
+        reason = _converter_line(exc)
+        raise InvalidInput(f"TensorFlow Lite cannot convert the model: {reason}") from None
     target = folder / "model.tflite"
     target.write_bytes(flatbuffer)
     return Artifact.single_file(target, FORMAT, signature), route
