@@ -119,7 +119,9 @@ def converted(
     return get
 
 
-def write_onnx_with_op(path: Path, op: str, domain: str = "", dims: tuple[Any, ...] = ("batch", 4)) -> Path:
+def write_onnx_with_op(
+    path: Path, op: str, domain: str = "", dims: tuple[Any, ...] = ("batch", 4)
+) -> Path:
     """A one-node ONNX model: ``op`` from ``domain`` applied to ``input``."""
     import onnx
     from onnx import TensorProto, helper

@@ -129,6 +129,11 @@ def _onnx_to_saved_model(source: Path, out: Path, signature: Signature) -> Path:
             f"onnx2tf cannot translate {source.name} to TensorFlow (an operator it does not "
             "support; see 'onnx2tf -i model.onnx' for details)"
         ) from None
+    except ModuleNotFoundError as exc:  # onnx2tf has one module per ONNX operator it knows
+        op = (exc.name or "").rpartition(".")[2]
+        raise InvalidInput(
+            f"onnx2tf cannot translate {source.name}: operator {op!r} is not supported"
+        ) from None
     except Exception as exc:
         raise InvalidInput(f"onnx2tf cannot translate {source.name}: {_first_line(exc)}") from None
     if not (out / "saved_model.pb").is_file():
