@@ -130,6 +130,8 @@ def _onnx_to_saved_model(source: Path, out: Path, signature: Signature) -> Path:
             "support; see 'onnx2tf -i model.onnx' for details)"
         ) from None
     except ModuleNotFoundError as exc:  # onnx2tf has one module per ONNX operator it knows
+        if not (exc.name or "").startswith("onnx2tf.ops."):
+            raise MissingDependency(exc.name or "a package onnx2tf needs", "tflite") from None
         op = (exc.name or "").rpartition(".")[2]
         raise InvalidInput(
             f"onnx2tf cannot translate {source.name}: operator {op!r} is not supported"
