@@ -114,7 +114,7 @@ def _onnx_to_saved_model(source: Path, out: Path, signature: Signature) -> Path:
     # onnx2tf rewrites its input file in place: give it a copy, never the registry's checkout
     # (whose files are hard links to the content-addressed blobs).
     work = out.parent / "onnx"
-    shutil.copytree(source.parent, work, ignore=shutil.ignore_patterns(SAVED_MODEL))
+    _copy_onnx(source, work, skip=(out.parent, source.parent / SAVED_MODEL))
     try:
         with quiet():
             onnx2tf.convert(
@@ -141,6 +141,19 @@ def _onnx_to_saved_model(source: Path, out: Path, signature: Signature) -> Path:
     if not (out / "saved_model.pb").is_file():
         raise BackendError(f"onnx2tf wrote no SavedModel for {source.name}")
     return out
+
+
+def _copy_onnx(source: Path, dest: Path, skip: tuple[Path, ...]) -> None:
+    """Copy the ONNX file and its external-data files (not the kept SavedModel, not ``skip``)."""
+    root = source.parent
+    files = [
+        p for p in root.rglob("*")
+        if p.is_file() and not any(p.is_relative_to(s) for s in skip)
+    ]  # fmt: skip
+    for path in files:
+        target = dest / path.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
 
 
 def _converter_line(exc: BaseException) -> str:
