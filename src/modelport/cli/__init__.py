@@ -59,12 +59,14 @@ app.command("runtimes")(convert_cmds.runtimes)
 
 
 def main() -> None:
+    from rich.markup import escape
+
     from modelport.errors import ModelportError
 
     try:
         app()
-    except ModelportError as exc:
-        err_console.print(f"[red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+    except ModelportError as exc:  # escaped: "pip install 'modelport[extra]'" is not markup
+        err_console.print(f"[red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted")
