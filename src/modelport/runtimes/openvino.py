@@ -34,11 +34,12 @@ class OpenVinoRuntime:
     formats: ClassVar[tuple[str, ...]] = ("openvino", "onnx")
 
     def __init__(self, compiled: Any, signature: Signature) -> None:
+        self._tensor = _openvino().Tensor
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         self.signature = signature
-        ports = compiled.outputs
-        self._outputs = [(s.name, p) for s, p in zip(signature.outputs, ports, strict=True)]
+        self._inputs = _positions(signature.input_names, compiled.inputs)
+        self._outputs = _positions(signature.output_names, compiled.outputs)
 
     @classmethod
     def load(
@@ -70,18 +71,34 @@ class OpenVinoRuntime:
 
     def predict(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         feed = self.signature.coerce_inputs(inputs)
-        try:
-            result = self._request.infer([feed[name] for name in self.signature.input_names])
+        request = self._request
+        try:  # shared-memory tensors in, one copy out: the dict-returning infer() copies twice
+            for name, index in self._inputs.items():
+                value = np.ascontiguousarray(feed[name])
+                request.set_input_tensor(index, self._tensor(value, shared_memory=True))
+            request.infer()
+            return {
+                name: request.get_output_tensor(index).data.copy()
+                for name, index in self._outputs.items()
+            }
         except Exception as exc:
             text = _first_line(exc)
             if "shape" in text.lower() or "dimension" in text.lower():
                 raise InvalidInput(f"the model rejected the input: {text}") from None
             raise BackendError(f"OpenVINO failed: {text}") from None
-        return {name: np.array(result[port], copy=True) for name, port in self._outputs}
 
     def close(self) -> None:
         self._request = None
         self._compiled = None
+
+
+def _positions(names: list[str], ports: Any) -> dict[str, int]:
+    """Registry tensor name -> port index: by name where the port carries it, else by position."""
+    out = {}
+    for position, name in enumerate(names):
+        by_name = [i for i, port in enumerate(ports) if name in port.get_names()]
+        out[name] = by_name[0] if by_name else position
+    return out
 
 
 def signature_of(model: Any) -> Signature:
