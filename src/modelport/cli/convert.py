@@ -55,7 +55,7 @@ def convert(
     samples = read_inputs(sample, parent.signature) if sample is not None else None
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-        console=console, transient=True, disable=json_out,
+        console=console, transient=True, disable=json_out or not console.is_terminal,
     ) as progress:  # fmt: skip
         task = progress.add_task(f"converting {parent.ref}", total=None)
         result = do_convert(
@@ -123,7 +123,7 @@ def runtimes(json_out: Annotated[bool, typer.Option("--json", help="Print JSON."
     if json_out:
         print_json(rows)
         return
-    title = "runtime backends (the first that loads a format serves it)"
+    title = "runtime backends"
     table = Table("backend", "loads", "status", title=title)
     for row in rows:
         status = f"missing: {row['install']}"

@@ -54,7 +54,7 @@ def convert(
     parent = registry.resolve(ref)
     if parent.format != "onnx":
         raise InvalidInput(
-            f"{parent.ref} is a {parent.format} model; convert from an ONNX version"
+            f"{parent.ref} is in {parent.format} format; convert from an ONNX version"
             + (f" (its parent is {parent.parent})" if parent.parent else "")
         )
     source = registry.path(parent)
