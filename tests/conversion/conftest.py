@@ -7,6 +7,7 @@ registry; each conversion is made once and shared by the tests that inspect it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from modelport.registry import Registry
 from modelport.settings import Settings
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is first imported
 pytest.importorskip("tensorflow", reason="needs the 'keras' extra")
 
 

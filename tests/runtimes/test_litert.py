@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from modelport.errors import BackendError, InvalidInput, MissingDependency
 from modelport.runtimes import for_format, open_artifact
 from modelport.signature import Signature, TensorSpec
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is first imported
 pytest.importorskip("ai_edge_litert", reason="needs the 'litert' extra")
 pytest.importorskip("onnx2tf", reason="the test model is made with the 'tflite' extra")
 
