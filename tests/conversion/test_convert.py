@@ -50,7 +50,7 @@ def test_keras_models_convert_with_parity_and_lineage(
     finally:
         runtime.close()
     keras_model = keras_mlp if key == "mlp" else keras_cnn
-    reference = np.asarray(keras_model(model_inputs(key, x[1400:])["input"]))
+    reference = keras_model(model_inputs(key, x[1400:])["input"]).numpy()
     np.testing.assert_allclose(probabilities, reference, atol=1e-4)
     assert (probabilities.argmax(1) == y[1400:]).mean() > 0.85
 

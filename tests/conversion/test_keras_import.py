@@ -29,7 +29,7 @@ def test_keras_model_registers_as_onnx_with_its_saved_model(
     runtime = modelport.load(version.ref, registry=sqlite_registry)
     assert runtime.name == "onnxruntime"
     np.testing.assert_allclose(
-        runtime.predict({"input": x})["output"], np.asarray(keras_mlp(x)), atol=1e-5
+        runtime.predict({"input": x})["output"], keras_mlp(x).numpy(), atol=1e-5
     )
 
 
@@ -37,7 +37,7 @@ def test_keras_file_and_saved_model_folder_register(
     sqlite_registry: Registry, keras_cnn: Any, tmp_path: Path, digits: tuple[np.ndarray, np.ndarray]
 ) -> None:
     x = digits[0][:20].reshape(-1, 8, 8, 1)
-    want = np.asarray(keras_cnn(x))
+    want = keras_cnn(x).numpy()
     keras_cnn.save(tmp_path / "cnn.keras")
     from_file = modelport.register(tmp_path / "cnn.keras", "cnn", registry=sqlite_registry)
     first = sqlite_registry.path(from_file)

@@ -87,3 +87,15 @@ def test_missing_runtime_names_the_extra(
     )
     with pytest.raises(MissingDependency, match=r"modelport\[litert\]"):
         for_format("tflite")
+
+
+def test_concurrent_calls_get_their_own_answers(tflite: tuple[Path, Path, Signature]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    runtime = LiteRtRuntime.load(tflite[0], tflite[2])
+    batches = [np.full((i + 1, 4), float(i), np.float32) for i in range(16)]
+    expected = [runtime.predict({"input": b})["probabilities"] for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda b: runtime.predict({"input": b})["probabilities"], batches * 4))
+    for i, result in enumerate(got):
+        np.testing.assert_array_equal(result, expected[i % 16])

@@ -64,3 +64,15 @@ def test_corrupt_ir_is_a_backend_error(ir: tuple[Path, Signature]) -> None:
     path.write_text("<net><broken")
     with pytest.raises(BackendError, match="OpenVINO could not load"):
         OpenVinoRuntime.load(path, signature)
+
+
+def test_concurrent_calls_get_their_own_answers(ir: tuple[Path, Signature]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    runtime = OpenVinoRuntime.load(*ir)
+    batches = [np.full((i + 1, 4), float(i), np.float32) for i in range(16)]
+    expected = [runtime.predict({"input": b})["probabilities"] for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda b: runtime.predict({"input": b})["probabilities"], batches * 4))
+    for i, result in enumerate(got):
+        np.testing.assert_array_equal(result, expected[i % 16])

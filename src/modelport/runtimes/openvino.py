@@ -7,6 +7,7 @@ OpenVINO would otherwise pick bf16 and drift by ~1e-3 from the ONNX parent. Pass
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,6 +41,7 @@ class OpenVinoRuntime:
         self.signature = signature
         self._inputs = _positions(signature.input_names, compiled.inputs)
         self._outputs = _positions(signature.output_names, compiled.outputs)
+        self._lock = threading.Lock()  # one InferRequest: calls from several threads take turns
 
     @classmethod
     def load(
@@ -73,14 +75,15 @@ class OpenVinoRuntime:
         feed = self.signature.coerce_inputs(inputs)
         request = self._request
         try:  # shared-memory tensors in, one copy out: the dict-returning infer() copies twice
-            for name, index in self._inputs.items():
-                value = np.ascontiguousarray(feed[name])
-                request.set_input_tensor(index, self._tensor(value, shared_memory=True))
-            request.infer()
-            return {
-                name: request.get_output_tensor(index).data.copy()
-                for name, index in self._outputs.items()
-            }
+            with self._lock:
+                for name, index in self._inputs.items():
+                    value = np.ascontiguousarray(feed[name])
+                    request.set_input_tensor(index, self._tensor(value, shared_memory=True))
+                request.infer()
+                return {
+                    name: request.get_output_tensor(index).data.copy()
+                    for name, index in self._outputs.items()
+                }
         except Exception as exc:
             text = _first_line(exc)
             if "shape" in text.lower() or "dimension" in text.lower():
