@@ -112,3 +112,16 @@ def test_runtimes_lists_backends_and_formats() -> None:
     table = subprocess.run([sys.executable, "-m", "modelport", "runtimes"],
                            capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert "openvino" in table and "tflite" in table and "installed" in table
+
+
+def test_runtimes_names_the_extra_of_a_missing_backend(capsys: Any, monkeypatch: Any) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a)
+    )
+    code, out, err = run(["runtimes"], capsys, monkeypatch)
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if "openvino" in line)
+    assert "missing: pip install 'modelport[openvino]'" in line

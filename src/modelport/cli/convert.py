@@ -108,6 +108,8 @@ def runtimes(json_out: Annotated[bool, typer.Option("--json", help="Print JSON."
     """List the runtime backends, what each loads, and how to install the missing ones."""
     import importlib.metadata
 
+    from rich.markup import escape
+
     from modelport.runtimes import KNOWN
 
     rows = []
@@ -126,7 +128,7 @@ def runtimes(json_out: Annotated[bool, typer.Option("--json", help="Print JSON."
     title = "runtime backends"
     table = Table("backend", "loads", "status", title=title)
     for row in rows:
-        status = f"missing: {row['install']}"
+        status = f"[yellow]missing[/]: {escape(row['install'])}"
         if row["installed"]:
             status = f"[green]installed[/] {row['version']}"
         table.add_row(row["name"], ", ".join(row["formats"]), status)
