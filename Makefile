@@ -16,7 +16,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) -e '.[torch,sklearn,postgres,test,dev,openvino,litert,keras,tflite]'
+	$(PIP) -e '.[torch,sklearn,postgres,test,dev,openvino,nncf,litert,keras,tflite]'
 	touch $@
 
 demo: $(VENV)/.installed

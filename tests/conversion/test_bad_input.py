@@ -70,7 +70,7 @@ def test_corrupt_keras_file_is_refused(sqlite_registry: Registry, tmp_path: Path
 
 @pytest.mark.parametrize(
     ("to", "precision", "message"),
-    [("openvino", "int8", "supports fp32, fp16"), ("tflite", "int8", "needs calibration data"),
+    [("openvino", "int8", "needs calibration data"), ("tflite", "int8", "needs calibration data"),
      ("tflite", "fp8", "precision"), ("coreml", "fp32", "cannot convert to 'coreml'")],
 )  # fmt: skip
 def test_bad_arguments(
@@ -100,16 +100,21 @@ def test_sample_data_that_does_not_fit_the_signature(
     assert _versions(sqlite_registry, "mlp") == 1
 
 
-@pytest.mark.parametrize(("module", "to", "extra"), [("openvino", "openvino", "openvino"),
-                                                     ("onnx2tf", "tflite", "tflite")])  # fmt: skip
+@pytest.mark.parametrize(("module", "to", "precision", "extra"),
+                         [("openvino", "openvino", "fp32", "openvino"),
+                          ("nncf", "openvino", "int8", "nncf"),
+                          ("onnx2tf", "tflite", "fp32", "tflite")])  # fmt: skip
 def test_missing_extra_names_it(
-    sqlite_registry: Registry, tmp_path: Path, monkeypatch: Any, module: str, to: str, extra: str
-) -> None:
+    sqlite_registry: Registry, tmp_path: Path, monkeypatch: Any, module: str, to: str,
+    precision: str, extra: str,
+) -> None:  # fmt: skip
     path = make_mlp_onnx(tmp_path / "m.onnx")  # no kept SavedModel: the tflite path needs onnx2tf
     parent = modelport.register(path, "mlp", registry=sqlite_registry)
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+    calibration = {"input": np.ones((4, 4), np.float32)} if precision == "int8" else None
     with pytest.raises(MissingDependency) as info:
-        convert(parent.ref, to, registry=sqlite_registry)
+        convert(parent.ref, to, registry=sqlite_registry, precision=precision,
+                calibration=calibration)  # fmt: skip
     assert info.value.extra == extra
     assert f"pip install 'modelport[{extra}]'" in str(info.value)
     assert _versions(sqlite_registry, "mlp") == 1

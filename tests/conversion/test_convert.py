@@ -55,8 +55,8 @@ def test_keras_models_convert_with_parity_and_lineage(
     assert (probabilities.argmax(1) == y[1400:]).mean() > 0.85
 
 
-@pytest.mark.parametrize(("to", "precision"), [("openvino", "fp16"), ("tflite", "fp16"),
-                                               ("tflite", "int8")])  # fmt: skip
+@pytest.mark.parametrize(("to", "precision"), [("openvino", "fp16"), ("openvino", "int8"),
+                                               ("tflite", "fp16"), ("tflite", "int8")])  # fmt: skip
 def test_reduced_precision_is_smaller_and_within_its_tolerance(
     to: str, precision: str, converted: Any, digits: tuple[np.ndarray, np.ndarray],
     shared_registry: Registry,
@@ -64,7 +64,7 @@ def test_reduced_precision_is_smaller_and_within_its_tolerance(
     full = converted("mlp", to, "fp32").version
     result = converted("mlp", to, precision)
     version = result.version
-    assert version.size < full.size * (0.6 if precision == "fp16" else 0.4)
+    assert version.size < full.size * (0.6 if precision == "fp16" else 0.5)
     assert version.transform_params["precision"] == precision
     assert version.metrics["parity_atol"] == TOLERANCES[precision]
     assert 0 < version.metrics["parity_max_abs_error"] <= TOLERANCES[precision]

@@ -37,7 +37,7 @@ def convert(
     ] = None,
     atol: Annotated[
         float | None,
-        typer.Option(help="Max abs error allowed (default 1e-4 fp32, 1e-2 fp16, 0.1 int8)."),
+        typer.Option(help="Max abs error allowed (default 1e-4 fp32, 1e-2 fp16, 0.2 int8)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Register even above tolerance.")] = False,
     alias: Annotated[str | None, typer.Option(help="Point this alias at the new version.")] = None,

@@ -50,6 +50,8 @@ def convert(
     if to not in TARGETS:
         raise InvalidInput(f"cannot convert to {to!r}; targets: {', '.join(TARGETS)}")
     limit = tolerance(precision, atol)
+    if precision == "int8" and not calibration:
+        raise InvalidInput("int8 conversion needs calibration data: pass --calibration FILE")
     registry = registry or Registry()
     parent = registry.resolve(ref)
     if parent.format != "onnx":
@@ -88,8 +90,9 @@ def _convert(
     if to == "openvino":
         from modelport.conversion import openvino
 
-        artifact = openvino.from_onnx(source, workdir, parent.signature, precision)
-        return artifact, {"tools": openvino.tool_versions(), "route": "openvino.convert_model"}
+        artifact = openvino.from_onnx(source, workdir, parent.signature, precision, calibration)
+        route = "openvino.convert_model" + (" + nncf.quantize" if precision == "int8" else "")
+        return artifact, {"tools": openvino.tool_versions(precision), "route": route}
     from modelport.conversion import tflite
 
     artifact, route = tflite.convert(source, workdir, parent.signature, precision, calibration)

@@ -67,8 +67,6 @@ def convert(
     ("saved_model" or "onnx2tf")."""
     if precision not in PRECISIONS:
         raise InvalidInput(f"TFLite precision must be one of {', '.join(PRECISIONS)}")
-    if precision == "int8" and not calibration:
-        raise InvalidInput("int8 conversion needs calibration data: pass --calibration FILE")
     check_shapes(signature)
     tf = tensorflow()
     saved = saved_model_of(source)
