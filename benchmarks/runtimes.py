@@ -4,7 +4,7 @@
 
 Trains the tutorial MLP (dense 128 relu -> 64 relu -> 10 softmax) and a small CNN (conv -> pool ->
 dense) in Keras on scikit-learn's digits, registers each (ONNX), converts each to OpenVINO IR and
-TFLite (fp32, plus fp16/int8 variants), then times ``modelport.load(ref).predict`` at batch 1 and
+TFLite (fp32, fp16 and int8 each), then times ``modelport.load(ref).predict`` at batch 1 and
 32 for every version. Rounds interleave the runtimes so machine noise hits them alike.
 """
 
@@ -33,8 +33,9 @@ from modelport.runtimes import RuntimeOptions  # noqa: E402
 from modelport.settings import Settings  # noqa: E402
 
 VARIANTS = [("onnx", None, "fp32"), ("openvino", "openvino", "fp32"),
-            ("openvino", "openvino", "fp16"), ("tflite", "tflite", "fp32"),
-            ("tflite", "tflite", "fp16"), ("tflite", "tflite", "int8")]  # fmt: skip
+            ("openvino", "openvino", "fp16"), ("openvino", "openvino", "int8"),
+            ("tflite", "tflite", "fp32"), ("tflite", "tflite", "fp16"),
+            ("tflite", "tflite", "int8")]  # fmt: skip
 
 
 def build(kind: str, x: np.ndarray, y: np.ndarray) -> Any:
