@@ -113,10 +113,13 @@ def _parity(
     source: Path, parent: ModelVersion, artifact: Artifact, inputs: Mapping[str, Any],
     limit: float, origin: str,
 ) -> ParityReport:  # fmt: skip
+    from modelport.importers.keras import mute_native_stderr
+
     before = open_artifact(source, parent.format, parent.signature)
     after = open_artifact(artifact.root / artifact.entrypoint, artifact.format, artifact.signature)
     try:
-        return compare(before, after, inputs, limit, origin)
+        with mute_native_stderr():  # LiteRT announces its XNNPACK delegate on fd 2
+            return compare(before, after, inputs, limit, origin)
     finally:
         before.close()
         after.close()

@@ -30,7 +30,8 @@ def tensorflow() -> Any:
     """Import TensorFlow quietly, or say which extra to install."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        import tensorflow as tf
+        with mute_native_stderr():  # absl/oneDNN banners that ignore TF_CPP_MIN_LOG_LEVEL
+            import tensorflow as tf
     except ImportError:
         raise MissingDependency("tensorflow", "keras") from None
     tf.get_logger().setLevel(logging.ERROR)
@@ -39,10 +40,30 @@ def tensorflow() -> Any:
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Silence the converters' prints and warnings (they write to stdout)."""
+    """Silence the converters: Python prints and warnings, and native code writing to fd 2.
+
+    Only used around conversions (never while serving): failures still surface as exceptions."""
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
+        with mute_native_stderr():
+            yield
+
+
+@contextlib.contextmanager
+def mute_native_stderr() -> Iterator[None]:
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (embedded interpreters): nothing to mute
         yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def is_keras(obj: Any) -> bool:
