@@ -30,6 +30,7 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/registry.py
+	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python benchmarks/runtimes.py
 
 clean:
 	rm -rf $(VENV) .modelport .pytest_cache
