@@ -7,7 +7,7 @@ registry; each conversion is made once and shared by the tests that inspect it.
 
 from __future__ import annotations
 
-import os
+import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,16 @@ import pytest
 from modelport.registry import Registry
 from modelport.settings import Settings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is first imported
-pytest.importorskip("tensorflow", reason="needs the 'keras' extra")
+if importlib.util.find_spec("tensorflow") is None:
+    pytest.skip("needs the 'keras' extra", allow_module_level=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_tensorflow() -> None:
+    """Import TensorFlow once, through modelport, which mutes its native start-up banners."""
+    from modelport.importers.keras import tensorflow
+
+    tensorflow()
 
 
 @pytest.fixture(scope="session")
