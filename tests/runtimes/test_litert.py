@@ -20,6 +20,7 @@ from modelport.conversion.tflite import convert  # noqa: E402
 from modelport.importers.onnx import from_path  # noqa: E402
 from modelport.runtimes.litert import LiteRtRuntime  # noqa: E402
 from tests.conftest import make_mlp_onnx  # noqa: E402
+from tests.runtimes.threads import assert_thread_safe  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +90,6 @@ def test_missing_runtime_names_the_extra(
         for_format("tflite")
 
 
-def test_concurrent_calls_get_their_own_answers(tflite: tuple[Path, Path, Signature]) -> None:
-    from concurrent.futures import ThreadPoolExecutor
 
-    runtime = LiteRtRuntime.load(tflite[0], tflite[2])
-    batches = [np.full((i + 1, 4), float(i), np.float32) for i in range(16)]
-    expected = [runtime.predict({"input": b})["probabilities"] for b in batches]
-    with ThreadPoolExecutor(4) as pool:
-        got = list(pool.map(lambda b: runtime.predict({"input": b})["probabilities"], batches * 4))
-    for i, result in enumerate(got):
-        np.testing.assert_array_equal(result, expected[i % 16])
+def test_concurrent_calls_get_their_own_answers(tflite: tuple[Path, Path, Signature]) -> None:
+    assert_thread_safe(LiteRtRuntime.load(tflite[0], tflite[2]), n_features=4)

@@ -14,6 +14,7 @@ pytest.importorskip("openvino", reason="needs the 'openvino' extra")
 from modelport.conversion.openvino import from_onnx  # noqa: E402
 from modelport.importers.onnx import from_path  # noqa: E402
 from modelport.runtimes.openvino import OpenVinoRuntime  # noqa: E402
+from tests.runtimes.threads import assert_thread_safe  # noqa: E402
 
 
 @pytest.fixture
@@ -66,13 +67,6 @@ def test_corrupt_ir_is_a_backend_error(ir: tuple[Path, Signature]) -> None:
         OpenVinoRuntime.load(path, signature)
 
 
-def test_concurrent_calls_get_their_own_answers(ir: tuple[Path, Signature]) -> None:
-    from concurrent.futures import ThreadPoolExecutor
 
-    runtime = OpenVinoRuntime.load(*ir)
-    batches = [np.full((i + 1, 4), float(i), np.float32) for i in range(16)]
-    expected = [runtime.predict({"input": b})["probabilities"] for b in batches]
-    with ThreadPoolExecutor(4) as pool:
-        got = list(pool.map(lambda b: runtime.predict({"input": b})["probabilities"], batches * 4))
-    for i, result in enumerate(got):
-        np.testing.assert_array_equal(result, expected[i % 16])
+def test_concurrent_calls_get_their_own_answers(ir: tuple[Path, Signature]) -> None:
+    assert_thread_safe(OpenVinoRuntime.load(*ir), n_features=4)
