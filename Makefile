@@ -16,7 +16,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) -e '.[torch,sklearn,postgres,compress,serve,serve-test,test,dev]'
+	$(PIP) -e '.[torch,sklearn,postgres,compress,serve,serve-test,openvino,nncf,litert,keras,tflite,test,dev]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -31,6 +31,7 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/registry.py
 	$(BIN)/python benchmarks/serving.py
+	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python benchmarks/runtimes.py
 
 clean:
 	rm -rf $(VENV) .modelport .pytest_cache

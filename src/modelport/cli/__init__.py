@@ -11,6 +11,7 @@ import typer
 
 from modelport._version import __version__
 from modelport.cli import compress as compress_cmds
+from modelport.cli import convert as convert_cmds
 from modelport.cli import predict as predict_cmd
 from modelport.cli import registry as registry_cmds
 from modelport.cli import serve as serve_cmd
@@ -60,15 +61,19 @@ app.command("predict")(predict_cmd.predict)
 app.add_typer(compress_cmds.compress_app, name="compress")
 app.command("evaluate")(compress_cmds.evaluate)
 app.command("serve")(serve_cmd.serve)
+app.command("convert")(convert_cmds.convert)
+app.command("runtimes")(convert_cmds.runtimes)
 
 
 def main() -> None:
+    from rich.markup import escape
+
     from modelport.errors import ModelportError
 
     try:
         app()
-    except ModelportError as exc:
-        err_console.print(f"[red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+    except ModelportError as exc:  # escaped: "pip install 'modelport[extra]'" is not markup
+        err_console.print(f"[red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted")

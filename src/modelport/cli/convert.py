@@ -1,0 +1,135 @@
+"""``modelport convert REF --to openvino|tflite`` and ``modelport runtimes``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from modelport.cli.common import console, human_size, print_json, registry
+
+
+class Target(StrEnum):
+    openvino = "openvino"
+    tflite = "tflite"
+
+
+class Precision(StrEnum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+def convert(
+    ref: Annotated[str, typer.Argument(help="The ONNX version: name, name:3, name@alias.")],
+    to: Annotated[Target, typer.Option("--to", help="Target format.")],
+    precision: Annotated[
+        Precision, typer.Option(help="Weights (and, for int8, activations).")
+    ] = Precision.fp32,
+    calibration: Annotated[
+        Path | None, typer.Option(help="Calibration inputs for int8 (.npy, .npz, .json, .csv).")
+    ] = None,
+    sample: Annotated[
+        Path | None, typer.Option(help="Parity inputs (default: calibration data, else random).")
+    ] = None,
+    atol: Annotated[
+        float | None,
+        typer.Option(help="Max abs error allowed (default 1e-4 fp32, 1e-2 fp16, 0.2 int8)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Register even above tolerance.")] = False,
+    alias: Annotated[str | None, typer.Option(help="Point this alias at the new version.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Convert a registered ONNX model to OpenVINO IR or TensorFlow Lite as a new version."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from modelport.cli.predict import read_inputs
+    from modelport.conversion import convert as do_convert
+
+    reg = registry()
+    parent = reg.resolve(ref)
+    calib = read_inputs(calibration, parent.signature) if calibration is not None else None
+    samples = read_inputs(sample, parent.signature) if sample is not None else None
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+        console=console, transient=True, disable=json_out or not console.is_terminal,
+    ) as progress:  # fmt: skip
+        task = progress.add_task(f"converting {parent.ref}", total=None)
+        result = do_convert(
+            parent.ref,
+            to.value,
+            registry=reg,
+            precision=precision.value,
+            calibration=calib,
+            sample=samples,
+            atol=atol,
+            force=force,
+            alias=alias,
+            on_step=lambda text: progress.update(task, description=text),
+        )
+    version, report = result.version, result.report
+    if json_out:
+        print_json({"version": version.to_dict(), "parity": _parity_dict(report)})
+        return
+    title = (f"parity of {version.ref} against {version.parent} "
+             f"({report.rows} rows of {report.source}, atol {report.atol:g})")  # fmt: skip
+    table = Table("output", "max abs error", "max rel error", "top-1 agreement", title=title)
+    for out in report.outputs:
+        top1 = "-" if out.top1 is None else f"{out.top1:.2%}"
+        table.add_row(out.name, f"{out.max_abs:.3g}", f"{out.max_rel:.3g}", top1)
+    console.print(table)
+    verdict = "[green]ok[/]"
+    if result.forced:
+        verdict = "[yellow]above tolerance, registered with --force[/]"
+    console.print(
+        f"registered {version.ref} ({version.format}, {precision.value}, "
+        f"{human_size(version.size)}) from {version.parent}: parity {verdict}",
+        highlight=False,
+    )
+
+
+def _parity_dict(report: Any) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "atol": report.atol,
+        "rows": report.rows,
+        "source": report.source,
+        "outputs": [
+            {"name": o.name, "max_abs": o.max_abs, "max_rel": o.max_rel, "top1": o.top1}
+            for o in report.outputs
+        ],
+    }
+
+
+def runtimes(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the runtime backends, what each loads, and how to install the missing ones."""
+    import importlib.metadata
+
+    from rich.markup import escape
+
+    from modelport.runtimes import KNOWN
+
+    rows = []
+    for info in KNOWN:
+        try:
+            version = importlib.metadata.version(info.package) if info.installed else None
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+        install = f"pip install 'modelport[{info.extra or 'all'}]'".replace("[all]", "")
+        rows.append({"name": info.name, "formats": list(info.formats),
+                     "installed": version is not None, "version": version,
+                     "install": install})  # fmt: skip
+    if json_out:
+        print_json(rows)
+        return
+    title = "runtime backends"
+    table = Table("backend", "loads", "status", title=title)
+    for row in rows:
+        status = f"[yellow]missing[/]: {escape(row['install'])}"
+        if row["installed"]:
+            status = f"[green]installed[/] {row['version']}"
+        table.add_row(row["name"], ", ".join(row["formats"]), status)
+    console.print(table)

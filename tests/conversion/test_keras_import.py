@@ -1,0 +1,59 @@
+"""Keras models, .keras files and SavedModels register as ONNX with their TensorFlow form kept."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import modelport
+from modelport.importers.keras import SAVED_MODEL, saved_model_of
+from modelport.registry import Registry
+
+
+def test_keras_model_registers_as_onnx_with_its_saved_model(
+    sqlite_registry: Registry, keras_mlp: Any, digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    version = modelport.register(keras_mlp, "tutorial", registry=sqlite_registry)
+    assert version.format == "onnx" and version.entrypoint == "model.onnx"
+    paths = {f.path for f in version.files}
+    assert f"{SAVED_MODEL}/saved_model.pb" in paths
+    assert any(p.startswith(f"{SAVED_MODEL}/variables/") for p in paths)
+    assert version.signature.describe() == "(input: float32[?,64]) -> (output: float32[?,10])"
+    entry = sqlite_registry.path(version)
+    assert saved_model_of(entry) == entry.parent / SAVED_MODEL
+    x = digits[0][:50]
+    runtime = modelport.load(version.ref, registry=sqlite_registry)
+    assert runtime.name == "onnxruntime"
+    np.testing.assert_allclose(
+        runtime.predict({"input": x})["output"], keras_mlp(x).numpy(), atol=1e-5
+    )
+
+
+def test_keras_file_and_saved_model_folder_register(
+    sqlite_registry: Registry, keras_cnn: Any, tmp_path: Path, digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x = digits[0][:20].reshape(-1, 8, 8, 1)
+    want = keras_cnn(x).numpy()
+    keras_cnn.save(tmp_path / "cnn.keras")
+    from_file = modelport.register(tmp_path / "cnn.keras", "cnn", registry=sqlite_registry)
+    first = sqlite_registry.path(from_file)
+    from_folder = modelport.register(first.parent / SAVED_MODEL, "cnn", registry=sqlite_registry)
+    for version in (from_file, from_folder):
+        assert version.signature.inputs[0].shape == (-1, 8, 8, 1)
+        got = modelport.load(version.ref, registry=sqlite_registry).predict({"input": x})
+        np.testing.assert_allclose(next(iter(got.values())), want, atol=1e-5)
+
+
+def test_import_modelport_does_not_import_tensorflow() -> None:
+    code = (
+        "import sys, modelport, modelport.runtimes, modelport.conversion, modelport.cli; "
+        "modelport.runtimes.backends(); "
+        "heavy = [m for m in ('tensorflow', 'keras', 'openvino', 'ai_edge_litert', 'onnx2tf') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

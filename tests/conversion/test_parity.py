@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelport.conversion.parity import compare, random_inputs, tolerance
+from modelport.errors import InvalidInput
+from modelport.runtimes import open_artifact
+from modelport.signature import Signature, TensorSpec
+from tests.conftest import make_mlp_onnx
+
+
+def test_random_inputs_fit_the_signature() -> None:
+    signature = Signature((TensorSpec("a", "float32", (-1, 3, -1)), TensorSpec("b", "int64", (-1,)),
+                           TensorSpec("c", "bool", (2,))))  # fmt: skip
+    data = random_inputs(signature, rows=5)
+    assert data["a"].shape == (5, 3, 8) and data["a"].dtype == np.float32
+    assert data["b"].shape == (5,) and data["b"].dtype == np.int64
+    assert data["c"].shape == (2,) and data["c"].dtype == bool
+    signature.coerce_inputs(data)  # valid by construction
+    with pytest.raises(InvalidInput, match="cannot draw random values"):
+        random_inputs(Signature((TensorSpec("s", "string", (-1,)),)))
+
+
+def test_tolerance_defaults_and_overrides() -> None:
+    assert tolerance("fp32") == 1e-4 and tolerance("fp16") == 1e-2 and tolerance("int8") == 2e-1
+    assert tolerance("int8", 0.5) == 0.5
+    with pytest.raises(InvalidInput, match="non-negative"):
+        tolerance("fp32", -1.0)
+    with pytest.raises(InvalidInput, match="precision 'fp4'"):
+        tolerance("fp4")
+
+
+def test_compare_identical_and_different_models(tmp_path: Path) -> None:
+    same_a = open_artifact(make_mlp_onnx(tmp_path / "a.onnx", seed=0), "onnx")
+    same_b = open_artifact(make_mlp_onnx(tmp_path / "b.onnx", seed=0), "onnx")
+    other = open_artifact(make_mlp_onnx(tmp_path / "c.onnx", seed=1), "onnx")
+    inputs = random_inputs(same_a.signature, rows=64)
+    report = compare(same_a, same_b, inputs, atol=1e-6)
+    assert report.ok and report.max_abs == 0 and report.top1 == 1.0 and report.rows == 64
+    assert report.metrics()["parity_max_abs_error"] == 0.0
+    worse = compare(same_a, other, inputs, atol=1e-4, source="random data")
+    assert not worse.ok and worse.worst.name == "probabilities"
+    assert 0 < worse.max_rel <= 1.0 and worse.top1 is not None and worse.top1 < 1.0
+    refusal = worse.refusal()
+    assert refusal.startswith("parity check failed: output 'probabilities' differs by up to")
+
+
+def test_compare_refuses_a_child_with_other_outputs(tmp_path: Path) -> None:
+    parent = open_artifact(make_mlp_onnx(tmp_path / "a.onnx", n_out=3), "onnx")
+    child = open_artifact(make_mlp_onnx(tmp_path / "b.onnx", n_out=4), "onnx")
+    with pytest.raises(InvalidInput, match=r"output 'probabilities' has shape \[32, 4\]"):
+        compare(parent, child, random_inputs(parent.signature), atol=1e-4)
