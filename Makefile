@@ -16,7 +16,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) -e '.[torch,sklearn,postgres,test,dev]'
+	$(PIP) -e '.[torch,sklearn,postgres,test,dev,batch]'
 	touch $@
 
 demo: $(VENV)/.installed

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from modelport._version import __version__
+from modelport.cli import batch as batch_cmd
 from modelport.cli import predict as predict_cmd
 from modelport.cli import registry as registry_cmds
 from modelport.cli.common import err_console, state
@@ -53,6 +54,7 @@ app.command("delete")(registry_cmds.delete)
 app.command("verify")(registry_cmds.verify)
 app.command("gc")(registry_cmds.gc)
 app.command("predict")(predict_cmd.predict)
+app.command("batch")(batch_cmd.batch)
 
 
 def main() -> None:

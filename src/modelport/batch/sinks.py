@@ -1,0 +1,256 @@
+"""Where batch outputs go: one committed part per chunk, then one Parquet, CSV or NPY file.
+
+    write_part(workdir, index, table, errors)   # temp name, fsync, rename: committed or absent
+    committed(workdir)                           # indices of finished chunks
+    assemble(workdir, n_chunks, output, errors_path)  # streams parts in order, renames at the end
+
+A part is an Arrow IPC file; its errors are written (and fsynced) before it, so a committed part
+always has its complete error list beside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import InvalidInput
+
+OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".npy": "npy"}
+_PART = re.compile(r"^part-(\d{6})\.arrow$")
+
+
+def output_format(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise InvalidInput(f"unsupported output format {Path(path).name!r}: use .parquet, .csv "
+                           "or .npy")  # fmt: skip
+    return OUTPUT_FORMATS[suffix]
+
+
+def outputs_table(outputs: dict[str, np.ndarray], ids: Any, id_column: str | None) -> Any:
+    """Model outputs as a table: 1-D outputs as columns, others as fixed-size lists per row."""
+    import pyarrow as pa
+
+    arrays, names, shapes = [], [], {}
+    if id_column is not None:
+        arrays.append(ids)
+        names.append(id_column)
+    for name, value in outputs.items():
+        shapes[name] = list(value.shape[1:])
+        if value.ndim == 1:
+            arrays.append(pa.array(value))
+        else:
+            width = int(np.prod(value.shape[1:]))
+            flat = pa.array(np.ascontiguousarray(value).reshape(-1))
+            arrays.append(pa.FixedSizeListArray.from_arrays(flat, width))
+        names.append(name)
+    table = pa.Table.from_arrays(arrays, names=names)
+    return table.replace_schema_metadata({"shapes": json.dumps(shapes)})
+
+
+def part_path(workdir: Path, index: int) -> Path:
+    return workdir / f"part-{index:06d}.arrow"
+
+
+def write_part(workdir: Path, index: int, table: Any, errors: list[list[Any]]) -> None:
+    import pyarrow as pa
+
+    target = part_path(workdir, index)
+    _atomic_write(target.with_suffix(".errors.json"), json.dumps(errors).encode())
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    _fsync(tmp)
+    os.replace(tmp, target)
+    _fsync_dir(workdir)
+
+
+def committed(workdir: Path) -> set[int]:
+    if not workdir.is_dir():
+        return set()
+    return {int(m.group(1)) for p in workdir.iterdir() if (m := _PART.match(p.name))}
+
+
+def read_part(workdir: Path, index: int) -> tuple[Any, list[list[Any]]]:
+    import pyarrow as pa
+
+    path = part_path(workdir, index)
+    with pa.memory_map(str(path)) as source:
+        table = pa.ipc.open_file(source).read_all()
+    errors = json.loads(path.with_suffix(".errors.json").read_text())
+    return table, errors
+
+
+def assemble(workdir: Path, n_chunks: int, output: Path,
+             errors_path: Path | None) -> tuple[int, int]:  # fmt: skip
+    """Join the parts in chunk order into ``output`` (renamed into place only when complete) and
+    their errors into ``errors_path``; return (rows, errors)."""
+    fmt = output_format(output)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    err_tmp = errors_path.with_name(f".{errors_path.name}.tmp") if errors_path else None
+    rows = n_errors = 0
+    writer: Any = None
+    err_handle = open(err_tmp, "w", newline="") if err_tmp else None  # noqa: SIM115
+    try:
+        err_writer = csv.writer(err_handle) if err_handle else None
+        if err_writer:
+            err_writer.writerow(["row", "file", "file_row", "reason"])
+        if fmt == "npy":
+            writer = _NpyWriter(tmp, workdir, n_chunks)
+        first_schema = None
+        for index in range(n_chunks):
+            table, errors = read_part(workdir, index)
+            first_schema = first_schema or table.schema
+            n_errors += len(errors)
+            if err_writer:
+                err_writer.writerows(errors)
+            if table.num_rows == 0:
+                continue  # every row of the chunk was bad
+            if writer is None:
+                writer = _ParquetWriter(tmp, table.schema) if fmt == "parquet" \
+                    else _CsvWriter(tmp)  # fmt: skip
+            writer.write(table)
+            rows += table.num_rows
+        if writer is None:  # no row converted: an empty file with the right columns
+            if first_schema is None:
+                raise InvalidInput("the job has no chunks")
+            writer = _ParquetWriter(tmp, first_schema) if fmt == "parquet" else _CsvWriter(tmp)
+            writer.write(first_schema.empty_table())
+        writer.close()
+        _fsync(tmp)
+        if err_handle:
+            err_handle.close()
+            _fsync(err_tmp)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        if err_handle:
+            err_handle.close()
+        for path in (tmp, err_tmp):
+            if path is not None:
+                path.unlink(missing_ok=True)
+        raise
+    if errors_path is not None:
+        if n_errors:
+            os.replace(err_tmp, errors_path)
+        else:
+            err_tmp.unlink(missing_ok=True)
+            errors_path.unlink(missing_ok=True)  # a stale list from an earlier run would mislead
+    os.replace(tmp, output)
+    _fsync_dir(output.parent)
+    return rows, n_errors
+
+
+class _ParquetWriter:
+    def __init__(self, path: Path, schema: Any) -> None:
+        import pyarrow.parquet as pq
+
+        self._writer = pq.ParquetWriter(str(path), schema.remove_metadata())
+
+    def write(self, table: Any) -> None:
+        self._writer.write_table(table.replace_schema_metadata(None))
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class _CsvWriter:
+    def __init__(self, path: Path) -> None:
+        self._handle = open(path, "wb")  # noqa: SIM115
+        self._header = True
+
+    def write(self, table: Any) -> None:
+        import pyarrow.csv as pcsv
+
+        pcsv.write_csv(flat_columns(table), self._handle,
+                       pcsv.WriteOptions(include_header=self._header))  # fmt: skip
+        self._header = False
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class _NpyWriter:
+    """NPY needs its full shape first: read the parts' row counts, then fill a memory map."""
+
+    def __init__(self, path: Path, workdir: Path, n_chunks: int) -> None:
+        import pyarrow as pa
+
+        total, shape, dtype = 0, None, None
+        for index in range(n_chunks):
+            with pa.memory_map(str(part_path(workdir, index))) as source:
+                reader = pa.ipc.open_file(source)
+                schema = reader.schema
+                total += sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+            if len(schema.names) != 1:
+                raise InvalidInput("an NPY output holds one output and no id column; write "
+                                   "Parquet or CSV instead")  # fmt: skip
+            shape = json.loads(schema.metadata[b"shapes"])[schema.names[0]]
+            field_type = schema.field(0).type
+            dtype = (field_type.value_type if hasattr(field_type, "value_type")
+                     else field_type).to_pandas_dtype()  # fmt: skip
+        self._array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype,
+                                                shape=(total, *shape))  # fmt: skip
+        self._at = 0
+
+    def write(self, table: Any) -> None:
+        column = table.column(0).combine_chunks()
+        if hasattr(column, "flatten"):
+            column = column.flatten()
+        values = column.to_numpy(zero_copy_only=False).reshape((-1, *self._array.shape[1:]))
+        self._array[self._at : self._at + len(values)] = values
+        self._at += len(values)
+
+    def close(self) -> None:
+        if self._array is not None:
+            self._array.flush()
+            self._array = None
+
+
+def flat_columns(table: Any) -> Any:
+    """List columns spread over ``name_0 .. name_k`` columns (for CSV and DataFrames)."""
+    import pyarrow as pa
+
+    arrays, names = [], []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_fixed_size_list(column.type):
+            width = column.type.list_size
+            flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            flat = flat.reshape(-1, width)
+            for j in range(width):
+                arrays.append(pa.array(flat[:, j]))
+                names.append(f"{name}_{j}")
+        else:
+            arrays.append(column)
+            names.append(name)
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        _fsync(path)
+    except OSError:  # some filesystems do not sync folders
+        pass
