@@ -100,11 +100,12 @@ def predict_batch(
         with open_workdir(workdir, key, len(chunks)) as reusable:
             done = committed(workdir) if reusable else set()
             pending = [c for c in chunks if c.index not in done]
-            errors_seen = 0
+            workers: set[str] = set()
 
             with RowProgress(sum(c.rows for c in chunks), sum(c.rows for c in chunks
                              if c.index in done), progress) as bar:  # fmt: skip
                 def on_result(result: ChunkResult) -> None:
+                    workers.add(result.worker)
                     bar.advance(result.rows + result.errors)
 
                 if in_memory:
@@ -115,7 +116,7 @@ def predict_batch(
         clear_workdir(workdir)
         return BatchSummary(rows, errors_seen, len(chunks), len(chunks) - len(pending),
                             time.perf_counter() - started, output,
-                            errors_path if errors_seen else None)  # fmt: skip
+                            errors_path if errors_seen else None, workers=workers)  # fmt: skip
     finally:
         executor.close()
 
@@ -126,9 +127,10 @@ def _spec(registry: Registry, version: ModelVersion, fmap: FeatureMap, options: 
 
     s = registry.settings
     intra = s.intra_op_threads
-    if not intra and executor.workers > 1 and isinstance(executor, DaskExecutor) \
-            and executor._cluster is not None:  # fmt: skip
-        intra = max(1, (os.cpu_count() or 1) // executor.workers)  # share this machine's cores
+    if not intra:  # auto: leave a core to the reading and writing threads, share among workers
+        cores = os.cpu_count() or 1
+        local = not isinstance(executor, DaskExecutor) or executor._cluster is not None
+        intra = max(1, cores // executor.workers - 1) if local else 0
     runtime_options = RuntimeOptions(intra, s.inter_op_threads, s.graph_optimization)
     workdir = str(workdir_for(output)) if output is not None else ""
     return JobSpec(s.model_dump(), version.ref, version.sha256, version.signature, fmap, options,
@@ -176,7 +178,7 @@ def _run_in_memory(spec: JobSpec, chunks: list[Chunk], reader: _MemoryReader,
         for chunk in chunks:
             table, errors = process_chunk(spec, chunk, runtime, reader)
             write_part(Path(spec.workdir), chunk.index, table, errors)
-            on_result(ChunkResult(chunk.index, table.num_rows, len(errors)))
+            on_result(ChunkResult(chunk.index, table.num_rows, len(errors), "local"))
     finally:
         runtime.close()
 

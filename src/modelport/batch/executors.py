@@ -13,9 +13,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from modelport.batch.job import ChunkResult, JobSpec, commit_chunk, load_runtime
+from modelport.batch.job import (
+    ChunkResult,
+    JobSpec,
+    commit_chunk,
+    convert_chunk,
+    load_runtime,
+    predict_in_batches,
+    write_chunk,
+)
 from modelport.batch.sources import Chunk, ChunkReader
 from modelport.errors import InvalidInput, MissingDependency
 from modelport.runtimes import Runtime
@@ -69,11 +78,28 @@ class LocalExecutor:
             return
         runtime = load_runtime(spec)
         reader = ChunkReader(spec.fmap.columns)
-        try:
-            for chunk in chunks:
-                on_result(commit_chunk(spec, chunk, runtime, reader))
-        finally:
-            runtime.close()
+        batch_size = spec.options.batch_size
+        # three stages overlap: the next chunk is read while this one is scored and the last
+        # one is written; at most three chunks are in memory at once
+        with ThreadPoolExecutor(1) as reading, ThreadPoolExecutor(1) as writing:
+            try:
+                next_read = reading.submit(convert_chunk, spec, chunks[0], reader)
+                last_write = None
+                for i, chunk in enumerate(chunks):
+                    converted, errors = next_read.result()
+                    if i + 1 < len(chunks):
+                        next_read = reading.submit(convert_chunk, spec, chunks[i + 1], reader)
+                    outputs = predict_in_batches(runtime, spec.signature, converted.inputs,
+                                                 batch_size)  # fmt: skip
+                    if last_write is not None:
+                        on_result(last_write.result())
+                    last_write = writing.submit(write_chunk, spec, chunk, outputs, converted,
+                                                errors)  # fmt: skip
+                    del converted, outputs
+                if last_write is not None:
+                    on_result(last_write.result())
+            finally:
+                runtime.close()
 
     def close(self) -> None:
         pass

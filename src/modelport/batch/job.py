@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.batch.features import FeatureMap
+from modelport.batch.features import Converted, FeatureMap
 from modelport.batch.sinks import outputs_table, write_part
 from modelport.batch.sources import Chunk, FileInfo
 from modelport.errors import Conflict, InvalidInput
@@ -87,6 +87,7 @@ class BatchSummary:
     errors_path: Path | None = None
     outputs: dict[str, np.ndarray] | None = None
     error_rows: list[list[Any]] = field(default_factory=list)
+    workers: set[str] = field(default_factory=set)  # "host:pid" of the processes that scored
 
     @property
     def throughput(self) -> float:
@@ -109,23 +110,37 @@ def load_runtime(spec: JobSpec) -> Runtime:
         registry.close()
 
 
-def process_chunk(spec: JobSpec, chunk: Chunk, runtime: Runtime, reader: Any) -> tuple[Any, list]:
-    """Read, convert and score one chunk: (outputs table, error rows)."""
+def convert_chunk(spec: JobSpec, chunk: Chunk, reader: Any) -> tuple[Converted, list[list[Any]]]:
+    """Read one chunk and turn it into model inputs; bad rows become error rows."""
     converted = spec.fmap.convert(reader.read(chunk), chunk)
     errors = [[row, Path(chunk.file).name, row - chunk.offset + chunk.start, reason]
               for row, reason in converted.errors]  # fmt: skip
     if errors and spec.options.on_error == "fail":
         row, name, file_row, reason = errors[0]
         raise InvalidInput(f"row {row} ({name}, row {file_row}): {reason}")
+    return converted, errors
+
+
+def process_chunk(spec: JobSpec, chunk: Chunk, runtime: Runtime, reader: Any) -> tuple[Any, list]:
+    """Read, convert and score one chunk: (outputs table, error rows)."""
+    converted, errors = convert_chunk(spec, chunk, reader)
     outputs = predict_in_batches(runtime, spec.signature, converted.inputs, spec.options.batch_size)
     return outputs_table(outputs, converted.ids, spec.fmap.id_column), errors
 
 
-def commit_chunk(spec: JobSpec, chunk: Chunk, runtime: Runtime, reader: Any) -> ChunkResult:
-    table, errors = process_chunk(spec, chunk, runtime, reader)
+def write_chunk(spec: JobSpec, chunk: Chunk, outputs: dict[str, np.ndarray], converted: Converted,
+                errors: list[list[Any]]) -> ChunkResult:  # fmt: skip
+    """Commit one scored chunk as a part file."""
+    table = outputs_table(outputs, converted.ids, spec.fmap.id_column)
     write_part(Path(spec.workdir), chunk.index, table, errors)
     worker = f"{os.uname().nodename}:{os.getpid()}"
     return ChunkResult(chunk.index, table.num_rows, len(errors), worker)
+
+
+def commit_chunk(spec: JobSpec, chunk: Chunk, runtime: Runtime, reader: Any) -> ChunkResult:
+    converted, errors = convert_chunk(spec, chunk, reader)
+    outputs = predict_in_batches(runtime, spec.signature, converted.inputs, spec.options.batch_size)
+    return write_chunk(spec, chunk, outputs, converted, errors)
 
 
 def predict_in_batches(runtime: Runtime, signature: Signature, inputs: dict[str, np.ndarray],

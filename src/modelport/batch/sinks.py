@@ -34,7 +34,8 @@ def output_format(path: str | Path) -> str:
 
 
 def outputs_table(outputs: dict[str, np.ndarray], ids: Any, id_column: str | None) -> Any:
-    """Model outputs as a table: 1-D outputs as columns, others as fixed-size lists per row."""
+    """Model outputs as a table: 1-D outputs as columns, others as fixed-size lists per row
+    (spread over ``name_0 .. name_k`` columns in Parquet and CSV files)."""
     import pyarrow as pa
 
     arrays, names, shapes = [], [], {}
@@ -151,10 +152,11 @@ class _ParquetWriter:
     def __init__(self, path: Path, schema: Any) -> None:
         import pyarrow.parquet as pq
 
-        self._writer = pq.ParquetWriter(str(path), schema.remove_metadata())
+        flat = flat_columns(schema.empty_table()).schema.remove_metadata()
+        self._writer = pq.ParquetWriter(str(path), flat, use_dictionary=False)
 
     def write(self, table: Any) -> None:
-        self._writer.write_table(table.replace_schema_metadata(None))
+        self._writer.write_table(flat_columns(table).replace_schema_metadata(None))
 
     def close(self) -> None:
         self._writer.close()
