@@ -191,10 +191,29 @@ def _csv_columns(path: Path, header: bytes) -> dict[str, str]:
     with open(path, "rb") as handle:
         handle.readline()
         sample = b"".join(handle.readline() for _ in range(1000))
-    if not sample:
+    table = read_csv_bytes(sample, names) if sample else None
+    if table is None or table.num_rows == 0:
         return dict.fromkeys(names, "number")
-    table = read_csv_bytes(sample, names)
-    return {f.name: _kind(f.type) for f in table.schema}
+    # a column is numeric when most of its sampled values are: a stray bad value is a bad row
+    kinds = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        kind = _kind(column.type)
+        if kind == "string":
+            values = [v for v in column.to_pylist() if v not in (None, "")]
+            kind = "number" if _numeric_share(values) >= 0.5 else "string"
+        kinds[name] = kind
+    return kinds
+
+
+def _numeric_share(values: list[str]) -> float:
+    good = 0
+    for value in values:
+        try:
+            float(value)
+            good += 1
+        except ValueError:
+            pass
+    return good / len(values) if values else 0.0
 
 
 def _jsonl_columns(path: Path, first: int) -> dict[str, str]:
@@ -360,7 +379,8 @@ def _read_jsonl_bytes(data: bytes, columns: list[str] | None) -> Any:
         try:
             arrays[name] = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep the text, judge later
-            arrays[name] = pa.array([None if v is None else json.dumps(v) for v in values])
+            arrays[name] = pa.array([v if v is None or isinstance(v, str) else json.dumps(v)
+                                     for v in values])  # fmt: skip
     table = pa.table(arrays) if arrays else pa.table({"_": pa.nulls(len(records))})
     return table.replace_schema_metadata({"bad": json.dumps(bad)}) if bad else table
 
