@@ -35,7 +35,7 @@ LOADS = {"count": 0}  # models loaded by this process (a worker loads each model
 
 
 def worker_runtime(spec: JobSpec) -> Runtime:
-    key = (spec.sha256, spec.runtime_options, spec.backend)
+    key = (spec.sha256, repr(spec.runtime_options), spec.backend)
     if key not in _RUNTIMES:
         _RUNTIMES.clear()  # one model per worker at a time
         _RUNTIMES[key] = load_runtime(spec)
