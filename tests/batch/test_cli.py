@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,11 +23,11 @@ from tests.batch.conftest import frame
 from tests.conftest import make_mlp_onnx
 
 
-def run(home: Path, *args: str, wait: bool = True, **kw) -> subprocess.CompletedProcess | subprocess.Popen:
+def run(home: Path, *args: str, wait: bool = True) -> Any:
     cmd = [sys.executable, "-m", "modelport", "--home", str(home), "batch", *args]
     env = {**os.environ, "COLUMNS": "200"}
     if not wait:
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -45,24 +46,26 @@ def test_summary_and_errors_file(reg: Registry, home: Path, tmp_path: Path) -> N
     assert lines == ["row,file,file_row,reason", "4,in.parquet,4,missing value in column 'a'"]
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--input", "{d}/missing.csv", "--output", "{d}/o.parquet"], "input {d}/missing.csv does not exist"),
-        (["--input", "{d}/in.csv", "--output", "{d}/o.parquet", "--columns", "a,b,zz,d"], "unknown column(s) ['zz'] in --columns"),
-        (["--input", "{d}/in.txt", "--output", "{d}/o.parquet"], "unsupported input format 'in.txt'"),
-        (["--input", "{d}/empty.csv", "--output", "{d}/o.parquet"], "the input is empty"),
-        (["--input", "{d}/in.csv", "--output", "{d}/o.json"], "unsupported output format 'o.json'"),
-        (["--input", "{d}/in.csv", "--output", "{d}/o.csv", "--on-error", "ignore"], "--on-error must be skip or fail"),
-        (["--input", "{d}/bad.csv", "--output", "{d}/o.csv", "--on-error", "fail"], "row 1 (bad.csv, row 1): non-numeric value 'oops' in column 'b'"),
-    ],
-)  # fmt: skip
-def test_bad_input_is_one_line_error(reg: Registry, home: Path, tmp_path: Path, args, message) -> None:
+BAD = [
+    ("-i {d}/missing.csv -o {d}/o.parquet", "input {d}/missing.csv does not exist"),
+    ("-i {d}/in.csv -o {d}/o.parquet --columns a,b,zz,d", "unknown column(s) ['zz'] in --columns"),
+    ("-i {d}/in.txt -o {d}/o.parquet", "unsupported input format 'in.txt'"),
+    ("-i {d}/empty.csv -o {d}/o.parquet", "the input is empty"),
+    ("-i {d}/in.csv -o {d}/o.json", "unsupported output format 'o.json'"),
+    ("-i {d}/in.csv -o {d}/o.csv --on-error ignore", "--on-error must be skip or fail"),
+    ("-i {d}/bad.csv -o {d}/o.csv --on-error fail",
+     "row 1 (bad.csv, row 1): non-numeric value 'oops' in column 'b'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "message"), BAD)
+def test_bad_input_is_one_line_error(reg: Registry, home: Path, tmp_path: Path, args: str,
+                                     message: str) -> None:  # fmt: skip
     frame(5).to_csv(tmp_path / "in.csv", index=False)
     (tmp_path / "in.txt").write_text("1,2,3,4\n")
     (tmp_path / "empty.csv").write_text("id,a,b,c,d\n")
     (tmp_path / "bad.csv").write_text("a,b,c,d\n1,2,3,4\n1,oops,3,4\n")
-    result = run(home, "mlp", *[a.format(d=tmp_path) for a in args])
+    result = run(home, "mlp", *args.format(d=tmp_path).split())
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {message.format(d=tmp_path)}")

@@ -120,4 +120,5 @@ def test_null_values_in_parquet_are_bad_rows() -> None:
     chunk = chunks_of([plan])[0]
     converted = fmap.convert(table, chunk)
     assert converted.rows.tolist() == [0]
-    assert converted.errors == [(1, "missing value in column 'a'"), (2, "missing value in column 'c'")]
+    assert converted.errors == [(1, "missing value in column 'a'"),
+                                (2, "missing value in column 'c'")]  # fmt: skip

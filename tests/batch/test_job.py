@@ -101,7 +101,8 @@ def test_on_error_fail_stops_without_output(reg: Registry, tmp_path: Path) -> No
     df = frame(50)
     df.loc[30, "c"] = None
     write_input(df, tmp_path / "in.parquet")
-    with pytest.raises(InvalidInput, match=r"row 30 \(in.parquet, row 30\): missing value in column 'c'"):
+    message = r"row 30 \(in.parquet, row 30\): missing value in column 'c'"
+    with pytest.raises(InvalidInput, match=message):
         predict_batch("mlp", tmp_path / "in.parquet", tmp_path / "out.csv", registry=reg,
                       chunk_rows=10, on_error="fail")  # fmt: skip
     assert not (tmp_path / "out.csv").exists()
