@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from modelport.batch.executors import DaskExecutor, LocalExecutor
-from modelport.batch.features import FeatureMap
+from modelport.batch.features import FeatureMap, as_numpy
 from modelport.batch.job import (
     BatchOptions,
     BatchSummary,
@@ -207,6 +207,6 @@ def _in_memory(spec: JobSpec, chunks: list[Chunk], reader: _MemoryReader, progre
             flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
             outputs[name] = flat.reshape(-1, *shapes[name])
         else:
-            outputs[name] = column.to_numpy(zero_copy_only=False)
+            outputs[name] = as_numpy(column)
     return BatchSummary(table.num_rows, len(error_rows), len(chunks), 0,
                         time.perf_counter() - started, outputs=outputs, error_rows=error_rows)

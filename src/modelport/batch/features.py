@@ -233,12 +233,12 @@ def _numbers(column: Any, name: str, reasons: dict[int, str]) -> np.ndarray:
     kind = column.type
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
         if column.null_count:
-            for i in np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False)):
+            for i in np.flatnonzero(as_numpy(column.is_null())):
                 reasons.setdefault(int(i), f"missing value in column {name!r}")
             column = pc.fill_null(column, 0)
         if pa.types.is_boolean(kind):
             column = column.cast(pa.int8())
-        return column.to_numpy()
+        return as_numpy(column)
     if pa.types.is_null(kind):
         for i in range(len(column)):
             reasons.setdefault(i, f"missing value in column {name!r}")
@@ -266,9 +266,9 @@ def _lists(column: Any, name: str, spec: TensorSpec, reasons: dict[int, str]) ->
     else:
         values = column.to_pylist() if column.null_count else None
         if values is None:
-            lengths = np.asarray(pa.compute.list_value_length(column).to_numpy(), dtype=np.int64)
+            lengths = as_numpy(pa.compute.list_value_length(column)).astype(np.int64)
             if (lengths == size).all():
-                flat = pa.compute.list_flatten(column).to_numpy(zero_copy_only=False)
+                flat = as_numpy(pa.compute.list_flatten(column))
                 try:
                     return _as_dtype(flat.reshape((len(column), *inner)), spec)
                 except InvalidInput:
@@ -297,6 +297,30 @@ def _lists(column: Any, name: str, spec: TensorSpec, reasons: dict[int, str]) ->
             continue
         out[i] = row
     return out.reshape((len(values), *inner))
+
+
+def as_numpy(column: Any) -> np.ndarray:
+    """A pyarrow array or chunked array as NumPy, without ChunkedArray.to_numpy (which imports
+    pandas: a second of start-up)."""
+    chunks = column.chunks if hasattr(column, "chunks") else [column]
+    if len(chunks) == 1:
+        return _array_numpy(chunks[0])
+    if not chunks:
+        return np.zeros(0)
+    return np.concatenate([_array_numpy(c) for c in chunks])
+
+
+_PRIMITIVE = {"float": "float32", "double": "float64", "halffloat": "float16"}
+
+
+def _array_numpy(array: Any) -> np.ndarray:
+    name = str(array.type)
+    dtype = _PRIMITIVE.get(name, name if name[:3] in ("int", "uin") else None)
+    if dtype is None or array.null_count:
+        return array.to_numpy(zero_copy_only=False)
+    dtype = np.dtype(dtype)
+    data = array.buffers()[1]
+    return np.frombuffer(data, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
 
 
 def _as_dtype(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
