@@ -84,16 +84,25 @@ def modelport_batch(ref: str, home: Path, source: Path, out: Path, batch_size: i
         return time.perf_counter() - started
 
 
+_LAUNCH = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def child_peak_rss(args: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Run a command; return (seconds, peak RSS in MiB) of that child alone."""
+    """Run a command; return (seconds, peak RSS in MiB) of that process alone. A small launcher
+    starts it, so the peak does not include this (large) process's pages at fork time."""
     started = time.perf_counter()
-    child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
+    result = subprocess.run([sys.executable, "-c", _LAUNCH, *args], env=env,
+                            capture_output=True, text=True)  # fmt: skip
     elapsed = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed: {child.stderr.read().decode()}")
-    return elapsed, usage.ru_maxrss / 1024
+    code, maxrss = (int(v) for v in result.stdout.split())
+    if code != 0:
+        raise SystemExit(f"{' '.join(args)} failed: {result.stderr}")
+    return elapsed, maxrss / 1024
 
 
 def main() -> None:

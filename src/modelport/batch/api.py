@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from modelport.batch.arrow import as_numpy
 from modelport.batch.executors import DaskExecutor, LocalExecutor
-from modelport.batch.features import FeatureMap, as_numpy
+from modelport.batch.features import FeatureMap
 from modelport.batch.job import (
     BatchOptions,
     BatchSummary,
@@ -204,7 +205,7 @@ def _in_memory(spec: JobSpec, chunks: list[Chunk], reader: _MemoryReader, progre
     outputs = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_fixed_size_list(column.type):
-            flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            flat = as_numpy(column.combine_chunks().flatten())
             outputs[name] = flat.reshape(-1, *shapes[name])
         else:
             outputs[name] = as_numpy(column)

@@ -112,7 +112,8 @@ def load_runtime(spec: JobSpec) -> Runtime:
 
 def convert_chunk(spec: JobSpec, chunk: Chunk, reader: Any) -> tuple[Converted, list[list[Any]]]:
     """Read one chunk and turn it into model inputs; bad rows become error rows."""
-    converted = spec.fmap.convert(reader.read(chunk), chunk)
+    # scored chunks are done with their inputs two conversions later (see LocalExecutor)
+    converted = spec.fmap.convert(reader.read(chunk), chunk, reuse=3)
     errors = [[row, Path(chunk.file).name, row - chunk.offset + chunk.start, reason]
               for row, reason in converted.errors]  # fmt: skip
     if errors and spec.options.on_error == "fail":

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.batch.arrow import arrow_array, as_numpy, numpy_dtype
 from modelport.errors import InvalidInput
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".npy": "npy"}
@@ -45,10 +46,10 @@ def outputs_table(outputs: dict[str, np.ndarray], ids: Any, id_column: str | Non
     for name, value in outputs.items():
         shapes[name] = list(value.shape[1:])
         if value.ndim == 1:
-            arrays.append(pa.array(value))
+            arrays.append(arrow_array(value))
         else:
             width = int(np.prod(value.shape[1:]))
-            flat = pa.array(np.ascontiguousarray(value).reshape(-1))
+            flat = arrow_array(value.reshape(-1))
             arrays.append(pa.FixedSizeListArray.from_arrays(flat, width))
         names.append(name)
     table = pa.Table.from_arrays(arrays, names=names)
@@ -122,7 +123,7 @@ def assemble(workdir: Path, n_chunks: int, output: Path,
             if first_schema is None:
                 raise InvalidInput("the job has no chunks")
             writer = _ParquetWriter(tmp, first_schema) if fmt == "parquet" else _CsvWriter(tmp)
-            writer.write(first_schema.empty_table())
+            writer.write(_empty(first_schema))
         writer.close()
         _fsync(tmp)
         if err_handle:
@@ -152,8 +153,7 @@ class _ParquetWriter:
     def __init__(self, path: Path, schema: Any) -> None:
         import pyarrow.parquet as pq
 
-        flat = flat_columns(schema.empty_table()).schema.remove_metadata()
-        self._writer = pq.ParquetWriter(str(path), flat, use_dictionary=False)
+        self._writer = pq.ParquetWriter(str(path), flat_schema(schema), use_dictionary=False)
 
     def write(self, table: Any) -> None:
         self._writer.write_table(flat_columns(table).replace_schema_metadata(None))
@@ -195,8 +195,7 @@ class _NpyWriter:
                                    "Parquet or CSV instead")  # fmt: skip
             shape = json.loads(schema.metadata[b"shapes"])[schema.names[0]]
             field_type = schema.field(0).type
-            dtype = (field_type.value_type if hasattr(field_type, "value_type")
-                     else field_type).to_pandas_dtype()  # fmt: skip
+            dtype = numpy_dtype(getattr(field_type, "value_type", field_type))
         self._array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype,
                                                 shape=(total, *shape))  # fmt: skip
         self._at = 0
@@ -205,7 +204,7 @@ class _NpyWriter:
         column = table.column(0).combine_chunks()
         if hasattr(column, "flatten"):
             column = column.flatten()
-        values = column.to_numpy(zero_copy_only=False).reshape((-1, *self._array.shape[1:]))
+        values = as_numpy(column).reshape((-1, *self._array.shape[1:]))
         self._array[self._at : self._at + len(values)] = values
         self._at += len(values)
 
@@ -213,6 +212,25 @@ class _NpyWriter:
         if self._array is not None:
             self._array.flush()
             self._array = None
+
+
+def flat_schema(schema: Any) -> Any:
+    import pyarrow as pa
+
+    fields = []
+    for f in schema:
+        if pa.types.is_fixed_size_list(f.type):
+            fields.extend(pa.field(f"{f.name}_{j}", f.type.value_type)
+                          for j in range(f.type.list_size))  # fmt: skip
+        else:
+            fields.append(f.remove_metadata())
+    return pa.schema(fields)
+
+
+def _empty(schema: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.Table.from_arrays([pa.array([], type=f.type) for f in schema], schema=schema)
 
 
 def flat_columns(table: Any) -> Any:
@@ -223,10 +241,9 @@ def flat_columns(table: Any) -> Any:
     for name, column in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_fixed_size_list(column.type):
             width = column.type.list_size
-            flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-            flat = flat.reshape(-1, width)
+            flat = as_numpy(column.combine_chunks().flatten()).reshape(-1, width)
             for j in range(width):
-                arrays.append(pa.array(flat[:, j]))
+                arrays.append(arrow_array(flat[:, j]))
                 names.append(f"{name}_{j}")
         else:
             arrays.append(column)
