@@ -46,7 +46,7 @@ class RowProgress:
     def __exit__(self, exc_type: object, *_: object) -> None:
         if self._progress is not None:
             if exc_type is not None:  # the error message is the last word, not a stalled bar
-                self._progress.update(self._task, visible=False)
+                self._progress.live.transient = True
             self._progress.stop()
 
     def advance(self, rows: int) -> None:
