@@ -21,6 +21,7 @@ import numpy as np
 
 from modelport.batch.arrow import arrow_array, as_numpy, numpy_dtype
 from modelport.errors import InvalidInput
+from modelport.registry.blobs import _fsync_dir as _fsync  # fsyncs any path by descriptor
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".npy": "npy"}
 _PART = re.compile(r"^part-(\d{6})\.arrow$")
@@ -258,14 +259,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:
