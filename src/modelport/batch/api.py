@@ -102,11 +102,13 @@ def predict_batch(
             done = committed(workdir) if reusable else set()
             pending = [c for c in chunks if c.index not in done]
             workers: set[str] = set()
+            scored = [0]
 
             with RowProgress(sum(c.rows for c in chunks), sum(c.rows for c in chunks
                              if c.index in done), progress) as bar:  # fmt: skip
                 def on_result(result: ChunkResult) -> None:
                     workers.add(result.worker)
+                    scored[0] += result.rows + result.errors
                     bar.advance(result.rows + result.errors)
 
                 if in_memory:
@@ -117,7 +119,8 @@ def predict_batch(
         clear_workdir(workdir)
         return BatchSummary(rows, errors_seen, len(chunks), len(chunks) - len(pending),
                             time.perf_counter() - started, output,
-                            errors_path if errors_seen else None, workers=workers)  # fmt: skip
+                            errors_path if errors_seen else None, workers=workers,
+                            scored=scored[0])  # fmt: skip
     finally:
         executor.close()
 

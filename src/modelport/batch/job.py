@@ -88,10 +88,12 @@ class BatchSummary:
     outputs: dict[str, np.ndarray] | None = None
     error_rows: list[list[Any]] = field(default_factory=list)
     workers: set[str] = field(default_factory=set)  # "host:pid" of the processes that scored
+    scored: int | None = None  # rows read by this run (a resumed job skips the committed ones)
 
     @property
     def throughput(self) -> float:
-        return (self.rows + self.errors) / self.elapsed if self.elapsed > 0 else 0.0
+        rows = self.rows + self.errors if self.scored is None else self.scored
+        return rows / self.elapsed if self.elapsed > 0 else 0.0
 
 
 def load_runtime(spec: JobSpec) -> Runtime:

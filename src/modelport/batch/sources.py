@@ -359,7 +359,10 @@ def _read_jsonl_bytes(data: bytes, columns: list[str] | None) -> Any:
 
     records: list[dict[str, Any]] = []
     bad: list[tuple[int, str]] = []
-    for number, line in enumerate(data.splitlines()):
+    lines = data.split(b"\n")  # the planner counted b"\n": bytes.splitlines also splits on \r
+    if lines and not lines[-1]:
+        lines.pop()
+    for number, line in enumerate(lines):
         try:
             record = json.loads(line)
         except ValueError:
