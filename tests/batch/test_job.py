@@ -136,3 +136,23 @@ def test_a_changed_command_does_not_reuse_stale_parts(reg: Registry, tmp_path: P
     assert summary.resumed == 0 and summary.rows == 40
     assert np.allclose(probabilities(pd.read_parquet(out)),
                        expected(reg, df[FEATURES].to_numpy(np.float32)), atol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize("sink", ["out.parquet", "out.csv"])
+def test_chunks_with_no_good_row(reg: Registry, tmp_path: Path, sink: str) -> None:
+    df = frame(30)
+    df.loc[10:19, "a"] = None  # the whole second chunk is bad
+    write_input(df, tmp_path / "in.parquet")
+    summary = predict_batch("mlp", tmp_path / "in.parquet", tmp_path / sink, registry=reg,
+                            id_column="id", chunk_rows=10)  # fmt: skip
+    assert (summary.rows, summary.errors) == (20, 10)
+    out = pd.read_parquet(tmp_path / sink) if sink.endswith("parquet") else pd.read_csv(
+        tmp_path / sink)  # fmt: skip
+    assert list(out["id"]) == [f"row-{i}" for i in list(range(10)) + list(range(20, 30))]
+    df["a"] = None  # nothing converts: an empty output with the right columns
+    write_input(df, tmp_path / "none.parquet")
+    summary = predict_batch("mlp", tmp_path / "none.parquet", tmp_path / "none.parquet.out.parquet",
+                            registry=reg, id_column="id", chunk_rows=10)  # fmt: skip
+    out = pd.read_parquet(tmp_path / "none.parquet.out.parquet")
+    assert summary.rows == 0 and summary.errors == 30
+    assert list(out.columns) == ["id", "probabilities_0", "probabilities_1", "probabilities_2"]
