@@ -64,7 +64,20 @@ def predict_batch(
     (default ``<output>.errors.csv``) and are skipped, or stop the job (``on_error="fail"``)."""
     started = time.perf_counter()
     options = BatchOptions(tuple(columns or ()), id_column, chunk_rows, batch_size, on_error)
+    own_registry = registry is None
     registry = registry or Registry()
+    try:
+        return _predict(model, data, output, registry, options, errors_path, dask_workers,
+                        dask_scheduler, backend, progress, started)  # fmt: skip
+    finally:
+        if own_registry:
+            registry.close()
+
+
+def _predict(model: str | ModelVersion, data: Any, output: str | Path | None, registry: Registry,
+             options: BatchOptions, errors_path: str | Path | None, dask_workers: int | None,
+             dask_scheduler: str | None, backend: str | None, progress: bool,
+             started: float) -> BatchSummary:  # fmt: skip
     version = model if isinstance(model, ModelVersion) else registry.resolve(model)
     in_memory = not isinstance(data, str | Path)
     if output is not None:
@@ -83,12 +96,12 @@ def predict_batch(
         executor = DaskExecutor(dask_workers, dask_scheduler)
     try:
         if in_memory:
-            infos, reader = _memory_plan(data, chunk_rows)
+            infos, reader = _memory_plan(data, options.chunk_rows)
         else:
-            infos = executor.map(plan_file, [str(f) for f in expand(data)], chunk_rows)
+            infos = executor.map(plan_file, [str(f) for f in expand(data)], options.chunk_rows)
         fmap = bind_columns(version.signature, infos, options)
         if output is not None and output_format(output) == "npy":
-            if len(version.signature.outputs) != 1 or id_column:
+            if len(version.signature.outputs) != 1 or options.id_column:
                 raise InvalidInput("an NPY output holds one output and no id column; write "
                                    "Parquet or CSV instead")  # fmt: skip
         chunks = chunks_of(infos)
@@ -131,10 +144,10 @@ def _spec(registry: Registry, version: ModelVersion, fmap: FeatureMap, options: 
 
     s = registry.settings
     intra = s.intra_op_threads
-    if not intra:  # auto: leave a core to the reading and writing threads, share among workers
-        cores = os.cpu_count() or 1
-        local = not isinstance(executor, DaskExecutor) or executor._cluster is not None
-        intra = max(1, cores // executor.workers - 1) if local else 0
+    if not intra and executor.local:  # auto: share this machine's cores among the workers and
+        # leave one to the reading and writing threads of a pipelined (local) job
+        spare = 1 if isinstance(executor, LocalExecutor) else 0
+        intra = max(1, (os.cpu_count() or 1) // executor.workers - spare)
     runtime_options = RuntimeOptions(intra, s.inter_op_threads, s.graph_optimization)
     workdir = str(workdir_for(output)) if output is not None else ""
     return JobSpec(s.model_dump(), version.ref, version.sha256, version.signature, fmap, options,

@@ -65,6 +65,7 @@ class LocalExecutor:
     """Chunks run one after another in this process; the model is loaded once."""
 
     workers = 1
+    local = True  # runs on this machine
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any], *args: Any) -> list[Any]:
         return [fn(item, *args) for item in items]
@@ -134,6 +135,7 @@ class DaskExecutor:
             self.close()
             raise InvalidInput(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
         self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        self.local = self._cluster is not None
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any], *args: Any) -> list[Any]:
         futures = self.client.map(_apply, list(items), fn=fn, args=args, pure=False)
