@@ -132,10 +132,12 @@ def process_chunk(spec: JobSpec, chunk: Chunk, runtime: Runtime, reader: Any) ->
 
 
 def write_chunk(spec: JobSpec, chunk: Chunk, outputs: dict[str, np.ndarray], converted: Converted,
-                errors: list[list[Any]]) -> ChunkResult:  # fmt: skip
-    """Commit one scored chunk as a part file."""
+                errors: list[list[Any]], stream: Any = None) -> ChunkResult:  # fmt: skip
+    """Commit one scored chunk as a part file (and hand it to ``stream``, an OutputWriter)."""
     table = outputs_table(outputs, converted.ids, spec.fmap.id_column)
     write_part(Path(spec.workdir), chunk.index, table, errors)
+    if stream is not None:
+        stream.add(table, errors)
     worker = f"{os.uname().nodename}:{os.getpid()}"
     return ChunkResult(chunk.index, table.num_rows, len(errors), worker)
 
@@ -224,7 +226,9 @@ def open_workdir(workdir: Path, key: str, n_chunks: int) -> Iterator[bool]:
             tmp.write_text(json.dumps({"key": key, "chunks": n_chunks}))
             os.replace(tmp, manifest)
         else:
-            for stale in workdir.glob(".part-*.tmp"):  # a write cut short by a kill
+            for stale in workdir.glob("*.tmp"):  # writes cut short by a kill
+                stale.unlink(missing_ok=True)
+            for stale in workdir.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
         yield reusable
 

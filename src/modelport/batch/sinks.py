@@ -94,60 +94,83 @@ def assemble(workdir: Path, n_chunks: int, output: Path,
              errors_path: Path | None) -> tuple[int, int]:  # fmt: skip
     """Join the parts in chunk order into ``output`` (renamed into place only when complete) and
     their errors into ``errors_path``; return (rows, errors)."""
-    fmt = output_format(output)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    err_tmp = errors_path.with_name(f".{errors_path.name}.tmp") if errors_path else None
-    rows = n_errors = 0
-    writer: Any = None
-    err_handle = open(err_tmp, "w", newline="") if err_tmp else None  # noqa: SIM115
+    writer = OutputWriter(output, errors_path, workdir, n_chunks)
     try:
-        err_writer = csv.writer(err_handle) if err_handle else None
-        if err_writer:
-            err_writer.writerow(["row", "file", "file_row", "reason"])
-        if fmt == "npy":
-            writer = _NpyWriter(tmp, workdir, n_chunks)
-        first_schema = None
         for index in range(n_chunks):
-            table, errors = read_part(workdir, index)
-            first_schema = first_schema or table.schema
-            n_errors += len(errors)
-            if err_writer:
-                err_writer.writerows(errors)
-            if table.num_rows == 0:
-                continue  # every row of the chunk was bad
-            if writer is None:
-                writer = _ParquetWriter(tmp, table.schema) if fmt == "parquet" \
-                    else _CsvWriter(tmp)  # fmt: skip
-            writer.write(table)
-            rows += table.num_rows
-        if writer is None:  # no row converted: an empty file with the right columns
-            if first_schema is None:
-                raise InvalidInput("the job has no chunks")
-            writer = _ParquetWriter(tmp, first_schema) if fmt == "parquet" else _CsvWriter(tmp)
-            writer.write(_empty(first_schema))
-        writer.close()
-        _fsync(tmp)
-        if err_handle:
-            err_handle.close()
-            _fsync(err_tmp)
+            writer.add(*read_part(workdir, index))
+        return writer.commit()
     except BaseException:
-        if writer is not None:
-            writer.close()
-        if err_handle:
-            err_handle.close()
-        for path in (tmp, err_tmp):
+        writer.abort()
+        raise
+
+
+class OutputWriter:
+    """Chunks' outputs and errors, in chunk order, to temporary files renamed by ``commit``.
+    ``assemble`` feeds it the committed parts; a fresh local job feeds it as chunks finish, so
+    the output is encoded while the model scores, not after."""
+
+    def __init__(self, output: Path, errors_path: Path | None, workdir: Path,
+                 n_chunks: int = 0) -> None:  # fmt: skip
+        self.output, self.errors_path = output, errors_path
+        self.format = output_format(output)
+        # temporary files live in the work folder: a killed job's are cleared with it
+        self.tmp = workdir / f"output.{os.getpid()}.tmp"
+        self.err_tmp = workdir / f"errors.{os.getpid()}.tmp" if errors_path else None
+        self.rows = self.errors = 0
+        self._first_schema: Any = None
+        self._writer: Any = _NpyWriter(self.tmp, workdir, n_chunks) if self.format == "npy" \
+            else None  # fmt: skip
+        self._err_handle = open(self.err_tmp, "w", newline="") if self.err_tmp else None  # noqa: SIM115
+        self._err_writer = csv.writer(self._err_handle) if self._err_handle else None
+        if self._err_writer:
+            self._err_writer.writerow(["row", "file", "file_row", "reason"])
+
+    def add(self, table: Any, errors: list[list[Any]]) -> None:
+        self._first_schema = self._first_schema or table.schema
+        self.errors += len(errors)
+        if self._err_writer:
+            self._err_writer.writerows(errors)
+        if table.num_rows == 0:
+            return  # every row of the chunk was bad
+        if self._writer is None:
+            self._writer = self._open(table.schema)
+        self._writer.write(table)
+        self.rows += table.num_rows
+
+    def commit(self) -> tuple[int, int]:
+        if self._writer is None:  # no row converted: an empty file with the right columns
+            if self._first_schema is None:
+                raise InvalidInput("the job has no chunks")
+            self._writer = self._open(self._first_schema)
+            self._writer.write(_empty(self._first_schema))
+        self._writer.close()
+        _fsync(self.tmp)
+        if self._err_handle:
+            self._err_handle.close()
+            _fsync(self.err_tmp)
+        if self.errors_path is not None:
+            if self.errors:
+                os.replace(self.err_tmp, self.errors_path)
+            else:
+                self.err_tmp.unlink(missing_ok=True)
+                self.errors_path.unlink(missing_ok=True)  # a stale list would mislead
+        os.replace(self.tmp, self.output)
+        _fsync_dir(self.output.parent)
+        return self.rows, self.errors
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._err_handle:
+            self._err_handle.close()
+        for path in (self.tmp, self.err_tmp):
             if path is not None:
                 path.unlink(missing_ok=True)
-        raise
-    if errors_path is not None:
-        if n_errors:
-            os.replace(err_tmp, errors_path)
-        else:
-            err_tmp.unlink(missing_ok=True)
-            errors_path.unlink(missing_ok=True)  # a stale list from an earlier run would mislead
-    os.replace(tmp, output)
-    _fsync_dir(output.parent)
-    return rows, n_errors
+
+    def _open(self, schema: Any) -> Any:
+        if self.format == "parquet":
+            return _ParquetWriter(self.tmp, schema)
+        return _CsvWriter(self.tmp)
 
 
 class _ParquetWriter:
