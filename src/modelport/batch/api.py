@@ -34,7 +34,7 @@ from modelport.batch.job import (
     workdir_for,
 )
 from modelport.batch.progress import RowProgress
-from modelport.batch.sinks import OutputWriter, assemble, committed, output_format, write_part
+from modelport.batch.sinks import assemble, committed, output_format, write_part
 from modelport.batch.sources import Chunk, FileInfo, expand, plan_file
 from modelport.errors import InvalidInput
 from modelport.registry import ModelVersion, Registry
@@ -116,7 +116,6 @@ def _predict(model: str | ModelVersion, data: Any, output: str | Path | None, re
             pending = [c for c in chunks if c.index not in done]
             workers: set[str] = set()
             scored = [0]
-            streamable = isinstance(executor, LocalExecutor) and output_format(output) != "npy"
 
             with RowProgress(sum(c.rows for c in chunks), sum(c.rows for c in chunks
                              if c.index in done), progress) as bar:  # fmt: skip
@@ -127,22 +126,9 @@ def _predict(model: str | ModelVersion, data: Any, output: str | Path | None, re
 
                 if in_memory:
                     _run_in_memory(spec, pending, reader, on_result)
-                    stream = None
-                elif done or not streamable:
+                else:
                     executor.run_chunks(spec, pending, on_result)
-                    stream = None
-                else:  # a fresh local job writes the output as it goes: no assembly pass
-                    stream = OutputWriter(output, errors_path, workdir)
-                    try:
-                        executor.run_chunks(spec, pending, on_result, stream)
-                    except BaseException:
-                        stream.abort()
-                        raise
-            if stream is not None:
-                rows, errors_seen = stream.commit()
-            else:
-                rows, errors_seen = executor.call(assemble, workdir, len(chunks), output,
-                                                  errors_path)  # fmt: skip
+            rows, errors_seen = executor.call(assemble, workdir, len(chunks), output, errors_path)
         clear_workdir(workdir)
         return BatchSummary(rows, errors_seen, len(chunks), len(chunks) - len(pending),
                             time.perf_counter() - started, output,

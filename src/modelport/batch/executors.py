@@ -73,9 +73,8 @@ class LocalExecutor:
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
 
-    def run_chunks(self, spec: JobSpec, chunks: list[Chunk], on_result: Callable[[ChunkResult],
-                   None], stream: Any = None) -> None:  # fmt: skip
-        """``stream``: an OutputWriter that also receives every chunk, in order."""
+    def run_chunks(self, spec: JobSpec, chunks: list[Chunk],
+                   on_result: Callable[[ChunkResult], None]) -> None:  # fmt: skip
         if not chunks:
             return
         runtime = load_runtime(spec)
@@ -96,7 +95,7 @@ class LocalExecutor:
                     if last_write is not None:
                         on_result(last_write.result())
                     last_write = writing.submit(write_chunk, spec, chunk, outputs, converted,
-                                                errors, stream)  # fmt: skip
+                                                errors)  # fmt: skip
                     del converted, outputs
                 if last_write is not None:
                     on_result(last_write.result())

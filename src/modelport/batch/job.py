@@ -132,12 +132,10 @@ def process_chunk(spec: JobSpec, chunk: Chunk, runtime: Runtime, reader: Any) ->
 
 
 def write_chunk(spec: JobSpec, chunk: Chunk, outputs: dict[str, np.ndarray], converted: Converted,
-                errors: list[list[Any]], stream: Any = None) -> ChunkResult:  # fmt: skip
-    """Commit one scored chunk as a part file (and hand it to ``stream``, an OutputWriter)."""
+                errors: list[list[Any]]) -> ChunkResult:  # fmt: skip
+    """Commit one scored chunk as a part file."""
     table = outputs_table(outputs, converted.ids, spec.fmap.id_column)
     write_part(Path(spec.workdir), chunk.index, table, errors)
-    if stream is not None:
-        stream.add(table, errors)
     worker = f"{os.uname().nodename}:{os.getpid()}"
     return ChunkResult(chunk.index, table.num_rows, len(errors), worker)
 
