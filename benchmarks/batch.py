@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -63,39 +64,56 @@ def make_input(path: Path, rows: int, seed: int = 0) -> None:
             writer.write_table(pa.table({n: sample[:, j] for j, n in enumerate(names)}))
 
 
-def raw_onnxruntime(model_path: Path, x: np.ndarray, batch_size: int) -> float:
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Clock:
+    """Wall and CPU seconds (of this process, all threads) from creation to ``stop``."""
+
+    def __init__(self) -> None:
+        self.cpu, self.wall = cpu_seconds(), time.perf_counter()
+
+    def stop(self) -> tuple[float, float]:
+        return time.perf_counter() - self.wall, cpu_seconds() - self.cpu
+
+
+def raw_onnxruntime(model_path: Path, x: np.ndarray, batch_size: int) -> tuple[float, float]:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    started = time.perf_counter()
+    clock = Clock()
     for start in range(0, len(x), batch_size):
         session.run(None, {name: x[start : start + batch_size]})
-    return time.perf_counter() - started
+    return clock.stop()
 
 
-def handwritten(model_path: Path, source: Path, out: Path, batch_size: int) -> float:
+def handwritten(model_path: Path, source: Path, out: Path,
+                batch_size: int) -> tuple[float, float]:  # fmt: skip
     """What one would write by hand: read it all, score it, write it all (unbounded memory)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    started = time.perf_counter()
+    clock = Clock()
     x = np.column_stack([c.to_numpy() for c in pq.read_table(source).columns])
     y = np.concatenate([session.run(None, {name: x[s : s + batch_size]})[0]
                         for s in range(0, len(x), batch_size)])  # fmt: skip
     pq.write_table(pa.table({f"output_{j}": y[:, j] for j in range(y.shape[1])}), out)
-    return time.perf_counter() - started
+    return clock.stop()
 
 
-def modelport_batch(ref: str, home: Path, source: Path, out: Path, batch_size: int) -> float:
+def modelport_batch(ref: str, home: Path, source: Path, out: Path,
+                    batch_size: int) -> tuple[float, float]:  # fmt: skip
     from modelport.batch import predict_batch
     from modelport.registry import Registry
 
     with Registry.open(home) as registry:
-        started = time.perf_counter()
+        clock = Clock()
         predict_batch(ref, source, out, registry=registry, batch_size=batch_size)
-        return time.perf_counter() - started
+        return clock.stop()
 
 
 _LAUNCH = """
@@ -145,34 +163,32 @@ def main() -> None:
         make_input(warm, 10_000, seed=1)
         modelport_batch(ref, home, warm, workdir / "warm-out.parquet", args.batch_size)
 
-        raw_times, batch_times, hand_times = [], [], []
+        times: dict[str, list[tuple[float, float]]] = {"raw": [], "hand": [], "batch": []}
         for _ in range(args.rounds):
-            raw_times.append(raw_onnxruntime(model_path, x, args.batch_size))
-            hand_times.append(handwritten(model_path, source, workdir / "hand.parquet",
-                                          args.batch_size))  # fmt: skip
-            batch_times.append(modelport_batch(ref, home, source, workdir / "out.parquet",
-                                               args.batch_size))  # fmt: skip
+            times["raw"].append(raw_onnxruntime(model_path, x, args.batch_size))
+            times["hand"].append(handwritten(model_path, source, workdir / "hand.parquet",
+                                             args.batch_size))  # fmt: skip
+            times["batch"].append(modelport_batch(ref, home, source, workdir / "out.parquet",
+                                                  args.batch_size))  # fmt: skip
         del x
-        raw_s, batch_s = statistics.median(raw_times), statistics.median(batch_times)
-        hand_s = statistics.median(hand_times)
+        wall = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
+        cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
+        raw_s = wall["raw"]
         table = Table(title=f"throughput: {args.rows:,} digits rows (64 features, Parquet), "
                             f"batch size {args.batch_size}, median of {args.rounds}")  # fmt: skip
-        table.add_column("what")
-        table.add_column("seconds", justify="right")
-        table.add_column("rows/s", justify="right")
-        table.add_column("vs raw", justify="right")
-        table.add_row("raw ONNX Runtime (rows already in memory)", f"{raw_s:.2f}",
-                      f"{args.rows / raw_s:,.0f}", "1.00")  # fmt: skip
-        table.add_row("hand-written: read_table -> run -> write_table", f"{hand_s:.2f}",
-                      f"{args.rows / hand_s:,.0f}", f"{raw_s / hand_s:.2f}")  # fmt: skip
-        table.add_row("predict_batch: Parquet in -> Parquet out", f"{batch_s:.2f}",
-                      f"{args.rows / batch_s:,.0f}", f"{raw_s / batch_s:.2f}")  # fmt: skip
+        for column in ("what", "seconds", "CPU seconds", "rows/s", "vs raw"):
+            table.add_column(column, justify="left" if column == "what" else "right")
+        for key, label in (("raw", "raw ONNX Runtime (rows already in memory)"),
+                           ("hand", "hand-written: read_table -> run -> write_table"),
+                           ("batch", "predict_batch: Parquet in -> Parquet out")):  # fmt: skip
+            table.add_row(label, f"{wall[key]:.2f}", f"{cpu[key]:.2f}",
+                          f"{args.rows / wall[key]:,.0f}", f"{raw_s / wall[key]:.2f}")  # fmt: skip
         cli = [sys.executable, "-m", "modelport", "batch", ref, "--batch-size",
                str(args.batch_size), "--quiet", "--input"]  # fmt: skip
         env = {**os.environ, "MODELPORT_HOME": str(home)}
         cli_s, small_rss = child_peak_rss([*cli, str(source), "--output",
                                            str(workdir / "cli.parquet")], env)  # fmt: skip
-        table.add_row("modelport batch (CLI, start-up included)", f"{cli_s:.2f}",
+        table.add_row("modelport batch (CLI, start-up included)", f"{cli_s:.2f}", "",
                       f"{args.rows / cli_s:,.0f}", f"{raw_s / cli_s:.2f}")  # fmt: skip
         console.print(table)
 

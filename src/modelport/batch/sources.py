@@ -344,7 +344,7 @@ class ChunkReader:
         skip = chunk.start - (pf.metadata.num_rows - sum(
             pf.metadata.row_group(g).num_rows for g in groups))  # fmt: skip
         batches = pf.iter_batches(batch_size=_PARQUET_BATCH, row_groups=groups,
-                                  columns=self.columns, use_threads=False)  # fmt: skip
+                                  columns=self.columns, use_threads=True)  # fmt: skip
         pending: list[Any] = []
         while skip > 0:
             batch = next(batches)
