@@ -6,6 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from modelport.batch.job import chunks_of
 from modelport.batch.sources import ChunkReader, expand, plan_file
@@ -103,3 +105,34 @@ def test_plan_refuses_unreadable_files(tmp_path: Path) -> None:
     np.save(tmp_path / "text.npy", np.array(["a", "b"]))
     with pytest.raises(InvalidInput, match="not numbers"):
         plan_file(tmp_path / "text.npy", 10)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    rows=st.lists(st.lists(st.integers(-999, 999), min_size=2, max_size=2), max_size=40),
+    chunk_rows=st.integers(1, 12),
+    trailing_newline=st.booleans(),
+    jsonl=st.booleans(),
+)
+def test_any_line_file_is_cut_into_chunks_covering_each_row_once(
+    tmp_path: Path, rows: list[list[int]], chunk_rows: int, trailing_newline: bool, jsonl: bool
+) -> None:
+    if jsonl:
+        path = tmp_path / "in.jsonl"
+        lines = [f'{{"a": {a}, "b": {b}}}' for a, b in rows]
+    else:
+        path = tmp_path / "in.csv"
+        lines = ["a,b"] + [f"{a},{b}" for a, b in rows]
+    text = "\n".join(lines)
+    path.write_text(text + "\n" if trailing_newline and lines else text)
+    if not lines:
+        return
+    info = plan_file(path, chunk_rows)
+    assert info.rows == len(rows)
+    chunks = chunks_of([info])
+    assert [c.start for c in chunks] == list(range(0, len(rows), chunk_rows))
+    reader = ChunkReader(["a", "b"])
+    got = [[a, b] for c in chunks for t in [reader.read(c)]
+           for a, b in zip(t.column("a").to_pylist(), t.column("b").to_pylist(), strict=True)]
+    assert got == rows
