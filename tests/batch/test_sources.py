@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from modelport.batch import sources
 from modelport.batch.job import chunks_of
 from modelport.batch.sources import ChunkReader, expand, plan_file
 from modelport.errors import InvalidInput
@@ -114,9 +115,11 @@ def test_plan_refuses_unreadable_files(tmp_path: Path) -> None:
     chunk_rows=st.integers(1, 12),
     trailing_newline=st.booleans(),
     jsonl=st.booleans(),
+    scan_block=st.sampled_from([1, 3, 17, 1 << 22]),
 )
 def test_any_line_file_is_cut_into_chunks_covering_each_row_once(
-    tmp_path: Path, rows: list[list[int]], chunk_rows: int, trailing_newline: bool, jsonl: bool
+    tmp_path: Path, rows: list[list[int]], chunk_rows: int, trailing_newline: bool, jsonl: bool,
+    scan_block: int,
 ) -> None:
     if jsonl:
         path = tmp_path / "in.jsonl"
@@ -128,7 +131,11 @@ def test_any_line_file_is_cut_into_chunks_covering_each_row_once(
     path.write_text(text + "\n" if trailing_newline and lines else text)
     if not lines:
         return
-    info = plan_file(path, chunk_rows)
+    saved, sources._SCAN_BLOCK = sources._SCAN_BLOCK, scan_block  # boundaries across blocks
+    try:
+        info = plan_file(path, chunk_rows)
+    finally:
+        sources._SCAN_BLOCK = saved
     assert info.rows == len(rows)
     chunks = chunks_of([info])
     assert [c.start for c in chunks] == list(range(0, len(rows), chunk_rows))

@@ -137,23 +137,15 @@ def _plan_lines(path: Path, fmt: str, chunk_rows: int) -> FileInfo:
         header = handle.readline() if fmt == "csv" else b""
         first = handle.tell()
         boundaries = [first]
-        rows = in_chunk = 0
+        rows = in_chunk = 0  # in_chunk: rows of the chunk not yet closed by a boundary
         position = first
         last_byte = b"\n"
         while block := handle.read(_SCAN_BLOCK):
-            cursor = 0
-            while True:
-                need = chunk_rows - in_chunk
-                found = _nth_newline(block, cursor, need)
-                if found < 0:
-                    count = block.count(b"\n", cursor)
-                    rows += count
-                    in_chunk += count
-                    break
-                rows += need
-                in_chunk = 0
-                cursor = found + 1
-                boundaries.append(position + cursor)
+            newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+            ends = newlines[chunk_rows - in_chunk - 1 :: chunk_rows]
+            boundaries.extend((position + ends + 1).tolist())
+            rows += len(newlines)
+            in_chunk = (in_chunk + len(newlines)) % chunk_rows
             position += len(block)
             last_byte = block[-1:]
         if last_byte != b"\n":
@@ -168,16 +160,6 @@ def _plan_lines(path: Path, fmt: str, chunk_rows: int) -> FileInfo:
         start = stop
     columns = _csv_columns(path, header) if fmt == "csv" else _jsonl_columns(path, first)
     return FileInfo(str(path), fmt, rows, columns, (), tuple(chunks))
-
-
-def _nth_newline(block: bytes, cursor: int, n: int) -> int:
-    """Index of the n-th newline at or after ``cursor``, or -1."""
-    if block.count(b"\n", cursor) < n:
-        return -1
-    for _ in range(n):
-        found = block.index(b"\n", cursor)
-        cursor = found + 1
-    return found
 
 
 def _csv_columns(path: Path, header: bytes) -> dict[str, str]:
