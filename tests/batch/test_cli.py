@@ -67,7 +67,7 @@ def test_bad_input_is_one_line_error(reg: Registry, home: Path, tmp_path: Path, 
     (tmp_path / "bad.csv").write_text("a,b,c,d\n1,2,3,4\n1,oops,3,4\n")
     result = run(home, "mlp", *args.format(d=tmp_path).split())
     assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
+    lines = result.stderr.splitlines()  # one line, no blank line left by the progress bar
     assert len(lines) == 1 and lines[0].startswith(f"error: {message.format(d=tmp_path)}")
     assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o.parquet").exists()
 

@@ -47,6 +47,7 @@ class RowProgress:
         if self._progress is not None:
             if exc_type is not None:  # the error message is the last word, not a stalled bar
                 self._progress.live.transient = True
+                self._progress.console.quiet = True  # not even the newline a log would get
             self._progress.stop()
 
     def advance(self, rows: int) -> None:
