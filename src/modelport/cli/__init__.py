@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from modelport._version import __version__
+from modelport.cli import batch as batch_cmd
 from modelport.cli import compress as compress_cmds
 from modelport.cli import convert as convert_cmds
 from modelport.cli import predict as predict_cmd
@@ -63,6 +64,7 @@ app.command("evaluate")(compress_cmds.evaluate)
 app.command("serve")(serve_cmd.serve)
 app.command("convert")(convert_cmds.convert)
 app.command("runtimes")(convert_cmds.runtimes)
+app.command("batch")(batch_cmd.batch)
 
 
 def main() -> None:

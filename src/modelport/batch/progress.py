@@ -1,0 +1,55 @@
+"""A rich progress bar counted in rows: rows done, rows/s and time left."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-- rows/s" if speed is None else f"{speed:,.0f} rows/s", style="cyan")
+
+
+class RowProgress:
+    """``with RowProgress(total, done, enabled) as bar: bar.advance(rows)``."""
+
+    def __init__(self, total: int, done: int = 0, enabled: bool = True,
+                 description: str = "scoring") -> None:  # fmt: skip
+        self._progress: Progress | None = None
+        if enabled:
+            from rich.console import Console
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("rows"), _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+            )  # fmt: skip
+            self._task = self._progress.add_task(description, total=total, completed=done)
+
+    def __enter__(self) -> RowProgress:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if self._progress is not None:
+            if exc_type is not None:  # the error message is the last word, not a stalled bar
+                self._progress.live.transient = True
+                self._progress.console.quiet = True  # not even the newline a log would get
+            self._progress.stop()
+
+    def advance(self, rows: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, rows)

@@ -1,0 +1,378 @@
+"""Where batch inputs come from: CSV, Parquet, NPY or JSON Lines, as a file, a folder or a glob.
+
+    files = expand("data/*.parquet")          # sorted, one format
+    info = plan_file(files[0], chunk_rows)    # rows, columns and chunk boundaries; reads no data
+    table = ChunkReader().read(chunk)         # a pyarrow.Table (or a NumPy array for NPY)
+
+Chunks are row ranges of one file. CSV and JSON Lines chunks are located by byte offsets found
+in one streaming pass over the file (one record per line: quoted fields may not hold newlines).
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import InvalidInput
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy",
+           ".jsonl": "jsonl", ".ndjson": "jsonl"}  # fmt: skip
+_SCAN_BLOCK = 1 << 22
+_PARQUET_BATCH = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Rows ``[start, stop)`` of ``file``; ``offset`` is the first row's number in the whole job."""
+
+    index: int
+    file: str
+    format: str
+    start: int
+    stop: int
+    offset: int = 0
+    byte_start: int = 0
+    byte_stop: int = 0
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """What planning learned about one file: rows, column types and chunk boundaries."""
+
+    file: str
+    format: str
+    rows: int
+    columns: dict[str, str]  # name -> "number" | "string" | "list" | "other"
+    shape: tuple[int, ...]  # NPY only: the array's shape
+    chunks: tuple[tuple[int, int, int, int], ...]  # (start, stop, byte_start, byte_stop)
+
+
+def format_of(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise InvalidInput(
+            f"unsupported input format {Path(path).name!r}: use .csv, .parquet, .npy or .jsonl"
+        )
+    return FORMATS[suffix]
+
+
+def expand(spec: str | Path) -> list[Path]:
+    """The input files named by a file, a folder (its supported files) or a glob, sorted."""
+    text = str(spec)
+    path = Path(text).expanduser()
+    if path.is_file():
+        format_of(path)
+        return [path.absolute()]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
+        if not files:
+            raise InvalidInput(f"folder {path} holds no .csv, .parquet, .npy or .jsonl files")
+    elif glob.has_magic(text):
+        matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
+        files = [p for p in matches if p.is_file()]
+        if not files:
+            raise InvalidInput(f"no input files match {text!r}")
+        for p in files:
+            format_of(p)
+    else:
+        raise InvalidInput(f"input {text} does not exist")
+    formats = {format_of(p) for p in files}
+    if len(formats) > 1:
+        raise InvalidInput(f"input {text} mixes formats ({', '.join(sorted(formats))}); use one")
+    return [p.absolute() for p in files]
+
+
+def plan_file(file: str | Path, chunk_rows: int) -> FileInfo:
+    """Count rows, read column names and types, and cut the file into chunks of ``chunk_rows``."""
+    path = Path(file)
+    fmt = format_of(path)
+    try:
+        if fmt == "parquet":
+            return _plan_parquet(path, chunk_rows)
+        if fmt == "npy":
+            return _plan_npy(path, chunk_rows)
+        return _plan_lines(path, fmt, chunk_rows)
+    except InvalidInput:
+        raise
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot read {path}: {_first_line(exc)}") from None
+    except Exception as exc:  # pyarrow.ArrowInvalid and friends
+        raise InvalidInput(f"cannot read {path}: {_first_line(exc)}") from None
+
+
+def _plan_parquet(path: Path, chunk_rows: int) -> FileInfo:
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as pf:
+        rows = pf.metadata.num_rows
+        columns = {f.name: _kind(f.type) for f in pf.schema_arrow}
+    chunks = tuple((s, min(s + chunk_rows, rows), 0, 0) for s in range(0, rows, chunk_rows))
+    return FileInfo(str(path), "parquet", rows, columns, (), chunks)
+
+
+def _plan_npy(path: Path, chunk_rows: int) -> FileInfo:
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    if array.ndim == 0:
+        raise InvalidInput(f"{path} holds a scalar, not rows")
+    if array.dtype.kind not in "biuf":
+        raise InvalidInput(f"{path} holds {array.dtype} values, not numbers")
+    rows = array.shape[0]
+    chunks = tuple((s, min(s + chunk_rows, rows), 0, 0) for s in range(0, rows, chunk_rows))
+    return FileInfo(str(path), "npy", rows, {}, tuple(array.shape), chunks)
+
+
+def _plan_lines(path: Path, fmt: str, chunk_rows: int) -> FileInfo:
+    """One pass over the bytes: a chunk boundary every ``chunk_rows`` lines."""
+    with open(path, "rb") as handle:
+        header = handle.readline() if fmt == "csv" else b""
+        first = handle.tell()
+        boundaries = [first]
+        rows = in_chunk = 0  # in_chunk: rows of the chunk not yet closed by a boundary
+        position = first
+        last_byte = b"\n"
+        while block := handle.read(_SCAN_BLOCK):
+            newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+            ends = newlines[chunk_rows - in_chunk - 1 :: chunk_rows]
+            boundaries.extend((position + ends + 1).tolist())
+            rows += len(newlines)
+            in_chunk = (in_chunk + len(newlines)) % chunk_rows
+            position += len(block)
+            last_byte = block[-1:]
+        if last_byte != b"\n":
+            rows += 1  # a last line without its newline
+    if boundaries[-1] != position:
+        boundaries.append(position)
+    chunks = []
+    start = 0
+    for begin, end in zip(boundaries, boundaries[1:], strict=False):
+        stop = min(start + chunk_rows, rows)
+        chunks.append((start, stop, begin, end))
+        start = stop
+    columns = _csv_columns(path, header) if fmt == "csv" else _jsonl_columns(path, first)
+    return FileInfo(str(path), fmt, rows, columns, (), tuple(chunks))
+
+
+def _csv_columns(path: Path, header: bytes) -> dict[str, str]:
+    if not header.strip():
+        raise InvalidInput(f"{path} is empty")
+    names = next(iter(_csv_rows(header)), [])
+    if not names or not any(n.strip() for n in names):
+        raise InvalidInput(f"{path} has no header line")
+    if len(set(names)) != len(names):
+        raise InvalidInput(f"{path} repeats a column name in its header")
+    with open(path, "rb") as handle:
+        handle.readline()
+        sample = b"".join(handle.readline() for _ in range(1000))
+    table = read_csv_bytes(sample, names) if sample else None
+    if table is None or table.num_rows == 0:
+        return dict.fromkeys(names, "number")
+    # a column is numeric when most of its sampled values are: a stray bad value is a bad row
+    kinds = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        kind = _kind(column.type)
+        if kind == "string":
+            values = [v for v in column.to_pylist() if v not in (None, "")]
+            kind = "number" if _numeric_share(values) >= 0.5 else "string"
+        kinds[name] = kind
+    return kinds
+
+
+def _numeric_share(values: list[str]) -> float:
+    good = 0
+    for value in values:
+        try:
+            float(value)
+            good += 1
+        except ValueError:
+            pass
+    return good / len(values) if values else 0.0
+
+
+def _jsonl_columns(path: Path, first: int) -> dict[str, str]:
+    with open(path, "rb") as handle:
+        handle.seek(first)
+        for line in handle:
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict):
+                    return {str(k): _value_kind(v) for k, v in record.items()}
+    return {}
+
+
+def _csv_rows(data: bytes) -> list[list[str]]:
+    import csv
+
+    return list(csv.reader(io.StringIO(data.decode("utf-8", errors="replace"))))
+
+
+def _kind(arrow_type: Any) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) \
+            or pa.types.is_boolean(arrow_type) or pa.types.is_null(arrow_type):  # fmt: skip
+        return "number"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "string"
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) \
+            or pa.types.is_fixed_size_list(arrow_type):  # fmt: skip
+        return "list"
+    return "other"
+
+
+def _value_kind(value: Any) -> str:
+    if isinstance(value, bool | int | float) or value is None:
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "list" if isinstance(value, list) else "other"
+
+
+def read_csv_bytes(data: bytes, names: list[str]) -> Any:
+    """Parse header-less CSV bytes; rows with the wrong number of fields become ``bad`` rows."""
+    import pyarrow.csv as pcsv
+
+    dropped: list[tuple[int, str]] = []
+
+    def invalid(row: Any) -> str:
+        dropped.append((row.number - 1, f"wrong length: {row.actual_columns} fields, the header "
+                                    f"has {row.expected_columns}"))  # fmt: skip
+        return "skip"
+
+    table = pcsv.read_csv(
+        io.BytesIO(data),
+        read_options=pcsv.ReadOptions(column_names=names, use_threads=False,
+                                      block_size=max(1 << 20, len(data) + 1)),  # fmt: skip
+        parse_options=pcsv.ParseOptions(invalid_row_handler=invalid, ignore_empty_lines=False),
+    )
+    return table.replace_schema_metadata({"dropped": json.dumps(dropped)}) if dropped else table
+
+
+class ChunkReader:
+    """Reads chunks; keeps one open stream per Parquet file so consecutive chunks read once."""
+
+    def __init__(self, columns: list[str] | None = None) -> None:
+        self.columns = columns
+        self._stream: tuple[str, int, Any, list[Any]] | None = None
+        self._headers: dict[str, list[str]] = {}
+
+    def read(self, chunk: Chunk) -> Any:
+        """A pyarrow.Table of the chunk's rows (NPY: a NumPy array). Unreadable rows are listed,
+        as (row in chunk, reason), in the schema metadata: ``dropped`` (CSV rows with the wrong
+        number of fields, left out of the table) or ``bad`` (JSON Lines, kept as empty rows)."""
+        try:
+            if chunk.format == "parquet":
+                return self._parquet(chunk)
+            if chunk.format == "npy":
+                return np.array(np.load(chunk.file, mmap_mode="r")[chunk.start : chunk.stop])
+            with open(chunk.file, "rb") as handle:
+                handle.seek(chunk.byte_start)
+                data = handle.read(chunk.byte_stop - chunk.byte_start)
+            if chunk.format == "csv":
+                return read_csv_bytes(data, self._header(chunk.file))
+            return _read_jsonl_bytes(data, self.columns)
+        except InvalidInput:
+            raise
+        except Exception as exc:
+            raise InvalidInput(f"cannot read rows {chunk.start}-{chunk.stop} of {chunk.file}: "
+                               f"{_first_line(exc)}") from None  # fmt: skip
+
+    def _header(self, file: str) -> list[str]:
+        if file not in self._headers:
+            with open(file, "rb") as handle:
+                self._headers[file] = next(iter(_csv_rows(handle.readline())))
+        return self._headers[file]
+
+    def _parquet(self, chunk: Chunk) -> Any:
+        import pyarrow as pa
+
+        if self._stream is None or self._stream[0] != chunk.file or self._stream[1] != chunk.start:
+            self._stream = (chunk.file, chunk.start, *self._open_parquet(chunk))
+        file, position, batches, pending = self._stream
+        want = chunk.rows
+        got: list[Any] = []
+        while want > 0:
+            batch = pending.pop() if pending else next(batches)
+            take = batch.slice(0, want)
+            got.append(take)
+            want -= take.num_rows
+            if take.num_rows < batch.num_rows:
+                pending.append(batch.slice(take.num_rows))
+        self._stream = (file, chunk.stop, batches, pending)
+        return pa.Table.from_batches(got)
+
+    def _open_parquet(self, chunk: Chunk) -> tuple[Any, list[Any]]:
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(chunk.file, buffer_size=1 << 20, pre_buffer=False)
+        groups, first = [], 0
+        for g in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(g).num_rows
+            if first + n > chunk.start:
+                groups.append(g)
+            first += n
+        skip = chunk.start - (pf.metadata.num_rows - sum(
+            pf.metadata.row_group(g).num_rows for g in groups))  # fmt: skip
+        batches = pf.iter_batches(batch_size=_PARQUET_BATCH, row_groups=groups,
+                                  columns=self.columns, use_threads=True)  # fmt: skip
+        pending: list[Any] = []
+        while skip > 0:
+            batch = next(batches)
+            if batch.num_rows > skip:
+                pending.append(batch.slice(skip))
+            skip -= batch.num_rows
+        return batches, pending
+
+
+def _read_jsonl_bytes(data: bytes, columns: list[str] | None) -> Any:
+    import pyarrow as pa
+
+    records: list[dict[str, Any]] = []
+    bad: list[tuple[int, str]] = []
+    lines = data.split(b"\n")  # the planner counted b"\n": bytes.splitlines also splits on \r
+    if lines and not lines[-1]:
+        lines.pop()
+    for number, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            bad.append((number, "not a JSON object"))
+            record = {}
+        records.append(record)
+    names = columns if columns is not None else list(dict.fromkeys(k for r in records for k in r))
+    arrays = {}
+    for name in names:
+        values = [r.get(name, _MISSING) for r in records]
+        for i, v in enumerate(values):
+            if v is _MISSING and records[i]:
+                bad.append((i, f"missing column {name!r}"))
+        values = [None if v is _MISSING else v for v in values]
+        try:
+            arrays[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep the text, judge later
+            arrays[name] = pa.array([v if v is None or isinstance(v, str) else json.dumps(v)
+                                     for v in values])  # fmt: skip
+    table = pa.table(arrays) if arrays else pa.table({"_": pa.nulls(len(records))})
+    return table.replace_schema_metadata({"bad": json.dumps(bad)}) if bad else table
+
+
+_MISSING = object()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,63 @@
+"""``modelport batch REF --input PATH --output PATH``: score files in chunks, resumably."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelport.cli.common import console, registry
+
+_INPUT = "A .csv, .parquet, .npy or .jsonl file, a folder or a glob."
+_OUTPUT = "A .parquet, .csv or .npy file, written only when complete."
+_COLUMNS = "Feature columns in order, or INPUT=COLUMN pairs; repeat or separate with commas."
+_ON_ERROR = "skip: list bad rows in the errors file and go on; fail: stop at the first."
+
+
+def batch(
+    ref: Annotated[str, typer.Argument(help="name, name:3 or name@alias.")],
+    input: Annotated[str, typer.Option("--input", "-i", help=_INPUT)],
+    output: Annotated[Path, typer.Option("--output", "-o", help=_OUTPUT)],
+    columns: Annotated[list[str] | None, typer.Option("--columns", help=_COLUMNS)] = None,
+    id_column: Annotated[
+        str | None, typer.Option("--id-column", help="A column copied beside the predictions.")
+    ] = None,
+    chunk_rows: Annotated[
+        int, typer.Option("--chunk-rows", help="Rows per chunk: the unit of memory and resume.")
+    ] = 65536,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per model call.")] = 4096,
+    on_error: Annotated[str, typer.Option("--on-error", help=_ON_ERROR)] = "skip",
+    errors: Annotated[
+        Path | None, typer.Option("--errors", help="Bad rows file (default OUTPUT.errors.csv).")
+    ] = None,
+    dask_workers: Annotated[
+        int | None, typer.Option("--dask-workers", help="Start a local Dask cluster of N workers.")
+    ] = None,
+    dask_scheduler: Annotated[
+        str | None, typer.Option("--dask-scheduler", help="Use the Dask cluster at this address.")
+    ] = None,
+    backend: Annotated[str | None, typer.Option(help="Runtime (default: by format).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Score a file, folder or glob of inputs with a registered model, in resumable chunks."""
+    from modelport.batch.api import predict_batch
+    from modelport.errors import InvalidInput
+
+    if dask_workers is not None and dask_scheduler is not None:
+        raise InvalidInput("give --dask-workers or --dask-scheduler, not both")
+    names = [c for item in columns or [] for c in item.split(",") if c.strip()]
+    summary = predict_batch(
+        ref, input, output, registry=registry(), columns=names, id_column=id_column,
+        chunk_rows=chunk_rows, batch_size=batch_size, on_error=on_error, errors_path=errors,
+        dask_workers=dask_workers, dask_scheduler=dask_scheduler, backend=backend,
+        progress=not quiet,
+    )  # fmt: skip
+    resumed = f" ({summary.resumed} of {summary.chunks} chunks resumed)" if summary.resumed else ""
+    console.print(
+        f"scored [bold]{summary.rows:,}[/] rows, [bold]{summary.errors:,}[/] bad, in "
+        f"{summary.elapsed:.2f} s ({summary.throughput:,.0f} rows/s){resumed}", highlight=False
+    )  # fmt: skip
+    console.print(f"output: {summary.output}", highlight=False, soft_wrap=True)
+    if summary.errors_path is not None:
+        console.print(f"bad rows: {summary.errors_path}", highlight=False, soft_wrap=True)
