@@ -55,6 +55,10 @@ def train(x: np.ndarray, y: np.ndarray, epochs: int = 40) -> TutorialMLP:
     return model.eval()
 
 
+def _relative(path: Path) -> Path:
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+
+
 def main() -> None:
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
@@ -78,7 +82,7 @@ def main() -> None:
     console.print(f"registered [bold]{version.ref}[/] and pointed production at it")
 
     samples = Path(modelport.Settings().home) / "demo-samples.json"
-    shown = samples.relative_to(Path.cwd()) if samples.is_relative_to(Path.cwd()) else samples
+    shown = _relative(samples)
     samples.write_text(json.dumps(x_test[:5].tolist()))
     runtime = modelport.load(f"{MODEL}@production")
     predicted = runtime.predict({"input": x_test[:5]})["output"].argmax(axis=1)
@@ -127,7 +131,7 @@ def serve(cli: list[str], sample: np.ndarray) -> None:
             except OSError:
                 time.sleep(0.1)
         curl = (f"curl -s {base}/v2/models/{MODEL}/infer -H 'Content-Type: application/json' "
-                f"-d @{request}")  # fmt: skip
+                f"-d @{_relative(request)}")  # fmt: skip
         console.print(f"\n[bold]try it:[/]\n{curl}\n", highlight=False, soft_wrap=True)
         subprocess.run(curl, shell=True, check=True)
         console.print(f"\n\nalso: {base}/v2/models/{MODEL} (metadata), {base}/metrics, "

@@ -20,7 +20,7 @@ from modelport.cli.common import err_console, state
 
 app = typer.Typer(
     name="modelport",
-    help="Register, version, convert and serve trained models.",
+    help="Register, version, compress, convert and serve trained models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
