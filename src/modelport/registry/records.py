@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from modelport.signature import Signature
@@ -134,3 +135,31 @@ class GcReport:
             "removed_checkouts": self.removed_checkouts,
             "kept_blobs": self.kept_blobs,
         }
+
+
+def version_from_row(name: str, row: Any, aliases: Iterable[str]) -> ModelVersion:
+    """A record from a ``versions`` table row."""
+    parent = f"{row.parent_name}:{row.parent_version}" if row.parent_name else None
+    return ModelVersion(
+        name=name,
+        version=row.version,
+        format=row.format,
+        sha256=row.sha256,
+        size=row.size,
+        entrypoint=row.entrypoint,
+        files=tuple(FileEntry(f["path"], f["sha256"], f["size"]) for f in row.files),
+        signature=Signature.from_dict(row.signature),
+        metrics=dict(row.metrics),
+        tags=dict(row.tags),
+        description=row.description,
+        created_at=_utc(row.created_at),
+        created_by=row.created_by,
+        parent=parent,
+        transform=row.transform,
+        transform_params=row.transform_params,
+        aliases=tuple(aliases),
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import math
-import shutil
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
-from modelport.errors import Conflict, CorruptArtifact, InvalidInput, NotFound
+from modelport.errors import Conflict, InvalidInput, NotFound
 from modelport.registry import catalog as c
 from modelport.registry.artifact import Artifact
-from modelport.registry.blobs import BlobStore, sha256_file
+from modelport.registry.blobs import BlobStore
+from modelport.registry.files import ArtifactFiles
 from modelport.registry.records import (
     Event,
     FileEntry,
@@ -25,12 +23,11 @@ from modelport.registry.records import (
     ModelSummary,
     ModelVersion,
     Problem,
+    version_from_row,
 )
+from modelport.registry.validation import check_metrics, check_tags, number_ranges
 from modelport.settings import Settings
-from modelport.signature import Signature
 from modelport.uri import ModelRef, validate_alias, validate_name
-
-MAX_TAG_LENGTH = 1024
 
 
 class Registry:
@@ -42,6 +39,7 @@ class Registry:
         self.engine = c.create_engine(self.settings.resolved_database_url)
         self.blobs = BlobStore(self.settings.resolved_blob_dir)
         self.checkouts = self.settings.home / "checkouts"
+        self.files = ArtifactFiles(self.blobs, self.checkouts)
 
     @classmethod
     def open(cls, home: str | Path | None = None, **overrides: Any) -> Registry:
@@ -77,8 +75,8 @@ class Registry:
         validate_name(name)
         if alias is not None:
             validate_alias(alias)
-        clean_metrics = _check_metrics(metrics or {})
-        clean_tags = _check_tags(tags or {})
+        clean_metrics = check_metrics(metrics or {})
+        clean_tags = check_tags(tags or {})
         parent_version = self.resolve(parent) if parent is not None else None
         if transform is not None and parent_version is None:
             raise InvalidInput("a transform needs the parent version it was applied to")
@@ -282,7 +280,7 @@ class Registry:
                 .order_by(c.versions.c.version)
             ).all()
             aliases = self._aliases_by_version(conn, model_id)
-        return [_version(name, row, aliases.get(row.version, ())) for row in rows]
+        return [version_from_row(name, row, aliases.get(row.version, ())) for row in rows]
 
     def history(self, name: str, alias: str | None = None) -> list[Event]:
         validate_name(name)
@@ -325,43 +323,12 @@ class Registry:
     def path(self, ref: str | ModelRef | ModelVersion, verify: bool | None = None) -> Path:
         """A local path to the artifact's entry point, every file checked against its sha256."""
         version = ref if isinstance(ref, ModelVersion) else self.resolve(ref)
-        folder = self.blobs.checkout(
-            version.sha256, [(f.path, f.sha256) for f in version.files], self.checkouts
-        )
-        if self.settings.verify_on_load if verify is None else verify:
-            for entry in version.files:
-                local = folder / entry.path
-                if not local.is_file():
-                    raise CorruptArtifact(
-                        f"{version.ref}: file {entry.path} is missing from {folder}"
-                    )
-                actual, _ = sha256_file(local)
-                if actual != entry.sha256:
-                    raise CorruptArtifact(
-                        f"{version.ref}: {entry.path} is corrupt (sha256 {actual[:12]}, "
-                        f"expected {entry.sha256[:12]}); run 'modelport verify'"
-                    )
-        return folder / version.entrypoint
+        check = self.settings.verify_on_load if verify is None else verify
+        return self.files.local_path(version, check)
 
     def export(self, ref: str | ModelRef, dest: str | Path) -> Path:
         """Copy the artifact out: a single file to ``dest`` (a file or folder), else a folder."""
-        version = self.resolve(ref)
-        dest = Path(dest)
-        sources = [(f, self.blobs.open_verified(f.sha256)) for f in version.files]
-        if len(sources) == 1 and not dest.is_dir():
-            targets = [(sources[0][1], dest)]
-        else:
-            targets = [(src, dest / entry.path) for entry, src in sources]
-        for _, target in targets:
-            if target.exists():
-                raise Conflict(f"{target} already exists; not overwriting it")
-        for src, target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.part")
-            shutil.copyfile(src, partial)
-            partial.chmod(0o644)
-            partial.replace(target)
-        return targets[0][1] if len(targets) == 1 else dest
+        return self.files.export(self.resolve(ref), Path(dest))
 
     def verify(self, refs: Iterable[str | ModelRef] | None = None) -> list[Problem]:
         """Re-hash every blob the catalogue references; return what is missing or corrupt."""
@@ -369,54 +336,14 @@ class Registry:
             versions = [v for m in self.list_models() for v in self.list_versions(m.name)]
         else:
             versions = [self.resolve(r) for r in refs]
-        checked: dict[str, str | None] = {}
-        problems = []
-        for version in versions:
-            for entry in version.files:
-                if entry.sha256 not in checked:
-                    checked[entry.sha256] = self.blobs.check(entry.sha256)
-                if checked[entry.sha256] is not None:
-                    problems.append(
-                        Problem(version.ref, entry.path, entry.sha256, checked[entry.sha256] or "")
-                    )
-        return problems
+        return self.files.verify(versions)
 
     def gc(self, grace_seconds: float = 600.0, dry_run: bool = False) -> GcReport:
         """Remove blobs no version references, stale partial writes and unused checkouts."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(c.versions.c.files, c.versions.c.sha256)).all()
         referenced = {f["sha256"] for files, _ in rows for f in files}
-        live_checkouts = {sha for _, sha in rows}
-        removed = freed = kept = 0
-        for digest in list(self.blobs.digests()):
-            if digest in referenced:
-                kept += 1
-                continue
-            try:
-                if self.blobs.age(digest) < grace_seconds:
-                    kept += 1
-                    continue
-            except FileNotFoundError:
-                continue
-            removed += 1
-            freed += (
-                self.blobs.path(digest).stat().st_size if dry_run else self.blobs.remove(digest)
-            )
-        tmp = list(self.blobs.stale_tmp_files(grace_seconds))
-        checkouts = [
-            p
-            for p in (self.checkouts.iterdir() if self.checkouts.is_dir() else [])
-            if p.name not in live_checkouts and time.time() - p.stat().st_mtime >= grace_seconds
-        ]
-        if not dry_run:
-            for item in tmp:
-                if item.is_dir():
-                    shutil.rmtree(item, ignore_errors=True)
-                else:
-                    item.unlink(missing_ok=True)
-            for folder in checkouts:
-                shutil.rmtree(folder, ignore_errors=True)
-        return GcReport(removed, freed, len(tmp), len(checkouts), kept)
+        return self.files.sweep(referenced, {sha for _, sha in rows}, grace_seconds, dry_run)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -439,7 +366,7 @@ class Registry:
                 if with_aliases
                 else ()
             )
-        return _version(ref.name, row, aliases)
+        return version_from_row(ref.name, row, aliases)
 
     def _not_found(self, conn: Connection, ref: ModelRef) -> NotFound:
         model_id = conn.execute(
@@ -463,7 +390,7 @@ class Registry:
         if not numbers:
             return NotFound(f"model {ref.name!r} has no versions")
         return NotFound(
-            f"model {ref.name!r} has no version {ref.version} (versions: {_ranges(numbers)})"
+            f"model {ref.name!r} has no version {ref.version} (versions: {number_ranges(numbers)})"
         )
 
     def _unknown_model(self, conn: Connection, name: str) -> NotFound:
@@ -541,60 +468,3 @@ class Registry:
                 model_id=model_id, at=c.utcnow(), actor=self.settings.user, action=action, **fields
             )
         )
-
-
-def _version(name: str, row: Row, aliases: Iterable[str]) -> ModelVersion:
-    parent = f"{row.parent_name}:{row.parent_version}" if row.parent_name else None
-    return ModelVersion(
-        name=name,
-        version=row.version,
-        format=row.format,
-        sha256=row.sha256,
-        size=row.size,
-        entrypoint=row.entrypoint,
-        files=tuple(FileEntry(f["path"], f["sha256"], f["size"]) for f in row.files),
-        signature=Signature.from_dict(row.signature),
-        metrics=dict(row.metrics),
-        tags=dict(row.tags),
-        description=row.description,
-        created_at=c.as_utc(row.created_at),
-        created_by=row.created_by,
-        parent=parent,
-        transform=row.transform,
-        transform_params=row.transform_params,
-        aliases=tuple(aliases),
-    )
-
-
-def _check_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    clean = {}
-    for key, value in metrics.items():
-        validate_name(str(key), "metric name")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise InvalidInput(f"metric {key!r} must be a number, got {value!r}") from None
-        if not math.isfinite(number):
-            raise InvalidInput(f"metric {key!r} must be finite, got {value!r}")
-        clean[str(key)] = number
-    return clean
-
-
-def _check_tags(tags: Mapping[str, Any]) -> dict[str, str]:
-    clean = {}
-    for key, value in tags.items():
-        validate_name(str(key), "tag name")
-        text = str(value)
-        if len(text) > MAX_TAG_LENGTH:
-            raise InvalidInput(f"tag {key!r} is longer than {MAX_TAG_LENGTH} characters")
-        clean[str(key)] = text
-    return clean
-
-
-def _ranges(numbers: list[int]) -> str:
-    parts, start = [], numbers[0]
-    for prev, cur in zip(numbers, numbers[1:] + [None], strict=True):
-        if cur != prev + 1 if cur is not None else True:
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = cur
-    return ", ".join(parts)

@@ -1,0 +1,100 @@
+"""Artifacts on disk: verified checkouts for runtimes, exports, integrity checks and sweeping."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from modelport.errors import Conflict, CorruptArtifact
+from modelport.registry.blobs import BlobStore, sha256_file
+from modelport.registry.records import GcReport, ModelVersion, Problem
+
+
+class ArtifactFiles:
+    def __init__(self, blobs: BlobStore, checkouts: Path) -> None:
+        self.blobs = blobs
+        self.checkouts = checkouts
+
+    def local_path(self, version: ModelVersion, verify: bool) -> Path:
+        folder = self.blobs.checkout(
+            version.sha256, [(f.path, f.sha256) for f in version.files], self.checkouts
+        )
+        if verify:
+            for entry in version.files:
+                local = folder / entry.path
+                if not local.is_file():
+                    raise CorruptArtifact(
+                        f"{version.ref}: file {entry.path} is missing from {folder}"
+                    )
+                actual, _ = sha256_file(local)
+                if actual != entry.sha256:
+                    raise CorruptArtifact(
+                        f"{version.ref}: {entry.path} is corrupt (sha256 {actual[:12]}, "
+                        f"expected {entry.sha256[:12]}); run 'modelport verify'"
+                    )
+        return folder / version.entrypoint
+
+    def export(self, version: ModelVersion, dest: Path) -> Path:
+        sources = [(f, self.blobs.open_verified(f.sha256)) for f in version.files]
+        if len(sources) == 1 and not dest.is_dir():
+            targets = [(sources[0][1], dest)]
+        else:
+            targets = [(src, dest / entry.path) for entry, src in sources]
+        for _, target in targets:
+            if target.exists():
+                raise Conflict(f"{target} already exists; not overwriting it")
+        for src, target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.part")
+            shutil.copyfile(src, partial)
+            partial.chmod(0o644)
+            partial.replace(target)
+        return targets[0][1] if len(targets) == 1 else dest
+
+    def verify(self, versions: Iterable[ModelVersion]) -> list[Problem]:
+        checked: dict[str, str | None] = {}
+        problems = []
+        for version in versions:
+            for entry in version.files:
+                if entry.sha256 not in checked:
+                    checked[entry.sha256] = self.blobs.check(entry.sha256)
+                problem = checked[entry.sha256]
+                if problem is not None:
+                    problems.append(Problem(version.ref, entry.path, entry.sha256, problem))
+        return problems
+
+    def sweep(
+        self, referenced: set[str], live_checkouts: set[str], grace_seconds: float, dry_run: bool
+    ) -> GcReport:
+        removed = freed = kept = 0
+        for digest in list(self.blobs.digests()):
+            if digest in referenced:
+                kept += 1
+                continue
+            try:
+                if self.blobs.age(digest) < grace_seconds:
+                    kept += 1
+                    continue
+            except FileNotFoundError:
+                continue
+            removed += 1
+            freed += (
+                self.blobs.path(digest).stat().st_size if dry_run else self.blobs.remove(digest)
+            )
+        tmp = list(self.blobs.stale_tmp_files(grace_seconds))
+        checkouts = [
+            p
+            for p in (self.checkouts.iterdir() if self.checkouts.is_dir() else [])
+            if p.name not in live_checkouts and time.time() - p.stat().st_mtime >= grace_seconds
+        ]
+        if not dry_run:
+            for item in tmp:
+                if item.is_dir():
+                    shutil.rmtree(item, ignore_errors=True)
+                else:
+                    item.unlink(missing_ok=True)
+            for folder in checkouts:
+                shutil.rmtree(folder, ignore_errors=True)
+        return GcReport(removed, freed, len(tmp), len(checkouts), kept)
