@@ -28,6 +28,9 @@ def serve(
         help="Dynamic batching: most requests merged in one call (1 = off).")] = 1,
     max_queue_delay_us: Annotated[int, typer.Option(
         help="Dynamic batching: longest wait for a batch to fill, microseconds.")] = 500,
+    batch: Annotated[list[str] | None, typer.Option(
+        help="Per-model batching, NAME=SIZE or NAME=SIZE:DELAY_US (overrides the two options "
+             "above for that model); repeatable.", show_default=False)] = None,
     timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds (504).")] = 30.0,
     max_request_size: Annotated[str, typer.Option(
         help="Largest request body (413 above it), e.g. 64MiB.")] = "64MiB",
@@ -59,7 +62,7 @@ def serve(
     keys = ApiKeys.parse([*(api_key or []), os.environ.get("MODELPORT_API_KEYS", "")])
     config = ServeConfig(
         refs=tuple(refs or ()), alias=alias, version_policy=policy, poll_interval=poll_interval,
-        batching={"*": BatchConfig(max_batch_size, max_queue_delay_us)},
+        batching=parse_batching(batch or [], BatchConfig(max_batch_size, max_queue_delay_us)),
         request_timeout=timeout, workers=workers, runtime=runtime,
         inline_below_us=inline_below_us,
     )  # fmt: skip
@@ -69,6 +72,28 @@ def serve(
     )  # fmt: skip
     run(registry(), config, options, started=lambda *args: _started(host, keys, *args))
     console.print("stopped")
+
+
+def parse_batching(specs: list[str], default: Any) -> dict[str, Any]:
+    """``NAME=SIZE[:DELAY_US]`` per model, on top of the ``"*"`` default."""
+    from modelport.errors import InvalidInput
+    from modelport.serving.config import BatchConfig
+    from modelport.uri import validate_name
+
+    batching: dict[str, Any] = {"*": default}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        size, _, delay = value.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            config = BatchConfig(int(size), int(delay) if delay else default.max_queue_delay_us)
+        except ValueError:
+            raise InvalidInput(
+                f"--batch {spec!r} is not NAME=SIZE or NAME=SIZE:DELAY_US, e.g. digits=32:500"
+            ) from None
+        batching[validate_name(name.strip())] = config
+    return batching
 
 
 def parse_size(text: str) -> int:
