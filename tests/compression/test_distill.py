@@ -72,7 +72,7 @@ def test_unlabeled_csv_and_user_module(sqlite_registry, tutorial, digits, tmp_pa
 
 
 def test_parquet_data(sqlite_registry, tutorial, digits, tmp_path):
-    pa = pytest.importorskip("pyarrow")
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = tmp_path / "rows.parquet"

@@ -18,8 +18,7 @@ import pytest
 from modelport.registry import Registry
 from modelport.settings import Settings
 
-if importlib.util.find_spec("tensorflow") is None:
-    pytest.skip("needs the 'keras' extra", allow_module_level=True)
+assert importlib.util.find_spec("tensorflow"), "tests/conversion need the 'keras' extra"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -94,7 +94,7 @@ def test_onnx_models_go_to_tflite_through_onnx2tf(sqlite_registry: Registry, tmp
 def test_channels_first_cnn_from_pytorch_keeps_its_layout(
     sqlite_registry: Registry, digits: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
     torch.manual_seed(0)
     net = torch.nn.Sequential(
         torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -13,8 +14,8 @@ from modelport.runtimes import for_format, open_artifact
 from modelport.signature import Signature, TensorSpec
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is first imported
-pytest.importorskip("ai_edge_litert", reason="needs the 'litert' extra")
-pytest.importorskip("onnx2tf", reason="the test model is made with the 'tflite' extra")
+assert importlib.util.find_spec("ai_edge_litert"), "needs the 'litert' extra"
+assert importlib.util.find_spec("onnx2tf"), "the test model is made with the 'tflite' extra"
 
 from modelport.conversion.tflite import convert  # noqa: E402
 from modelport.importers.onnx import from_path  # noqa: E402

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ from modelport.errors import BackendError, InvalidInput
 from modelport.runtimes import backends, for_format, open_artifact
 from modelport.signature import Signature
 
-pytest.importorskip("openvino", reason="needs the 'openvino' extra")
+assert importlib.util.find_spec("openvino"), "needs the 'openvino' extra"
 
 from modelport.conversion.openvino import from_onnx  # noqa: E402
 from modelport.importers.onnx import from_path  # noqa: E402
