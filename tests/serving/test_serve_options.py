@@ -37,3 +37,14 @@ def test_sizes() -> None:
     assert parse_size("1000") == 1000
     with pytest.raises(InvalidInput):
         parse_size("lots")
+
+
+@pytest.mark.parametrize("args", [["--http-port", "99999"], ["--grpc-port", "-1"]])
+def test_out_of_range_ports_are_usage_errors(args: list[str]) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "modelport", "serve", *args],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2
+    assert "Invalid value" in proc.stderr and "Traceback" not in proc.stderr

@@ -20,8 +20,10 @@ def serve(
     alias: Annotated[str, typer.Option(help="Serve every model with this alias (no REFs).")]
         = "production",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    http_port: Annotated[int, typer.Option(help="HTTP port (V2, TF-Serving, /metrics).")] = 8080,
-    grpc_port: Annotated[int, typer.Option(help="gRPC port; 0 turns gRPC off.")] = 8081,
+    http_port: Annotated[int, typer.Option(
+        help="HTTP port (V2, TF-Serving, /metrics).", min=1, max=65535)] = 8080,
+    grpc_port: Annotated[int, typer.Option(
+        help="gRPC port; 0 turns gRPC off.", min=0, max=65535)] = 8081,
     policy: Annotated[str, typer.Option(
         help="Which versions stay loaded: aliased | latest:N | specific.")] = "aliased",
     max_batch_size: Annotated[int, typer.Option(
