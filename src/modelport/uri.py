@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from modelport.errors import InvalidReference
 
 MAX_NAME_LENGTH = 128
+MAX_VERSION = 2**31 - 1
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")
 
@@ -51,6 +52,8 @@ def parse_version(text: str | int) -> int:
         raise InvalidReference(f"version {text!r} is not a positive integer")
     if value < 1:
         raise InvalidReference(f"version {value} is not a positive integer")
+    if value > MAX_VERSION:
+        raise InvalidReference(f"version {value} is larger than any version can be")
     return value
 
 

@@ -186,3 +186,17 @@ def test_unreachable_catalogue_is_one_line(tmp_path: Path, url: str, message: st
     line = _error(proc)
     assert "cannot open the catalogue" in line and message in line
     assert "secret" not in line
+
+
+def test_more_bad_input_is_one_line(cli, tmp_path: Path) -> None:
+    cli("register", str(make_mlp_onnx(tmp_path / "m.onnx")), "--name", "m")
+    assert "larger than any version" in _error(cli("show", "m:99999999999999999999", ok=False))
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    assert "cannot write" in _error(cli("export", "m", str(blocked / "sub" / "m.onnx"), ok=False))
+    (tmp_path / "many").mkdir()
+    for i in range(7):
+        make_mlp_onnx(tmp_path / "many" / f"m{i}.onnx")
+    assert "and 2 more" in _error(cli("register", str(tmp_path / "many"), "--name", "x", ok=False))
+    proc = cli("gc", "--grace", "-5", ok=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr

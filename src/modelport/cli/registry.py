@@ -229,7 +229,8 @@ def verify(
 
 def gc(
     grace: Annotated[
-        float, typer.Option(help="Keep unreferenced files younger than this many seconds.")
+        float,
+        typer.Option(help="Keep unreferenced files younger than this many seconds.", min=0),
     ] = 600.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report, remove nothing.")] = False,
     json_out: JsonFlag = False,

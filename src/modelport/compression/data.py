@@ -7,6 +7,7 @@ data.labels      # int64[n] or None
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,9 @@ def _read_csv(path: Path) -> np.ndarray:
         skip = 0
     except ValueError:  # a header row
         skip = 1
-    data = np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # an empty file is reported below
+        data = np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2)
     if data.size == 0:
         raise InvalidInput(f"data file {path} has no rows")
     return data

@@ -61,7 +61,9 @@ def from_path(path: Path) -> Artifact:
     if path.is_dir():
         candidates = sorted(path.rglob("*.onnx"))
         if len(candidates) != 1:
-            found = ", ".join(p.name for p in candidates) or "none"
+            names = [p.name for p in candidates]
+            found = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            found = found or "none"
             raise InvalidInput(
                 f"{path} is not a model folder: expected one .onnx file, found {found}"
             )

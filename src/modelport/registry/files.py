@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from modelport.errors import Conflict, CorruptArtifact
+from modelport.errors import Conflict, CorruptArtifact, InvalidInput
 from modelport.registry.blobs import BlobStore, sha256_file
 from modelport.registry.records import GcReport, ModelVersion, Problem
 
@@ -46,11 +47,16 @@ class ArtifactFiles:
             if target.exists():
                 raise Conflict(f"{target} already exists; not overwriting it")
         for src, target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(f".{target.name}.part")
-            shutil.copyfile(src, partial)
-            partial.chmod(0o644)
-            partial.replace(target)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, partial)
+                partial.chmod(0o644)
+                partial.replace(target)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    partial.unlink(missing_ok=True)
+                raise InvalidInput(f"cannot write {target}: {exc.strerror or exc}") from None
         return targets[0][1] if len(targets) == 1 else dest
 
     def verify(self, versions: Iterable[ModelVersion]) -> list[Problem]:
