@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,3 +96,21 @@ def make_mlp_onnx(path: Path, n_in: int = 4, n_hidden: int = 8, n_out: int = 3, 
 @pytest.fixture
 def mlp_path(tmp_path: Path) -> Path:
     return make_mlp_onnx(tmp_path / "mlp.onnx")
+
+
+def invoke_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str):
+    """Run ``modelport ARGS`` in process as the console script does: (exit code, stdout, stderr).
+
+    Each call starts from fresh CLI state, so settings from an earlier call never leak."""
+    from modelport.cli import common, main
+
+    monkeypatch.setattr(common, "state", common.State())
+    monkeypatch.setattr("modelport.cli.state", common.state)
+    monkeypatch.setattr(sys, "argv", ["modelport", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -1,33 +1,17 @@
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
 from modelport.registry import Registry
+from tests.conftest import invoke_cli
 
 
 @pytest.fixture
 def cli(sqlite_registry: Registry, monkeypatch, capsys):
     """Run ``modelport ...`` in process against the test registry: (exit code, stdout, stderr)."""
-    from modelport.cli import main
-    from modelport.cli.common import state
-
     home = str(sqlite_registry.settings.home)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        state._settings = state._registry = None
-        monkeypatch.setattr(sys, "argv", ["modelport", "--home", home, *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return lambda *args: invoke_cli(monkeypatch, capsys, "--home", home, *args)
 
 
 def _eval(digits) -> str:

@@ -11,22 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelport.cli import common, main
 from modelport.registry import Registry
+from tests.conftest import invoke_cli
 
 
 def run(args: list[str], capsys: Any, monkeypatch: Any) -> tuple[int, str, str]:
-    """Run the command in-process as the console script does; returns (code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["modelport", *args])
-    monkeypatch.setattr(common, "state", common.State())
-    monkeypatch.setattr("modelport.cli.state", common.state)
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return invoke_cli(monkeypatch, capsys, *args)
 
 
 @pytest.fixture
