@@ -26,6 +26,9 @@ class RuntimeOptions:
     inter_op_threads: int = 0
     graph_optimization: str = "all"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # 2-D inputs the caller will pass feature-major, [features, batch] (column data without a
+    # transpose); a runtime that can take them so lists them in its ``feature_major``
+    feature_major: tuple[str, ...] = ()
 
 
 @runtime_checkable
