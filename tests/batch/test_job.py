@@ -156,3 +156,95 @@ def test_chunks_with_no_good_row(reg: Registry, tmp_path: Path, sink: str) -> No
     out = pd.read_parquet(tmp_path / "none.parquet.out.parquet")
     assert summary.rows == 0 and summary.errors == 30
     assert list(out.columns) == ["id", "probabilities_0", "probabilities_1", "probabilities_2"]
+
+
+def test_feature_columns_score_exactly_like_the_model(reg: Registry, tmp_path: Path) -> None:
+    """Feature columns reach ONNX Runtime feature-major (no transpose): the very same numbers."""
+    from modelport.batch import executors
+
+    df = frame(1000, seed=3)
+    write_input(df, tmp_path / "in.parquet")
+    loaded = []
+    real = executors.load_runtime
+    executors.load_runtime = lambda spec: loaded.append(real(spec)) or loaded[-1]
+    try:
+        predict_batch("mlp", tmp_path / "in.parquet", tmp_path / "out.parquet", registry=reg,
+                      chunk_rows=300, batch_size=64)  # fmt: skip
+    finally:
+        executors.load_runtime = real
+    assert [r.feature_major for r in loaded] == [{"input"}]
+    got = probabilities(pd.read_parquet(tmp_path / "out.parquet"))
+    assert np.array_equal(got, expected(reg, df[FEATURES].to_numpy(np.float32)))
+
+
+@pytest.mark.parametrize("scorers", [1, 3])
+def test_any_number_of_scoring_threads_keeps_input_order(
+    reg: Registry, tmp_path: Path, monkeypatch, scorers: int
+) -> None:
+    from modelport.batch import api
+    from modelport.batch.executors import LocalExecutor
+
+    monkeypatch.setattr(api, "LocalExecutor", lambda _: LocalExecutor(scorers))
+    df = frame(900, seed=4)
+    write_input(df, tmp_path / "in.parquet")
+    summary = predict_batch("mlp", tmp_path / "in.parquet", tmp_path / "out.csv", registry=reg,
+                            id_column="id", chunk_rows=50, batch_size=16)  # fmt: skip
+    assert (summary.rows, summary.chunks) == (900, 18)
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out["id"]) == list(df["id"])
+    assert np.allclose(probabilities(out), expected(reg, df[FEATURES].to_numpy(np.float32)),
+                       atol=1e-6)  # fmt: skip
+
+
+def test_a_part_broken_by_a_crash_is_scored_again(reg: Registry, tmp_path: Path,
+                                                   monkeypatch) -> None:  # fmt: skip
+    """Parts are renamed into place without an fsync; a part that did not reach the disk whole
+    (a machine crash) is found on resume and its chunk scored again."""
+    from modelport.batch import executors
+
+    df = frame(400, seed=5)
+    write_input(df, tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    real = executors.predict_in_batches
+    calls = []
+
+    def dies_at_the_sixth_chunk(*args):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(executors, "predict_in_batches", dies_at_the_sixth_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        predict_batch("mlp", tmp_path / "in.parquet", out, registry=reg, id_column="id",
+                      chunk_rows=40)  # fmt: skip
+    monkeypatch.setattr(executors, "predict_in_batches", real)
+    parts = sorted(workdir_for(out).glob("part-*.arrow"))
+    assert len(parts) >= 3 and not out.exists()
+    parts[1].write_bytes(parts[1].read_bytes()[:100])  # cut short
+    parts[2].with_suffix(".errors.json").write_text("[[1, ")  # its error list too
+    summary = predict_batch("mlp", tmp_path / "in.parquet", out, registry=reg, id_column="id",
+                            chunk_rows=40)  # fmt: skip
+    assert summary.resumed == len(parts) - 2 and summary.rows == 400
+    kept = pd.read_parquet(out)
+    assert list(kept["id"]) == list(df["id"])
+    assert np.allclose(probabilities(kept), expected(reg, df[FEATURES].to_numpy(np.float32)),
+                       atol=1e-6)  # fmt: skip
+
+
+def test_parquet_output_stores_scores_plain_and_ids_compressed(reg: Registry,
+                                                               tmp_path: Path) -> None:  # fmt: skip
+    import pyarrow.parquet as pq
+
+    write_input(frame(300), tmp_path / "in.parquet")
+    predict_batch("mlp", tmp_path / "in.parquet", tmp_path / "out.parquet", registry=reg,
+                  id_column="id", chunk_rows=100)  # fmt: skip
+    parquet = pq.ParquetFile(tmp_path / "out.parquet")
+    schema = parquet.schema_arrow
+    assert schema.names == ["id", "probabilities_0", "probabilities_1", "probabilities_2"]
+    assert schema.field("id").nullable and not schema.field("probabilities_0").nullable
+    group = parquet.metadata.row_group(0)
+    ids, scores = group.column(0), group.column(1)
+    assert ids.compression == "SNAPPY" and ids.has_dictionary_page and ids.is_stats_set
+    assert scores.compression == "UNCOMPRESSED" and not scores.has_dictionary_page
+    assert parquet.metadata.num_rows == 300

@@ -34,7 +34,7 @@ from modelport.batch.job import (
     workdir_for,
 )
 from modelport.batch.progress import RowProgress
-from modelport.batch.sinks import assemble, committed, output_format, write_part
+from modelport.batch.sinks import Assembly, assemble, committed, output_format, write_part
 from modelport.batch.sources import Chunk, FileInfo, expand, plan_file
 from modelport.errors import InvalidInput
 from modelport.registry import ModelVersion, Registry
@@ -91,7 +91,11 @@ def _predict(model: str | ModelVersion, data: Any, output: str | Path | None, re
         raise InvalidInput("give an output path for file inputs")
     if in_memory and (dask_workers or dask_scheduler):
         raise InvalidInput("Dask workers read files: write the data to Parquet and pass its path")
-    executor: Any = LocalExecutor()
+    import os
+
+    cores, intra = os.cpu_count() or 1, registry.settings.intra_op_threads
+    # as many scoring threads as the cores hold model calls of the configured thread count
+    executor: Any = LocalExecutor(max(1, cores // intra) if intra else cores)
     if dask_workers is not None or dask_scheduler is not None:
         executor = DaskExecutor(dask_workers, dask_scheduler)
     try:
@@ -105,7 +109,7 @@ def _predict(model: str | ModelVersion, data: Any, output: str | Path | None, re
                 raise InvalidInput("an NPY output holds one output and no id column; write "
                                    "Parquet or CSV instead")  # fmt: skip
         chunks = chunks_of(infos)
-        spec = _spec(registry, version, fmap, options, executor, output, backend)
+        spec = _spec(registry, version, fmap, options, executor, output, backend, in_memory)
         if output is None:
             return _in_memory(spec, chunks, reader, progress, started)
         key = secrets.token_hex(8) if in_memory else job_key(
@@ -116,19 +120,34 @@ def _predict(model: str | ModelVersion, data: Any, output: str | Path | None, re
             pending = [c for c in chunks if c.index not in done]
             workers: set[str] = set()
             scored = [0]
+            # in this process the output is written as chunks finish; a cluster's driver never
+            # holds data, so there one task assembles the parts at the end
+            assembly = Assembly(workdir, len(chunks), output, errors_path) \
+                if executor.local and not isinstance(executor, DaskExecutor) else None  # fmt: skip
+            try:
+                with RowProgress(sum(c.rows for c in chunks), sum(c.rows for c in chunks
+                                 if c.index in done), progress) as bar:  # fmt: skip
 
-            with RowProgress(sum(c.rows for c in chunks), sum(c.rows for c in chunks
-                             if c.index in done), progress) as bar:  # fmt: skip
-                def on_result(result: ChunkResult) -> None:
-                    workers.add(result.worker)
-                    scored[0] += result.rows + result.errors
-                    bar.advance(result.rows + result.errors)
+                    def on_result(result: ChunkResult) -> None:
+                        workers.add(result.worker)
+                        scored[0] += result.rows + result.errors
+                        if assembly is not None and assembly.streams and result.table is not None:
+                            assembly.add(result.index, result.table, result.error_rows or [])
+                        bar.advance(result.rows + result.errors)
 
-                if in_memory:
-                    _run_in_memory(spec, pending, reader, on_result)
+                    if in_memory:
+                        _run_in_memory(spec, pending, reader, on_result)
+                    else:
+                        executor.run_chunks(spec, pending, on_result)
+                if assembly is not None:
+                    rows, errors_seen = assembly.commit()
                 else:
-                    executor.run_chunks(spec, pending, on_result)
-            rows, errors_seen = executor.call(assemble, workdir, len(chunks), output, errors_path)
+                    rows, errors_seen = executor.call(assemble, workdir, len(chunks), output,
+                                                      errors_path)  # fmt: skip
+            except BaseException:
+                if assembly is not None:
+                    assembly.abort()
+                raise
         clear_workdir(workdir)
         return BatchSummary(rows, errors_seen, len(chunks), len(chunks) - len(pending),
                             time.perf_counter() - started, output,
@@ -139,16 +158,17 @@ def _predict(model: str | ModelVersion, data: Any, output: str | Path | None, re
 
 
 def _spec(registry: Registry, version: ModelVersion, fmap: FeatureMap, options: BatchOptions,
-          executor: Any, output: Path | None, backend: str | None) -> JobSpec:  # fmt: skip
+          executor: Any, output: Path | None, backend: str | None,
+          in_memory: bool = False) -> JobSpec:  # fmt: skip
     import os
 
     s = registry.settings
     intra = s.intra_op_threads
-    if not intra and executor.local:  # auto: share this machine's cores among the workers and
-        # leave one to the reading and writing threads of a pipelined (local) job
-        spare = 1 if isinstance(executor, LocalExecutor) else 0
-        intra = max(1, (os.cpu_count() or 1) // executor.workers - spare)
-    runtime_options = RuntimeOptions(intra, s.inter_op_threads, s.graph_optimization)
+    if not intra and executor.local:  # auto: share this machine's cores among the workers
+        # (in-memory data is scored by one thread: its model calls get every core)
+        intra = max(1, (os.cpu_count() or 1) // (1 if in_memory else executor.workers))
+    runtime_options = RuntimeOptions(intra, s.inter_op_threads, s.graph_optimization,
+                                     feature_major=fmap.vector_inputs)  # fmt: skip
     workdir = str(workdir_for(output)) if output is not None else ""
     return JobSpec(s.model_dump(), version.ref, version.sha256, version.signature, fmap, options,
                    runtime_options, workdir, backend)  # fmt: skip
@@ -195,7 +215,7 @@ def _run_in_memory(spec: JobSpec, chunks: list[Chunk], reader: _MemoryReader,
         for chunk in chunks:
             table, errors = process_chunk(spec, chunk, runtime, reader)
             write_part(Path(spec.workdir), chunk.index, table, errors)
-            on_result(ChunkResult(chunk.index, table.num_rows, len(errors), "local"))
+            on_result(ChunkResult(chunk.index, table.num_rows, len(errors), "local", table, errors))
     finally:
         runtime.close()
 

@@ -5,15 +5,16 @@
     executor.call(assemble, ...)                     # one task; on Dask it runs on a worker
 
 Workers load the model once (a per-process cache keyed by the model's sha256 and options) and
-keep one chunk reader, so consecutive chunks of a Parquet file are read in one pass. The driver
-sends chunk descriptions and receives row counts: it never holds the data.
+read their own chunks. The driver sends chunk descriptions and receives row counts: it never
+holds the data.
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from modelport.batch.job import (
@@ -62,10 +63,15 @@ def worker_loads() -> tuple[int, int]:
 
 
 class LocalExecutor:
-    """Chunks run one after another in this process; the model is loaded once."""
+    """Chunks run in this process: one thread reads and converts them in order, ``scorers``
+    threads score and commit them (each model call on one core: for the small batches of a batch
+    job, calls side by side use the cores better than one call split across them)."""
 
-    workers = 1
     local = True  # runs on this machine
+
+    def __init__(self, scorers: int | None = None) -> None:
+        self.scorers = max(1, scorers or os.cpu_count() or 1)
+        self.workers = self.scorers  # the runtime's threads are shared among them
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any], *args: Any) -> list[Any]:
         return [fn(item, *args) for item in items]
@@ -75,35 +81,58 @@ class LocalExecutor:
 
     def run_chunks(self, spec: JobSpec, chunks: list[Chunk],
                    on_result: Callable[[ChunkResult], None]) -> None:  # fmt: skip
+        """Results arrive in chunk order. At most ``2 * scorers + 1`` chunks are in memory: the
+        ones being scored, and as many read ahead plus the one being read."""
         if not chunks:
             return
         runtime = load_runtime(spec)
         reader = ChunkReader(spec.fmap.columns)
-        batch_size = spec.options.batch_size
-        # three stages overlap: the next chunk is read while this one is scored and the last
-        # one is written; at most three chunks are in memory at once
-        with ThreadPoolExecutor(1) as reading, ThreadPoolExecutor(1) as writing:
+        ahead = self.scorers
+        todo = iter(chunks)
+        reads: deque[tuple[Chunk, Future[Any]]] = deque()
+        scores: deque[Future[ChunkResult]] = deque()
+        # results are handed on by a thread of their own, so writing the output never holds up
+        # the dispatch of the next chunk
+        with ThreadPoolExecutor(1) as reading, ThreadPoolExecutor(self.scorers) as scoring, \
+                ThreadPoolExecutor(1) as handing:  # fmt: skip
+
+            def read_next() -> None:
+                chunk = next(todo, None)
+                if chunk is not None:
+                    reads.append((chunk, reading.submit(convert_chunk, spec, chunk, reader,
+                                                        runtime, 2 * ahead + 2)))  # fmt: skip
+
             try:
-                next_read = reading.submit(convert_chunk, spec, chunks[0], reader)
-                last_write = None
-                for i, chunk in enumerate(chunks):
-                    converted, errors = next_read.result()
-                    if i + 1 < len(chunks):
-                        next_read = reading.submit(convert_chunk, spec, chunks[i + 1], reader)
-                    outputs = predict_in_batches(runtime, spec.signature, converted.inputs,
-                                                 batch_size)  # fmt: skip
-                    if last_write is not None:
-                        on_result(last_write.result())
-                    last_write = writing.submit(write_chunk, spec, chunk, outputs, converted,
-                                                errors)  # fmt: skip
-                    del converted, outputs
-                if last_write is not None:
-                    on_result(last_write.result())
+                for _ in range(ahead + 1):
+                    read_next()
+                handed: deque[Future[None]] = deque()
+                while reads or scores:
+                    while reads and len(scores) < self.scorers:
+                        chunk, converted = reads.popleft()
+                        scores.append(scoring.submit(score_chunk, spec, chunk, runtime,
+                                                     *converted.result()))  # fmt: skip
+                        read_next()
+                    handed.append(handing.submit(on_result, scores.popleft().result()))
+                    while handed and (handed[0].done() or len(handed) > self.scorers):
+                        handed.popleft().result()  # the output may fall behind, not far
+                while handed:
+                    handed.popleft().result()
             finally:
+                for _, future in reads:
+                    future.cancel()
+                for future in scores:
+                    future.cancel()
+                scoring.shutdown(wait=True)
                 runtime.close()
 
     def close(self) -> None:
         pass
+
+
+def score_chunk(spec: JobSpec, chunk: Chunk, runtime: Runtime, converted: Any,
+                errors: list[list[Any]]) -> ChunkResult:  # fmt: skip
+    outputs = predict_in_batches(runtime, spec.signature, converted.inputs, spec.options.batch_size)
+    return write_chunk(spec, chunk, outputs, converted, errors, keep=True)
 
 
 class DaskExecutor:

@@ -148,10 +148,17 @@ class FeatureMap:
             names.append(self.id_column)
         return list(dict.fromkeys(names))
 
-    def convert(self, data: Any, chunk: Chunk, reuse: int = 0) -> Converted:
+    @property
+    def vector_inputs(self) -> tuple[str, ...]:
+        """Inputs fed by feature columns: a runtime may take these feature-major."""
+        return tuple(b.input for b in self.bindings if b.kind == "vector")
+
+    def convert(self, data: Any, chunk: Chunk, reuse: int = 0,
+                feature_major: frozenset[str] = frozenset()) -> Converted:  # fmt: skip
         """Model inputs for the rows that convert; the others as (row number, reason).
         ``reuse=k``: inputs may live in one of k buffers of this thread, reused k calls later
-        (a pipeline that is done with a chunk by then saves the cost of fresh pages)."""
+        (a pipeline that is done with a chunk by then saves the cost of fresh pages).
+        ``feature_major``: vector inputs to leave as [features, rows], as the columns come."""
         if self.bindings[0].kind == "array":
             spec = self.signature.input(self.bindings[0].input)
             rows = np.arange(chunk.offset, chunk.offset + len(data))
@@ -168,11 +175,12 @@ class FeatureMap:
         values = {}
         for binding in self.bindings:
             spec = self.signature.input(binding.input)
-            values[spec.name] = _convert(table, binding, spec, reasons, reuse)
+            values[spec.name] = _convert(table, binding, spec, reasons, reuse,
+                                         spec.name in feature_major)  # fmt: skip
         keep = np.ones(table.num_rows, dtype=bool)
         if reasons:
             keep[list(reasons)] = False
-            values = {k: v[keep] for k, v in values.items()}
+            values = {k: v[:, keep] if k in feature_major else v[keep] for k, v in values.items()}
         ids = None
         if self.id_column is not None:
             ids = table.column(self.id_column).combine_chunks()
@@ -199,21 +207,31 @@ def _bind(spec: TensorSpec, column: str, kind: str) -> Binding:
 
 
 def _convert(table: Any, binding: Binding, spec: TensorSpec, reasons: dict[int, str],
-             reuse: int) -> np.ndarray:  # fmt: skip
+             reuse: int, feature_major: bool = False) -> np.ndarray:  # fmt: skip
     n = table.num_rows
     if binding.kind == "list":
         return _lists(table.column(binding.columns[0]), binding.columns[0], spec, reasons)
     width = len(binding.columns)
-    by_column = _scratch("columns", (width, n), spec.numpy_dtype)
-    for j, name in enumerate(binding.columns):
-        by_column[j] = _numbers(table.column(name), name, reasons)
     if reuse:
         _local.turn = (getattr(_local, "turn", 0) + 1) % reuse
-        out = _scratch(f"rows-{binding.input}-{_local.turn}", (n, width), spec.numpy_dtype)
+    if feature_major and binding.kind == "vector":
+        by_column = _buffer(f"columns-{binding.input}", (width, n), spec.numpy_dtype, reuse)
     else:
-        out = np.empty((n, width), dtype=spec.numpy_dtype)
+        by_column = _scratch("columns", (width, n), spec.numpy_dtype)
+    for j, name in enumerate(binding.columns):
+        by_column[j] = _numbers(table.column(name), name, reasons)
+    if feature_major and binding.kind == "vector":
+        return by_column
+    out = _buffer(f"rows-{binding.input}", (n, width), spec.numpy_dtype, reuse)
     _transpose(by_column, out)
     return out.reshape((n, *[d if d >= 0 else 1 for d in spec.shape[1:]]))
+
+
+def _buffer(key: str, shape: tuple[int, int], dtype: np.dtype, reuse: int) -> np.ndarray:
+    """A fresh array, or with ``reuse`` the current one of this thread's ring of buffers."""
+    if not reuse:
+        return np.empty(shape, dtype=dtype)
+    return _scratch(f"{key}-{_local.turn}", shape, dtype)
 
 
 _local = threading.local()

@@ -72,6 +72,9 @@ class ChunkResult:
     rows: int
     errors: int
     worker: str = ""
+    # in-process only (a cluster's driver never holds data): the committed outputs and errors
+    table: Any = None
+    error_rows: list[list[Any]] | None = None
 
 
 @dataclass
@@ -112,10 +115,13 @@ def load_runtime(spec: JobSpec) -> Runtime:
         registry.close()
 
 
-def convert_chunk(spec: JobSpec, chunk: Chunk, reader: Any) -> tuple[Converted, list[list[Any]]]:
-    """Read one chunk and turn it into model inputs; bad rows become error rows."""
-    # scored chunks are done with their inputs two conversions later (see LocalExecutor)
-    converted = spec.fmap.convert(reader.read(chunk), chunk, reuse=3)
+def convert_chunk(spec: JobSpec, chunk: Chunk, reader: Any, runtime: Runtime,
+                  reuse: int = 0) -> tuple[Converted, list[list[Any]]]:  # fmt: skip
+    """Read one chunk and turn it into inputs laid out as ``runtime`` takes them; bad rows
+    become error rows. ``reuse=k``: the inputs may live in a buffer that the k-th next call of
+    this thread overwrites."""
+    converted = spec.fmap.convert(reader.read(chunk), chunk, reuse=reuse,
+                                  feature_major=feature_major(runtime))  # fmt: skip
     errors = [[row, Path(chunk.file).name, row - chunk.offset + chunk.start, reason]
               for row, reason in converted.errors]  # fmt: skip
     if errors and spec.options.on_error == "fail":
@@ -126,29 +132,40 @@ def convert_chunk(spec: JobSpec, chunk: Chunk, reader: Any) -> tuple[Converted, 
 
 def process_chunk(spec: JobSpec, chunk: Chunk, runtime: Runtime, reader: Any) -> tuple[Any, list]:
     """Read, convert and score one chunk: (outputs table, error rows)."""
-    converted, errors = convert_chunk(spec, chunk, reader)
+    converted, errors = convert_chunk(spec, chunk, reader, runtime)
     outputs = predict_in_batches(runtime, spec.signature, converted.inputs, spec.options.batch_size)
     return outputs_table(outputs, converted.ids, spec.fmap.id_column), errors
 
 
 def write_chunk(spec: JobSpec, chunk: Chunk, outputs: dict[str, np.ndarray], converted: Converted,
-                errors: list[list[Any]]) -> ChunkResult:  # fmt: skip
-    """Commit one scored chunk as a part file."""
+                errors: list[list[Any]], keep: bool = False) -> ChunkResult:  # fmt: skip
+    """Commit one scored chunk as a part file; ``keep``: the result carries the table too."""
     table = outputs_table(outputs, converted.ids, spec.fmap.id_column)
     write_part(Path(spec.workdir), chunk.index, table, errors)
     worker = f"{os.uname().nodename}:{os.getpid()}"
+    if keep:
+        return ChunkResult(chunk.index, table.num_rows, len(errors), worker, table, errors)
     return ChunkResult(chunk.index, table.num_rows, len(errors), worker)
 
 
 def commit_chunk(spec: JobSpec, chunk: Chunk, runtime: Runtime, reader: Any) -> ChunkResult:
-    converted, errors = convert_chunk(spec, chunk, reader)
+    converted, errors = convert_chunk(spec, chunk, reader, runtime)
     outputs = predict_in_batches(runtime, spec.signature, converted.inputs, spec.options.batch_size)
     return write_chunk(spec, chunk, outputs, converted, errors)
 
 
+def feature_major(runtime: Runtime) -> frozenset[str]:
+    """The inputs ``runtime`` takes as [features, batch] (see RuntimeOptions.feature_major)."""
+    return getattr(runtime, "feature_major", frozenset())
+
+
 def predict_in_batches(runtime: Runtime, signature: Signature, inputs: dict[str, np.ndarray],
                        batch_size: int) -> dict[str, np.ndarray]:  # fmt: skip
-    n = len(next(iter(inputs.values())))
+    """Score ``inputs`` ``batch_size`` rows at a time; feature-major inputs are cut along their
+    second axis (each batch then becomes one contiguous [features, batch] block)."""
+    columnar = feature_major(runtime)
+    name, first = next(iter(inputs.items()))
+    n = first.shape[1] if name in columnar else len(first)
     if n == 0:
         return {s.name: np.zeros((0, *[max(d, 1) for d in s.shape[1:]]), s.numpy_dtype)
                 for s in signature.outputs}  # fmt: skip
@@ -156,11 +173,13 @@ def predict_in_batches(runtime: Runtime, signature: Signature, inputs: dict[str,
         return runtime.predict(inputs)
     out: dict[str, np.ndarray] = {}
     for start in range(0, n, batch_size):
-        result = runtime.predict({k: v[start : start + batch_size] for k, v in inputs.items()})
-        for name, value in result.items():
-            if name not in out:
-                out[name] = np.empty((n, *value.shape[1:]), dtype=value.dtype)
-            out[name][start : start + len(value)] = value
+        stop = start + batch_size
+        result = runtime.predict({k: v[:, start:stop] if k in columnar else v[start:stop]
+                                  for k, v in inputs.items()})  # fmt: skip
+        for key, value in result.items():
+            if key not in out:
+                out[key] = np.empty((n, *value.shape[1:]), dtype=value.dtype)
+            out[key][start : start + len(value)] = value
     return out
 
 

@@ -1,11 +1,14 @@
 """Where batch outputs go: one committed part per chunk, then one Parquet, CSV or NPY file.
 
-    write_part(workdir, index, table, errors)   # temp name, fsync, rename: committed or absent
-    committed(workdir)                           # indices of finished chunks
+    write_part(workdir, index, table, errors)   # temp name, then rename: committed or absent
+    committed(workdir)                           # indices of finished, intact chunks
     assemble(workdir, n_chunks, output, errors_path)  # streams parts in order, renames at the end
 
-A part is an Arrow IPC file; its errors are written (and fsynced) before it, so a committed part
-always has its complete error list beside it.
+A part is an Arrow IPC file; its errors are written before it, so a committed part always has
+its complete error list beside it. Parts are renamed into place without an fsync (which cost a
+tenth of a job's time): a killed job's parts are whole, since the page cache outlives the
+process, and after a machine crash ``committed`` opens each part and drops any that did not reach
+the disk whole, so its chunk is scored again. The output itself is fsynced before its rename.
 """
 
 from __future__ import annotations
@@ -65,19 +68,40 @@ def write_part(workdir: Path, index: int, table: Any, errors: list[list[Any]]) -
     import pyarrow as pa
 
     target = part_path(workdir, index)
-    _atomic_write(target.with_suffix(".errors.json"), json.dumps(errors).encode())
+    _replace_with(target.with_suffix(".errors.json"), json.dumps(errors).encode())
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
-    _fsync(tmp)
     os.replace(tmp, target)
-    _fsync_dir(workdir)
 
 
 def committed(workdir: Path) -> set[int]:
+    """Chunks whose part and error list are whole; broken ones are removed."""
     if not workdir.is_dir():
         return set()
-    return {int(m.group(1)) for p in workdir.iterdir() if (m := _PART.match(p.name))}
+    done = set()
+    for path in workdir.iterdir():
+        if (match := _PART.match(path.name)) is None:
+            continue
+        if _intact(path):
+            done.add(int(match.group(1)))
+        else:
+            path.unlink(missing_ok=True)
+    return done
+
+
+def _intact(path: Path) -> bool:
+    import pyarrow as pa
+
+    try:
+        json.loads(path.with_suffix(".errors.json").read_bytes())
+        with pa.memory_map(str(path)) as source:
+            reader = pa.ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                reader.get_batch(i).validate()
+        return True
+    except (OSError, ValueError, pa.ArrowException):
+        return False
 
 
 def read_part(workdir: Path, index: int) -> tuple[Any, list[list[Any]]]:
@@ -94,14 +118,46 @@ def assemble(workdir: Path, n_chunks: int, output: Path,
              errors_path: Path | None) -> tuple[int, int]:  # fmt: skip
     """Join the parts in chunk order into ``output`` (renamed into place only when complete) and
     their errors into ``errors_path``; return (rows, errors)."""
-    writer = OutputWriter(output, errors_path, workdir, n_chunks)
-    try:
-        for index in range(n_chunks):
-            writer.add(*read_part(workdir, index))
-        return writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+    return Assembly(workdir, n_chunks, output, errors_path).commit()
+
+
+class Assembly:
+    """The output, written in chunk order while the job runs: chunks scored by this process are
+    ``add``-ed from memory as they finish, the others (committed by an earlier run, or by other
+    workers) are read from their parts when their turn comes. NPY outputs need every part's row
+    count first: they are written by ``commit`` alone."""
+
+    def __init__(self, workdir: Path, n_chunks: int, output: Path,
+                 errors_path: Path | None) -> None:  # fmt: skip
+        self.workdir, self.n_chunks, self.next = workdir, n_chunks, 0
+        self.streams = output_format(output) != "npy"
+        self._args = (output, errors_path, workdir, n_chunks)
+        self._writer: OutputWriter | None = OutputWriter(*self._args) if self.streams else None
+
+    def add(self, index: int, table: Any, errors: list[list[Any]]) -> None:
+        """Chunk ``index``'s outputs; chunks are added in increasing order."""
+        self._catch_up(index)
+        self._writer.add(table, errors)
+        self.next = index + 1
+
+    def commit(self) -> tuple[int, int]:
+        try:
+            if self._writer is None:
+                self._writer = OutputWriter(*self._args)
+            self._catch_up(self.n_chunks)
+            return self._writer.commit()
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+
+    def _catch_up(self, index: int) -> None:
+        while self.next < index:
+            self._writer.add(*read_part(self.workdir, self.next))
+            self.next += 1
 
 
 class OutputWriter:
@@ -174,13 +230,25 @@ class OutputWriter:
 
 
 class _ParquetWriter:
+    """Model outputs are floating-point scores: neither dictionaries nor snappy shrink them (a
+    few percent at most) and both cost more CPU than scoring a small model, so float columns are
+    stored plain. Other columns (ids, labels) are dictionary-encoded, compressed, with statistics.
+    """
+
     def __init__(self, path: Path, schema: Any) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        self._writer = pq.ParquetWriter(str(path), flat_schema(schema), use_dictionary=False)
+        self._schema = flat_schema(schema)
+        others = [f.name for f in self._schema if not pa.types.is_floating(f.type)]
+        self._writer = pq.ParquetWriter(
+            str(path), self._schema, use_dictionary=others,
+            compression={f.name: "snappy" if f.name in others else "none" for f in self._schema},
+            write_statistics=others,
+        )  # fmt: skip
 
     def write(self, table: Any) -> None:
-        self._writer.write_table(flat_columns(table).replace_schema_metadata(None))
+        self._writer.write_table(flat_columns(table, self._schema))
 
     def close(self) -> None:
         self._writer.close()
@@ -239,12 +307,13 @@ class _NpyWriter:
 
 
 def flat_schema(schema: Any) -> Any:
+    """List columns (model outputs) spread over ``name_0 .. name_k``, which hold no nulls."""
     import pyarrow as pa
 
     fields = []
     for f in schema:
         if pa.types.is_fixed_size_list(f.type):
-            fields.extend(pa.field(f"{f.name}_{j}", f.type.value_type)
+            fields.extend(pa.field(f"{f.name}_{j}", f.type.value_type, nullable=False)
                           for j in range(f.type.list_size))  # fmt: skip
         else:
             fields.append(f.remove_metadata())
@@ -257,7 +326,7 @@ def _empty(schema: Any) -> Any:
     return pa.Table.from_arrays([pa.array([], type=f.type) for f in schema], schema=schema)
 
 
-def flat_columns(table: Any) -> Any:
+def flat_columns(table: Any, schema: Any = None) -> Any:
     """List columns spread over ``name_0 .. name_k`` columns (for CSV and DataFrames)."""
     import pyarrow as pa
 
@@ -266,21 +335,22 @@ def flat_columns(table: Any) -> Any:
         if pa.types.is_fixed_size_list(column.type):
             width = column.type.list_size
             flat = as_numpy(column.combine_chunks().flatten()).reshape(-1, width)
+            by_column = np.ascontiguousarray(flat.T)  # one transpose, then views
             for j in range(width):
-                arrays.append(arrow_array(flat[:, j]))
+                arrays.append(arrow_array(by_column[j]))
                 names.append(f"{name}_{j}")
         else:
             arrays.append(column)
             names.append(name)
+    if schema is not None:
+        return pa.Table.from_arrays(arrays, schema=schema)
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _replace_with(path: Path, data: bytes) -> None:
+    """Write ``data`` under a temporary name, then rename it to ``path`` (no fsync: see above)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 

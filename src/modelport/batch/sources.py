@@ -24,7 +24,6 @@ from modelport.errors import InvalidInput
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy",
            ".jsonl": "jsonl", ".ndjson": "jsonl"}  # fmt: skip
 _SCAN_BLOCK = 1 << 22
-_PARQUET_BATCH = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,11 +260,10 @@ def read_csv_bytes(data: bytes, names: list[str]) -> Any:
 
 
 class ChunkReader:
-    """Reads chunks; keeps one open stream per Parquet file so consecutive chunks read once."""
+    """Reads chunks, in any order; remembers the header of each CSV file."""
 
     def __init__(self, columns: list[str] | None = None) -> None:
         self.columns = columns
-        self._stream: tuple[str, int, Any, list[Any]] | None = None
         self._headers: dict[str, list[str]] = {}
 
     def read(self, chunk: Chunk) -> Any:
@@ -296,44 +294,16 @@ class ChunkReader:
         return self._headers[file]
 
     def _parquet(self, chunk: Chunk) -> Any:
-        import pyarrow as pa
+        """The chunk's rows, decoded by polars (about half the CPU time of pyarrow's reader) and
+        handed over as Arrow without a copy. Each chunk is read on its own: polars skips to its
+        first row cheaply, and memory holds one chunk, not the read-ahead of a stream."""
+        import polars as pl
 
-        if self._stream is None or self._stream[0] != chunk.file or self._stream[1] != chunk.start:
-            self._stream = (chunk.file, chunk.start, *self._open_parquet(chunk))
-        file, position, batches, pending = self._stream
-        want = chunk.rows
-        got: list[Any] = []
-        while want > 0:
-            batch = pending.pop() if pending else next(batches)
-            take = batch.slice(0, want)
-            got.append(take)
-            want -= take.num_rows
-            if take.num_rows < batch.num_rows:
-                pending.append(batch.slice(take.num_rows))
-        self._stream = (file, chunk.stop, batches, pending)
-        return pa.Table.from_batches(got)
-
-    def _open_parquet(self, chunk: Chunk) -> tuple[Any, list[Any]]:
-        import pyarrow.parquet as pq
-
-        pf = pq.ParquetFile(chunk.file, buffer_size=1 << 20, pre_buffer=False)
-        groups, first = [], 0
-        for g in range(pf.metadata.num_row_groups):
-            n = pf.metadata.row_group(g).num_rows
-            if first + n > chunk.start:
-                groups.append(g)
-            first += n
-        skip = chunk.start - (pf.metadata.num_rows - sum(
-            pf.metadata.row_group(g).num_rows for g in groups))  # fmt: skip
-        batches = pf.iter_batches(batch_size=_PARQUET_BATCH, row_groups=groups,
-                                  columns=self.columns, use_threads=True)  # fmt: skip
-        pending: list[Any] = []
-        while skip > 0:
-            batch = next(batches)
-            if batch.num_rows > skip:
-                pending.append(batch.slice(skip))
-            skip -= batch.num_rows
-        return batches, pending
+        frame = pl.scan_parquet(chunk.file)
+        if self.columns is not None:
+            frame = frame.select(self.columns)
+        data = frame.slice(chunk.start, chunk.rows).collect()
+        return data.to_arrow(compat_level=pl.CompatLevel.oldest())  # large_string, not views
 
 
 def _read_jsonl_bytes(data: bytes, columns: list[str] | None) -> Any:
