@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 from collections.abc import Sequence
@@ -91,8 +92,6 @@ def _predict(model: str | ModelVersion, data: Any, output: str | Path | None, re
         raise InvalidInput("give an output path for file inputs")
     if in_memory and (dask_workers or dask_scheduler):
         raise InvalidInput("Dask workers read files: write the data to Parquet and pass its path")
-    import os
-
     cores, intra = os.cpu_count() or 1, registry.settings.intra_op_threads
     # as many scoring threads as the cores hold model calls of the configured thread count
     executor: Any = LocalExecutor(max(1, cores // intra) if intra else cores)
@@ -160,8 +159,6 @@ def _predict(model: str | ModelVersion, data: Any, output: str | Path | None, re
 def _spec(registry: Registry, version: ModelVersion, fmap: FeatureMap, options: BatchOptions,
           executor: Any, output: Path | None, backend: str | None,
           in_memory: bool = False) -> JobSpec:  # fmt: skip
-    import os
-
     s = registry.settings
     intra = s.intra_op_threads
     if not intra and executor.local:  # auto: share this machine's cores among the workers

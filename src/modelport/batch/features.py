@@ -214,13 +214,13 @@ def _convert(table: Any, binding: Binding, spec: TensorSpec, reasons: dict[int, 
     width = len(binding.columns)
     if reuse:
         _local.turn = (getattr(_local, "turn", 0) + 1) % reuse
-    if feature_major and binding.kind == "vector":
+    if feature_major:  # only vector inputs are asked for feature-major (vector_inputs)
         by_column = _buffer(f"columns-{binding.input}", (width, n), spec.numpy_dtype, reuse)
     else:
         by_column = _scratch("columns", (width, n), spec.numpy_dtype)
     for j, name in enumerate(binding.columns):
         by_column[j] = _numbers(table.column(name), name, reasons)
-    if feature_major and binding.kind == "vector":
+    if feature_major:
         return by_column
     out = _buffer(f"rows-{binding.input}", (n, width), spec.numpy_dtype, reuse)
     _transpose(by_column, out)
