@@ -143,3 +143,26 @@ def test_any_line_file_is_cut_into_chunks_covering_each_row_once(
     got = [[a, b] for c in chunks for t in [reader.read(c)]
            for a, b in zip(t.column("a").to_pylist(), t.column("b").to_pylist(), strict=True)]
     assert got == rows
+
+
+def test_a_sequential_reader_decodes_several_parquet_chunks_at_once(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import polars as pl
+
+    frames = [frame(1000), frame(400, seed=1)]
+    for k, df in enumerate(frames):
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp_path / f"{k}.parquet",
+                       row_group_size=300)  # fmt: skip
+    chunks = chunks_of([plan_file(tmp_path / f"{k}.parquet", 150) for k in range(2)])
+    decodes = []
+    scan = pl.scan_parquet
+    monkeypatch.setattr(pl, "scan_parquet", lambda *a, **k: decodes.append(a[0]) or scan(*a, **k))
+    reader = ChunkReader(["id", "a"], span=3)
+    ids = [reader.read(c).column("id").to_pylist() for c in chunks]
+    assert [i for part in ids for i in part] == list(frames[0]["id"]) + list(frames[1]["id"])
+    # each file: its first chunk alone, then three chunks per decode (7 + 3 chunks)
+    assert len(decodes) == (1 + 2) + (1 + 1)
+    for chunk in [chunks[8], chunks[2], chunks[3], chunks[9], chunks[0]]:  # any order still works
+        df = frames[0] if chunk.file.endswith("0.parquet") else frames[1]
+        assert reader.read(chunk).column("id").to_pylist() == list(df["id"][chunk.start:chunk.stop])
