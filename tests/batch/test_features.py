@@ -122,3 +122,23 @@ def test_null_values_in_parquet_are_bad_rows() -> None:
     assert converted.rows.tolist() == [0]
     assert converted.errors == [(1, "missing value in column 'a'"),
                                 (2, "missing value in column 'c'")]  # fmt: skip
+
+
+def test_feature_major_blocks_hold_each_batch_contiguous_without_bad_rows() -> None:
+    from modelport.batch.features import Blocks
+
+    a = np.arange(10, dtype=np.float64)
+    table = pa.table({"a": a, "b": [None if i == 4 else 10.0 + i for i in range(10)], "c": -a})
+    plan = info({"a": "number", "b": "number", "c": "number"}, rows=10)
+    chunk = chunks_of([plan])[0]
+    fmap = FeatureMap.plan(VECTOR, plan)
+    converted = fmap.convert(table, chunk, feature_major=frozenset({"input"}), batch=4)
+    blocks = converted.inputs["input"]
+    assert isinstance(blocks, Blocks) and blocks.shape == (3, 9)
+    kept = [i for i in range(10) if i != 4]
+    want = np.array([kept, [10.0 + i for i in kept], [-i for i in kept]], np.float32)
+    assert np.array_equal(np.asarray(blocks), want)
+    assert [blocks.block(s).shape for s in (0, 4, 8)] == [(3, 4), (3, 4), (3, 1)]
+    assert all(blocks.block(s).flags.c_contiguous for s in (0, 4, 8))
+    assert blocks.block(4)[0].tolist() == [5, 6, 7, 8]
+    assert converted.errors == [(4, "missing value in column 'b'")]

@@ -33,6 +33,43 @@ class Binding:
     columns: tuple[str, ...] = ()
 
 
+class Blocks:
+    """A feature-major ``[features, rows]`` input stored batch by batch: the values of each
+    ``batch`` rows form one contiguous ``[features, batch]`` block, which the runtime takes
+    without a copy (a strided ``[:, start:stop]`` view of one array costs it a copy per call)."""
+
+    def __init__(self, flat: np.ndarray, features: int, rows: int, batch: int) -> None:
+        self.flat, self.features, self.rows, self.batch = flat, features, rows, batch
+        self.shape = (features, rows)
+        self.dtype = flat.dtype
+
+    @classmethod
+    def empty(cls, features: int, rows: int, batch: int, dtype: np.dtype, key: str = "",
+              reuse: int = 0) -> Blocks:  # fmt: skip
+        flat = _buffer(key, (1, features * rows), dtype, reuse)[0]
+        return cls(flat, features, rows, batch)
+
+    def block(self, start: int) -> np.ndarray:
+        """The ``[features, rows]`` block of the batch that begins at row ``start``."""
+        size = min(self.batch, self.rows - start)
+        first = start * self.features
+        return self.flat[first : first + self.features * size].reshape(self.features, size)
+
+    def set_row(self, j: int, values: np.ndarray) -> None:
+        """Feature ``j`` of every row."""
+        full = self.rows // self.batch * self.batch
+        if full:
+            blocks = self.flat[: full * self.features].reshape(-1, self.features, self.batch)
+            blocks[:, j, :] = values[:full].reshape(-1, self.batch)
+        if full < self.rows:
+            self.block(full)[j] = values[full:]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = np.concatenate([self.block(s) for s in range(0, self.rows, self.batch)], axis=1) \
+            if self.rows else np.empty(self.shape, self.dtype)  # fmt: skip
+        return out if dtype is None else out.astype(dtype)
+
+
 @dataclass(frozen=True)
 class Converted:
     inputs: dict[str, np.ndarray]
@@ -154,11 +191,13 @@ class FeatureMap:
         return tuple(b.input for b in self.bindings if b.kind == "vector")
 
     def convert(self, data: Any, chunk: Chunk, reuse: int = 0,
-                feature_major: frozenset[str] = frozenset()) -> Converted:  # fmt: skip
+                feature_major: frozenset[str] = frozenset(),
+                batch: int = 0) -> Converted:  # fmt: skip
         """Model inputs for the rows that convert; the others as (row number, reason).
         ``reuse=k``: inputs may live in one of k buffers of this thread, reused k calls later
         (a pipeline that is done with a chunk by then saves the cost of fresh pages).
-        ``feature_major``: vector inputs to leave as [features, rows], as the columns come."""
+        ``feature_major``: vector inputs to leave as [features, rows], as the columns come;
+        with ``batch``, as ``Blocks`` of that many rows."""
         if self.bindings[0].kind == "array":
             spec = self.signature.input(self.bindings[0].input)
             rows = np.arange(chunk.offset, chunk.offset + len(data))
@@ -176,11 +215,11 @@ class FeatureMap:
         for binding in self.bindings:
             spec = self.signature.input(binding.input)
             values[spec.name] = _convert(table, binding, spec, reasons, reuse,
-                                         spec.name in feature_major)  # fmt: skip
+                                         spec.name in feature_major, batch)  # fmt: skip
         keep = np.ones(table.num_rows, dtype=bool)
         if reasons:
             keep[list(reasons)] = False
-            values = {k: v[:, keep] if k in feature_major else v[keep] for k, v in values.items()}
+            values = {k: _keep(v, keep, k in feature_major) for k, v in values.items()}
         ids = None
         if self.id_column is not None:
             ids = table.column(self.id_column).combine_chunks()
@@ -206,15 +245,30 @@ def _bind(spec: TensorSpec, column: str, kind: str) -> Binding:
     raise InvalidInput(f"column {column!r} does not hold numbers or lists of numbers")
 
 
+def _keep(values: Any, keep: np.ndarray, feature_major: bool) -> Any:
+    if isinstance(values, Blocks):
+        kept = np.asarray(values)[:, keep]
+        out = Blocks.empty(kept.shape[0], kept.shape[1], values.batch, values.dtype)
+        for j, row in enumerate(kept):
+            out.set_row(j, row)
+        return out
+    return values[:, keep] if feature_major else values[keep]
+
+
 def _convert(table: Any, binding: Binding, spec: TensorSpec, reasons: dict[int, str],
-             reuse: int, feature_major: bool = False) -> np.ndarray:  # fmt: skip
+             reuse: int, feature_major: bool = False, batch: int = 0) -> Any:  # fmt: skip
     n = table.num_rows
     if binding.kind == "list":
         return _lists(table.column(binding.columns[0]), binding.columns[0], spec, reasons)
     width = len(binding.columns)
     if reuse:
         _local.turn = (getattr(_local, "turn", 0) + 1) % reuse
-    if feature_major:  # only vector inputs are asked for feature-major (vector_inputs)
+    if feature_major and batch:  # only vector inputs are asked for feature-major
+        blocks = Blocks.empty(width, n, batch, spec.numpy_dtype, f"blocks-{binding.input}", reuse)
+        for j, name in enumerate(binding.columns):
+            blocks.set_row(j, _numbers(table.column(name), name, reasons))
+        return blocks
+    if feature_major:
         by_column = _buffer(f"columns-{binding.input}", (width, n), spec.numpy_dtype, reuse)
     else:
         by_column = _scratch("columns", (width, n), spec.numpy_dtype)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.batch.features import Converted, FeatureMap
+from modelport.batch.features import Blocks, Converted, FeatureMap
 from modelport.batch.sinks import outputs_table, write_part
 from modelport.batch.sources import Chunk, FileInfo
 from modelport.errors import Conflict, InvalidInput
@@ -115,13 +115,13 @@ def load_runtime(spec: JobSpec) -> Runtime:
         registry.close()
 
 
-def convert_chunk(spec: JobSpec, chunk: Chunk, reader: Any, runtime: Runtime,
+def convert_chunk(spec: JobSpec, chunk: Chunk, data: Any, columnar: frozenset[str],
                   reuse: int = 0) -> tuple[Converted, list[list[Any]]]:  # fmt: skip
-    """Read one chunk and turn it into inputs laid out as ``runtime`` takes them; bad rows
-    become error rows. ``reuse=k``: the inputs may live in a buffer that the k-th next call of
-    this thread overwrites."""
-    converted = spec.fmap.convert(reader.read(chunk), chunk, reuse=reuse,
-                                  feature_major=feature_major(runtime))  # fmt: skip
+    """Turn a chunk's rows (as its reader returned them) into model inputs, the ``columnar``
+    ones feature-major (see ``feature_major``); bad rows become error rows. ``reuse=k``: the
+    inputs may live in a buffer that the k-th next call of this thread overwrites."""
+    converted = spec.fmap.convert(data, chunk, reuse=reuse, feature_major=columnar,
+                                  batch=spec.options.batch_size)  # fmt: skip
     errors = [[row, Path(chunk.file).name, row - chunk.offset + chunk.start, reason]
               for row, reason in converted.errors]  # fmt: skip
     if errors and spec.options.on_error == "fail":
@@ -132,7 +132,7 @@ def convert_chunk(spec: JobSpec, chunk: Chunk, reader: Any, runtime: Runtime,
 
 def process_chunk(spec: JobSpec, chunk: Chunk, runtime: Runtime, reader: Any) -> tuple[Any, list]:
     """Read, convert and score one chunk: (outputs table, error rows)."""
-    converted, errors = convert_chunk(spec, chunk, reader, runtime)
+    converted, errors = convert_chunk(spec, chunk, reader.read(chunk), feature_major(runtime))
     outputs = predict_in_batches(runtime, spec.signature, converted.inputs, spec.options.batch_size)
     return outputs_table(outputs, converted.ids, spec.fmap.id_column), errors
 
@@ -149,7 +149,7 @@ def write_chunk(spec: JobSpec, chunk: Chunk, outputs: dict[str, np.ndarray], con
 
 
 def commit_chunk(spec: JobSpec, chunk: Chunk, runtime: Runtime, reader: Any) -> ChunkResult:
-    converted, errors = convert_chunk(spec, chunk, reader, runtime)
+    converted, errors = convert_chunk(spec, chunk, reader.read(chunk), feature_major(runtime))
     outputs = predict_in_batches(runtime, spec.signature, converted.inputs, spec.options.batch_size)
     return write_chunk(spec, chunk, outputs, converted, errors)
 
@@ -159,28 +159,37 @@ def feature_major(runtime: Runtime) -> frozenset[str]:
     return getattr(runtime, "feature_major", frozenset())
 
 
-def predict_in_batches(runtime: Runtime, signature: Signature, inputs: dict[str, np.ndarray],
+def predict_in_batches(runtime: Runtime, signature: Signature, inputs: dict[str, Any],
                        batch_size: int) -> dict[str, np.ndarray]:  # fmt: skip
-    """Score ``inputs`` ``batch_size`` rows at a time; feature-major inputs are cut along their
-    second axis (each batch then becomes one contiguous [features, batch] block)."""
+    """Score ``inputs`` ``batch_size`` rows at a time; feature-major inputs (``Blocks``, or
+    [features, rows] arrays) are cut along their second axis."""
     columnar = feature_major(runtime)
     name, first = next(iter(inputs.items()))
     n = first.shape[1] if name in columnar else len(first)
     if n == 0:
         return {s.name: np.zeros((0, *[max(d, 1) for d in s.shape[1:]]), s.numpy_dtype)
                 for s in signature.outputs}  # fmt: skip
-    if n <= batch_size:
-        return runtime.predict(inputs)
     out: dict[str, np.ndarray] = {}
     for start in range(0, n, batch_size):
         stop = start + batch_size
-        result = runtime.predict({k: v[:, start:stop] if k in columnar else v[start:stop]
-                                  for k, v in inputs.items()})  # fmt: skip
+        batch = {k: _cut(v, start, stop, k in columnar) for k, v in inputs.items()}
+        result = runtime.predict(batch)
+        if n <= batch_size:
+            return result
         for key, value in result.items():
             if key not in out:
                 out[key] = np.empty((n, *value.shape[1:]), dtype=value.dtype)
             out[key][start : start + len(value)] = value
     return out
+
+
+def _cut(values: Any, start: int, stop: int, feature_major: bool) -> np.ndarray:
+    if isinstance(values, Blocks):
+        if values.batch != stop - start:
+            values = np.asarray(values)  # blocks of another size: one copy
+        else:
+            return values.block(start)
+    return values[:, start:stop] if feature_major else values[start:stop]
 
 
 def chunks_of(infos: list[FileInfo]) -> list[Chunk]:
