@@ -248,3 +248,38 @@ def test_parquet_output_stores_scores_plain_and_ids_compressed(reg: Registry,
     assert ids.compression == "SNAPPY" and ids.has_dictionary_page and ids.is_stats_set
     assert scores.compression == "UNCOMPRESSED" and not scores.has_dictionary_page
     assert parquet.metadata.num_rows == 300
+
+
+def test_output_is_synced_as_it_grows_and_the_old_one_is_released(
+    reg: Registry, tmp_path: Path, monkeypatch
+) -> None:
+    import os
+    import time
+
+    from modelport.batch import sinks
+
+    write_input(frame(600), tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    out.write_bytes(b"an older output" * 1000)
+    synced = []
+    sync = os.fdatasync
+    monkeypatch.setattr(sinks, "_SYNC_EVERY", 1)  # every chunk's bytes, as they are written
+    monkeypatch.setattr(sinks.os, "fdatasync", lambda fd: synced.append(os.readlink(
+        f"/proc/self/fd/{fd}")) or sync(fd))  # fmt: skip
+    predict_batch("mlp", tmp_path / "in.parquet", out, registry=reg, chunk_rows=100)
+    assert len(synced) == 6 and all(p.endswith(".tmp") for p in synced)
+    assert len(pd.read_parquet(out)) == 600
+
+    def holds_old_output() -> bool:
+        links = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                links.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:  # closed meanwhile
+                pass
+        return f"{out} (deleted)" in links
+
+    deadline = time.monotonic() + 5
+    while holds_old_output() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not holds_old_output()  # the replaced file is closed (its blocks freed) off the path

@@ -17,6 +17,7 @@ import csv
 import json
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from modelport.registry.blobs import _fsync_dir as _fsync  # fsyncs any path by 
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".npy": "npy"}
 _PART = re.compile(r"^part-(\d{6})\.arrow$")
+_SYNC_EVERY = 16 << 20  # bytes of output written between two syncs while the job runs
 
 
 def output_format(path: str | Path) -> str:
@@ -172,7 +174,7 @@ class OutputWriter:
         # temporary files live in the work folder: a killed job's are cleared with it
         self.tmp = workdir / f"output.{os.getpid()}.tmp"
         self.err_tmp = workdir / f"errors.{os.getpid()}.tmp" if errors_path else None
-        self.rows = self.errors = 0
+        self.rows = self.errors = self._synced = 0
         self._first_schema: Any = None
         self._writer: Any = _NpyWriter(self.tmp, workdir, n_chunks) if self.format == "npy" \
             else None  # fmt: skip
@@ -192,6 +194,19 @@ class OutputWriter:
             self._writer = self._open(table.schema)
         self._writer.write(table)
         self.rows += table.num_rows
+        self._sync_written()
+
+    def _sync_written(self) -> None:
+        """Send what was written so far to disk as it accumulates (in this thread, beside the
+        scoring), leaving little for the final fsync to wait for."""
+        size = os.stat(self.tmp).st_size
+        if size - self._synced >= _SYNC_EVERY:
+            descriptor = os.open(self.tmp, os.O_RDONLY)
+            try:
+                os.fdatasync(descriptor)
+            finally:
+                os.close(descriptor)
+            self._synced = size
 
     def commit(self) -> tuple[int, int]:
         if self._writer is None:  # no row converted: an empty file with the right columns
@@ -210,7 +225,7 @@ class OutputWriter:
             else:
                 self.err_tmp.unlink(missing_ok=True)
                 self.errors_path.unlink(missing_ok=True)  # a stale list would mislead
-        os.replace(self.tmp, self.output)
+        _replace_releasing(self.tmp, self.output)
         _fsync_dir(self.output.parent)
         return self.rows, self.errors
 
@@ -345,6 +360,20 @@ def flat_columns(table: Any, schema: Any = None) -> Any:
     if schema is not None:
         return pa.Table.from_arrays(arrays, schema=schema)
     return pa.Table.from_arrays(arrays, names=names)
+
+
+def _replace_releasing(source: Path, target: Path) -> None:
+    """``os.replace``, with the replaced file's blocks freed by a background thread: freeing a
+    large file's blocks (and discarding them, on SSD-backed filesystems) takes milliseconds."""
+    try:
+        old = os.open(target, os.O_RDONLY)
+    except OSError:
+        old = None
+    try:
+        os.replace(source, target)
+    finally:
+        if old is not None:
+            threading.Thread(target=os.close, args=(old,), daemon=True).start()
 
 
 def _replace_with(path: Path, data: bytes) -> None:
