@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from modelport.batch.job import (
@@ -22,6 +22,7 @@ from modelport.batch.job import (
     JobSpec,
     commit_chunk,
     convert_chunk,
+    feature_major,
     load_runtime,
     predict_in_batches,
     write_chunk,
@@ -69,8 +70,9 @@ class LocalExecutor:
 
     local = True  # runs on this machine
 
-    def __init__(self, scorers: int | None = None) -> None:
+    def __init__(self, scorers: int | None = None, span: int = 4) -> None:
         self.scorers = max(1, scorers or os.cpu_count() or 1)
+        self.span = span  # Parquet chunks decoded at once (see ChunkReader)
         self.workers = self.scorers  # the runtime's threads are shared among them
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any], *args: Any) -> list[Any]:
@@ -81,12 +83,12 @@ class LocalExecutor:
 
     def run_chunks(self, spec: JobSpec, chunks: list[Chunk],
                    on_result: Callable[[ChunkResult], None]) -> None:  # fmt: skip
-        """Results arrive in chunk order. At most ``2 * scorers + 1`` chunks are in memory: the
-        ones being scored, and as many read ahead plus the one being read."""
+        """Results arrive in chunk order. At most ``2 * scorers + 1`` converted chunks are in
+        memory (the ones being scored, as many read ahead, the one being converted), plus the
+        decoded rows of ``span`` Parquet chunks. The model loads while the first chunk is read."""
         if not chunks:
             return
-        runtime = load_runtime(spec)
-        reader = ChunkReader(spec.fmap.columns)
+        reader = ChunkReader(spec.fmap.columns, span=self.span)
         ahead = self.scorers
         todo = iter(chunks)
         reads: deque[tuple[Chunk, Future[Any]]] = deque()
@@ -95,16 +97,22 @@ class LocalExecutor:
         # the dispatch of the next chunk
         with ThreadPoolExecutor(1) as reading, ThreadPoolExecutor(self.scorers) as scoring, \
                 ThreadPoolExecutor(1) as handing:  # fmt: skip
+            loading = handing.submit(load_runtime, spec)  # while the first chunk is read
+
+            def read_and_convert(chunk: Chunk) -> tuple[Any, list[list[Any]]]:
+                data = reader.read(chunk)
+                return convert_chunk(spec, chunk, data, feature_major(loading.result()),
+                                     2 * ahead + 2)  # fmt: skip
 
             def read_next() -> None:
                 chunk = next(todo, None)
                 if chunk is not None:
-                    reads.append((chunk, reading.submit(convert_chunk, spec, chunk, reader,
-                                                        runtime, 2 * ahead + 2)))  # fmt: skip
+                    reads.append((chunk, reading.submit(read_and_convert, chunk)))
 
             try:
                 for _ in range(ahead + 1):
                     read_next()
+                runtime = loading.result()
                 handed: deque[Future[None]] = deque()
                 while reads or scores:
                     while reads and len(scores) < self.scorers:
@@ -123,7 +131,10 @@ class LocalExecutor:
                 for future in scores:
                     future.cancel()
                 scoring.shutdown(wait=True)
-                runtime.close()
+                reading.shutdown(wait=True)
+                wait([loading])
+                if loading.exception() is None:
+                    loading.result().close()
 
     def close(self) -> None:
         pass
