@@ -310,9 +310,9 @@ class ChunkReader:
         if decoded is None or decoded[0] != chunk.file or not (
             decoded[1] <= chunk.start and chunk.stop <= decoded[1] + decoded[2].height
         ):
-            self._decoded = None  # free the previous span before decoding the next one
             rows = chunk.rows * (self.span if decoded is not None and decoded[0] == chunk.file
                                  else 1)  # fmt: skip
+            self._decoded = decoded = None  # free the previous span before decoding the next
             frame = pl.scan_parquet(chunk.file)
             if self.columns is not None:
                 frame = frame.select(self.columns)
