@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -70,6 +71,37 @@ def test_bad_input_is_one_line_error(reg: Registry, home: Path, tmp_path: Path, 
     lines = result.stderr.splitlines()  # one line, no blank line left by the progress bar
     assert len(lines) == 1 and lines[0].startswith(f"error: {message.format(d=tmp_path)}")
     assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o.parquet").exists()
+
+
+
+def test_on_a_terminal_a_failed_job_erases_its_bar_before_the_error(
+    home: Path, reg: Registry, tmp_path: Path
+) -> None:
+    import pty
+
+    (tmp_path / "bad.csv").write_text("a,b,c,d\n1,2,3,4\n1,oops,3,4\n")
+    leader, follower = pty.openpty()
+    cmd = [sys.executable, "-m", "modelport", "--home", str(home), "batch", "mlp",
+           "-i", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "o.csv"),
+           "--on-error", "fail"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
+                            stdin=follower, stdout=follower, stderr=follower)  # fmt: skip
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the process closed the terminal
+            break
+        if not data:
+            break
+        screen += data
+    os.close(leader)
+    assert proc.wait(timeout=60) == 1
+    text = screen.decode()
+    assert "rows/s" in text  # a live bar was drawn
+    before_error = re.sub(r"(\x1b\[[0-9;]*m)+$", "", text[: text.index("error:")])
+    assert before_error.endswith("\x1b[2K")  # and erased, line and all, before the error
 
 
 def test_killed_job_resumes_to_the_same_output(home: Path, tmp_path: Path) -> None:

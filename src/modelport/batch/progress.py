@@ -46,8 +46,9 @@ class RowProgress:
     def __exit__(self, exc_type: object, *_: object) -> None:
         if self._progress is not None:
             if exc_type is not None:  # the error message is the last word, not a stalled bar
-                self._progress.live.transient = True
-                self._progress.console.quiet = True  # not even the newline a log would get
+                self._progress.live.transient = True  # a terminal's bar is erased
+                if not self._progress.console.is_terminal:
+                    self._progress.console.quiet = True  # a log gets not even a blank line
             self._progress.stop()
 
     def advance(self, rows: int) -> None:
