@@ -66,3 +66,31 @@ def test_registry_is_usable_from_threads(sqlite_registry: Registry, tmp_path: Pa
     with ThreadPoolExecutor(8) as pool:
         refs = list(pool.map(lambda _: sqlite_registry.resolve("m@production").ref, range(200)))
     assert refs == ["m:1"] * 200
+
+
+def test_a_file_hashed_once_is_not_read_again_until_it_is_written(
+    registry: Registry, tmp_path: Path, monkeypatch
+) -> None:
+    from modelport.registry import files
+
+    version = modelport.register(make_mlp_onnx(tmp_path / "m.onnx"), "m", registry=registry)
+    hashed = []
+    real = files.sha256_file
+    monkeypatch.setattr(files, "sha256_file", lambda path: hashed.append(path) or real(path))
+    registry.path("m")
+    registry.path("m")
+    modelport.load("m", registry=registry)
+    assert len(hashed) == 1  # the first load hashes; the stamp spares the next ones
+    # the same bytes written in place, the modification time set back: still read again
+    blob = registry.blobs.path(version.sha256)
+    before = blob.stat()
+    _tamper(blob)
+    os.utime(blob, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert blob.stat().st_size == before.st_size and blob.stat().st_mtime_ns == before.st_mtime_ns
+    with pytest.raises(CorruptArtifact, match="corrupt"):
+        registry.path("m")
+    assert len(hashed) == 2
+    _tamper(blob)  # flipped back: intact again, hashed again, then stamped
+    registry.path("m")
+    registry.path("m")
+    assert len(hashed) == 3

@@ -129,15 +129,21 @@ def test_export_copies_the_verified_artifact(registry: Registry, tmp_path: Path)
 
 
 def test_verify_and_gc(registry: Registry, tmp_path: Path) -> None:
-    _register(registry, tmp_path, seed=1)
+    v1 = _register(registry, tmp_path, seed=1)
     v2 = _register(registry, tmp_path, seed=2)
     assert registry.verify() == []
+    for ref in ("m:1", "m:2"):
+        registry.path(ref)  # checked out, hashed and stamped
+    stamps = registry.checkouts / ".verified"
+    assert sorted(p.name for p in stamps.iterdir()) == sorted([v1.sha256, v2.sha256])
     registry.delete("m:2")
     (registry.blobs.tmp / "stale.part").write_bytes(b"half")
     report = registry.gc(grace_seconds=0)
     assert report.removed_blobs == 1 and report.removed_tmp == 1 and report.kept_blobs == 1
     assert report.freed_bytes == v2.size
     assert not registry.blobs.exists(v2.sha256)
+    assert [p.name for p in stamps.iterdir()] == [v1.sha256]  # kept for the live version only
+    assert registry.path("m:1").is_file()
     assert registry.verify() == []
     assert registry.gc(grace_seconds=0).removed_blobs == 0
 

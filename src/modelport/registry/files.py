@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import shutil
 import time
 from collections.abc import Iterable
@@ -12,6 +14,15 @@ from modelport.errors import Conflict, CorruptArtifact, InvalidInput
 from modelport.registry.blobs import BlobStore, sha256_file
 from modelport.registry.records import GcReport, ModelVersion, Problem
 
+_STAMPS = ".verified"  # in the checkouts folder: one stamp per file hashed and found intact
+
+
+def _stamp(path: Path) -> list[int]:
+    """What changes whenever a file's content is written: device, inode, size, mtime and ctime
+    (setting the mtime back, or linking the file anew, changes the ctime)."""
+    st = path.stat()
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
 
 class ArtifactFiles:
     def __init__(self, blobs: BlobStore, checkouts: Path) -> None:
@@ -19,6 +30,9 @@ class ArtifactFiles:
         self.checkouts = checkouts
 
     def local_path(self, version: ModelVersion, verify: bool) -> Path:
+        """The checked-out entry point. With ``verify``, every file is hashed against its sha256,
+        unless it was hashed before and has not been written since (its stamp is unchanged):
+        loading a multi-GB model again costs a ``stat``, not a read of every byte."""
         folder = self.blobs.checkout(
             version.sha256, [(f.path, f.sha256) for f in version.files], self.checkouts
         )
@@ -29,13 +43,33 @@ class ArtifactFiles:
                     raise CorruptArtifact(
                         f"{version.ref}: file {entry.path} is missing from {folder}"
                     )
+                if self._stamped(local, entry.sha256):
+                    continue
                 actual, _ = sha256_file(local)
                 if actual != entry.sha256:
                     raise CorruptArtifact(
                         f"{version.ref}: {entry.path} is corrupt (sha256 {actual[:12]}, "
                         f"expected {entry.sha256[:12]}); run 'modelport verify'"
                     )
+                self._stamp_intact(local, entry.sha256)
         return folder / version.entrypoint
+
+    def _stamped(self, local: Path, digest: str) -> bool:
+        try:
+            return json.loads((self.checkouts / _STAMPS / digest).read_text()) == _stamp(local)
+        except (OSError, ValueError):
+            return False
+
+    def _stamp_intact(self, local: Path, digest: str) -> None:
+        folder = self.checkouts / _STAMPS
+        tmp = folder / f".{digest}.{os.getpid()}.tmp"
+        try:
+            folder.mkdir(exist_ok=True)
+            tmp.write_text(json.dumps(_stamp(local)))
+            os.replace(tmp, folder / digest)
+        except OSError:  # a read-only checkouts folder: files are hashed on every load
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
     def export(self, version: ModelVersion, dest: Path) -> Path:
         sources = [(f, self.blobs.open_verified(f.sha256)) for f in version.files]
@@ -89,11 +123,14 @@ class ArtifactFiles:
             freed += (
                 self.blobs.path(digest).stat().st_size if dry_run else self.blobs.remove(digest)
             )
+            if not dry_run:
+                (self.checkouts / _STAMPS / digest).unlink(missing_ok=True)
         tmp = list(self.blobs.stale_tmp_files(grace_seconds))
         checkouts = [
             p
             for p in (self.checkouts.iterdir() if self.checkouts.is_dir() else [])
-            if p.name not in live_checkouts and time.time() - p.stat().st_mtime >= grace_seconds
+            if p.name not in live_checkouts and p.name != _STAMPS
+            and time.time() - p.stat().st_mtime >= grace_seconds
         ]
         if not dry_run:
             for item in tmp:
