@@ -161,3 +161,55 @@ def test_serve_refuses_bad_arguments_with_one_line(tmp_path, args, message) -> N
     )  # fmt: skip
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("accept", "coding"),
+    [
+        (b"gzip", b"gzip"),
+        (b"deflate", b"deflate"),
+        (b"gzip, deflate, br", b"gzip"),
+        (b"gzip;q=0.2, deflate;q=0.8", b"deflate"),
+        (b"GZIP ; q=1.0", b"gzip"),
+        (b"*", b"gzip"),
+        (b"gzip;q=0, *;q=0.5", b"deflate"),
+        (b"identity", None),
+        (b"br, zstd", None),
+        (b"gzip;q=0", None),
+        (b"gzip;q=oops", None),
+        (b"", None),
+    ],
+)
+def test_accept_encoding_picks_the_reply_coding(accept: bytes, coding: bytes | None) -> None:
+    from modelport.serving.app import accepted_coding
+
+    assert accepted_coding(accept) == coding
+
+
+async def test_large_replies_are_compressed_as_the_client_accepts(client) -> None:
+    import gzip
+    import zlib
+
+    from modelport.serving.app import COMPRESS_ABOVE
+
+    x = np.random.default_rng(0).random((200, 4), dtype=np.float32)
+    body = {"inputs": [v2_input(x)]}
+    plain = await client.post("/v2/models/mlp/infer", json=body,
+                              headers={"Accept-Encoding": "identity"})  # fmt: skip
+    assert "content-encoding" not in plain.headers and len(plain.content) > COMPRESS_ABOVE
+    unpack = {"gzip": gzip.decompress, "deflate": zlib.decompress}
+    for accept, coding in (("gzip", "gzip"), ("deflate", "deflate"),
+                           ("gzip;q=0.1, deflate", "deflate")):  # fmt: skip
+        request = client.build_request("POST", "/v2/models/mlp/infer", json=body,
+                                       headers={"Accept-Encoding": accept})  # fmt: skip
+        response = await client.send(request, stream=True)
+        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+        await response.aclose()
+        assert response.headers["content-encoding"] == coding
+        assert response.headers["vary"] == "accept-encoding"
+        assert int(response.headers["content-length"]) == len(raw) < len(plain.content) / 1.5
+        assert unpack[coding](raw) == plain.content
+    metrics = await client.get("/metrics", headers={"Accept-Encoding": "gzip"})
+    assert metrics.headers["content-encoding"] == "gzip" and "modelport_" in metrics.text
+    small = await client.get("/v2/health/ready", headers={"Accept-Encoding": "gzip"})
+    assert small.status_code == 200 and "content-encoding" not in small.headers

@@ -102,6 +102,33 @@ def test_tritonclient_http(server: Server) -> None:
         np.testing.assert_array_equal(packed.as_numpy("probabilities"), results[True])
 
 
+def test_tritonclient_http_compressed_replies(server: Server) -> None:
+    import gzip
+
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(server.http)
+    x = np.random.default_rng(1).random((300, 4), dtype=np.float32)  # a reply of several KiB
+    for binary in (False, True):
+        tensor = httpclient.InferInput("input", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x, binary_data=binary)
+        wanted = [httpclient.InferRequestedOutput("probabilities", binary_data=binary)]
+        plain = client.infer("mlp", [tensor], outputs=wanted).as_numpy("probabilities")
+        for algorithm in ("gzip", "deflate"):
+            packed = client.infer("mlp", [tensor], outputs=wanted,
+                                  response_compression_algorithm=algorithm)  # fmt: skip
+            np.testing.assert_array_equal(packed.as_numpy("probabilities"), plain)
+    body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [300, 4],
+                                   "data": x.ravel().tolist()}]}).encode()  # fmt: skip
+    request = urllib.request.Request(f"http://{server.http}/v2/models/mlp/infer", data=body,
+                                     headers={"Accept-Encoding": "gzip"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        reply = json.loads(gzip.decompress(response.read()))
+    got = np.array(reply["outputs"][0]["data"], np.float32).reshape(300, 3)
+    np.testing.assert_allclose(got, plain, rtol=1e-6)
+
+
 def test_tritonclient_http_bytes_and_errors(server: Server) -> None:
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
