@@ -142,3 +142,22 @@ def test_feature_major_blocks_hold_each_batch_contiguous_without_bad_rows() -> N
     assert all(blocks.block(s).flags.c_contiguous for s in (0, 4, 8))
     assert blocks.block(4)[0].tolist() == [5, 6, 7, 8]
     assert converted.errors == [(4, "missing value in column 'b'")]
+
+
+def test_blocks_of_another_batch_size_are_scored_whole() -> None:
+    from modelport.batch.features import Blocks
+    from modelport.batch.job import predict_in_batches
+
+    class Echo:  # a runtime that takes [features, rows] and returns rows
+        feature_major = frozenset({"input"})
+
+        def predict(self, inputs: dict) -> dict:
+            return {"y": inputs["input"].T.sum(axis=1)}
+
+    x = np.arange(30, dtype=np.float32).reshape(3, 10)
+    blocks = Blocks.empty(3, 10, 4, np.dtype(np.float32))
+    for j in range(3):
+        blocks.set_row(j, x[j])
+    for batch_size in (4, 3, 16):  # the blocks' own size, another, more than the rows
+        got = predict_in_batches(Echo(), VECTOR, {"input": blocks}, batch_size)
+        assert np.array_equal(got["y"], x.sum(axis=0)), batch_size

@@ -169,10 +169,15 @@ def predict_in_batches(runtime: Runtime, signature: Signature, inputs: dict[str,
     if n == 0:
         return {s.name: np.zeros((0, *[max(d, 1) for d in s.shape[1:]]), s.numpy_dtype)
                 for s in signature.outputs}  # fmt: skip
+    # blocks laid out for another batch size become one [features, rows] array, once
+    inputs = {k: np.asarray(v) if isinstance(v, Blocks) and v.batch != batch_size else v
+              for k, v in inputs.items()}  # fmt: skip
     out: dict[str, np.ndarray] = {}
     for start in range(0, n, batch_size):
         stop = start + batch_size
-        batch = {k: _cut(v, start, stop, k in columnar) for k, v in inputs.items()}
+        batch = {k: v.block(start) if isinstance(v, Blocks) else
+                 v[:, start:stop] if k in columnar else v[start:stop]
+                 for k, v in inputs.items()}  # fmt: skip
         result = runtime.predict(batch)
         if n <= batch_size:
             return result
@@ -181,15 +186,6 @@ def predict_in_batches(runtime: Runtime, signature: Signature, inputs: dict[str,
                 out[key] = np.empty((n, *value.shape[1:]), dtype=value.dtype)
             out[key][start : start + len(value)] = value
     return out
-
-
-def _cut(values: Any, start: int, stop: int, feature_major: bool) -> np.ndarray:
-    if isinstance(values, Blocks):
-        if values.batch != stop - start:
-            values = np.asarray(values)  # blocks of another size: one copy
-        else:
-            return values.block(start)
-    return values[:, start:stop] if feature_major else values[start:stop]
 
 
 def chunks_of(infos: list[FileInfo]) -> list[Chunk]:
