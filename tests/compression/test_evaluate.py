@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -78,3 +80,25 @@ def test_dataset_files(tutorial, sqlite_registry, tmp_path, digits):
         load_dataset(tmp_path / "x.txt", sig)
     with pytest.raises(InvalidInput, match="does not exist"):
         load_dataset(tmp_path / "missing.npy", sig)
+
+
+def test_pareto_table_keeps_the_chosen_mark_on_one_line(tutorial, sqlite_registry, digits):
+    """The longest labels auto produces, in a table as wide as the CLI prints to a pipe."""
+    from rich.console import Console
+
+    from modelport.compression.evaluate import compare
+    from modelport.compression.pipeline import Candidate
+    from modelport.compression.report import pareto_table
+
+    version = sqlite_registry.resolve(tutorial)
+    path = sqlite_registry.path(version)
+    comparison = compare(path, path, version.signature, batches=(1, 32), threads=1, rounds=1)
+    labels = ["int8-static-qdq-per-channel-minmax", "int8-static-qoperator-per-tensor-minmax"]
+    candidates = [Candidate(label, "quantize", {}, path, comparison) for label in labels]
+    for chosen in candidates:
+        console = Console(width=140, record=True, file=io.StringIO())
+        console.print(pareto_table(candidates, chosen))
+        lines = console.export_text().splitlines()
+        marked = [line for line in lines if "<- chosen" in line]
+        assert len(marked) == 1 and chosen.label in marked[0]
+        assert all(len(line) <= 140 for line in lines)

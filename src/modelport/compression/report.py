@@ -140,7 +140,10 @@ def pareto_table(candidates: Sequence[Candidate], chosen: Candidate | None) -> T
         "pareto",
         "budget",
     ):
-        table.add_column(col, justify="left" if col == "candidate" else "right")
+        if col == "candidate":  # never wraps, so the label and its mark stay on one line
+            table.add_column(col, justify="left", no_wrap=True)
+        else:
+            table.add_column(col, justify="right")
     for c in candidates:
         comp = c.comparison
         k = comp.child
