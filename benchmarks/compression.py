@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -37,26 +38,24 @@ from modelport.compression import (
 from modelport.registry import Registry
 from modelport.settings import Settings
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from demo import TutorialMLP  # noqa: E402  (examples/demo.py)
+
 console = Console(width=150)
 
 
 def train_tutorial(x: np.ndarray, y: np.ndarray) -> torch.nn.Module:
+    """The demo's tutorial MLP, trained with minibatch Adam on the logits."""
     torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(64, 128),
-        torch.nn.ReLU(),
-        torch.nn.Linear(128, 64),
-        torch.nn.ReLU(),
-        torch.nn.Linear(64, 10),
-        torch.nn.Softmax(dim=1),
-    )
+    net = TutorialMLP(x.shape[1])
+    logits = torch.nn.Sequential(*list(net)[:-1])  # the same layers, without the softmax
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     for _ in range(40):
         order = torch.randperm(len(xt))
         for start in range(0, len(xt), 32):
             idx = order[start : start + 32]
-            loss = torch.nn.functional.cross_entropy(net[:-1](xt[idx]), yt[idx])
+            loss = torch.nn.functional.cross_entropy(logits(xt[idx]), yt[idx])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
