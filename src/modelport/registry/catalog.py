@@ -17,6 +17,19 @@ from modelport.errors import BackendError
 
 metadata = sa.MetaData()
 
+# The catalogue's layout. A release that changes it raises SCHEMA_VERSION and adds the step that
+# takes a catalogue from the version before to the new one. Steps alter existing tables only:
+# tables new to a version are made by ``create_all`` before the steps run.
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+
 models = sa.Table(
     "models",
     metadata,
@@ -87,11 +100,11 @@ def create_engine(url: str) -> Engine:
     try:
         return _create_engine(url)
     except sa.exc.SQLAlchemyError as exc:
-        safe = sa.engine.make_url(url).render_as_string(hide_password=True) if "://" in url else url
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise BackendError(f"cannot open the catalogue at {safe}: {reason}") from None
-    except ImportError as exc:
-        raise BackendError(f"cannot open the catalogue at {url}: {exc}") from None
+    except (ImportError, _SchemaError) as exc:
+        reason = str(exc)
+    safe = sa.engine.make_url(url).render_as_string(hide_password=True) if "://" in url else url
+    raise BackendError(f"cannot open the catalogue at {safe}: {reason}") from None
 
 
 def _create_engine(url: str) -> Engine:
@@ -102,11 +115,54 @@ def _create_engine(url: str) -> Engine:
         _sqlite_immediate_transactions(engine)
     else:
         engine = sa.create_engine(url, pool_pre_ping=True)
-    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
-        if engine.dialect.name == "postgresql":  # replicas starting together create tables once
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727368)")
-        metadata.create_all(conn)
+    try:
+        with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+            if engine.dialect.name == "postgresql":  # replicas starting together agree once
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727368)")
+            _create_or_upgrade(conn)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
+
+
+def _create_or_upgrade(conn: Connection) -> None:
+    """Make a fresh catalogue, or bring an older one up to SCHEMA_VERSION in this transaction.
+
+    A catalogue written by a newer release is refused before anything is touched: an older
+    release could otherwise write rows the newer layout does not expect."""
+    tables = set(sa.inspect(conn).get_table_names())
+    stored: int | None = None
+    if "meta" in tables:
+        value = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version"))
+        raw = value.scalar_one_or_none()
+        stored = None if raw is None else int(raw)
+    if stored is not None and stored > SCHEMA_VERSION:
+        raise _SchemaError(
+            f"schema version {stored}, written by a newer modelport; this one reads up to "
+            f"{SCHEMA_VERSION}: upgrade modelport to use it"
+        )
+    metadata.create_all(conn)
+    if stored is None:  # fresh, or made before the version was recorded (that layout is 1)
+        stored = 1 if "versions" in tables else SCHEMA_VERSION
+        conn.execute(sa.insert(meta).values(key="schema_version", value=str(stored)))
+    for step in range(stored + 1, SCHEMA_VERSION + 1):
+        try:
+            MIGRATIONS[step](conn)
+        except Exception as exc:  # the transaction rolls back: the catalogue stays as it was
+            reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            raise _SchemaError(
+                f"upgrading the schema from version {step - 1} to {step} failed, nothing was "
+                f"changed: {reason}"
+            ) from exc
+    if stored != SCHEMA_VERSION:
+        conn.execute(
+            sa.update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
+        )
+
+
+class _SchemaError(Exception):
+    """The catalogue's layout is one this release cannot use."""
 
 
 def _sqlite_immediate_transactions(engine: Engine) -> None:
