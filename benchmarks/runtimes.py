@@ -147,9 +147,11 @@ def show(console: Console, rows: list[dict[str, Any]], args: argparse.Namespace)
             f"{32 / p50[32]:,.0f}",
             f"{ref[1] / p50[1]:.2f}x", f"{ref[32] / p50[32]:.2f}x",
         ])  # fmt: skip
-    title = (f"modelport.load(ref).predict latency, {args.threads} thread(s), "
-             f"{args.rounds} rounds x {args.calls} calls; parity and accuracy on 397 held-out "
-             "digits; size without the kept SavedModel")
+    title = (
+        f"modelport.load(ref).predict latency, {args.threads} thread(s), "
+        f"{args.rounds} rounds x {args.calls} calls; parity and accuracy on 397 held-out "
+        "digits; size without the kept SavedModel"
+    )
     if args.markdown:
         print(f"{title}\n")
         print("| " + " | ".join(head) + " |")

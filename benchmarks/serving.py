@@ -40,7 +40,7 @@ BATCH = {"max_batch_size": 32, "max_queue_delay_us": 500}
 BINARY_ROWS = 32
 console = Console()
 
-MLSERVER_RUNTIME = '''
+MLSERVER_RUNTIME = """
 import numpy as np
 import onnxruntime as ort
 from mlserver import MLModel
@@ -62,7 +62,7 @@ class OnnxModel(MLModel):
         (y,) = self._session.run(None, {"input": x})
         return InferenceResponse(model_name=self.name,
                                  outputs=[NumpyCodec.encode_output("probabilities", y)])
-'''
+"""
 
 
 def tutorial_mlp(path: Path) -> Path:
@@ -173,7 +173,7 @@ def run_wrk(wrk: str, url: str, script: Path, connections: int, duration: float)
 def lua_post(path: Path, body_file: Path, headers: dict[str, str]) -> Path:
     lines = ['wrk.method = "POST"']
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
-    lines += [f'local f = io.open("{body_file}", "rb")', "wrk.body = f:read(\"*a\")", "f:close()"]
+    lines += [f'local f = io.open("{body_file}", "rb")', 'wrk.body = f:read("*a")', "f:close()"]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -341,9 +341,16 @@ def binary_vs_json(wrk: str, home: Path, work: Path, duration: float) -> list[di
 
 
 def report(rows: list[dict], markdown: bool) -> None:
-    table = Table("server", "batching", "concurrency", "req/s", "p50 ms", "p99 ms",
-                  "errors / timeouts",
-                  title="KServe V2 REST, tutorial MLP, one sample per request (wrk, loopback)")
+    table = Table(
+        "server",
+        "batching",
+        "concurrency",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors / timeouts",
+        title="KServe V2 REST, tutorial MLP, one sample per request (wrk, loopback)",
+    )
     for row in rows:
         table.add_row(row["server"], "on" if row["batching"] else "off", str(row["c"]),
                       f"{row['rps']:,.0f}", f"{row['p50_ms']:.3f}", f"{row['p99_ms']:.3f}",
@@ -370,8 +377,7 @@ def report(rows: list[dict], markdown: bool) -> None:
     for text, ok in checks:
         console.print(f"[{'green' if ok else 'red'}]{'met' if ok else 'MISSED'}[/] {text}")
     if markdown:
-        print("\n| server | batching | concurrency | req/s | p50 ms | p99 ms "
-              "| errors / timeouts |")
+        print("\n| server | batching | concurrency | req/s | p50 ms | p99 ms | errors / timeouts |")
         print("|---|---|---|---|---|---|---|")
         for row in rows:
             print(f"| {row['server']} | {'on' if row['batching'] else 'off'} | {row['c']} | "

@@ -105,8 +105,10 @@ async def run(requests: int, markdown: bool) -> None:
         rows = await latency(registry, requests)
         rates = [
             ("no batching, inline", await throughput(registry, requests * 2)),
-            ("no batching, worker pool", await throughput(registry, requests * 2,
-                                                          inline_below_us=0)),  # fmt: skip
+            (
+                "no batching, worker pool",
+                await throughput(registry, requests * 2, inline_below_us=0),
+            ),  # fmt: skip
             ("batching 32 / 500 us", await throughput(registry, requests * 2, batching=BATCH)),
         ]
         registry.close()

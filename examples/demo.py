@@ -134,9 +134,12 @@ def serve(cli: list[str], sample: np.ndarray) -> None:
                 f"-d @{_relative(request)}")  # fmt: skip
         console.print(f"\n[bold]try it:[/]\n{curl}\n", highlight=False, soft_wrap=True)
         subprocess.run(curl, shell=True, check=True)
-        console.print(f"\n\nalso: {base}/v2/models/{MODEL} (metadata), {base}/metrics, "
-                      f"TF Serving at {base}/v1/models/{MODEL}:predict, gRPC on "
-                      f"127.0.0.1:{grpc_port}. Ctrl-C stops the server.", highlight=False)
+        console.print(
+            f"\n\nalso: {base}/v2/models/{MODEL} (metadata), {base}/metrics, "
+            f"TF Serving at {base}/v1/models/{MODEL}:predict, gRPC on "
+            f"127.0.0.1:{grpc_port}. Ctrl-C stops the server.",
+            highlight=False,
+        )
         seconds = float(os.environ.get("DEMO_SERVE_SECONDS", "0"))  # 0: until Ctrl-C
         server.wait(timeout=seconds or None)
     except (KeyboardInterrupt, subprocess.TimeoutExpired):

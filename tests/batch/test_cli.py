@@ -73,7 +73,6 @@ def test_bad_input_is_one_line_error(reg: Registry, home: Path, tmp_path: Path, 
     assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o.parquet").exists()
 
 
-
 def test_on_a_terminal_a_failed_job_erases_its_bar_before_the_error(
     home: Path, reg: Registry, tmp_path: Path
 ) -> None:

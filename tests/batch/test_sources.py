@@ -78,7 +78,9 @@ def test_parquet_chunks_across_row_groups_in_any_order(tmp_path: Path) -> None:
     assert [i for part in in_order for i in part] == list(df["id"])
     shuffled = [chunks[5], chunks[2], chunks[3], chunks[0]]  # how a resumed job or a worker reads
     for chunk in shuffled:
-        assert reader.read(chunk).column("id").to_pylist() == list(df["id"][chunk.start:chunk.stop])
+        assert reader.read(chunk).column("id").to_pylist() == list(
+            df["id"][chunk.start : chunk.stop]
+        )
 
 
 def test_jsonl_and_npy_chunks(tmp_path: Path) -> None:
@@ -118,7 +120,11 @@ def test_plan_refuses_unreadable_files(tmp_path: Path) -> None:
     scan_block=st.sampled_from([1, 3, 17, 1 << 22]),
 )
 def test_any_line_file_is_cut_into_chunks_covering_each_row_once(
-    tmp_path: Path, rows: list[list[int]], chunk_rows: int, trailing_newline: bool, jsonl: bool,
+    tmp_path: Path,
+    rows: list[list[int]],
+    chunk_rows: int,
+    trailing_newline: bool,
+    jsonl: bool,
     scan_block: int,
 ) -> None:
     if jsonl:
@@ -140,8 +146,12 @@ def test_any_line_file_is_cut_into_chunks_covering_each_row_once(
     chunks = chunks_of([info])
     assert [c.start for c in chunks] == list(range(0, len(rows), chunk_rows))
     reader = ChunkReader(["a", "b"])
-    got = [[a, b] for c in chunks for t in [reader.read(c)]
-           for a, b in zip(t.column("a").to_pylist(), t.column("b").to_pylist(), strict=True)]
+    got = [
+        [a, b]
+        for c in chunks
+        for t in [reader.read(c)]
+        for a, b in zip(t.column("a").to_pylist(), t.column("b").to_pylist(), strict=True)
+    ]
     assert got == rows
 
 
@@ -165,4 +175,6 @@ def test_a_sequential_reader_decodes_several_parquet_chunks_at_once(
     assert len(decodes) == (1 + 2) + (1 + 1)
     for chunk in [chunks[8], chunks[2], chunks[3], chunks[9], chunks[0]]:  # any order still works
         df = frames[0] if chunk.file.endswith("0.parquet") else frames[1]
-        assert reader.read(chunk).column("id").to_pylist() == list(df["id"][chunk.start:chunk.stop])
+        assert reader.read(chunk).column("id").to_pylist() == list(
+            df["id"][chunk.start : chunk.stop]
+        )

@@ -88,9 +88,7 @@ def shared_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regist
 
 
 @pytest.fixture(scope="session")
-def registered(
-    shared_registry: Registry, keras_mlp: Any, keras_cnn: Any
-) -> dict[str, str]:
+def registered(shared_registry: Registry, keras_mlp: Any, keras_cnn: Any) -> dict[str, str]:
     """Model key -> reference of its ONNX version in ``shared_registry``."""
     import modelport
 

@@ -95,6 +95,7 @@ def test_channels_first_cnn_from_pytorch_keeps_its_layout(
     sqlite_registry: Registry, digits: tuple[np.ndarray, np.ndarray]
 ) -> None:
     import torch
+
     torch.manual_seed(0)
     net = torch.nn.Sequential(
         torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),

@@ -52,6 +52,7 @@ def test_onnx_model_proto(sqlite_registry: Registry, tmp_path: Path) -> None:
 
 def test_torch_module_gets_a_dynamic_batch_axis(sqlite_registry: Registry) -> None:
     import torch
+
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     version = modelport.register(module, "torchy", registry=sqlite_registry,
@@ -67,6 +68,7 @@ def test_torch_module_gets_a_dynamic_batch_axis(sqlite_registry: Registry) -> No
 
 def test_torch_module_needs_a_sample(sqlite_registry: Registry) -> None:
     import torch
+
     with pytest.raises(InvalidInput, match="sample_input"):
         modelport.register(torch.nn.Linear(2, 2), "t", registry=sqlite_registry)
 

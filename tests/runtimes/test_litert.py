@@ -91,6 +91,5 @@ def test_missing_runtime_names_the_extra(
         for_format("tflite")
 
 
-
 def test_concurrent_calls_get_their_own_answers(tflite: tuple[Path, Path, Signature]) -> None:
     assert_thread_safe(LiteRtRuntime.load(tflite[0], tflite[2]), n_features=4)

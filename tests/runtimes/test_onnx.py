@@ -109,5 +109,7 @@ def test_feature_major_leaves_external_data_models_and_other_inputs_alone(tmp_pa
     runtime = OnnxRuntime.load(external, options=RuntimeOptions(1, feature_major=("input",)))
     assert runtime.feature_major == frozenset()  # taken row-major, as before
     x = np.ones((3, 4), np.float32)
-    np.testing.assert_array_equal(runtime.predict({"input": x})["probabilities"],
-                                  OnnxRuntime.load(path).predict({"input": x})["probabilities"])
+    np.testing.assert_array_equal(
+        runtime.predict({"input": x})["probabilities"],
+        OnnxRuntime.load(path).predict({"input": x})["probabilities"],
+    )

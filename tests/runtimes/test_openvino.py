@@ -68,6 +68,5 @@ def test_corrupt_ir_is_a_backend_error(ir: tuple[Path, Signature]) -> None:
         OpenVinoRuntime.load(path, signature)
 
 
-
 def test_concurrent_calls_get_their_own_answers(ir: tuple[Path, Signature]) -> None:
     assert_thread_safe(OpenVinoRuntime.load(*ir), n_features=4)

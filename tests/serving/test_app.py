@@ -43,7 +43,7 @@ def make_slow_onnx(path: Path, width: int = 512, depth: int = 16) -> Path:
     """``depth`` square MatMuls: about 8 MFLOP per row, slow for a big batch."""
     from onnx import TensorProto, helper, numpy_helper
 
-    w = (np.eye(width, dtype=np.float32))
+    w = np.eye(width, dtype=np.float32)
     nodes, previous = [], "input"
     for i in range(depth):
         nodes.append(helper.make_node("MatMul", [previous, "w"], [f"m{i}"]))

@@ -222,8 +222,13 @@ def test_api_keys_from_the_environment(served_registry: Registry) -> None:
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
-    server = start_server(served_registry, "mlp", "--max-request-size", "4KiB",
-                          env={"MODELPORT_API_KEYS": "infer:e2e-infer-key,admin:e2e-admin-key"})
+    server = start_server(
+        served_registry,
+        "mlp",
+        "--max-request-size",
+        "4KiB",
+        env={"MODELPORT_API_KEYS": "infer:e2e-infer-key,admin:e2e-admin-key"},
+    )
     try:
         client = httpclient.InferenceServerClient(server.http)
         assert client.is_server_live()

@@ -14,8 +14,9 @@ scalars = st.one_of(
 )  # fmt: skip
 json_values = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=6),
-                            st.dictionaries(st.text(max_size=6), inner, max_size=5)),  # fmt: skip
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=6), st.dictionaries(st.text(max_size=6), inner, max_size=5)
+    ),  # fmt: skip
     max_leaves=30,
 )
 datatypes = st.one_of(
@@ -85,8 +86,11 @@ async def test_random_json_never_gives_a_5xx(client, path, request) -> None:
        tail=st.binary(max_size=48))  # fmt: skip
 async def test_random_binary_bodies_never_give_a_5xx(client, request, header, tail) -> None:
     body = json.dumps(request).encode() + tail
-    response = await client.post("/v2/models/mlp/infer", content=body,
-                                 headers={"Inference-Header-Content-Length": str(header)})
+    response = await client.post(
+        "/v2/models/mlp/infer",
+        content=body,
+        headers={"Inference-Header-Content-Length": str(header)},
+    )
     check(response)
 
 

@@ -73,7 +73,10 @@ async def test_health_and_metadata(stub) -> None:
     assert meta.name == "mlp" and list(meta.versions) == ["1", "2"]
     assert meta.platform == "onnxruntime"
     assert (meta.inputs[0].name, meta.inputs[0].datatype, list(meta.inputs[0].shape)) == (
-        "input", "FP32", [-1, 4])
+        "input",
+        "FP32",
+        [-1, 4],
+    )
 
 
 async def test_infer_raw_and_typed_contents_agree(stub) -> None:
@@ -151,17 +154,32 @@ async def test_fp16_needs_raw_contents(stub) -> None:
         (lambda r: setattr(r, "model_name", "nope"), grpc.StatusCode.NOT_FOUND, "not served"),
         (lambda r: setattr(r, "model_name", "../x"), grpc.StatusCode.INVALID_ARGUMENT, "separator"),
         (lambda r: setattr(r, "model_version", "9"), grpc.StatusCode.NOT_FOUND, "version 9"),
-        (lambda r: setattr(r.inputs[0], "datatype", "FP99"), grpc.StatusCode.INVALID_ARGUMENT,
-         "expects FP32"),
-        (lambda r: r.inputs[0].shape.__setitem__(1, 5), grpc.StatusCode.INVALID_ARGUMENT,
-         "needs 40"),
-        (lambda r: r.raw_input_contents.append(b"extra"), grpc.StatusCode.INVALID_ARGUMENT,
-         "raw_input_contents"),
-        (lambda r: setattr(r.inputs[0], "name", "x"), grpc.StatusCode.INVALID_ARGUMENT,
-         "no input 'x'"),
+        (
+            lambda r: setattr(r.inputs[0], "datatype", "FP99"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "expects FP32",
+        ),
+        (
+            lambda r: r.inputs[0].shape.__setitem__(1, 5),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "needs 40",
+        ),
+        (
+            lambda r: r.raw_input_contents.append(b"extra"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "raw_input_contents",
+        ),
+        (
+            lambda r: setattr(r.inputs[0], "name", "x"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "no input 'x'",
+        ),
         (lambda r: r.outputs.add(name="nope"), grpc.StatusCode.INVALID_ARGUMENT, "nope"),
-        (lambda r: r.ClearField("inputs") or r.ClearField("raw_input_contents"),
-         grpc.StatusCode.INVALID_ARGUMENT, "no inputs"),
+        (
+            lambda r: r.ClearField("inputs") or r.ClearField("raw_input_contents"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "no inputs",
+        ),
     ],
 )
 async def test_bad_requests_map_to_grpc_status_codes(stub, change, code, message) -> None:

@@ -280,7 +280,8 @@ def test_a_model_that_fails_to_load_is_reported_not_served(sqlite_registry, capl
             [row] = [r for r in models.index() if r["name"] == "digits"]
             assert row["state"] == "FAILED" and "could not load" in row["reason"]
             assert 'modelport_model_loads_total{model="digits",outcome="failure"} 1' in (
-                models.metrics.render().decode())
+                models.metrics.render().decode()
+            )
             with pytest.raises(Exception, match="could not load"):
                 await models.load("digits")  # an explicit load retries and reports again
             await models.unload("digits")

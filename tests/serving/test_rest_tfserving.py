@@ -35,16 +35,19 @@ async def test_metadata_has_the_signature_def_layout(client) -> None:
     sig = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert sig["method_name"] == "tensorflow/serving/predict"
     assert sig["inputs"]["input"]["dtype"] == "DT_FLOAT"
-    assert sig["inputs"]["input"]["tensor_shape"]["dim"] == [{"size": "-1", "name": ""},
-                                                             {"size": "4", "name": ""}]
+    assert sig["inputs"]["input"]["tensor_shape"]["dim"] == [
+        {"size": "-1", "name": ""},
+        {"size": "4", "name": ""},
+    ]
     labelled = (await client.get("/v1/models/mlp/labels/staging/metadata")).json()
     assert labelled["model_spec"]["version"] == "2"
     assert (await client.get("/v1/models/mlp/versions/2/metadata")).status_code == 200
 
 
 async def test_row_format_instances_give_predictions(client, served_registry) -> None:
-    response = await client.post("/v1/models/mlp:predict",
-                                 json={"signature_name": "serving_default", "instances": X})
+    response = await client.post(
+        "/v1/models/mlp:predict", json={"signature_name": "serving_default", "instances": X}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert list(body) == ["predictions"]
@@ -88,10 +91,18 @@ async def test_tfserving_requests_are_counted_under_their_own_protocol(client) -
     [
         ("/v1/models/mlp:predict", b"{nope", 400, "not valid JSON"),
         ("/v1/models/mlp:predict", b'{"instances": []}', 400, "non-empty"),
-        ("/v1/models/mlp:predict", b'{"signature_name": "other", "instances": [[1,2,3,4]]}', 400,
-         "no signature"),
-        ("/v1/models/mlp:predict", b'{"instances": [[1,2,3,4]], "inputs": [[1,2,3,4]]}', 400,
-         "exactly one"),
+        (
+            "/v1/models/mlp:predict",
+            b'{"signature_name": "other", "instances": [[1,2,3,4]]}',
+            400,
+            "no signature",
+        ),
+        (
+            "/v1/models/mlp:predict",
+            b'{"instances": [[1,2,3,4]], "inputs": [[1,2,3,4]]}',
+            400,
+            "exactly one",
+        ),
         ("/v1/models/mlp:predict", b"{}", 400, "exactly one"),
         ("/v1/models/mlp:predict", b'{"instances": [[1,2,3]]}', 400, "expects 4"),
         ("/v1/models/mlp:predict", b'{"instances": [[1,2,3,4],[1,2]]}', 400, "rectangular"),

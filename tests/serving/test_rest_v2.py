@@ -194,7 +194,10 @@ async def test_every_datatype_through_a_real_model_in_binary(client) -> None:
 async def test_repository_index_unload_and_load(client) -> None:
     index = (await client.get("/v2/repository/index")).json()
     assert {(row["name"], row["version"], row["state"]) for row in index} >= {
-        ("mlp", "1", "READY"), ("mlp", "2", "READY"), ("pair", "1", "READY")}
+        ("mlp", "1", "READY"),
+        ("mlp", "2", "READY"),
+        ("pair", "1", "READY"),
+    }
     unloaded = await client.post("/v2/repository/models/pair/unload")
     assert unloaded.status_code == 200 and unloaded.json()["unloaded"] is True
     gone = await infer(client, {"inputs": [v2_input(X[:, :3], "a"), v2_input(X[:, :3], "b")]},
@@ -237,35 +240,96 @@ BAD = [
     ("missing inputs", b'{"id": "x"}', 400, "'inputs'"),
     ("empty inputs", b'{"inputs": []}', 400, "'inputs'"),
     ("input not an object", b'{"inputs": [3]}', 400, "JSON object"),
-    ("missing name", b'{"inputs": [{"datatype": "FP32", "shape": [1, 4], "data": [1,2,3,4]}]}', 400,
-     "'name'"),
-    ("unknown input", b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], '
-     b'"data": [1,2,3,4]}]}', 400, "no input 'x'"),
-    ("missing datatype", b'{"inputs": [{"name": "input", "shape": [1, 4], "data": [1,2,3,4]}]}',
-     400, "is None"),
-    ("unknown datatype", b'{"inputs": [{"name": "input", "datatype": "FP128", "shape": [1, 4], '
-     b'"data": [1,2,3,4]}]}', 400, "FP128"),
-    ("missing shape", b'{"inputs": [{"name": "input", "datatype": "FP32", "data": [1,2,3,4]}]}',
-     400, "shape"),
-    ("missing data", b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4]}]}',
-     400, "no data"),
-    ("shape product differs from data", b'{"inputs": [{"name": "input", "datatype": "FP32", '
-     b'"shape": [1, 4], "data": [1,2,3]}]}', 400, "needs 4"),
-    ("dtype does not match signature", b'{"inputs": [{"name": "input", "datatype": "FP64", '
-     b'"shape": [1, 4], "data": [1,2,3,4]}]}', 400, "expects FP32"),
-    ("shape does not match signature", b'{"inputs": [{"name": "input", "datatype": "FP32", '
-     b'"shape": [1, 5], "data": [1,2,3,4,5]}]}', 400, "expects 4"),
-    ("rank does not match signature", b'{"inputs": [{"name": "input", "datatype": "FP32", '
-     b'"shape": [4], "data": [1,2,3,4]}]}', 400, "dimensions"),
-    ("strings for FP32", b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], '
-     b'"data": ["a","b","c","d"]}]}', 400, "rectangular"),
-    ("duplicate input", b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], '
-     b'"data": [1,2,3,4]}, {"name": "input", "datatype": "FP32", "shape": [1, 4], '
-     b'"data": [1,2,3,4]}]}', 400, "twice"),
-    ("unknown requested output", b'{"inputs": [{"name": "input", "datatype": "FP32", '
-     b'"shape": [1, 4], "data": [1,2,3,4]}], "outputs": [{"name": "nope"}]}', 400, "nope"),
-    ("outputs not a list", b'{"inputs": [{"name": "input", "datatype": "FP32", '
-     b'"shape": [1, 4], "data": [1,2,3,4]}], "outputs": {"name": "x"}}', 400, "'outputs'"),
+    (
+        "missing name",
+        b'{"inputs": [{"datatype": "FP32", "shape": [1, 4], "data": [1,2,3,4]}]}',
+        400,
+        "'name'",
+    ),
+    (
+        "unknown input",
+        b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1,2,3,4]}]}',
+        400,
+        "no input 'x'",
+    ),
+    (
+        "missing datatype",
+        b'{"inputs": [{"name": "input", "shape": [1, 4], "data": [1,2,3,4]}]}',
+        400,
+        "is None",
+    ),
+    (
+        "unknown datatype",
+        b'{"inputs": [{"name": "input", "datatype": "FP128", "shape": [1, 4], "data": [1,2,3,4]}]}',
+        400,
+        "FP128",
+    ),
+    (
+        "missing shape",
+        b'{"inputs": [{"name": "input", "datatype": "FP32", "data": [1,2,3,4]}]}',
+        400,
+        "shape",
+    ),
+    (
+        "missing data",
+        b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4]}]}',
+        400,
+        "no data",
+    ),
+    (
+        "shape product differs from data",
+        b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1,2,3]}]}',
+        400,
+        "needs 4",
+    ),
+    (
+        "dtype does not match signature",
+        b'{"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 4], "data": [1,2,3,4]}]}',
+        400,
+        "expects FP32",
+    ),
+    (
+        "shape does not match signature",
+        b'{"inputs": [{"name": "input", "datatype": "FP32", '
+        b'"shape": [1, 5], "data": [1,2,3,4,5]}]}',
+        400,
+        "expects 4",
+    ),
+    (
+        "rank does not match signature",
+        b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [4], "data": [1,2,3,4]}]}',
+        400,
+        "dimensions",
+    ),
+    (
+        "strings for FP32",
+        b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], '
+        b'"data": ["a","b","c","d"]}]}',
+        400,
+        "rectangular",
+    ),
+    (
+        "duplicate input",
+        b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], '
+        b'"data": [1,2,3,4]}, {"name": "input", "datatype": "FP32", "shape": [1, 4], '
+        b'"data": [1,2,3,4]}]}',
+        400,
+        "twice",
+    ),
+    (
+        "unknown requested output",
+        b'{"inputs": [{"name": "input", "datatype": "FP32", '
+        b'"shape": [1, 4], "data": [1,2,3,4]}], "outputs": [{"name": "nope"}]}',
+        400,
+        "nope",
+    ),
+    (
+        "outputs not a list",
+        b'{"inputs": [{"name": "input", "datatype": "FP32", '
+        b'"shape": [1, 4], "data": [1,2,3,4]}], "outputs": {"name": "x"}}',
+        400,
+        "'outputs'",
+    ),
 ]
 
 
@@ -313,8 +377,9 @@ async def test_bad_binary_bodies(client, header, tail, message) -> None:
     head = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4],
                                    "parameters": {"binary_data_size": 16}}]}).encode()  # fmt: skip
     body = head + tail
-    response = await client.post("/v2/models/mlp/infer", content=body,
-                                 headers=binary_headers(header or len(head)))
+    response = await client.post(
+        "/v2/models/mlp/infer", content=body, headers=binary_headers(header or len(head))
+    )
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]
 

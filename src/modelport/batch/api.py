@@ -1,8 +1,8 @@
 """``predict_batch``: score files, a NumPy array or a pandas DataFrame with a registered model.
 
-    summary = predict_batch("digits@production", "data/*.parquet", "scores.parquet",
-                            id_column="id", dask_workers=4, progress=True)
-    summary = predict_batch("digits", x)          # in memory: summary.outputs["probabilities"]
+summary = predict_batch("digits@production", "data/*.parquet", "scores.parquet",
+                        id_column="id", dask_workers=4, progress=True)
+summary = predict_batch("digits", x)          # in memory: summary.outputs["probabilities"]
 """
 
 from __future__ import annotations
@@ -242,5 +242,12 @@ def _in_memory(spec: JobSpec, chunks: list[Chunk], reader: _MemoryReader, progre
             outputs[name] = flat.reshape(-1, *shapes[name])
         else:
             outputs[name] = as_numpy(column)
-    return BatchSummary(table.num_rows, len(error_rows), len(chunks), 0,
-                        time.perf_counter() - started, outputs=outputs, error_rows=error_rows)
+    return BatchSummary(
+        table.num_rows,
+        len(error_rows),
+        len(chunks),
+        0,
+        time.perf_counter() - started,
+        outputs=outputs,
+        error_rows=error_rows,
+    )

@@ -252,8 +252,9 @@ def read_csv_bytes(data: bytes, names: list[str]) -> Any:
 
     table = pcsv.read_csv(
         io.BytesIO(data),
-        read_options=pcsv.ReadOptions(column_names=names, use_threads=False,
-                                      block_size=max(1 << 20, len(data) + 1)),  # fmt: skip
+        read_options=pcsv.ReadOptions(
+            column_names=names, use_threads=False, block_size=max(1 << 20, len(data) + 1)
+        ),  # fmt: skip
         parse_options=pcsv.ParseOptions(invalid_row_handler=invalid, ignore_empty_lines=False),
     )
     return table.replace_schema_metadata({"dropped": json.dumps(dropped)}) if dropped else table
@@ -307,8 +308,10 @@ class ChunkReader:
         import polars as pl
 
         decoded = self._decoded
-        if decoded is None or decoded[0] != chunk.file or not (
-            decoded[1] <= chunk.start and chunk.stop <= decoded[1] + decoded[2].height
+        if (
+            decoded is None
+            or decoded[0] != chunk.file
+            or not (decoded[1] <= chunk.start and chunk.stop <= decoded[1] + decoded[2].height)
         ):
             rows = chunk.rows * (self.span if decoded is not None and decoded[0] == chunk.file
                                  else 1)  # fmt: skip

@@ -14,40 +14,72 @@ SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024
 
 
 def serve(
-    refs: Annotated[list[str] | None, typer.Argument(
-        help="Models to serve: 'digits' (newest), 'digits:2' (a version), 'digits@staging'. "
-             "Default: every model that has --alias.", show_default=False)] = None,
-    alias: Annotated[str, typer.Option(help="Serve every model with this alias (no REFs).")]
-        = "production",
+    refs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Models to serve: 'digits' (newest), 'digits:2' (a version), 'digits@staging'. "
+            "Default: every model that has --alias.",
+            show_default=False,
+        ),
+    ] = None,
+    alias: Annotated[
+        str, typer.Option(help="Serve every model with this alias (no REFs).")
+    ] = "production",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    http_port: Annotated[int, typer.Option(
-        help="HTTP port (V2, TF-Serving, /metrics).", min=1, max=65535)] = 8080,
-    grpc_port: Annotated[int, typer.Option(
-        help="gRPC port; 0 turns gRPC off.", min=0, max=65535)] = 8081,
-    policy: Annotated[str, typer.Option(
-        help="Which versions stay loaded: aliased | latest:N | specific.")] = "aliased",
-    max_batch_size: Annotated[int, typer.Option(
-        help="Dynamic batching: most requests merged in one call (1 = off).")] = 1,
-    max_queue_delay_us: Annotated[int, typer.Option(
-        help="Dynamic batching: longest wait for a batch to fill, microseconds.")] = 500,
-    batch: Annotated[list[str] | None, typer.Option(
-        help="Per-model batching, NAME=SIZE or NAME=SIZE:DELAY_US (overrides the two options "
-             "above for that model); repeatable.", show_default=False)] = None,
+    http_port: Annotated[
+        int, typer.Option(help="HTTP port (V2, TF-Serving, /metrics).", min=1, max=65535)
+    ] = 8080,
+    grpc_port: Annotated[
+        int, typer.Option(help="gRPC port; 0 turns gRPC off.", min=0, max=65535)
+    ] = 8081,
+    policy: Annotated[
+        str, typer.Option(help="Which versions stay loaded: aliased | latest:N | specific.")
+    ] = "aliased",
+    max_batch_size: Annotated[
+        int, typer.Option(help="Dynamic batching: most requests merged in one call (1 = off).")
+    ] = 1,
+    max_queue_delay_us: Annotated[
+        int, typer.Option(help="Dynamic batching: longest wait for a batch to fill, microseconds.")
+    ] = 500,
+    batch: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Per-model batching, NAME=SIZE or NAME=SIZE:DELAY_US (overrides the two options "
+            "above for that model); repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds (504).")] = 30.0,
-    max_request_size: Annotated[str, typer.Option(
-        help="Largest request body (413 above it), e.g. 64MiB.")] = "64MiB",
-    api_key: Annotated[list[str] | None, typer.Option(
-        help="ROLE:KEY, role 'infer' or 'admin'; repeatable. Env MODELPORT_API_KEYS "
-             "(comma-separated). No key: open server.", show_default=False)] = None,
-    poll_interval: Annotated[float, typer.Option(
-        help="Seconds between registry checks for alias moves.")] = 2.0,
+    max_request_size: Annotated[
+        str, typer.Option(help="Largest request body (413 above it), e.g. 64MiB.")
+    ] = "64MiB",
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="ROLE:KEY, role 'infer' or 'admin'; repeatable. Env MODELPORT_API_KEYS "
+            "(comma-separated). No key: open server.",
+            show_default=False,
+        ),
+    ] = None,
+    poll_interval: Annotated[
+        float, typer.Option(help="Seconds between registry checks for alias moves.")
+    ] = 2.0,
     workers: Annotated[int, typer.Option(help="Inference threads (0 = one per core).")] = 0,
-    inline_below_us: Annotated[int, typer.Option(
-        help="Run a model call on the event loop when it is estimated to take less than this "
-             "(microseconds; 0 = always in a worker thread).")] = 1000,
-    intra_op_threads: Annotated[int | None, typer.Option(
-        help="Threads inside one model call (default: the registry setting; 1 suits small "
-             "models under concurrent load).", show_default=False)] = None,
+    inline_below_us: Annotated[
+        int,
+        typer.Option(
+            help="Run a model call on the event loop when it is estimated to take less than this "
+            "(microseconds; 0 = always in a worker thread)."
+        ),
+    ] = 1000,
+    intra_op_threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Threads inside one model call (default: the registry setting; 1 suits small "
+            "models under concurrent load).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve models over HTTP and gRPC until Ctrl-C; alias moves are followed without restart."""
     from modelport.serving.app import ServerOptions, run

@@ -129,7 +129,8 @@ class ArtifactFiles:
         checkouts = [
             p
             for p in (self.checkouts.iterdir() if self.checkouts.is_dir() else [])
-            if p.name not in live_checkouts and p.name != _STAMPS
+            if p.name not in live_checkouts
+            and p.name != _STAMPS
             and time.time() - p.stat().st_mtime >= grace_seconds
         ]
         if not dry_run:

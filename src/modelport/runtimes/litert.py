@@ -100,9 +100,7 @@ def _match(wanted: list[str], found: list[str], what: str, path: Path) -> dict[s
     if sorted(wanted) == sorted(found):
         return {name: name for name in wanted}
     if len(wanted) != len(found):
-        raise BackendError(
-            f"{path} has {what} {found}; the registry signature expects {wanted}"
-        )
+        raise BackendError(f"{path} has {what} {found}; the registry signature expects {wanted}")
     return dict(zip(wanted, sorted(found, key=_natural), strict=True))
 
 

@@ -72,9 +72,7 @@ MAX_DIMS = 32  # numpy's limit is 64; no model input has more than a handful
 
 
 def parse_shape(shape: Any, name: str) -> tuple[int, ...]:
-    if not isinstance(shape, list | tuple) or not all(
-        type(d) is int and d >= 0 for d in shape
-    ):
+    if not isinstance(shape, list | tuple) or not all(type(d) is int and d >= 0 for d in shape):
         raise InvalidInput(f"tensor {name!r} needs a shape: a list of non-negative integers")
     if len(shape) > MAX_DIMS:
         raise InvalidInput(f"tensor {name!r} has {len(shape)} dimensions; the limit is {MAX_DIMS}")

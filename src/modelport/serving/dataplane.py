@@ -99,9 +99,7 @@ class DataPlane:
         known = model.signature.output_names
         unknown = [name for name in names if name not in known]
         if known and unknown:
-            raise InvalidInput(
-                f"model {model.name!r} has no output(s) {unknown}; outputs: {known}"
-            )
+            raise InvalidInput(f"model {model.name!r} has no output(s) {unknown}; outputs: {known}")
 
     @contextlib.contextmanager
     def decoding(self, model: LoadedModel, protocol: str) -> Iterator[None]:

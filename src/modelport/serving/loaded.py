@@ -1,9 +1,9 @@
 """One loaded model version: validate, run off the event loop, drain, close.
 
-    model = LoadedModel(record, runtime, metrics, executor, BatchConfig(max_batch_size=16))
-    outputs = await model.infer({"input": batch}, protocol="rest")
-    await model.drain(timeout=30)                  # wait for requests in flight
-    close_runtime(model.detach(successor))         # later calls follow the successor
+model = LoadedModel(record, runtime, metrics, executor, BatchConfig(max_batch_size=16))
+outputs = await model.infer({"input": batch}, protocol="rest")
+await model.drain(timeout=30)                  # wait for requests in flight
+close_runtime(model.detach(successor))         # later calls follow the successor
 """
 
 from __future__ import annotations

@@ -139,8 +139,11 @@ def _unwrap_b64(value: Any) -> Any:
         except UnicodeDecodeError:
             return raw
     if isinstance(value, list):
-        return [_unwrap_b64(v) for v in value] if value and isinstance(value[0], dict | list) \
+        return (
+            [_unwrap_b64(v) for v in value]
+            if value and isinstance(value[0], dict | list)
             else value
+        )
     return value
 
 
