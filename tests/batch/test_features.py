@@ -161,3 +161,24 @@ def test_blocks_of_another_batch_size_are_scored_whole() -> None:
     for batch_size in (4, 3, 16):  # the blocks' own size, another, more than the rows
         got = predict_in_batches(Echo(), VECTOR, {"input": blocks}, batch_size)
         assert np.array_equal(got["y"], x.sum(axis=0)), batch_size
+
+
+def test_reused_buffers_last_as_many_chunks_as_promised_whatever_the_inputs() -> None:
+    """``reuse=k`` hands each chunk's inputs buffers that only the k-th next chunk takes over,
+    for a model with several inputs as for one."""
+    sig = Signature((TensorSpec("a", "float32", (-1,)), TensorSpec("b", "float32", (-1, 1))),
+                    (TensorSpec("y", "float32", (-1,)),))  # fmt: skip
+    spans = tuple((start, start + 10, 0, 0) for start in range(0, 50, 10))
+    plan = FileInfo("t.parquet", "parquet", 50, {"a": "number", "b": "number"}, (), spans)
+    fmap = FeatureMap.plan(sig, plan)
+    chunks = chunks_of([plan])
+    reuse = 4
+    converted = []
+    for j, chunk in enumerate(chunks):
+        rows = np.arange(chunk.start, chunk.stop, dtype=np.float64)
+        converted.append(fmap.convert(pa.table({"a": rows, "b": -rows}), chunk, reuse=reuse).inputs)
+        for i in range(max(0, j - reuse + 1), j + 1):  # the chunks still in flight
+            want = np.arange(10 * i, 10 * i + 10, dtype=np.float32)
+            inputs = converted[i]
+            assert np.array_equal(inputs["a"], want), (i, j)
+            assert np.array_equal(inputs["b"][:, 0], -want), (i, j)

@@ -211,6 +211,8 @@ class FeatureMap:
         reasons: dict[int, str] = {}  # table row -> first reason
         for i, reason in json.loads(meta.get(b"bad", b"[]")):
             reasons.setdefault(i, reason)
+        if reuse:  # one turn of the ring per chunk, whatever the number of inputs
+            _local.turn = (getattr(_local, "turn", 0) + 1) % reuse
         values = {}
         for binding in self.bindings:
             spec = self.signature.input(binding.input)
@@ -261,8 +263,6 @@ def _convert(table: Any, binding: Binding, spec: TensorSpec, reasons: dict[int, 
     if binding.kind == "list":
         return _lists(table.column(binding.columns[0]), binding.columns[0], spec, reasons)
     width = len(binding.columns)
-    if reuse:
-        _local.turn = (getattr(_local, "turn", 0) + 1) % reuse
     if feature_major and batch:  # only vector inputs are asked for feature-major
         blocks = Blocks.empty(width, n, batch, spec.numpy_dtype, f"blocks-{binding.input}", reuse)
         for j, name in enumerate(binding.columns):
