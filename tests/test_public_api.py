@@ -38,3 +38,12 @@ def test_every_error_has_an_http_status() -> None:
     assert str(errors.MissingDependency("torch", "torch")).endswith(
         "pip install 'modelport[torch]'"
     )
+    assert str(errors.MissingDependency("onnxruntime", "")).endswith("pip install modelport")
+
+
+def test_first_line_of_an_error() -> None:
+    assert errors.first_line(ValueError("\n  bad shape  \nat line 3")) == "bad shape"
+    assert errors.first_line(KeyError()) == "KeyError"
+    noisy = RuntimeError("Exception from src/core.cpp:12:\nCheck 'x' failed\nshape mismatch")
+    assert errors.first_line(noisy, ("Exception from", "Check '")) == "shape mismatch"
+    assert errors.first_line(RuntimeError("Check 'x' failed"), ("Check '",)) == "Check 'x' failed"

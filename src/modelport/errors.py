@@ -73,12 +73,23 @@ class BackendError(ModelportError):
 
 class MissingDependency(BackendError):
     def __init__(self, package: str, extra: str) -> None:
-        super().__init__(
-            f"{package} is not installed; install it with: pip install 'modelport[{extra}]'"
-        )
+        super().__init__(f"{package} is not installed; install it with: {install_command(extra)}")
         self.package = package
         self.extra = extra
 
 
+def install_command(extra: str) -> str:
+    """How to install modelport with an extra ("" for the base package)."""
+    return f"pip install 'modelport[{extra}]'" if extra else "pip install modelport"
+
+
 class CorruptArtifact(ModelportError):
     status = 500
+
+
+def first_line(exc: BaseException, skip: tuple[str, ...] = ()) -> str:
+    """The first line of an exception's message that does not start with ``skip`` (its class
+    name when the message is empty), for one-line errors."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(skip)]
+    return (useful or lines or [type(exc).__name__])[0]

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import InvalidInput
+from modelport.errors import InvalidInput, first_line
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy",
            ".jsonl": "jsonl", ".ndjson": "jsonl"}  # fmt: skip
@@ -104,9 +104,9 @@ def plan_file(file: str | Path, chunk_rows: int) -> FileInfo:
     except InvalidInput:
         raise
     except (OSError, ValueError) as exc:
-        raise InvalidInput(f"cannot read {path}: {_first_line(exc)}") from None
+        raise InvalidInput(f"cannot read {path}: {first_line(exc)}") from None
     except Exception as exc:  # pyarrow.ArrowInvalid and friends
-        raise InvalidInput(f"cannot read {path}: {_first_line(exc)}") from None
+        raise InvalidInput(f"cannot read {path}: {first_line(exc)}") from None
 
 
 def _plan_parquet(path: Path, chunk_rows: int) -> FileInfo:
@@ -293,7 +293,7 @@ class ChunkReader:
             raise
         except Exception as exc:
             raise InvalidInput(f"cannot read rows {chunk.start}-{chunk.stop} of {chunk.file}: "
-                               f"{_first_line(exc)}") from None  # fmt: skip
+                               f"{first_line(exc)}") from None  # fmt: skip
 
     def _header(self, file: str) -> list[str]:
         if file not in self._headers:
@@ -361,8 +361,3 @@ def _read_jsonl_bytes(data: bytes, columns: list[str] | None) -> Any:
 
 
 _MISSING = object()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

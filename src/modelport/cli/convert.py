@@ -110,6 +110,7 @@ def runtimes(json_out: Annotated[bool, typer.Option("--json", help="Print JSON."
 
     from rich.markup import escape
 
+    from modelport.errors import install_command
     from modelport.runtimes import KNOWN
 
     rows = []
@@ -118,10 +119,9 @@ def runtimes(json_out: Annotated[bool, typer.Option("--json", help="Print JSON."
             version = importlib.metadata.version(info.package) if info.installed else None
         except importlib.metadata.PackageNotFoundError:
             version = None
-        install = f"pip install 'modelport[{info.extra or 'all'}]'".replace("[all]", "")
         rows.append({"name": info.name, "formats": list(info.formats),
                      "installed": version is not None, "version": version,
-                     "install": install})  # fmt: skip
+                     "install": install_command(info.extra)})  # fmt: skip
     if json_out:
         print_json(rows)
         return

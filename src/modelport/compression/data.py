@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import InvalidInput, MissingDependency
+from modelport.errors import InvalidInput, MissingDependency, first_line
 from modelport.signature import Signature
 
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
@@ -61,7 +61,7 @@ def read_table(path: Path) -> Any:
     except InvalidInput:
         raise
     except (ValueError, OSError, EOFError) as exc:
-        raise InvalidInput(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+        raise InvalidInput(f"cannot read {path}: {first_line(exc)}") from None
     raise InvalidInput(f"cannot read {path.name}: use one of {', '.join(SUFFIXES)}")
 
 
@@ -91,7 +91,7 @@ def _read_parquet(path: Path) -> dict[str, np.ndarray]:
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises its own types
-        raise InvalidInput(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+        raise InvalidInput(f"cannot read {path}: {first_line(exc)}") from None
     return {
         name: np.asarray(table.column(name).to_numpy(zero_copy_only=False))
         for name in table.column_names

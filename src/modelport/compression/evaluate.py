@@ -19,7 +19,7 @@ import numpy as np
 
 from modelport.compression import graph as gx
 from modelport.compression.data import Dataset
-from modelport.errors import BackendError, InvalidInput
+from modelport.errors import BackendError, InvalidInput, first_line
 from modelport.signature import Signature
 
 
@@ -102,7 +102,7 @@ def session(path: Path, threads: int = 0) -> Any:
         return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # translate ORT's own exception types once, here
         raise BackendError(
-            f"ONNX Runtime could not load {Path(path).name}: {str(exc).splitlines()[0]}"
+            f"ONNX Runtime could not load {Path(path).name}: {first_line(exc)}"
         ) from None
 
 
@@ -186,9 +186,7 @@ def compare(
     except InvalidInput:
         raise
     except Exception as exc:  # ORT run failures on data that passed the signature check
-        raise BackendError(
-            f"ONNX Runtime failed while evaluating: {str(exc).splitlines()[0]}"
-        ) from None
+        raise BackendError(f"ONNX Runtime failed while evaluating: {first_line(exc)}") from None
     a, b = (o.astype(np.float64) for o in outs)
     if a.shape != b.shape:
         raise BackendError(f"the outputs differ in shape: {list(a.shape)} vs {list(b.shape)}")

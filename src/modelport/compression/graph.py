@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import InvalidInput
+from modelport.errors import InvalidInput, first_line
 
 # element-wise ops a hidden unit or channel passes through unchanged in position
 ELEMENTWISE = {
@@ -40,7 +40,7 @@ def load(path: Path) -> Any:
     try:
         return onnx.load(str(path))
     except Exception as exc:  # protobuf decode errors and the like
-        raise InvalidInput(f"{path} is not an ONNX model: {str(exc).splitlines()[0]}") from None
+        raise InvalidInput(f"{path} is not an ONNX model: {first_line(exc)}") from None
 
 
 def require_onnx(format: str, transform: str) -> None:

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import BackendError, InvalidInput, MissingDependency
+from modelport.errors import BackendError, InvalidInput, MissingDependency, first_line
 from modelport.importers.keras import quiet
 from modelport.registry.artifact import Artifact
-from modelport.runtimes.openvino import _first_line, _openvino
+from modelport.runtimes.openvino import NOISE, _openvino
 from modelport.signature import Signature
 
 FORMAT = "openvino"
@@ -54,7 +54,7 @@ def from_onnx(
     try:
         ov.save_model(model, str(target), compress_to_fp16=precision == "fp16")
     except Exception as exc:
-        raise BackendError(f"OpenVINO could not write the IR: {_first_line(exc)}") from None
+        raise BackendError(f"OpenVINO could not write the IR: {first_line(exc, NOISE)}") from None
     return Artifact(FORMAT, folder, ("model.xml", "model.bin"), "model.xml", signature)
 
 
@@ -74,7 +74,7 @@ def _quantize(model: Any, signature: Signature, calibration: Mapping[str, Any]) 
         with quiet():
             return nncf.quantize(model, nncf.Dataset(items), subset_size=rows)
     except Exception as exc:
-        raise BackendError(f"NNCF could not quantise the model: {_first_line(exc)}") from None
+        raise BackendError(f"NNCF could not quantise the model: {first_line(exc, NOISE)}") from None
 
 
 def _unsupported(exc: BaseException) -> str:
@@ -82,4 +82,4 @@ def _unsupported(exc: BaseException) -> str:
     for line in text.splitlines():
         if "No conversion rule" in line or "not supported" in line.lower():
             return line.strip().lstrip("-").strip()
-    return _first_line(exc)
+    return first_line(exc, NOISE)

@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import BackendError, InvalidInput, MissingDependency
+from modelport.errors import BackendError, InvalidInput, MissingDependency, first_line
 from modelport.importers.keras import (
     SAVED_MODEL,
-    _first_line,
     quiet,
     saved_model_of,
     tensorflow,
@@ -77,7 +76,7 @@ def convert(
     try:
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
     except Exception as exc:
-        raise InvalidInput(f"TensorFlow cannot read the SavedModel: {_first_line(exc)}") from None
+        raise InvalidInput(f"TensorFlow cannot read the SavedModel: {first_line(exc)}") from None
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -135,7 +134,7 @@ def _onnx_to_saved_model(source: Path, out: Path, signature: Signature) -> Path:
             f"onnx2tf cannot translate {source.name}: operator {op!r} is not supported"
         ) from None
     except Exception as exc:
-        raise InvalidInput(f"onnx2tf cannot translate {source.name}: {_first_line(exc)}") from None
+        raise InvalidInput(f"onnx2tf cannot translate {source.name}: {first_line(exc)}") from None
     if not (out / "saved_model.pb").is_file():
         raise BackendError(f"onnx2tf wrote no SavedModel for {source.name}")
     return out
@@ -158,4 +157,4 @@ def _converter_line(exc: BaseException) -> str:
     for line in str(exc).splitlines():
         if "op" in line.lower() and ("not supported" in line or "neither" in line.lower()):
             return line.strip()
-    return _first_line(exc)
+    return first_line(exc)

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import BackendError, InvalidInput, MissingDependency
+from modelport.errors import BackendError, InvalidInput, MissingDependency, first_line
 from modelport.importers import onnx as onnx_importer
 from modelport.registry.artifact import Artifact
 
@@ -110,7 +110,7 @@ def from_keras(
         with quiet():
             _save(model, function, specs, folder / SAVED_MODEL)
     except Exception as exc:
-        raise BackendError(f"TensorFlow could not save the model: {_first_line(exc)}") from None
+        raise BackendError(f"TensorFlow could not save the model: {first_line(exc)}") from None
     return _with_onnx(function, specs, folder, opset)
 
 
@@ -144,7 +144,7 @@ def from_file(path: Path, folder: Path, opset: int | None = None) -> Artifact:
         except KeyError:
             raise InvalidInput(f"{path} has no 'serving_default' signature") from None
         except Exception as exc:
-            raise InvalidInput(f"{path} is not a valid SavedModel: {_first_line(exc)}") from None
+            raise InvalidInput(f"{path} is not a valid SavedModel: {first_line(exc)}") from None
         _, kwargs = signature.structured_input_signature
         names = sorted(kwargs)
         specs = [tf.TensorSpec(kwargs[n].shape, kwargs[n].dtype, name=n) for n in names]
@@ -160,7 +160,7 @@ def from_file(path: Path, folder: Path, opset: int | None = None) -> Artifact:
         with quiet():
             model = keras.models.load_model(str(path), compile=False)
     except Exception as exc:
-        raise InvalidInput(f"{path} is not a valid Keras model file: {_first_line(exc)}") from None
+        raise InvalidInput(f"{path} is not a valid Keras model file: {first_line(exc)}") from None
     return from_keras(model, folder, opset=opset)
 
 
@@ -177,7 +177,7 @@ def _with_onnx(function: Any, specs: list[Any], folder: Path, opset: int | None)
                 function, input_signature=specs, opset=opset or 17, output_path=str(target)
             )
     except Exception as exc:  # tf2onnx raises many types; report one line
-        raise BackendError(f"tf2onnx could not convert the model: {_first_line(exc)}") from None
+        raise BackendError(f"tf2onnx could not convert the model: {first_line(exc)}") from None
     signature = onnx_importer.signature_of(onnx_importer.load_checked(target))
     files = tuple(
         str(p.relative_to(folder)) for p in sorted(folder.rglob("*"))
@@ -209,11 +209,6 @@ def _names(given: Sequence[str] | None, n: int, stem: str) -> list[str]:
     if len(names) != n:
         raise InvalidInput(f"the model has {n} {stem}(s); got names {names}")
     return names
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def saved_model_of(version_path: Path) -> Path | None:

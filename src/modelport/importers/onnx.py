@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import InvalidInput
+from modelport.errors import InvalidInput, first_line
 from modelport.registry.artifact import Artifact
 from modelport.signature import Signature, TensorSpec
 
@@ -51,8 +51,7 @@ def load_checked(path: Path) -> Any:
         onnx.checker.check_model(str(path), full_check=False)
         return onnx.load(str(path), load_external_data=False)
     except (DecodeError, onnx.checker.ValidationError, ValueError, RuntimeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidInput(f"{path} is not a valid ONNX model: {first}") from None
+        raise InvalidInput(f"{path} is not a valid ONNX model: {first_line(exc)}") from None
 
 
 def from_path(path: Path) -> Artifact:

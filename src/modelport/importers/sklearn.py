@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import BackendError, InvalidInput, MissingDependency
+from modelport.errors import BackendError, InvalidInput, MissingDependency, first_line
 from modelport.importers import onnx as onnx_importer
 from modelport.registry.artifact import Artifact
 
@@ -52,8 +52,7 @@ def from_estimator(
             target_opset=opset,
         )
     except Exception as exc:  # skl2onnx raises many types; report one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BackendError(
-            f"skl2onnx could not convert {type(estimator).__name__}: {first}"
+            f"skl2onnx could not convert {type(estimator).__name__}: {first_line(exc)}"
         ) from None
     return onnx_importer.from_proto(model, folder)

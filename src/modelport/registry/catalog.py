@@ -13,7 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from modelport.errors import BackendError
+from modelport.errors import BackendError, first_line
 
 metadata = sa.MetaData()
 
@@ -100,7 +100,7 @@ def create_engine(url: str) -> Engine:
     try:
         return _create_engine(url)
     except sa.exc.SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        reason = first_line(getattr(exc, "orig", None) or exc)
     except (ImportError, _SchemaError) as exc:
         reason = str(exc)
     safe = sa.engine.make_url(url).render_as_string(hide_password=True) if "://" in url else url
@@ -150,10 +150,9 @@ def _create_or_upgrade(conn: Connection) -> None:
         try:
             MIGRATIONS[step](conn)
         except Exception as exc:  # the transaction rolls back: the catalogue stays as it was
-            reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
             raise _SchemaError(
                 f"upgrading the schema from version {step - 1} to {step} failed, nothing was "
-                f"changed: {reason}"
+                f"changed: {first_line(exc)}"
             ) from exc
     if stored != SCHEMA_VERSION:
         conn.execute(

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from modelport.errors import BackendError, InvalidInput, MissingDependency
+from modelport.errors import BackendError, InvalidInput, MissingDependency, first_line
 from modelport.runtimes.base import RuntimeOptions
 from modelport.signature import Signature, TensorSpec
 
@@ -57,7 +57,7 @@ class LiteRtRuntime:
                 )
             runner = interpreter.get_signature_runner(next(iter(signatures)))
         except Exception as exc:  # the interpreter raises ValueError/RuntimeError; translate here
-            raise BackendError(f"LiteRT could not load {path}: {_first_line(exc)}") from None
+            raise BackendError(f"LiteRT could not load {path}: {first_line(exc)}") from None
         found = Signature(
             tuple(_spec(n, d) for n, d in runner.get_input_details().items()),
             tuple(_spec(n, d) for n, d in runner.get_output_details().items()),
@@ -74,7 +74,7 @@ class LiteRtRuntime:
             with self._lock:
                 result = self._runner(**kwargs)
         except Exception as exc:
-            text = _first_line(exc)
+            text = first_line(exc)
             if "dimension" in text.lower() or "shape" in text.lower():
                 raise InvalidInput(f"the model rejected the input: {text}") from None
             raise BackendError(f"LiteRT failed: {text}") from None
@@ -102,8 +102,3 @@ def _match(wanted: list[str], found: list[str], what: str, path: Path) -> dict[s
     if len(wanted) != len(found):
         raise BackendError(f"{path} has {what} {found}; the registry signature expects {wanted}")
     return dict(zip(wanted, sorted(found, key=_natural), strict=True))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

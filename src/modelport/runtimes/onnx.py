@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from modelport.errors import BackendError, InvalidInput
+from modelport.errors import BackendError, InvalidInput, first_line
 from modelport.runtimes.base import RuntimeOptions
 from modelport.signature import Signature
 
@@ -58,7 +58,7 @@ class OnnxRuntime:
             session = ort.InferenceSession(source, sess_options=so,
                                            providers=["CPUExecutionProvider"])  # fmt: skip
         except Exception as exc:  # ORT raises its own exception types; translate once, here
-            raise BackendError(f"ONNX Runtime could not load {path}: {_first_line(exc)}") from None
+            raise BackendError(f"ONNX Runtime could not load {path}: {first_line(exc)}") from None
         return cls(session, signature or _signature(path), transposed)
 
     def predict(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -66,7 +66,7 @@ class OnnxRuntime:
         try:
             results = self._session.run(self._output_names, feed)
         except Exception as exc:
-            text = _first_line(exc)
+            text = first_line(exc)
             if "INVALID_ARGUMENT" in text or "Invalid" in text:
                 raise InvalidInput(f"the model rejected the input: {text}") from None
             raise BackendError(f"ONNX Runtime failed: {text}") from None
@@ -126,8 +126,3 @@ def _dim(dim: Any) -> int | str | None:
     if dim.HasField("dim_value"):
         return dim.dim_value
     return dim.dim_param or None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -14,12 +14,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from modelport.errors import BackendError, InvalidInput, MissingDependency
+from modelport.errors import BackendError, InvalidInput, MissingDependency, first_line
 from modelport.runtimes.base import RuntimeOptions
 from modelport.signature import Signature, TensorSpec
 
 _DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i64": "int64", "i32": "int32",
            "i8": "int8", "u8": "uint8", "boolean": "bool", "bf16": "bfloat16"}  # fmt: skip
+
+
+NOISE = ("Exception from", "Check '")  # OpenVINO's location lines before the message
 
 
 def _openvino() -> Any:
@@ -58,7 +61,9 @@ class OpenVinoRuntime:
             model = core.read_model(str(path))
             compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses; translate once, here
-            raise BackendError(f"OpenVINO could not load {path}: {_first_line(exc)}") from None
+            raise BackendError(
+                f"OpenVINO could not load {path}: {first_line(exc, NOISE)}"
+            ) from None
         found = signature_of(compiled)
         if signature is None:
             signature = found
@@ -85,7 +90,7 @@ class OpenVinoRuntime:
                     for name, index in self._outputs.items()
                 }
         except Exception as exc:
-            text = _first_line(exc)
+            text = first_line(exc, NOISE)
             if "shape" in text.lower() or "dimension" in text.lower():
                 raise InvalidInput(f"the model rejected the input: {text}") from None
             raise BackendError(f"OpenVINO failed: {text}") from None
@@ -117,9 +122,3 @@ def signature_of(model: Any) -> Signature:
     inputs = tuple(spec(p, f"input_{i}") for i, p in enumerate(model.inputs))
     outputs = tuple(spec(p, f"output_{i}") for i, p in enumerate(model.outputs))
     return Signature(inputs, outputs)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(("Exception from", "Check '"))]
-    return (useful or lines or [type(exc).__name__])[0]
