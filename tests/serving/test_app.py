@@ -125,6 +125,10 @@ async def test_gzip_and_deflate_request_bodies(client) -> None:
     corrupt = await client.post("/v2/models/mlp/infer", content=b"not gzip",
                                 headers={"Content-Encoding": "gzip"})  # fmt: skip
     assert corrupt.status_code == 400 and "corrupt" in corrupt.json()["error"]
+    for encoding, packed in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        cut = await client.post("/v2/models/mlp/infer", content=packed[: len(packed) // 2],
+                                headers={"Content-Encoding": encoding})  # fmt: skip
+        assert cut.status_code == 400 and "is truncated" in cut.json()["error"], cut.text
     unknown = await client.post("/v2/models/mlp/infer", content=body,
                                 headers={"Content-Encoding": "br"})  # fmt: skip
     assert unknown.status_code == 400 and "not supported" in unknown.json()["error"]

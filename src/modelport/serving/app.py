@@ -244,8 +244,10 @@ def inflate(body: bytes, encoding: bytes, limit: int) -> bytes:
         out = inflater.decompress(body, limit + 1)
     except zlib.error as exc:
         raise InvalidInput(f"the {encoding.decode()} request body is corrupt: {exc}") from None
-    if len(out) > limit or inflater.unconsumed_tail:
+    if len(out) > limit:
         raise PayloadTooLarge(f"the decompressed request body is over the limit of {limit} bytes")
+    if not inflater.eof:
+        raise InvalidInput(f"the {encoding.decode()} request body is truncated")
     return out
 
 
