@@ -78,7 +78,7 @@ class LiteRtRuntime:
             if "dimension" in text.lower() or "shape" in text.lower():
                 raise InvalidInput(f"the model rejected the input: {text}") from None
             raise BackendError(f"LiteRT failed: {text}") from None
-        return {name: np.array(result[inner], copy=True) for name, inner in self._out_map.items()}
+        return {name: result[inner] for name, inner in self._out_map.items()}  # already copies
 
     def close(self) -> None:
         self._runner = None
