@@ -60,6 +60,7 @@ def _apply(item: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
 
 
 def worker_loads() -> tuple[int, int]:
+    """(pid, models loaded) of this process; `client.run(worker_loads)` asks every worker."""
     return os.getpid(), LOADS["count"]
 
 
@@ -151,8 +152,7 @@ class DaskExecutor:
     ``scheduler`` (e.g. ``tcp://10.0.0.5:8786``). Input and output paths must be visible to every
     worker (a shared filesystem) and so must the registry (shared catalogue and blob folder)."""
 
-    def __init__(self, workers: int | None = None, scheduler: str | None = None,
-                 threads_per_worker: int = 1) -> None:  # fmt: skip
+    def __init__(self, workers: int | None = None, scheduler: str | None = None) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
@@ -165,7 +165,7 @@ class DaskExecutor:
                 if workers < 1:
                     raise InvalidInput("--dask-workers must be at least 1")
                 self._cluster = LocalCluster(
-                    n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                    n_workers=workers, threads_per_worker=1, processes=True,
                     dashboard_address=None, silence_logs=40,
                 )  # fmt: skip
                 self.client = Client(self._cluster)
@@ -198,10 +198,6 @@ class DaskExecutor:
         except BaseException:
             self.client.cancel(futures)
             raise
-
-    def loads(self) -> dict[str, tuple[int, int]]:
-        """Per worker: (pid, models loaded), to check that each loaded the model once."""
-        return self.client.run(worker_loads)
 
     def close(self) -> None:
         client = getattr(self, "client", None)

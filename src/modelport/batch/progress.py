@@ -25,8 +25,7 @@ class _RateColumn(ProgressColumn):
 class RowProgress:
     """``with RowProgress(total, done, enabled) as bar: bar.advance(rows)``."""
 
-    def __init__(self, total: int, done: int = 0, enabled: bool = True,
-                 description: str = "scoring") -> None:  # fmt: skip
+    def __init__(self, total: int, done: int = 0, enabled: bool = True) -> None:
         self._progress: Progress | None = None
         if enabled:
             from rich.console import Console
@@ -36,7 +35,7 @@ class RowProgress:
                 TextColumn("rows"), _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                 TimeRemainingColumn(), console=Console(stderr=True), transient=False,
             )  # fmt: skip
-            self._task = self._progress.add_task(description, total=total, completed=done)
+            self._task = self._progress.add_task("scoring", total=total, completed=done)
 
     def __enter__(self) -> RowProgress:
         if self._progress is not None:

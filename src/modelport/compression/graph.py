@@ -222,18 +222,6 @@ def parameter_count(model: Any) -> int:
     return count
 
 
-def nonzero_fraction(model: Any) -> float:
-    from onnx import numpy_helper
-
-    total = nonzero = 0
-    for name in weight_names(model):
-        t = next(t for t in model.graph.initializer if t.name == name)
-        arr = numpy_helper.to_array(t)
-        total += arr.size
-        nonzero += int(np.count_nonzero(arr))
-    return nonzero / total if total else 1.0
-
-
 def save(model: Any, path: Path) -> Path:
     import onnx
 

@@ -137,7 +137,6 @@ class Step:
         *,
         name: str | None = None,
         alias: str | None = None,
-        description: str = "",
     ) -> Outcome:
         """Register ``candidate`` as a new version if it is within the accuracy budget."""
         ok, why = self.within_budget(candidate.comparison)
@@ -151,7 +150,7 @@ class Step:
             alias=alias,
             metrics=candidate.comparison.metrics(),
             tags={"compression": candidate.label},
-            description=description or f"{candidate.label} of {self.parent.ref}",
+            description=f"{candidate.label} of {self.parent.ref}",
             parent=self.parent.ref,
             transform=candidate.transform,
             transform_params=candidate.params,
