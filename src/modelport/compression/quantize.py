@@ -19,7 +19,7 @@ from typing import Any
 
 from modelport.compression import graph as gx
 from modelport.compression.data import Dataset
-from modelport.errors import BackendError, InvalidInput
+from modelport.errors import BackendError, InvalidInput, first_line
 
 BITS = (4, 8, 16)
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -122,17 +122,19 @@ def quantize(
 
 @contextlib.contextmanager
 def _quiet() -> Any:
-    logging.getLogger().setLevel(logging.ERROR)
+    """ORT's quantizer prints and logs at INFO on the root logger; its errors become one line."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()):
         try:
             yield
         except (InvalidInput, BackendError):
             raise
         except Exception as exc:  # ORT's quantizer raises plain exceptions
-            text = str(exc).strip().splitlines()
-            raise BackendError(
-                f"ONNX Runtime quantization failed: {text[0] if text else exc!r}"
-            ) from None
+            raise BackendError(f"ONNX Runtime quantization failed: {first_line(exc)}") from None
+        finally:
+            root.setLevel(level)
 
 
 def _fp16(model: Any, dst: Path) -> None:

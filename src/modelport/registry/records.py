@@ -152,7 +152,7 @@ def version_from_row(name: str, row: Any, aliases: Iterable[str]) -> ModelVersio
         metrics=dict(row.metrics),
         tags=dict(row.tags),
         description=row.description,
-        created_at=_utc(row.created_at),
+        created_at=as_utc(row.created_at),
         created_by=row.created_by,
         parent=parent,
         transform=row.transform,
@@ -161,5 +161,6 @@ def version_from_row(name: str, row: Any, aliases: Iterable[str]) -> ModelVersio
     )
 
 
-def _utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
+    """A timestamp from the catalogue as aware UTC (SQLite hands back naive ones)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -23,6 +23,7 @@ from modelport.registry.records import (
     ModelSummary,
     ModelVersion,
     Problem,
+    as_utc,
     version_from_row,
 )
 from modelport.registry.validation import check_metrics, check_tags, number_ranges
@@ -265,7 +266,7 @@ class Registry:
                     versions=stats.n if stats else 0,
                     latest=stats.latest if stats else None,
                     aliases=dict(sorted(by_model.get(m.id, {}).items())),
-                    updated_at=c.as_utc(stats.updated if stats else m.created_at),
+                    updated_at=as_utc(stats.updated if stats else m.created_at),
                 )
             )
         return summaries
@@ -294,7 +295,7 @@ class Registry:
             rows = conn.execute(query.order_by(c.events.c.id)).all()
         return [
             Event(
-                at=c.as_utc(r.at),
+                at=as_utc(r.at),
                 actor=r.actor,
                 action=r.action,
                 name=name,
