@@ -178,12 +178,7 @@ def _with_onnx(function: Any, specs: list[Any], folder: Path, opset: int | None)
             )
     except Exception as exc:  # tf2onnx raises many types; report one line
         raise BackendError(f"tf2onnx could not convert the model: {first_line(exc)}") from None
-    signature = onnx_importer.signature_of(onnx_importer.load_checked(target))
-    files = tuple(
-        str(p.relative_to(folder)) for p in sorted(folder.rglob("*"))
-        if p.is_file() and not p.name.startswith(".")
-    )  # fmt: skip
-    return Artifact(onnx_importer.FORMAT, folder, files, target.name, signature)
+    return onnx_importer.from_path(folder)
 
 
 def _input_shapes(model: Any, sample_input: Any) -> list[tuple[tuple[int | None, ...], str]]:
