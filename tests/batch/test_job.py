@@ -71,6 +71,11 @@ def test_dataframe_to_file(reg: Registry, tmp_path: Path) -> None:
                             chunk_rows=30)  # fmt: skip
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert summary.rows == 100 and list(out["id"]) == list(df["id"])
+    x = features(100)  # an NPY output is built from the parts the chunks leave
+    summary = predict_batch("mlp", x, tmp_path / "out.npy", registry=reg, chunk_rows=30)
+    assert summary.rows == 100
+    assert np.array_equal(np.load(tmp_path / "out.npy"), expected(reg, x))
+    assert not list(tmp_path.glob(".*"))  # no work folder left behind
 
 
 def test_bad_rows_are_skipped_and_listed(reg: Registry, tmp_path: Path) -> None:

@@ -134,8 +134,9 @@ def _predict(model: str | ModelVersion, data: Any, output: str | Path | None, re
                             assembly.add(result.index, result.table, result.error_rows or [])
                         bar.advance(result.rows + result.errors)
 
-                    if in_memory:
-                        _run_in_memory(spec, pending, reader, on_result)
+                    if in_memory:  # no resuming: parts only where the output is built from them
+                        parts = assembly is None or not assembly.streams
+                        _run_in_memory(spec, pending, reader, on_result, parts)
                     else:
                         executor.run_chunks(spec, pending, on_result)
                 if assembly is not None:
@@ -206,12 +207,13 @@ def _memory_plan(data: Any, chunk_rows: int) -> tuple[list[FileInfo], _MemoryRea
 
 
 def _run_in_memory(spec: JobSpec, chunks: list[Chunk], reader: _MemoryReader,
-                   on_result: Any) -> None:  # fmt: skip
+                   on_result: Any, parts: bool) -> None:  # fmt: skip
     runtime = load_runtime(spec)
     try:
         for chunk in chunks:
             table, errors = process_chunk(spec, chunk, runtime, reader)
-            write_part(Path(spec.workdir), chunk.index, table, errors)
+            if parts:
+                write_part(Path(spec.workdir), chunk.index, table, errors)
             on_result(ChunkResult(chunk.index, table.num_rows, len(errors), "local", table, errors))
     finally:
         runtime.close()
