@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from modelport.errors import BackendError, InvalidInput, MissingDependency
-from modelport.runtimes import for_format, open_artifact
+from modelport.runtimes import Runtime, for_format, open_artifact
 from modelport.signature import Signature, TensorSpec
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is first imported
@@ -40,6 +40,7 @@ def test_tflite_runs_like_onnx_runtime(tflite: tuple[Path, Path, Signature]) -> 
     path, onnx_path, signature = tflite
     assert for_format("tflite") is LiteRtRuntime
     runtime = open_artifact(path, "tflite", signature)
+    assert isinstance(runtime, Runtime) and runtime.feature_major == frozenset()
     reference = open_artifact(onnx_path, "onnx")
     answers = []
     for rows in (1, 9, 32, 1, 9):  # the batch dimension is resized per call

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from modelport.errors import BackendError, InvalidInput
-from modelport.runtimes import backends, for_format, open_artifact
+from modelport.runtimes import Runtime, backends, for_format, open_artifact
 from modelport.signature import Signature
 
 assert importlib.util.find_spec("openvino"), "needs the 'openvino' extra"
@@ -31,6 +31,7 @@ def test_ir_runs_like_onnx_runtime(ir: tuple[Path, Signature], mlp_path: Path) -
     path, signature = ir
     assert for_format("openvino") is OpenVinoRuntime
     runtime = open_artifact(path, "openvino", signature)
+    assert isinstance(runtime, Runtime) and runtime.feature_major == frozenset()
     reference = open_artifact(mlp_path, "onnx")
     for rows in (1, 7, 32):  # a free batch dimension
         x = np.random.default_rng(rows).standard_normal((rows, 4)).astype(np.float32)

@@ -22,7 +22,6 @@ from modelport.batch.job import (
     JobSpec,
     commit_chunk,
     convert_chunk,
-    feature_major,
     load_runtime,
     predict_in_batches,
     write_chunk,
@@ -102,7 +101,7 @@ class LocalExecutor:
 
             def read_and_convert(chunk: Chunk) -> tuple[Any, list[list[Any]]]:
                 data = reader.read(chunk)
-                return convert_chunk(spec, chunk, data, feature_major(loading.result()),
+                return convert_chunk(spec, chunk, data, loading.result().feature_major,
                                      2 * ahead + 2)  # fmt: skip
 
             def read_next() -> None:

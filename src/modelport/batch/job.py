@@ -118,7 +118,7 @@ def load_runtime(spec: JobSpec) -> Runtime:
 def convert_chunk(spec: JobSpec, chunk: Chunk, data: Any, columnar: frozenset[str],
                   reuse: int = 0) -> tuple[Converted, list[list[Any]]]:  # fmt: skip
     """Turn a chunk's rows (as its reader returned them) into model inputs, the ``columnar``
-    ones feature-major (see ``feature_major``); bad rows become error rows. ``reuse=k``: the
+    ones feature-major (see ``Runtime.feature_major``); bad rows become error rows. ``reuse=k``: the
     inputs may live in a buffer that the k-th next call of this thread overwrites."""
     converted = spec.fmap.convert(data, chunk, reuse=reuse, feature_major=columnar,
                                   batch=spec.options.batch_size)  # fmt: skip
@@ -132,7 +132,7 @@ def convert_chunk(spec: JobSpec, chunk: Chunk, data: Any, columnar: frozenset[st
 
 def process_chunk(spec: JobSpec, chunk: Chunk, runtime: Runtime, reader: Any) -> tuple[Any, list]:
     """Read, convert and score one chunk: (outputs table, error rows)."""
-    converted, errors = convert_chunk(spec, chunk, reader.read(chunk), feature_major(runtime))
+    converted, errors = convert_chunk(spec, chunk, reader.read(chunk), runtime.feature_major)
     outputs = predict_in_batches(runtime, spec.signature, converted.inputs, spec.options.batch_size)
     return outputs_table(outputs, converted.ids, spec.fmap.id_column), errors
 
@@ -149,21 +149,16 @@ def write_chunk(spec: JobSpec, chunk: Chunk, outputs: dict[str, np.ndarray], con
 
 
 def commit_chunk(spec: JobSpec, chunk: Chunk, runtime: Runtime, reader: Any) -> ChunkResult:
-    converted, errors = convert_chunk(spec, chunk, reader.read(chunk), feature_major(runtime))
+    converted, errors = convert_chunk(spec, chunk, reader.read(chunk), runtime.feature_major)
     outputs = predict_in_batches(runtime, spec.signature, converted.inputs, spec.options.batch_size)
     return write_chunk(spec, chunk, outputs, converted, errors)
-
-
-def feature_major(runtime: Runtime) -> frozenset[str]:
-    """The inputs ``runtime`` takes as [features, batch] (see RuntimeOptions.feature_major)."""
-    return getattr(runtime, "feature_major", frozenset())
 
 
 def predict_in_batches(runtime: Runtime, signature: Signature, inputs: dict[str, Any],
                        batch_size: int) -> dict[str, np.ndarray]:  # fmt: skip
     """Score ``inputs`` ``batch_size`` rows at a time; feature-major inputs (``Blocks``, or
     [features, rows] arrays) are cut along their second axis."""
-    columnar = feature_major(runtime)
+    columnar = runtime.feature_major
     name, first = next(iter(inputs.items()))
     n = first.shape[1] if name in columnar else len(first)
     if n == 0:

@@ -36,6 +36,8 @@ class Runtime(Protocol):
     name: ClassVar[str]
     formats: ClassVar[tuple[str, ...]]
     signature: Signature
+    # inputs this instance takes as [features, batch] (asked for in RuntimeOptions.feature_major)
+    feature_major: frozenset[str]
 
     @classmethod
     def load(
