@@ -91,25 +91,18 @@ def structured_build(fraction: float, step: Step, data: Any, config: TrainConfig
             "units": {k: list(v) for k, v in layers.items()},
         }
         if data is not None and config is not None:
+            from modelport.api import load
             from modelport.compression.distill import finetune
-            from modelport.compression.evaluate import session
 
-            params["finetune"] = finetune(model, _SessionRuntime(session(src), step), data, config)
+            teacher = load(step.parent, registry=step.registry)  # the unpruned parent teaches
+            try:
+                params["finetune"] = finetune(model, teacher, data, config)
+            finally:
+                teacher.close()
         gx.save(model, dst)
         return params
 
     return make
-
-
-class _SessionRuntime:
-    """The parent as a teacher: an ORT session with the registered signature."""
-
-    def __init__(self, sess: Any, step: Step) -> None:
-        self._sess, self.signature = sess, step.parent.signature
-
-    def predict(self, inputs: Any) -> dict[str, Any]:
-        outs = self._sess.run(None, dict(inputs))
-        return dict(zip([o.name for o in self._sess.get_outputs()], outs, strict=True))
 
 
 def prune_model(
