@@ -102,3 +102,38 @@ def test_pareto_table_keeps_the_chosen_mark_on_one_line(tutorial, sqlite_registr
         marked = [line for line in lines if "<- chosen" in line]
         assert len(marked) == 1 and chosen.label in marked[0]
         assert all(len(line) <= 140 for line in lines)
+
+
+def test_auto_measures_the_parent_once_for_all_candidates(
+    tutorial, sqlite_registry, digits, monkeypatch
+):
+    from modelport.compression import auto_compress, pipeline
+    from modelport.compression import evaluate as ev
+
+    measured = []
+    real = ev.measure
+
+    def counting(path, sess, rows):
+        measured.append(path)
+        return real(path, sess, rows)
+
+    monkeypatch.setattr(pipeline, "measure", counting)
+    monkeypatch.setattr(ev, "measure", counting)
+    result = auto_compress(tutorial, registry=sqlite_registry, eval_data=digits.x_test,
+                           eval_labels=digits.y_test, **FAST)  # fmt: skip
+    parent = sqlite_registry.path(tutorial)
+    assert len(result.candidates) >= 3
+    assert measured.count(parent) == 1
+    assert len(measured) == len(result.candidates) + 1
+    from modelport.compression.data import as_dataset
+
+    signature = sqlite_registry.resolve(tutorial).signature
+    rows = as_dataset(digits.x_test, signature, digits.y_test)
+    chosen = result.outcome.version  # the candidate files are gone; the chosen one is registered
+    fresh = ev.compare(parent, sqlite_registry.path(chosen), signature, rows, threads=1, rounds=1)
+    kept = result.chosen.comparison  # its parent figures are the ones a fresh compare finds
+    assert (fresh.parent.size, fresh.parent.parameters) == (
+        kept.parent.size,
+        kept.parent.parameters,
+    )
+    assert fresh.parent.accuracy == kept.parent.accuracy and fresh.agreement == kept.agreement

@@ -159,6 +159,37 @@ def interleaved_latency(
     return [statistics.median(x) for x in samples]
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What ``compare`` learns of one model apart from latency: its sizes, parameter count and
+    outputs on the evaluation rows. A parent compared with many children is measured once."""
+
+    size: int
+    gzip_size: int
+    parameters: int
+    outputs: np.ndarray
+
+
+def measure(path: Path, sess: Any, evaluation: Dataset) -> Measured:
+    size, gz = file_sizes(path)
+    try:
+        outputs = run_all(sess, evaluation)
+    except InvalidInput:
+        raise
+    except Exception as exc:  # ORT run failures on data that passed the signature check
+        raise _run_failed(exc) from None
+    return Measured(size, gz, gx.parameter_count(gx.load(path)), outputs)
+
+
+def _run_failed(exc: Exception) -> BackendError:
+    return BackendError(f"ONNX Runtime failed while evaluating: {first_line(exc)}")
+
+
+def evaluation_rows(signature: Signature, data: Dataset | None) -> Dataset:
+    """The rows outputs are compared on: the data, or 256 synthetic rows (the same every time)."""
+    return data if data is not None else Dataset(sample_inputs(signature, 256, None))
+
+
 def compare(
     parent_path: Path,
     child_path: Path,
@@ -169,24 +200,27 @@ def compare(
     batches: Sequence[int] = (1, 32),
     threads: int = 0,
     rounds: int = 15,
+    parent: Measured | None = None,
 ) -> Comparison:
-    """Measure ``child`` against ``parent`` side by side; ``data`` drives accuracy and agreement."""
-    sides = []
-    for label, path in zip(labels, (parent_path, child_path), strict=False):
-        size, gz = file_sizes(path)
-        sides.append(Side(label, size, gz, gx.parameter_count(gx.load(path))))
+    """Measure ``child`` against ``parent`` side by side; ``data`` drives accuracy and agreement.
+    ``parent``: the parent already measured on the same rows (``measure``)."""
     sessions = [session(parent_path, threads), session(child_path, threads)]
+    evaluation = evaluation_rows(signature, data)
     try:
-        evaluation = data if data is not None else Dataset(sample_inputs(signature, 256, None))
-        outs = [run_all(s, evaluation) for s in sessions]
+        if parent is None:
+            parent = measure(parent_path, sessions[0], evaluation)
+        child = measure(child_path, sessions[1], evaluation)
+        sides = [Side(label, m.size, m.gzip_size, m.parameters)
+                 for label, m in zip(labels, (parent, child), strict=True)]  # fmt: skip
+        outs = [parent.outputs, child.outputs]
         for batch in batches:
             inputs = sample_inputs(signature, batch, data)
             for side, ms in zip(sides, interleaved_latency(sessions, inputs, rounds), strict=False):
                 side.latency_ms[batch] = ms
-    except InvalidInput:
+    except (InvalidInput, BackendError):
         raise
     except Exception as exc:  # ORT run failures on data that passed the signature check
-        raise BackendError(f"ONNX Runtime failed while evaluating: {first_line(exc)}") from None
+        raise _run_failed(exc) from None
     a, b = (o.astype(np.float64) for o in outs)
     if a.shape != b.shape:
         raise BackendError(f"the outputs differ in shape: {list(a.shape)} vs {list(b.shape)}")

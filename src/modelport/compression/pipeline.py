@@ -18,7 +18,14 @@ from typing import Any
 
 from modelport.compression import graph as gx
 from modelport.compression.data import Dataset, as_dataset
-from modelport.compression.evaluate import Comparison, compare
+from modelport.compression.evaluate import (
+    Comparison,
+    Measured,
+    compare,
+    evaluation_rows,
+    measure,
+    session,
+)
 from modelport.errors import InvalidInput
 from modelport.registry import ModelVersion, Registry
 
@@ -82,6 +89,16 @@ class Step:
         self._tmp = tempfile.TemporaryDirectory(dir=registry.blobs.tmp, prefix="compress-")
         self.workdir = Path(self._tmp.name)
         self._count = 0
+        self._parent: Measured | None = None
+
+    def measured_parent(self) -> Measured:
+        """The parent's sizes and outputs on the evaluation rows, measured for the first
+        candidate and kept for the others."""
+        if self._parent is None:
+            sess = session(self.parent_path, self.threads)
+            rows = evaluation_rows(self.parent.signature, self.eval)
+            self._parent = measure(self.parent_path, sess, rows)
+        return self._parent
 
     def close(self) -> None:
         self._tmp.cleanup()
@@ -114,6 +131,7 @@ class Step:
             batches=self.batches,
             threads=self.threads,
             rounds=self.rounds,
+            parent=self.measured_parent(),
         )
         candidate = Candidate(label, transform, params, dst, comparison)
         candidate.within = self.within_budget(comparison)[0]
