@@ -217,3 +217,45 @@ async def test_large_replies_are_compressed_as_the_client_accepts(client) -> Non
     assert metrics.headers["content-encoding"] == "gzip" and "modelport_" in metrics.text
     small = await client.get("/v2/health/ready", headers={"Accept-Encoding": "gzip"})
     assert small.status_code == 200 and "content-encoding" not in small.headers
+
+
+async def test_large_bodies_are_compressed_and_inflated_off_the_event_loop(
+    client, monkeypatch
+) -> None:
+    import gzip
+    import json
+    import threading
+
+    from modelport.serving import app
+
+    threads = []
+    for name in ("deflate", "inflate"):
+        real = getattr(app, name)
+
+        def spy(*args, real=real, name=name):
+            threads.append((name, len(args[0]), threading.current_thread()))
+            return real(*args)
+
+        monkeypatch.setattr(app, name, spy)
+    x = np.random.default_rng(1).random((20000, 4), dtype=np.float32)  # a reply over OFF_LOOP_ABOVE
+    body = json.dumps({"inputs": [v2_input(x)]}).encode()
+    assert len(body) > app.OFF_LOOP_ABOVE
+    plain = await client.post("/v2/models/mlp/infer", content=body)
+    response = await client.post("/v2/models/mlp/infer", content=gzip.compress(body),
+                                 headers={"Content-Encoding": "gzip",
+                                          "Accept-Encoding": "gzip"})  # fmt: skip
+    assert response.status_code == 200 and response.json() == plain.json()
+    small = await client.post("/v2/models/mlp/infer", json={"inputs": [v2_input(X)]},
+                              headers={"Content-Encoding": "identity"})  # fmt: skip
+    assert small.status_code == 200
+    main = threading.current_thread()
+    by_name = {}
+    for name, size, thread in threads:
+        by_name.setdefault(name, []).append((size, thread is main))
+    # a compressed request may inflate to the body limit: always on a worker thread
+    assert by_name["inflate"] and not any(inline for _, inline in by_name["inflate"])
+    # a reply is compressed inline only when small
+    assert by_name["deflate"] and all(
+        inline == (size < app.OFF_LOOP_ABOVE) for size, inline in by_name["deflate"]
+    )
+    assert any(size >= app.OFF_LOOP_ABOVE for size, _ in by_name["deflate"])

@@ -142,8 +142,8 @@ class ServingApp:
             if scope["method"] == "POST":
                 body = await self._read(receive, headers.get(b"content-length"))
                 encoding = headers.get(b"content-encoding")
-                if encoding is not None:
-                    body = inflate(body, encoding, self.max_body)
+                if encoding is not None:  # a small body may inflate up to the limit
+                    body = await _off_loop(self.max_body, inflate, body, encoding, self.max_body)
             status, payload, extra = await handler(body, headers, *params)
         except ModelportError as exc:
             status, payload, extra = error_reply(exc)
@@ -158,7 +158,7 @@ class ServingApp:
             accept = headers.get(b"accept-encoding")
             coding = accepted_coding(accept) if accept is not None else None
             if coding is not None:
-                payload = deflate(payload, coding)
+                payload = await _off_loop(len(payload), deflate, payload, coding)
                 extra = [*extra, (b"content-encoding", coding), (b"vary", b"accept-encoding")]
         reply_headers = [*extra, (b"content-length", b"%d" % len(payload))]  # else: chunked
         await send({"type": "http.response.start", "status": status, "headers": reply_headers})
@@ -193,6 +193,15 @@ class ServingApp:
 
 _WBITS = {b"gzip": 31, b"deflate": 15}  # zlib window bits: gzip header, zlib header
 COMPRESS_ABOVE = 1024  # bytes: smaller replies are sent as they are, whatever the client accepts
+OFF_LOOP_ABOVE = 256 << 10  # bytes: (de)compressing more takes milliseconds; not on the event loop
+
+
+async def _off_loop(size: int, work: Callable[..., bytes], *args: Any) -> bytes:
+    """``work(*args)`` on a worker thread when ``size`` is large (zlib releases the GIL), so
+    other requests are served meanwhile; inline when small (a thread hop costs more)."""
+    if size < OFF_LOOP_ABOVE:
+        return work(*args)
+    return await asyncio.get_running_loop().run_in_executor(None, work, *args)
 
 
 def accepted_coding(accept: bytes) -> bytes | None:
