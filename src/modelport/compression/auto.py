@@ -47,7 +47,11 @@ def plan(step: Step, data: Any, labels: Any, train: TrainConfig) -> list[tuple[s
         builds.append((label, "quantize", lambda s, d, c=config: quantize(s, d, c, None)))
     if dataset is not None:
         unlabeled = step.dataset(dataset.inputs)
-        for static in (QuantizeConfig(8), QuantizeConfig(8, per_channel=False, format="qoperator")):
+        statics = (
+            QuantizeConfig(8, format="qdq"),
+            QuantizeConfig(8, per_channel=False, format="qoperator"),
+        )
+        for static in statics:
             builds.append(
                 (
                     api.quantization_label(static, True),
