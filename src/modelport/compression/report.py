@@ -114,7 +114,7 @@ def recipe_notes(params: dict[str, Any]) -> list[str]:
     out = []
     choice = params.get("format_choice") or {}
     kept = params.get("format")
-    for fmt, r in choice.items():
+    for fmt, r in sorted(choice.items(), key=lambda item: item[0] != kept):  # the kept one first
         name = _FORMAT_NAMES.get(fmt, fmt)
         speed = f"{r['speedup']:.2f}x the parent's speed at batch {r['batch']}"
         if fmt == kept:

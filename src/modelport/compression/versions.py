@@ -80,12 +80,15 @@ def compare_versions(
     """Measure ``b`` against ``a`` (which plays the parent) through their runtimes."""
     if a.signature.input_names != b.signature.input_names:
         raise InvalidInput(f"{a.ref} and {b.ref} take different inputs; they cannot be compared")
+    from modelport.importers.keras import mute_native_stderr
+
     rows = evaluation_rows(a.signature, data)
-    sessions = [open_session(registry, a, threads), open_session(registry, b, threads)]
+    sessions: list[Any] = []
     try:
-        measured = [
-            measure_version(registry, v, s, rows) for v, s in zip((a, b), sessions, strict=True)
-        ]
+        with mute_native_stderr():  # LiteRT announces its XNNPACK delegate on fd 2
+            sessions.extend(open_session(registry, v, threads) for v in (a, b))
+            pairs = zip((a, b), sessions, strict=True)
+            measured = [measure_version(registry, v, s, rows) for v, s in pairs]
         return compare(
             registry.path(a), registry.path(b), a.signature, data,
             labels=(a.ref, b.ref), batches=batches, threads=threads, rounds=rounds,
