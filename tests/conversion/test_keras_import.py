@@ -75,7 +75,9 @@ def test_export_to_a_file_name_writes_the_model_file(
     code, _, err = invoke_cli(monkeypatch, capsys, "--home", home, "export", version.ref,
                               str(tmp_path / "x.tflite"))  # fmt: skip
     assert code == 1 and not (tmp_path / "x.tflite").exists()
-    assert err.startswith(f"error: {version.ref} is {len(version.files)} files (model.onnx...); ")
+    assert err.startswith(
+        f"error: {version.ref} is {len(version.files)} files (model.onnx, saved_model/); "
+    )
     assert "export to a folder (a path without a suffix), or to a .onnx file" in err
     code, _, err = invoke_cli(monkeypatch, capsys, "--home", home, "export", version.ref,
                               str(tmp_path / "all"))  # fmt: skip

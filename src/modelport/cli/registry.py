@@ -238,8 +238,9 @@ def _single_file(version: Any, dest: Path) -> tuple[str | None, str]:
     if model.suffix.lower() == dest.suffix.lower() and not needed:
         return version.entrypoint, f" ({model.name} only; export to a folder for every file)"
     single = "" if needed else f", or to a {model.suffix} file for the model alone"
+    copy = [kept] if any(f.path.startswith(kept) for f in version.files) else []
     raise InvalidInput(
-        f"{version.ref} is {len(version.files)} files ({', '.join([model.name, *needed])}...); "
+        f"{version.ref} is {len(version.files)} files ({', '.join([model.name, *needed, *copy])}); "
         f"{dest} names one {dest.suffix} file: export to a folder (a path without a suffix)"
         f"{single}"
     )
