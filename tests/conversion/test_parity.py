@@ -81,3 +81,17 @@ def test_each_output_is_judged_by_what_it_is() -> None:
     explicit = tolerance("int8", atol=2.0)
     assert explicit.rule(logits) == "absolute" and explicit.passes(logits)
     assert not explicit.passes(OutputParity("x", 2.5, 0.01, 1.0))
+
+
+def test_integer_labels_are_judged_by_rows_that_agree() -> None:
+    from modelport.conversion.parity import _one
+
+    want = np.array([7, 8, 1, 2] * 25, dtype=np.int64)
+    have = want.copy()
+    have[0] = 8  # one label of 100 moved by one class: 11% of the range, still a wrong class
+    out = _one("label", want, have)
+    assert out.top1 == 0.99 and out.max_rel == 1 / 8
+    assert tolerance("int8").rule(out) == "agreement" and tolerance("int8").passes(out)
+    assert not tolerance("fp32").passes(out)
+    have[:10] = 0
+    assert not tolerance("int8").passes(_one("label", want, have))  # 90% of rows agree

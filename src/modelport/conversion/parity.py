@@ -3,7 +3,8 @@
 Per output: max absolute error ``max |child - parent|``; relative error ``max |child - parent| /
 max |parent|`` (scale-free: logits and probabilities are judged alike, stable where the parent is
 near zero); top-1 agreement (share of rows whose argmax over the last axis is the same) for float
-outputs with more than one class.
+outputs with more than one class, and for integer outputs (labels) the share of rows that are
+equal.
 
 What an output must meet follows what it is and the precision (``tolerance``):
 
@@ -219,4 +220,6 @@ def _one(name: str, want: np.ndarray, have: np.ndarray) -> OutputParity:
     top1 = None
     if want.dtype.kind == "f" and want.ndim >= 2 and want.shape[-1] > 1:
         top1 = float(np.mean(np.argmax(a, axis=-1) == np.argmax(b, axis=-1)))
+    elif want.dtype.kind in "iub" and want.ndim >= 1 and a.size:  # labels: rows equal exactly
+        top1 = float(np.mean(np.all((a == b).reshape(len(a), -1), axis=1)))
     return OutputParity(name, diff, rel, top1)
