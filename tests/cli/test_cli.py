@@ -200,3 +200,13 @@ def test_more_bad_input_is_one_line(cli, tmp_path: Path) -> None:
     assert "and 2 more" in _error(cli("register", str(tmp_path / "many"), "--name", "x", ok=False))
     proc = cli("gc", "--grace", "-5", ok=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_piped_tables_write_every_value_in_full(cli, tmp_path: Path) -> None:
+    metrics = [f"--metric=accuracy_on_held_out_split_{i}=0.96{i}4" for i in range(8)]
+    cli("register", str(make_mlp_onnx(tmp_path / "m.onnx")), "--name", "digits", *metrics)
+    out = cli("list", "digits").stdout  # stdout is a pipe here, not a terminal
+    assert "…" not in out
+    for i in range(8):
+        assert f"accuracy_on_held_out_split_{i}=0.96{i}4" in out
+    assert max(len(line) for line in out.splitlines()) > 140

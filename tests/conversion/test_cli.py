@@ -78,7 +78,8 @@ def test_refusal_and_missing_extra_are_one_line_errors(
          "--atol", "1e-9"], capsys, monkeypatch,
     )  # fmt: skip
     assert code == 1
-    assert err.startswith("error: parity check failed: output 'output' differs by up to")
+    assert err.startswith("error: parity check failed on 32 rows of random data: output 'output'")
+    assert "top-1 agreement" in err and "outside max abs error <= 1e-09" in err
     assert err.count("\n") == 1 and "Traceback" not in err
 
     monkeypatch.setitem(sys.modules, "openvino", None)

@@ -7,7 +7,7 @@ import pytest
 
 import modelport
 from modelport.conversion import convert
-from modelport.conversion.parity import TOLERANCES
+from modelport.conversion.parity import tolerance
 from modelport.errors import InvalidInput
 from modelport.registry import Registry
 from tests.conftest import make_mlp_onnx
@@ -36,7 +36,7 @@ def test_keras_models_convert_with_parity_and_lineage(
     if to == "tflite":
         assert params["route"] == "saved_model"  # the kept TensorFlow form, not onnx2tf
     # parity recorded on the version and within the fp32 tolerance
-    assert version.metrics["parity_max_abs_error"] <= TOLERANCES["fp32"]
+    assert version.metrics["parity_max_abs_error"] <= 1e-4
     assert version.metrics["parity_top1_agreement"] == 1.0
     assert "parity_max_rel_error" in version.metrics
     assert result.report.ok and result.report.source == "user data"
@@ -66,8 +66,13 @@ def test_reduced_precision_is_smaller_and_within_its_tolerance(
     version = result.version
     assert version.size < full.size * (0.6 if precision == "fp16" else 0.5)
     assert version.transform_params["precision"] == precision
-    assert version.metrics["parity_atol"] == TOLERANCES[precision]
-    assert 0 < version.metrics["parity_max_abs_error"] <= TOLERANCES[precision]
+    tol = tolerance(precision)
+    assert version.metrics["parity_rtol"] == tol.rtol and "parity_atol" not in version.metrics
+    assert version.metrics["parity_max_abs_error"] > 0
+    if precision == "int8":  # a classifier: judged by agreement with its parent
+        assert version.metrics["parity_min_agreement"] == tol.min_agreement == 0.97
+    else:
+        assert version.metrics["parity_max_rel_error"] <= tol.rtol
     assert version.metrics["parity_top1_agreement"] >= 0.97
     x, y = digits
     runtime = modelport.load(version.ref, registry=shared_registry)
@@ -117,7 +122,8 @@ def test_parity_above_tolerance_is_refused_naming_the_output(
     with pytest.raises(InvalidInput) as info:
         convert(registered["mlp"], "tflite", registry=shared_registry, precision="fp16", atol=1e-7)
     message = str(info.value)
-    assert "output 'output' differs by up to" in message and "--force" in message
+    assert "output 'output' (top-1 agreement 100.0%, max abs error" in message
+    assert "outside max abs error <= 1e-07" in message and "--force" in message
     assert len(shared_registry.list_versions("mlp")) == before  # nothing registered
 
     forced = convert(

@@ -57,3 +57,45 @@ def test_import_modelport_does_not_import_tensorflow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_export_to_a_file_name_writes_the_model_file(
+    sqlite_registry: Registry, keras_mlp: Any, tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    from tests.conftest import invoke_cli
+
+    version = modelport.register(keras_mlp, "tutorial", registry=sqlite_registry)
+    home = str(sqlite_registry.settings.home)
+    code, out, err = invoke_cli(monkeypatch, capsys, "--home", home, "export", version.ref,
+                                str(tmp_path / "x.onnx"))  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "x.onnx").is_file()  # a file, not a folder named x.onnx
+    assert (tmp_path / "x.onnx").read_bytes() == sqlite_registry.path(version).read_bytes()
+    assert "model.onnx only; export to a folder for every file" in out
+    code, _, err = invoke_cli(monkeypatch, capsys, "--home", home, "export", version.ref,
+                              str(tmp_path / "x.tflite"))  # fmt: skip
+    assert code == 1 and not (tmp_path / "x.tflite").exists()
+    assert err.startswith(
+        f"error: {version.ref} is {len(version.files)} files (model.onnx, saved_model/); "
+    )
+    assert "export to a folder (a path without a suffix), or to a .onnx file" in err
+    code, _, err = invoke_cli(monkeypatch, capsys, "--home", home, "export", version.ref,
+                              str(tmp_path / "all"))  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "all" / SAVED_MODEL / "saved_model.pb").is_file()
+
+
+def test_list_says_what_its_size_counts(
+    sqlite_registry: Registry, keras_mlp: Any, capsys: Any, monkeypatch: Any
+) -> None:
+    from modelport.cli.common import human_size
+    from tests.conftest import invoke_cli
+
+    version = modelport.register(keras_mlp, "tutorial", registry=sqlite_registry)
+    onnx_size = next(f.size for f in version.files if f.path == "model.onnx")
+    kept = version.size - onnx_size
+    home = str(sqlite_registry.settings.home)
+    code, out, err = invoke_cli(monkeypatch, capsys, "--home", home, "list", "tutorial")
+    assert code == 0, err
+    assert f"{human_size(onnx_size)} (+{human_size(kept)} kept)" in out
+    assert "size: the files a runtime loads; kept: the SavedModel copy" in out

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from modelport.registry import Registry
     from modelport.settings import Settings
 
-_WIDTH = None if sys.stdout.isatty() else 140  # pipes and logs get room for the tables
+# Pipes and logs get every value in full: no terminal to fit, so lines are as wide as they need.
+_WIDTH = None if sys.stdout.isatty() else 100_000
 console = Console(width=_WIDTH)
 err_console = Console(stderr=True, width=_WIDTH)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from modelport.cli.common import console, registry
 
@@ -76,9 +77,9 @@ def _finish(outcome: Outcome, plot: Path | None) -> None:
         comparison_table(cand.comparison, f"{cand.label}: {outcome.parent.ref} -> candidate")
     )
     for line in notes(cand.comparison, cand.transform, cand.params):
-        console.print(f"  {line}", highlight=False)
+        console.print(f"  {escape(line)}", highlight=False)
     if outcome.version is None:
-        console.print(f"[red]{outcome.rejected}[/]", highlight=False)
+        console.print(f"[red]{escape(outcome.rejected or '')}[/]", highlight=False)
         raise typer.Exit(1)
     console.print(
         f"registered [bold]{outcome.version.ref}[/] ({cand.transform} of {outcome.parent.ref})",
@@ -101,7 +102,7 @@ def quantize(
         int, typer.Option("--bits", help="16 (fp16), 8 (int8) or 4 (4-bit MatMul weights).")
     ] = 8,
     calibration: Annotated[
-        Path | None, typer.Option("--calibration", help="Calibration inputs: static int8 (QDQ).")
+        Path | None, typer.Option("--calibration", help="Calibration inputs: static int8.")
     ] = None,
     method: Annotated[
         str, typer.Option("--method", help="Calibration: minmax, entropy or percentile.")
@@ -110,8 +111,12 @@ def quantize(
         bool, typer.Option("--per-channel/--per-tensor", help="Weight scales per output channel.")
     ] = True,
     format: Annotated[
-        str, typer.Option("--format", help="Static int8 format: qdq or qoperator.")
-    ] = "qdq",
+        str,
+        typer.Option(
+            "--format",
+            help="Static int8: auto (measure both, keep the faster), qdq or qoperator.",
+        ),
+    ] = "auto",
     block_size: Annotated[int, typer.Option("--block-size", help="4-bit block size.")] = 32,
     eval_data: EvalData = None,
     eval_labels: EvalLabels = None,
@@ -290,7 +295,7 @@ def auto(
     )
     console.print(pareto_table(result.candidates, result.chosen))
     for line in result.skipped:
-        console.print(f"  skipped {line}", highlight=False)
+        console.print(f"  skipped {escape(line)}", highlight=False)
     if result.outcome is None or result.outcome.version is None:
         console.print("[red]not registered: no candidate is within the accuracy budget[/]")
         raise typer.Exit(1)
@@ -319,5 +324,5 @@ def evaluate(
     )
     console.print(comparison_table(comparison, f"{a} vs {b}"))
     for line in notes(comparison, "", {}):
-        console.print(f"  {line}", highlight=False)
+        console.print(f"  {escape(line)}", highlight=False)
     _plot(registry().resolve(b).name, plot)

@@ -36,8 +36,17 @@ def convert(
         Path | None, typer.Option(help="Parity inputs (default: calibration data, else random).")
     ] = None,
     atol: Annotated[
+        float | None, typer.Option(help="Max abs error allowed for every output (no default).")
+    ] = None,
+    rtol: Annotated[
         float | None,
-        typer.Option(help="Max abs error allowed (default 1e-4 fp32, 1e-2 fp16, 0.2 int8)."),
+        typer.Option(
+            help="Max error relative to the output's range (1e-4 fp32, 1e-2 fp16, 0.25 int8)"
+        ),
+    ] = None,
+    min_agreement: Annotated[
+        float | None,
+        typer.Option(help="Top-1 agreement a classifier output needs (default 0.97 for int8)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Register even above tolerance.")] = False,
     alias: Annotated[str | None, typer.Option(help="Point this alias at the new version.")] = None,
@@ -66,6 +75,8 @@ def convert(
             calibration=calib,
             sample=samples,
             atol=atol,
+            rtol=rtol,
+            min_agreement=min_agreement,
             force=force,
             alias=alias,
             on_step=lambda text: progress.update(task, description=text),
@@ -74,12 +85,14 @@ def convert(
     if json_out:
         print_json({"version": version.to_dict(), "parity": _parity_dict(report)})
         return
-    title = (f"parity of {version.ref} against {version.parent} "
-             f"({report.rows} rows of {report.source}, atol {report.atol:g})")  # fmt: skip
-    table = Table("output", "max abs error", "max rel error", "top-1 agreement", title=title)
+    title = f"parity of {version.ref} against {version.parent}"
+    title += f" ({report.rows} rows of {report.source})"
+    table = Table("output", "max abs error", "max rel error", "top-1 agreement", "bound",
+                  title=title)  # fmt: skip
     for out in report.outputs:
         top1 = "-" if out.top1 is None else f"{out.top1:.2%}"
-        table.add_row(out.name, f"{out.max_abs:.3g}", f"{out.max_rel:.3g}", top1)
+        bound = report.tolerance.bound(out) + ("" if report.tolerance.passes(out) else " (outside)")
+        table.add_row(out.name, f"{out.max_abs:.3g}", f"{out.max_rel:.3g}", top1, bound)
     console.print(table)
     verdict = "[green]ok[/]"
     if result.forced:
@@ -94,13 +107,20 @@ def convert(
 def _parity_dict(report: Any) -> dict[str, Any]:
     return {
         "ok": report.ok,
-        "atol": report.atol,
+        "tolerance": {k[7:]: v for k, v in report.tolerance.metrics().items()},
         "rows": report.rows,
         "source": report.source,
         "outputs": [
-            {"name": o.name, "max_abs": o.max_abs, "max_rel": o.max_rel, "top1": o.top1}
+            {
+                "name": o.name,
+                "max_abs": o.max_abs,
+                "max_rel": o.max_rel,
+                "top1": o.top1,
+                "rule": report.tolerance.rule(o),
+                "ok": report.tolerance.passes(o),
+            }
             for o in report.outputs
-        ],
+        ],  # fmt: skip
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -80,15 +80,33 @@ def list_(
     if json_out:
         print_json([v.to_dict() for v in versions])
         return
-    table = Table("version", "format", "size", "aliases", "metrics", "parent", "created", "by")
+    table = Table("version", "format", "size", "aliases", "metrics", "parent", "created", "by",
+                  caption=_size_caption(versions))  # fmt: skip
     for v in versions:
         metrics = ", ".join(f"{k}={val:g}" for k, val in v.metrics.items())
         lineage = f"{v.parent} ({v.transform})" if v.parent else ""
         table.add_row(
-            str(v.version), v.format, human_size(v.size), ", ".join(v.aliases), metrics,
+            str(v.version), v.format, _size(v), ", ".join(v.aliases), metrics,
             lineage, when(v.created_at), v.created_by,
         )  # fmt: skip
     console.print(table)
+
+
+def _size(version: Any) -> str:
+    """What a runtime loads, and the kept SavedModel copy apart: ``8.5 MiB (+19.0 MiB kept)``."""
+    from modelport.importers.keras import kept_copy_size
+
+    kept = kept_copy_size(version.files)
+    text = human_size(version.size - kept)
+    return f"{text} (+{human_size(kept)} kept)" if kept else text
+
+
+def _size_caption(versions: Any) -> str | None:
+    from modelport.importers.keras import kept_copy_size
+
+    if any(kept_copy_size(v.files) for v in versions):
+        return "size: the files a runtime loads; kept: the SavedModel copy for TFLite conversion"
+    return None
 
 
 def show(
@@ -194,9 +212,38 @@ def export(
     ref: Annotated[str, typer.Argument(help="name, name:3 or name@alias.")],
     dest: Annotated[Path, typer.Argument(help="File or folder to write.")],
 ) -> None:
-    """Copy a version's artifact out of the registry (checked against its sha256)."""
-    written = registry().export(ref, dest)
-    console.print(f"exported {ref} to {written}")
+    """Copy a version's artifact out of the registry (checked against its sha256).
+
+    A path with a suffix names one file: a version of several files writes its model file there
+    when the suffix matches and nothing else is needed to run it (a Keras version's kept
+    SavedModel copy is left out, and said so); otherwise give a folder."""
+    reg = registry()
+    version = reg.resolve(ref)
+    only, note = _single_file(version, dest)
+    written = reg.export(version.ref, dest, only=only)
+    console.print(f"exported {ref} to {written}{note}", highlight=False)
+
+
+def _single_file(version: Any, dest: Path) -> tuple[str | None, str]:
+    """The one file of ``version`` that ``dest`` asks for (None: export as usual), and a note."""
+    from modelport.errors import InvalidInput
+    from modelport.importers.keras import SAVED_MODEL
+
+    if len(version.files) == 1 or not dest.suffix or dest.is_dir():
+        return None, ""
+    model = Path(version.entrypoint)
+    kept = SAVED_MODEL + "/"
+    needed = [f.path for f in version.files
+              if f.path != version.entrypoint and not f.path.startswith(kept)]  # fmt: skip
+    if model.suffix.lower() == dest.suffix.lower() and not needed:
+        return version.entrypoint, f" ({model.name} only; export to a folder for every file)"
+    single = "" if needed else f", or to a {model.suffix} file for the model alone"
+    copy = [kept] if any(f.path.startswith(kept) for f in version.files) else []
+    raise InvalidInput(
+        f"{version.ref} is {len(version.files)} files ({', '.join([model.name, *needed, *copy])}); "
+        f"{dest} names one {dest.suffix} file: export to a folder (a path without a suffix)"
+        f"{single}"
+    )
 
 
 def delete(

@@ -28,7 +28,7 @@ class Side:
     label: str
     size: int
     gzip_size: int
-    parameters: int
+    parameters: int | None  # None: not an ONNX graph, not counted
     latency_ms: dict[int, float] = field(default_factory=dict)
     accuracy: float | None = None
 
@@ -66,13 +66,14 @@ class Comparison:
         out: dict[str, float] = {
             "size_bytes": self.child.size,
             "gzip_bytes": self.child.gzip_size,
-            "parameters": self.child.parameters,
             "parent_size_bytes": self.parent.size,
             "size_ratio": self.parent.size / self.child.size,
             "max_abs_diff": self.max_abs_diff,
             "cosine": self.cosine,
             "eval_rows": self.rows,
         }
+        if self.child.parameters is not None:
+            out["parameters"] = self.child.parameters
         for batch, ms in self.child.latency_ms.items():
             out[f"latency_ms_b{batch}"] = ms
             out[f"parent_latency_ms_b{batch}"] = self.parent.latency_ms[batch]
@@ -166,7 +167,7 @@ class Measured:
 
     size: int
     gzip_size: int
-    parameters: int
+    parameters: int | None
     outputs: np.ndarray
 
 
@@ -201,15 +202,20 @@ def compare(
     threads: int = 0,
     rounds: int = 15,
     parent: Measured | None = None,
+    child: Measured | None = None,
+    sessions: Sequence[Any] | None = None,
 ) -> Comparison:
     """Measure ``child`` against ``parent`` side by side; ``data`` drives accuracy and agreement.
-    ``parent``: the parent already measured on the same rows (``measure``)."""
-    sessions = [session(parent_path, threads), session(child_path, threads)]
+    ``parent``/``child``: already measured on the same rows (``measure``); ``sessions``: the two
+    already open (anything with ORT's ``run(None, feed)``)."""
+    if sessions is None:
+        sessions = [session(parent_path, threads), session(child_path, threads)]
     evaluation = evaluation_rows(signature, data)
     try:
         if parent is None:
             parent = measure(parent_path, sessions[0], evaluation)
-        child = measure(child_path, sessions[1], evaluation)
+        if child is None:
+            child = measure(child_path, sessions[1], evaluation)
         sides = [Side(label, m.size, m.gzip_size, m.parameters)
                  for label, m in zip(labels, (parent, child), strict=True)]  # fmt: skip
         outs = [parent.outputs, child.outputs]

@@ -3,8 +3,9 @@
 bits=16                      fp16 weights and compute, float32 inputs/outputs kept
 bits=8                       dynamic int8: int8 weights (per channel by default), activations
                              quantized on the fly; the default recipe for transformers
-bits=8 + calibration data    static int8, QDQ format, per-channel weights, activation ranges
-                             calibrated with MinMax, Entropy or Percentile
+bits=8 + calibration data    static int8, per-channel weights, activation ranges calibrated with
+                             MinMax, Entropy or Percentile; QDQ or QOperator format (by default
+                             both are measured and the faster kept: ``api.quantize_model``)
 bits=4                       4-bit weight-only blocks for MatMul (MatMulNBits)
 """
 
@@ -23,7 +24,8 @@ from modelport.errors import BackendError, InvalidInput, first_line
 
 BITS = (4, 8, 16)
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-FORMATS = ("qdq", "qoperator")
+FORMATS = ("auto", "qdq", "qoperator")  # auto: both measured, the faster kept (static int8 only)
+DYNAMIC_OPS = ("MatMul", "Gemm")
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class QuantizeConfig:
     bits: int = 8
     method: str = "minmax"  # calibration method, static int8 only
     per_channel: bool = True
-    format: str = "qdq"  # static int8 only
+    format: str = "auto"  # static int8 only
     block_size: int = 32  # 4-bit only
     calibration_rows: int = 512
 
@@ -44,7 +46,7 @@ class QuantizeConfig:
             )
         if self.format.lower() not in FORMATS:
             raise InvalidInput(
-                f"unknown quantization format {self.format!r}; choose QDQ or QOperator"
+                f"unknown quantization format {self.format!r}; choose auto, QDQ or QOperator"
             )
         if calibration is not None and self.bits != 8:
             raise InvalidInput("calibration data is used by static int8 only (--bits 8)")
@@ -73,7 +75,7 @@ class QuantizeConfig:
                 "mode": "dynamic",
                 "per_channel": self.per_channel,
                 "weight_type": "int8",
-                "ops": ["MatMul", "Gemm"],
+                "ops": list(DYNAMIC_OPS),
             }
         return {
             "bits": 8,
@@ -92,6 +94,8 @@ def quantize(
 ) -> dict[str, Any]:
     """Write the quantized form of ``src`` to ``dst``; returns the recipe parameters."""
     config.check(calibration)
+    if calibration is not None and config.format.lower() == "auto":
+        raise InvalidInput("quantize() writes one format: give qdq or qoperator")
     model = gx.load(src)
     if any(t.data_type not in (1, 6, 7, 9) for t in model.graph.initializer if len(t.dims) >= 2):
         raise InvalidInput("the model is already quantized (its weights are not float32)")
@@ -117,7 +121,30 @@ def quantize(
                 )
             )
         gx.save(float_outputs(drop_zero_points(result)), dst)
+        if calibration is None:
+            return {**config.params(None), **left_in_float(model)}
     return config.params(calibration)
+
+
+def left_in_float(model: Any) -> dict[str, Any]:
+    """What dynamic int8 does not touch: weighted operators other than MatMul/Gemm (Conv first
+    of all), and the share of the parameters they hold: ``{"left_in_float": {"Conv": 5},
+    "float_parameter_share": 0.93}`` (empty when it covers everything)."""
+    import numpy as np
+
+    g = gx.Graph(model)
+    left: dict[str, int] = {}
+    sizes = {name: int(np.prod(t.dims)) for name, t in g.inits.items() if len(t.dims) >= 2}
+    total = sum(sizes.values())
+    floating = 0
+    for node in model.graph.node:
+        weights = [sizes[i] for i in node.input if i in sizes]
+        if weights and node.op_type not in DYNAMIC_OPS:
+            left[node.op_type] = left.get(node.op_type, 0) + 1
+            floating += sum(weights)
+    if not left:
+        return {}
+    return {"left_in_float": left, "float_parameter_share": round(floating / max(total, 1), 4)}
 
 
 @contextlib.contextmanager
@@ -183,7 +210,7 @@ def _int8(src: Path, dst: Path, config: QuantizeConfig, calibration: Dataset | N
         quantize_dynamic(
             str(src),
             str(dst),
-            op_types_to_quantize=["MatMul", "Gemm"],
+            op_types_to_quantize=list(DYNAMIC_OPS),
             per_channel=config.per_channel,
             weight_type=QuantType.QInt8,
             extra_options={"MatMulConstBOnly": True},

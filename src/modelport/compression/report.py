@@ -25,6 +25,10 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.2f}%"
 
 
+def _count(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
 def _ratio(before: float, after: float, unit: str = "x") -> str:
     return f"{before / after:.2f}{unit}" if after else "-"
 
@@ -45,12 +49,11 @@ def comparison_table(c: Comparison, title: str = "") -> Table:
         kib(k.gzip_size),
         f"{_ratio(p.gzip_size, k.gzip_size)} smaller",
     )
-    table.add_row(
-        "parameters",
-        f"{p.parameters:,}",
-        f"{k.parameters:,}",
-        f"{k.parameters / max(p.parameters, 1):.0%}",
-    )
+    if p.parameters is not None or k.parameters is not None:
+        ratio = "-"
+        if p.parameters is not None and k.parameters is not None:
+            ratio = f"{k.parameters / max(p.parameters, 1):.0%}"
+        table.add_row("parameters", _count(p.parameters), _count(k.parameters), ratio)
     for batch in p.latency_ms:
         table.add_row(
             f"latency batch {batch}",
@@ -93,10 +96,41 @@ def notes(c: Comparison, transform: str, params: dict[str, Any]) -> list[str]:
                 f"its parent at batch {batch} "
                 f"({c.child.latency_ms[batch]:.3f} ms vs {c.parent.latency_ms[batch]:.3f} ms)."
             )
+    out.extend(recipe_notes(params))
     if transform == "prune" and params.get("kind") == "magnitude":
         out.append(
             "Unstructured sparsity keeps every matrix at full shape: a dense runtime does the same "
             "work, so expect no speed-up; the zeros only shrink the gzip size."
+        )
+    return out
+
+
+_FORMAT_NAMES = {"qdq": "QDQ", "qoperator": "QOperator"}
+
+
+def recipe_notes(params: dict[str, Any]) -> list[str]:
+    """What a quantization recipe chose and skipped (``format_choice``), and what it left in
+    float (``left_in_float``), in plain words."""
+    out = []
+    choice = params.get("format_choice") or {}
+    kept = params.get("format")
+    for fmt, r in sorted(choice.items(), key=lambda item: item[0] != kept):  # the kept one first
+        name = _FORMAT_NAMES.get(fmt, fmt)
+        speed = f"{r['speedup']:.2f}x the parent's speed at batch {r['batch']}"
+        if fmt == kept:
+            out.append(f"Format: kept {name} ({speed}), the fastest of QDQ and QOperator "
+                       "within the budget.")  # fmt: skip
+        else:
+            why = "over the accuracy budget" if not r["within_budget"] else "slower"
+            out.append(f"Skipped {name}: {why} ({speed}); --format {fmt} forces it.")
+    left = params.get("left_in_float") or {}
+    if left:
+        ops = ", ".join(f"{n} {op}" for op, n in left.items())
+        share = params.get("float_parameter_share", 0.0)
+        out.append(
+            f"Dynamic int8 covers MatMul and Gemm only: it left {ops} in float "
+            f"({share:.0%} of the weights), so expect little change in size or speed; "
+            "static int8 (--calibration FILE) quantizes Conv."
         )
     return out
 

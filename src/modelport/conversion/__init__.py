@@ -4,7 +4,9 @@
     result.version     # digits:2, parent digits:1, transform "convert"
     result.report      # max abs / rel error and top-1 agreement, also stored as metrics
 
-Nothing is registered when conversion fails or parity is above tolerance (unless ``force``).
+Nothing is registered when conversion fails or parity is outside the tolerance (unless
+``force``): by default a relative bound per precision, and for int8 classifiers top-1 agreement
+with the parent (``parity.tolerance``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelport.conversion.parity import ParityReport, compare, random_inputs, tolerance
+from modelport.conversion.parity import (
+    ParityReport,
+    Tolerance,
+    compare,
+    random_inputs,
+    tolerance,
+)
 from modelport.errors import InvalidInput
 from modelport.registry import ModelVersion, Registry
 from modelport.registry.artifact import Artifact
@@ -41,6 +49,8 @@ def convert(
     calibration: Mapping[str, Any] | None = None,
     sample: Mapping[str, Any] | None = None,
     atol: float | None = None,
+    rtol: float | None = None,
+    min_agreement: float | None = None,
     force: bool = False,
     alias: str | None = None,
     on_step: Callable[[str], None] | None = None,
@@ -49,7 +59,7 @@ def convert(
     step = on_step or (lambda _: None)
     if to not in TARGETS:
         raise InvalidInput(f"cannot convert to {to!r}; targets: {', '.join(TARGETS)}")
-    limit = tolerance(precision, atol)
+    limit = tolerance(precision, atol, rtol, min_agreement)
     if precision == "int8" and not calibration:
         raise InvalidInput("int8 conversion needs calibration data: pass --calibration FILE")
     registry = registry or Registry()
@@ -69,7 +79,8 @@ def convert(
         if not report.ok and not force:
             raise InvalidInput(report.refusal())
         step("registering")
-        params.update({"to": to, "precision": precision, "atol": limit, "forced": not report.ok})
+        params.update({"to": to, "precision": precision, "forced": not report.ok})
+        params["tolerance"] = {k[7:]: v for k, v in limit.metrics().items()}
         version = registry.add(
             artifact,
             parent.name,
@@ -111,7 +122,7 @@ def _parity_inputs(
 
 def _parity(
     source: Path, parent: ModelVersion, artifact: Artifact, inputs: Mapping[str, Any],
-    limit: float, origin: str,
+    limit: Tolerance, origin: str,
 ) -> ParityReport:  # fmt: skip
     from modelport.importers.keras import mute_native_stderr
 

@@ -210,3 +210,10 @@ def saved_model_of(version_path: Path) -> Path | None:
     """The kept TensorFlow form next to a checked-out ONNX entry point, if there is one."""
     candidate = Path(version_path).parent / SAVED_MODEL
     return candidate if is_saved_model(candidate) else None
+
+
+def kept_copy_size(files: Sequence[Any]) -> int:
+    """Bytes of the kept SavedModel among a version's file entries (``.path``, ``.size``): a copy
+    for ``convert --to tflite`` that no runtime loads."""
+    prefix = SAVED_MODEL + "/"
+    return sum(f.size for f in files if f.path.startswith(prefix))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 from collections.abc import Iterable, Mapping
@@ -327,9 +328,16 @@ class Registry:
         check = self.settings.verify_on_load if verify is None else verify
         return self.files.local_path(version, check)
 
-    def export(self, ref: str | ModelRef, dest: str | Path) -> Path:
-        """Copy the artifact out: a single file to ``dest`` (a file or folder), else a folder."""
-        return self.files.export(self.resolve(ref), Path(dest))
+    def export(self, ref: str | ModelRef, dest: str | Path, only: str | None = None) -> Path:
+        """Copy the artifact out: a single file to ``dest`` (a file or folder), else a folder;
+        ``only``: just this file of the artifact (its path in the version), as a single file."""
+        version = self.resolve(ref)
+        if only is not None:
+            entries = tuple(f for f in version.files if f.path == only)
+            if not entries:
+                raise InvalidInput(f"{version.ref} has no file {only!r}")
+            version = dataclasses.replace(version, files=entries)
+        return self.files.export(version, Path(dest))
 
     def verify(self, refs: Iterable[str | ModelRef] | None = None) -> list[Problem]:
         """Re-hash every blob the catalogue references; return what is missing or corrupt."""
