@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from modelport.errors import Conflict, InvalidInput, ModelportError, NotFound, PayloadTooLarge
+from modelport.rollouts.split import ROUTE, route_of
 from modelport.serving.auth import ApiKeys, token_from
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.rest_tfserving import RestTFServing
@@ -144,7 +145,15 @@ class ServingApp:
                 encoding = headers.get(b"content-encoding")
                 if encoding is not None:  # a small body may inflate up to the limit
                     body = await _off_loop(self.max_body, inflate, body, encoding, self.max_body)
-            status, payload, extra = await handler(body, headers, *params)
+            route = route_of(headers)  # a rollout's sticky key or version override, if any
+            if route is None:
+                status, payload, extra = await handler(body, headers, *params)
+            else:
+                token = ROUTE.set(route)
+                try:
+                    status, payload, extra = await handler(body, headers, *params)
+                finally:
+                    ROUTE.reset(token)
         except ModelportError as exc:
             status, payload, extra = error_reply(exc)
         except _MethodNotAllowed:
