@@ -158,3 +158,14 @@ def test_operator_commands_follow_the_state_machine():
                                     ("rolled_back", "promote", "already rolled back")]:  # fmt: skip
         with pytest.raises(Conflict, match=message):
             operate(state, command)
+
+
+def test_shadow_runs_count_for_errors_and_outputs_but_not_latency():
+    tally = Tally()
+    for i in range(100):
+        tally.observe("stable", 0.002, ok=True, classes=[str(i % 3)])
+        tally.observe("shadow", 0.02, ok=i >= 10, classes=[str(i % 3)])
+    results = {r.gate: r for r in evaluate(Gates(), tally)}
+    assert results["error_rate"].ok is False and results["error_rate"].samples == 100
+    assert results["p99_ratio"].ok is None  # no request answered by the candidate
+    assert results["shift"].ok is None or results["shift"].value < 0.1

@@ -191,6 +191,7 @@ async def test_shadow_agreement_online_equals_offline_and_faults_reach_no_client
         await split.board.drained()
         totals = split.board.totals
         assert (totals.compared, totals.agreed, totals.dropped) == (300, agreed_offline, 0)
+        assert totals.role("shadow").n == 300 and totals.role("candidate").n == 0
         text = (await client.get("/metrics")).text
         assert f'modelport_rollout_shadow_agreed_rows_total{{model="digits",rollout="1"}} ' \
                f"{agreed_offline}" in text  # fmt: skip
@@ -206,7 +207,7 @@ async def test_shadow_agreement_online_equals_offline_and_faults_reach_no_client
                                               for row in x[chunk : chunk + 50]))  # fmt: skip
             await split.board.drained()
         assert [r.status_code for r in replies] == [200] * 300
-        candidate = split.board.totals.role("candidate")
+        candidate = split.board.totals.role("shadow")
         assert split.board.totals.dropped == 0 and candidate.n == 300
         assert candidate.errors == int((x[:, 0] >= 0.8).sum()) > 0
 
@@ -224,7 +225,7 @@ async def test_a_full_shadow_queue_drops_and_counts(sqlite_registry, versions):
         assert all(r.status_code == 200 for r in replies)
         await split.board.drained()
         totals = split.board.totals
-        assert totals.dropped > 0 and totals.role("candidate").n + totals.dropped == 200
+        assert totals.dropped > 0 and totals.role("shadow").n + totals.dropped == 200
         assert "modelport_rollout_shadow_dropped_total" in (await client.get("/metrics")).text
 
 

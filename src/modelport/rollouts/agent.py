@@ -164,7 +164,7 @@ class RolloutAgent:
         ]
         boards = list(self.models.boards.items())
         for name, board in boards:
-            for role in ("stable", "candidate"):
+            for role in ("stable", "candidate", "shadow"):
                 tally = board.totals.role(role)
                 base = f'model="{name}",rollout="{board.traffic.rollout_id}",role="{role}"'
                 out.append(f'modelport_rollout_requests_total{{{base},outcome="success"}} '

@@ -153,7 +153,7 @@ def status(registry: Registry, name: str, windows: int = 5) -> dict[str, Any]:
         "rollout": rollout.to_dict(), "step": describe(rollout),
         "replicas": sorted({replica for _, replica, _ in rows}),
         "gates": [r.to_dict() for r in evaluate(gates, tally)],
-        "requests": {role: tally.role(role).n for role in ("stable", "candidate")},
+        "requests": {role: tally.role(role).n for role in ("stable", "candidate", "shadow")},
         "shadow_dropped": tally.dropped,
         "leader": registry.rollouts.holder("rollouts"),
     }  # fmt: skip

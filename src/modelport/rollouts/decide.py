@@ -65,6 +65,7 @@ class Decision:
             "step_samples": self.progress.step_samples,
             "stable_requests": w.rolling.role("stable").n,
             "candidate_requests": w.rolling.role("candidate").n,
+            "shadow_runs": w.rolling.role("shadow").n,
             "shadow_dropped": w.rolling.dropped,
             "reason": self.reason,
         }
@@ -73,7 +74,7 @@ class Decision:
 def decide(plan: Plan, gates: Gates, step: int, progress: Progress, window: Window) -> Decision:
     results = tuple(evaluate(gates, window.rolling))
     now = window.end / 1000
-    samples = progress.step_samples + window.latest.role("candidate").n
+    samples = progress.step_samples + window.latest.candidate().n
     breached = [r for r in results if r.ok is False]
     if breached:
         count = progress.breaches + 1

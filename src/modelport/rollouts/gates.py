@@ -5,8 +5,11 @@
     [r for r in results if r.ok is False]    # the breaches
 
 A gate with too few samples in the window says ``ok=None`` (unknown): it neither breaches nor
-passes. Latencies under ``latency_floor_ms`` count as the floor, so microsecond noise on a fast
-model is not a p99 breach.
+passes. Errors and output classes count every candidate run, shadow runs included; latency
+compares only requests the candidate answered (a canary) with stable's, since a shadow waits its
+turn behind the requests it copies and its time says little about the request path. Latencies
+under ``latency_floor_ms`` count as the floor, so microsecond noise on a fast model is not a p99
+breach.
 """
 
 from __future__ import annotations
@@ -76,14 +79,14 @@ class GateResult:
 
 
 def evaluate(gates: Gates, tally: Tally) -> list[GateResult]:
-    stable, candidate = tally.role("stable"), tally.role("candidate")
+    stable, answered, runs = tally.role("stable"), tally.role("candidate"), tally.candidate()
     need = gates.min_window_samples
-    results = [_error_rate(gates, candidate, need), _p99(gates, stable, candidate, need)]
+    results = [_error_rate(gates, runs, need), _p99(gates, stable, answered, need)]
     if tally.compared:
         value = tally.agreed / tally.compared
         ok = None if tally.compared < need else value >= gates.min_agreement
         results.append(GateResult("agreement", value, gates.min_agreement, ok, tally.compared))
-    results.append(_shift(gates, stable, candidate, 5 * need))
+    results.append(_shift(gates, stable, runs, 5 * need))
     return results
 
 

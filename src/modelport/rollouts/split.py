@@ -116,9 +116,9 @@ class Board:
                 outputs = await candidate.infer(inputs, "shadow")
         except Exception as exc:  # a shadow failure is evidence, never the client's error
             log.debug("shadow call failed: %s", exc)
-            self.observe("candidate", perf_counter() - started, False)
+            self.observe("shadow", perf_counter() - started, False)
             return
-        self.observe("candidate", perf_counter() - started, True, outputs)
+        self.observe("shadow", perf_counter() - started, True, outputs)
         agreed, rows, score = self.comparison.compare(primary, outputs)
         self.tally.compared_rows(agreed, rows, score)
         self.totals.compared_rows(agreed, rows, score)

@@ -1,7 +1,7 @@
 """What a replica saw of a rollout in one window: counts that add up across windows and replicas.
 
     tally = Tally()
-    tally.observe("stable", 0.002, ok=True, classes=["3"])
+    tally.observe("stable", 0.002, ok=True, classes=["3"])    # or "candidate", "shadow"
     tally.compared_rows(agreed=1, rows=1, score=1.0)      # one shadow comparison
     merged = Tally.merged([tally, Tally.from_dict(row)])  # a rolling window over replicas
     merged.role("candidate").p99()
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-ROLES = ("stable", "candidate")
+ROLES = ("stable", "candidate", "shadow")  # shadow: the candidate's runs off the request path
 _FIRST, _GROWTH, _BUCKETS = 25e-6, 1.2, 90  # latency buckets: 25 us ... about 300 s
 BOUNDS = tuple(_FIRST * _GROWTH**i for i in range(_BUCKETS))
 MAX_CLASSES = 64  # distinct output classes kept per role; the rest count as "other"
@@ -101,6 +101,13 @@ class Tally:
     def role(self, name: str) -> RoleTally:
         return self.roles[name]
 
+    def candidate(self) -> RoleTally:
+        """The candidate's runs, answered (canary) and shadowed, together."""
+        both = RoleTally()
+        both.add(self.roles["candidate"])
+        both.add(self.roles["shadow"])
+        return both
+
     def observe(self, role: str, seconds: float, ok: bool, classes: Iterable[str] = ()) -> None:
         self.roles[role].observe(seconds, ok, classes)
 
@@ -138,7 +145,8 @@ class Tally:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Tally:
         tally = cls()
-        tally.roles = {role: RoleTally.from_dict(data[role]) for role in ROLES}
+        tally.roles = {role: RoleTally.from_dict(data[role]) if role in data else RoleTally()
+                       for role in ROLES}  # fmt: skip
         tally.compared, tally.agreed = int(data["compared"]), int(data["agreed"])
         tally.score, tally.dropped = float(data["score"]), int(data["dropped"])
         return tally
