@@ -169,3 +169,14 @@ def test_shadow_runs_count_for_errors_and_outputs_but_not_latency():
     assert results["error_rate"].ok is False and results["error_rate"].samples == 100
     assert results["p99_ratio"].ok is None  # no request answered by the candidate
     assert results["shift"].ok is None or results["shift"].value < 0.1
+
+
+def test_a_canary_step_may_shadow_part_of_stables_traffic():
+    plan = parse_plan("canary 50 60s shadow 20%; canary 100 30s")
+    assert (plan.steps[0].weight, plan.steps[0].shadow, plan.steps[0].shadowed) == (50, 20, 20)
+    assert plan.describe(0) == "canary 1/2 (50%, shadow 20%)" and plan.steps[1].shadow == 0
+    assert parse_plan("shadow 30% 5s").steps[0].shadowed == 30
+    with pytest.raises(InvalidInput, match="needs a percentage"):
+        parse_plan("canary 50 shadow")
+    with pytest.raises(InvalidInput, match="outside 1..100"):
+        parse_plan("canary 50 shadow 120%")

@@ -271,3 +271,21 @@ def _plane(models):
     from modelport.serving.dataplane import DataPlane
 
     return DataPlane(models)
+
+
+async def test_a_configured_input_keys_the_split_when_no_header_does(sqlite_registry, versions):
+    reg = sqlite_registry
+    r = rollouts.start(reg, "digits", f"digits:{versions['disagreeing']}",
+                       plan="canary 50 600s", gates=LENIENT)  # fmt: skip
+    x = inputs(60, seed=8)
+    stable_out = offline(reg, 1, x)
+    async with served(reg, rollout_key="input") as (models, client):
+        await split_of(models)
+        for _ in range(2):  # twice: a row's first value keys it, so each row sticks
+            hits = [
+                not np.allclose(await infer(client, row), want, atol=1e-6)
+                for row, want in zip(x, stable_out, strict=True)
+            ]
+            salt = b"rollout-%d" % r.id
+            assert hits == [bucket(str(row[0]).encode(), salt) < 5000 for row in x]
+    assert 0 < sum(hits) < 60

@@ -41,9 +41,12 @@ LEASE_TTL = 2.0  # seconds; the leader renews every tick
 def traffic_of(rollout: Rollout) -> Traffic:
     plan = Plan.from_dict(rollout.plan)
     mode, weight = {"promoted": ("candidate", 100)}.get(rollout.state, ("stable", 0))
+    shadow = 0
     if rollout.state in ("shadow", "canary"):
-        mode, weight = rollout.state, plan.steps[rollout.step].weight
-    return Traffic(rollout.id, rollout.stable, rollout.candidate, mode, weight)
+        step = plan.steps[rollout.step]
+        mode, shadow = rollout.state, step.shadowed
+        weight = step.weight if step.kind == "canary" else 0
+    return Traffic(rollout.id, rollout.stable, rollout.candidate, mode, weight, shadow)
 
 
 class RolloutAgent:
@@ -181,12 +184,16 @@ class RolloutAgent:
             for name, board in boards:
                 labels = f'model="{name}",rollout="{board.traffic.rollout_id}"'
                 out.append(f"modelport_rollout_{metric}{{{labels}}} {getattr(board.totals, attr)}")
-        out += ["# HELP modelport_rollout_weight Percent the candidate takes or shadows.",
-                "# TYPE modelport_rollout_weight gauge"]  # fmt: skip
-        for name, board in boards:
-            t = board.traffic
-            out.append(f'modelport_rollout_weight{{model="{name}",rollout="{t.rollout_id}",'
-                       f'mode="{t.mode}"}} {t.weight}')  # fmt: skip
+        for metric, attr, text in (
+            ("weight", "weight", "Percent of requests the candidate answers."),
+            ("shadow_weight", "shadow", "Percent of stable's requests copied to the candidate."),
+        ):
+            out += [f"# HELP modelport_rollout_{metric} {text}",
+                    f"# TYPE modelport_rollout_{metric} gauge"]  # fmt: skip
+            for name, board in boards:
+                t = board.traffic
+                labels = f'model="{name}",rollout="{t.rollout_id}",mode="{t.mode}"'
+                out.append(f"modelport_rollout_{metric}{{{labels}}} {getattr(t, attr)}")
         return out
 
 

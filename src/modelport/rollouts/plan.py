@@ -6,8 +6,10 @@
 
 A step is ``shadow P%`` (a copy of P% of the requests runs on the candidate, off the request
 path) or ``canary W1,W2,...`` (W% of the requests are answered by the candidate), then an
-optional bake time (``90s``, ``2m``, ``500ms``; default 60s) and ``min N`` samples the candidate
-must see in the step before it may advance. Shadow steps come first; canary weights increase.
+optional bake time (``90s``, ``2m``, ``500ms``; default 60s), ``min N`` samples the candidate
+must see in the step before it may advance, and for a canary ``shadow P%``: P% of the requests
+stable answers are also copied to the candidate, so agreement stays measured. Shadow steps come
+first; canary weights increase.
 """
 
 from __future__ import annotations
@@ -30,10 +32,16 @@ class Step:
     weight: int  # percent of requests copied (shadow) or answered (canary) by the candidate
     bake: float  # seconds every gate must pass before the next step
     min_samples: int  # candidate samples needed in the step before it may advance
+    shadow: int = 0  # canary steps: percent of the requests stable answers also shadowed
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "weight": self.weight, "bake": self.bake,
-                "min_samples": self.min_samples}  # fmt: skip
+                "min_samples": self.min_samples, "shadow": self.shadow}  # fmt: skip
+
+    @property
+    def shadowed(self) -> int:
+        """Percent of the requests stable answers that are copied to the candidate."""
+        return self.weight if self.kind == "shadow" else self.shadow
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,8 @@ class Plan:
         if step.kind == "shadow":
             return f"shadow ({step.weight}%)"
         canaries = [i for i, s in enumerate(self.steps) if s.kind == "canary"]
-        return f"canary {canaries.index(index) + 1}/{len(canaries)} ({step.weight}%)"
+        also = f", shadow {step.shadow}%" if step.shadow else ""
+        return f"canary {canaries.index(index) + 1}/{len(canaries)} ({step.weight}%{also})"
 
 
 def parse_plan(
@@ -86,15 +95,20 @@ def _parse_step(part: str, bake: float, min_samples: int) -> list[Step]:
     if kind == "shadow" and len(weights) != 1:
         raise InvalidInput(f"a shadow step takes one percentage, got {words[1]!r}")
     rest = words[2:]
+    shadow = 0
     while rest:
         word = rest.pop(0)
         if word.lower() == "min":
             if not rest or not rest[0].isdigit() or int(rest[0]) < 1:
                 raise InvalidInput(f"'min' in {part!r} needs a sample count >= 1")
             min_samples = int(rest.pop(0))
+        elif word.lower() == "shadow" and kind == "canary":
+            if not rest:
+                raise InvalidInput(f"'shadow' in {part!r} needs a percentage")
+            shadow = _weight(rest.pop(0), part)
         else:
             bake = _duration(word, part)
-    return [Step(kind, w, bake, min_samples) for w in weights]
+    return [Step(kind, w, bake, min_samples, shadow) for w in weights]
 
 
 def _weight(word: str, part: str) -> int:

@@ -62,7 +62,8 @@ class Traffic:
     stable: int
     candidate: int
     mode: str  # "shadow", "canary", "stable" (paused or rolled back), "candidate" (promoted)
-    weight: int  # percent: copied to the shadow, or answered by the canary
+    weight: int  # percent of requests the candidate answers (canary)
+    shadow: int = 0  # percent of the requests stable answers that are copied to the candidate
 
     @property
     def salt(self) -> bytes:
@@ -164,7 +165,7 @@ class Split:
             board.observe("candidate", failed, False)
             return outputs
         outputs = await self._stable(inputs, protocol)
-        if traffic.mode == "shadow" and random.random() * 100 < traffic.weight:
+        if traffic.shadow and random.random() * 100 < traffic.shadow:
             board.offer(self.candidate, inputs, outputs)
         return outputs
 
