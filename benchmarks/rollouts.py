@@ -6,9 +6,10 @@ shadowing every request on the primary's latency, and rollback delays under load
 1. Throughput: the tutorial MLP (784 -> 128 -> 64 -> 10, built here) served by one `modelport
    serve` process, `wrk` at concurrency 8 POSTing one V2 JSON sample, alternately with no
    rollout and with a rollout of a second version in "canary 50 shadow 20%" (half the requests
-   answered by the candidate, a fifth of the rest, 10% of all, shadowed). Target >= 0.9x req/s.
-2. Shadow cost: the same server at concurrency 1 with no rollout, then with "shadow 100%".
-   Target: the primary's p99 rises by at most 5% or 0.5 ms.
+   answered by the candidate, a fifth of the rest, 10% of all, shadowed), three pairs, medians.
+   Target >= 0.9x req/s.
+2. Shadow cost: the same server at concurrency 1 with no rollout, then with "shadow 100%", three
+   pairs, medians. Target: the primary's p99 rises by at most 5% or 0.5 ms.
 3. Rollback: the rollout test's classifier (stable about 0.8 ms a call) and three bad candidates
    (errors on a fifth of the inputs, 5x slower, disagreeing); `wrk` at concurrency 2 with varied
    inputs; the delay from the end of the window that made a breach sustained to the rollback
@@ -51,6 +52,7 @@ from modelport.rollouts.gates import Gates  # noqa: E402
 from modelport.settings import Settings  # noqa: E402
 
 console = Console()
+ROUNDS = 3  # alternating pairs per comparison; the report takes medians
 LENIENT = Gates(max_error_rate=0.99, max_p99_ratio=1000, min_agreement=0.01, max_shift=1.0)
 ROLLBACK_GATES = Gates(
     max_error_rate=0.01,
@@ -132,16 +134,10 @@ def throughput_and_shadow(wrk: str, work: Path, duration: float) -> list[dict]:
     rows = []
     try:
         run_wrk(wrk, url, script, 8, 2)  # warm-up
-        for label, plan, connections in (
-            ("no rollout", None, 8),
-            ("canary 50%, shadow 10%", "canary 50 600s shadow 20%", 8),
-            ("no rollout", None, 8),
-            ("canary 50%, shadow 10%", "canary 50 600s shadow 20%", 8),
-            ("no rollout", None, 1),
-            ("shadow 100%", "shadow 100% 600s", 1),
-            ("no rollout", None, 1),
-            ("shadow 100%", "shadow 100% 600s", 1),
-        ):
+        canary, shadow = "canary 50 600s shadow 20%", "shadow 100% 600s"
+        points = [("no rollout", None, 8), ("canary 50%, shadow 10%", canary, 8)] * ROUNDS
+        points += [("no rollout", None, 1), ("shadow 100%", shadow, 1)] * ROUNDS
+        for label, plan, connections in points:
             if plan is not None:
                 r = rollouts.start(registry, "mlp", "mlp:2", plan=plan, gates=LENIENT, bake=600)
                 split_active(port, r.id)
@@ -237,16 +233,16 @@ def report(rows: list[dict], rollbacks: list[dict], markdown: bool) -> None:
     console.print(table)
     base = [r["rps"] for r in rows if r["setup"] == "no rollout" and r["concurrency"] == 8]
     active = [r["rps"] for r in rows if r["setup"].startswith("canary")]
-    ratio = statistics.mean(active) / statistics.mean(base)
+    ratio = statistics.median(active) / statistics.median(base)
     p99 = [r["p99_ms"] for r in rows if r["setup"] == "no rollout" and r["concurrency"] == 1]
     shadow = [r["p99_ms"] for r in rows if r["setup"] == "shadow 100%"]
-    rise = statistics.mean(shadow) - statistics.mean(p99)
+    rise = statistics.median(shadow) - statistics.median(p99)
     lines = [
         f"- {'met' if ratio >= 0.9 else 'NOT met'}: rollout active / none = {ratio:.2f}x "
         "req/s (target >= 0.9x)",
-        f"- {'met' if rise <= max(0.5, 0.05 * statistics.mean(p99)) else 'NOT met'}: "
+        f"- {'met' if rise <= max(0.5, 0.05 * statistics.median(p99)) else 'NOT met'}: "
         f"100% shadow moves the primary's p99 by {rise:+.3f} ms "
-        f"({100 * rise / statistics.mean(p99):+.1f}%; target <= 5% or 0.5 ms)",
+        f"({100 * rise / statistics.median(p99):+.1f}%; target <= 5% or 0.5 ms)",
     ]
     roll = Table("candidate", "state", "breached", "delay s", "req/s", "failed")
     for r in rollbacks:
