@@ -199,7 +199,7 @@ def _evidence(evidence: dict[str, Any]) -> str:
     parts = []
     for g in evidence.get("gates", []):
         if g["value"] is not None:
-            mark = "" if g["ok"] else " BREACH"
+            mark = " BREACH" if g["ok"] is False else ""
             parts.append(f"{g['gate']}={g['value']:.3g}/{g['threshold']:g} n={g['samples']}{mark}")
     if "window" in evidence:
         end = time.localtime(evidence["window"]["end_ms"] / 1000)

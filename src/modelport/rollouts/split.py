@@ -114,7 +114,7 @@ class Board:
         started = perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
-                outputs = await candidate.infer(inputs, "shadow", background=True)
+                outputs = await candidate.infer(inputs, "shadow")
         except Exception as exc:  # a shadow failure is evidence, never the client's error
             log.debug("shadow call failed: %s", exc)
             self.observe("shadow", perf_counter() - started, False)

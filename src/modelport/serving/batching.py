@@ -86,7 +86,7 @@ class Batcher:
         self._open: dict[tuple, _Open] = {}
         self._running: set[asyncio.Task] = set()  # the loop keeps only weak references
 
-    async def predict(self, inputs: Mapping[str, Any], inline_ok: bool = True) -> Feed:
+    async def predict(self, inputs: Mapping[str, Any]) -> Feed:
         feed = self.signature.coerce_inputs(inputs)  # a bad request never joins a batch
         loop = asyncio.get_running_loop()
         first = next(iter(feed.values()))

@@ -61,19 +61,16 @@ class LoadedModel:
     def loaded(self) -> bool:
         return self._runtime is not None
 
-    async def infer(
-        self, inputs: Mapping[str, np.ndarray], protocol: str, background: bool = False
-    ) -> dict[str, np.ndarray]:
-        """``background``: work off the request path (a shadow), never run on the event loop."""
+    async def infer(self, inputs: Mapping[str, np.ndarray], protocol: str) -> dict[str, np.ndarray]:
         runtime = self._runtime
         if runtime is None:  # unloaded after the caller picked this version: follow the swap
             if self._successor is not None:
-                return await self._successor.infer(inputs, protocol, background)
+                return await self._successor.infer(inputs, protocol)
             raise NotReady(f"model {self.name!r} version {self.version} is unloaded")
         with self._metrics.request(self.name, self.version, protocol):
             self._in_flight += 1
             try:  # the runner validates against the signature (once: the runtime does it)
-                return await self._runner.predict(inputs, not background)
+                return await self._runner.predict(inputs)
             finally:
                 self._in_flight -= 1
                 if self._idle is not None and not self._in_flight:
@@ -111,15 +108,13 @@ class _Direct:
         self._series = series
         self._cost = cost
 
-    async def predict(
-        self, feed: Mapping[str, np.ndarray], inline_ok: bool = True
-    ) -> dict[str, np.ndarray]:
+    async def predict(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not isinstance(feed, dict) or not all(isinstance(v, np.ndarray) for v in feed.values()):
             feed = self.signature.coerce_inputs(feed)  # lists: convert before sizing the call
         rows = rows_of(feed)
         cost = self._cost
         series = self._series
-        inline = inline_ok and cost.inline(rows)
+        inline = cost.inline(rows)
         if inline:
             await _yield()  # one turn of the loop first: a caller in a tight loop cannot starve it
             outputs, started, ended = _timed_predict(self.runtime, feed)
