@@ -144,6 +144,7 @@ class Split:
         self.name, self.version, self.record = stable.name, stable.version, stable.record
         self.signature, self.platform = stable.signature, stable.platform
         self.labels = stable.labels
+        candidate.share_cost(stable)  # both on the event loop, or both in threads
 
     @property
     def loaded(self) -> bool:
