@@ -15,6 +15,7 @@ from modelport.cli import compress as compress_cmds
 from modelport.cli import convert as convert_cmds
 from modelport.cli import predict as predict_cmd
 from modelport.cli import registry as registry_cmds
+from modelport.cli import rollout as rollout_cmds
 from modelport.cli import serve as serve_cmd
 from modelport.cli.common import err_console, state
 
@@ -65,6 +66,7 @@ app.command("serve")(serve_cmd.serve)
 app.command("convert")(convert_cmds.convert)
 app.command("runtimes")(convert_cmds.runtimes)
 app.command("batch")(batch_cmd.batch)
+app.add_typer(rollout_cmds.rollout_app, name="rollout")
 
 
 def main() -> None:

@@ -72,6 +72,14 @@ def serve(
             "(microseconds; 0 = always in a worker thread)."
         ),
     ] = 1000,
+    rollout_key: Annotated[
+        str | None,
+        typer.Option(
+            help="An input whose value keys the sticky rollout split when a request has no "
+            "X-Modelport-Key header.",
+            show_default=False,
+        ),
+    ] = None,
     intra_op_threads: Annotated[
         int | None,
         typer.Option(
@@ -98,7 +106,7 @@ def serve(
         refs=tuple(refs or ()), alias=alias, version_policy=policy, poll_interval=poll_interval,
         batching=parse_batching(batch or [], BatchConfig(max_batch_size, max_queue_delay_us)),
         request_timeout=timeout, workers=workers, runtime=runtime,
-        inline_below_us=inline_below_us,
+        inline_below_us=inline_below_us, rollout_key=rollout_key,
     )  # fmt: skip
     options = ServerOptions(
         host=host, http_port=http_port, grpc_port=grpc_port or None, api_keys=keys,

@@ -12,7 +12,7 @@ counters are plain attributes: no locks on the request path, one small object pe
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import Any
 
@@ -112,6 +112,7 @@ class Metrics:
         self._loads: dict[tuple[str, str], int] = {}
         self._swaps: dict[str, int] = {}
         self._loaded: dict[str, int] = {}
+        self.collectors: list[Callable[[], Iterable[str]]] = []  # more families, e.g. rollouts
 
     # -- request path --------------------------------------------------------------------------
 
@@ -209,6 +210,8 @@ class Metrics:
         family("modelport_models_loaded", "gauge", "Versions of each model loaded now.")
         for model, n in sorted(self._loaded.items()):
             out.append(f"modelport_models_loaded{{{_labels(model=model)}}} {n}")
+        for collect in self.collectors:
+            out.extend(collect())
         out.append("")
         return "\n".join(out).encode()
 

@@ -20,7 +20,7 @@ metadata = sa.MetaData()
 # The catalogue's layout. A release that changes it raises SCHEMA_VERSION and adds the step that
 # takes a catalogue from the version before to the new one. Steps alter existing tables only:
 # tables new to a version are made by ``create_all`` before the steps run.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
 
 meta = sa.Table(
@@ -86,6 +86,68 @@ events = sa.Table(
     sa.Column("detail", sa.JSON),
     sa.Index("ix_events_model_alias", "model_id", "alias", "id"),
 )
+
+# Rollouts (schema 2): one row per rollout, an append-only decision log, the traffic tallies
+# replicas report per window, and leases (one controller decides at a time).
+rollouts = sa.Table(
+    "rollouts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id"), nullable=False),
+    sa.Column("active_model_id", sa.Integer, unique=True),  # set while active: one per model
+    sa.Column("alias", sa.String(128), nullable=False),
+    sa.Column("stable", sa.Integer, nullable=False),
+    sa.Column("candidate", sa.Integer, nullable=False),
+    sa.Column("candidate_alias", sa.String(128)),
+    sa.Column("plan", sa.JSON, nullable=False),
+    sa.Column("gates", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("progress", sa.JSON, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+)
+
+rollout_decisions = sa.Table(
+    "rollout_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rollout_id", sa.Integer, sa.ForeignKey("rollouts.id"), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("from_state", sa.String(32), nullable=False),
+    sa.Column("to_state", sa.String(32), nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Index("ix_rollout_decisions", "rollout_id", "id"),
+)
+
+rollout_windows = sa.Table(
+    "rollout_windows",
+    metadata,
+    sa.Column("rollout_id", sa.Integer, sa.ForeignKey("rollouts.id"), primary_key=True),
+    sa.Column("window", sa.BigInteger, primary_key=True),  # window start, ms since the epoch
+    sa.Column("replica", sa.String(128), primary_key=True),
+    sa.Column("tally", sa.JSON, nullable=False),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),  # seconds since the epoch
+)
+
+
+def _add_rollouts(conn: Connection) -> None:
+    for table in (rollouts, rollout_decisions, rollout_windows, leases):
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS[2] = _add_rollouts
 
 
 def utcnow() -> datetime:

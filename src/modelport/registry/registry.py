@@ -7,7 +7,7 @@ import difflib
 import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -31,6 +31,9 @@ from modelport.registry.validation import check_metrics, check_tags, number_rang
 from modelport.settings import Settings
 from modelport.uri import ModelRef, validate_alias, validate_name
 
+if TYPE_CHECKING:
+    from modelport.registry.rollouts import RolloutStore
+
 
 class Registry:
     """Open with ``Registry(Settings())`` or ``Registry.open(home)``; thread-safe."""
@@ -51,6 +54,13 @@ class Registry:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @property
+    def rollouts(self) -> RolloutStore:
+        """The catalogue's rollouts (see ``modelport.rollouts`` for what they mean)."""
+        from modelport.registry.rollouts import RolloutStore
+
+        return RolloutStore(self)
 
     def __enter__(self) -> Registry:
         return self

@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from modelport.errors import Conflict, InvalidInput, ModelportError, NotFound, PayloadTooLarge
+from modelport.rollouts.split import ROUTE, route_of
 from modelport.serving.auth import ApiKeys, token_from
 from modelport.serving.dataplane import DataPlane
+from modelport.serving.rest_rollouts import RestRollouts
 from modelport.serving.rest_tfserving import RestTFServing
 from modelport.serving.rest_v2 import Reply, RestV2, error_reply
 
@@ -61,6 +63,7 @@ class ServingApp:
         self.keys = keys or ApiKeys()
         self.max_body = max_body
         v2, tf = RestV2(plane), RestTFServing(plane)
+        ro = RestRollouts(plane.models)
         # fixed paths, then patterns by segment count; "{}" is a path parameter
         self._fixed: dict[tuple[str, str], tuple[Handler, str | None]] = {
             ("GET", "/v2/health/live"): (v2.live, None),
@@ -90,6 +93,10 @@ class ServingApp:
             ("POST", "v1/models/{}", tf.predict, "infer"),
             ("POST", "v1/models/{}/versions/{}", tf.predict, "infer"),
             ("POST", "v1/models/{}/labels/{}", tf.predict_label, "infer"),
+            ("GET", "v2/rollouts/{}", ro.status, "admin"),
+            ("POST", "v2/rollouts/{}", ro.start, "admin"),
+            ("GET", "v2/rollouts/{}/history", ro.history, "admin"),
+            ("POST", "v2/rollouts/{}/{}", ro.command, "admin"),
         ):
             parts = tuple(pattern.split("/"))
             self._patterns.setdefault(len(parts), []).append((method, parts, handler, role))
@@ -144,7 +151,15 @@ class ServingApp:
                 encoding = headers.get(b"content-encoding")
                 if encoding is not None:  # a small body may inflate up to the limit
                     body = await _off_loop(self.max_body, inflate, body, encoding, self.max_body)
-            status, payload, extra = await handler(body, headers, *params)
+            route = route_of(headers)  # a rollout's sticky key or version override, if any
+            if route is None:
+                status, payload, extra = await handler(body, headers, *params)
+            else:
+                token = ROUTE.set(route)
+                try:
+                    status, payload, extra = await handler(body, headers, *params)
+                finally:
+                    ROUTE.reset(token)
         except ModelportError as exc:
             status, payload, extra = error_reply(exc)
         except _MethodNotAllowed:

@@ -45,6 +45,8 @@ class ServeConfig:
     ``workers``: threads running inference (0 = one per core, at least 2).
     ``inline_below_us``: a runtime call estimated to take less runs on the event loop, since the
     hop to a worker thread would cost more (0 = always in a worker thread).
+    ``rollout_key``: the input whose value keys the sticky split when a request has no
+    ``X-Modelport-Key`` header; ``rollout_tick``: how often rollouts are followed and decided.
     """
 
     refs: tuple[str, ...] = ()
@@ -56,6 +58,8 @@ class ServeConfig:
     request_timeout: float = 30.0
     workers: int = 0
     inline_below_us: int = 1000
+    rollout_key: str | None = None  # an input whose value is the sticky key of a request
+    rollout_tick: float = 0.25  # seconds between rollout checks (state, tallies, controller)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "refs", tuple(self.refs))
@@ -71,6 +75,8 @@ class ServeConfig:
             raise InvalidInput(
                 f"inline_below_us must be an integer >= 0, got {self.inline_below_us!r}"
             )
+        if not self.rollout_tick > 0:
+            raise InvalidInput(f"rollout_tick must be > 0 seconds, got {self.rollout_tick!r}")
         for name, batch in self.batching.items():
             if not isinstance(batch, BatchConfig):
                 raise InvalidInput(f"batching for {name!r} must be a BatchConfig")

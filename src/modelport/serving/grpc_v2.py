@@ -28,6 +28,7 @@ from modelport.errors import (
     Timeout,
     Unauthorized,
 )  # fmt: skip
+from modelport.rollouts.split import ROUTE, route_of
 from modelport.serving.auth import ApiKeys, token_from
 from modelport.serving.codecs import datatype_of, decode_tensor, numpy_dtype, parse_shape, to_raw
 from modelport.serving.dataplane import DataPlane
@@ -123,6 +124,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @_rpc("infer")
     async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
+        _follow_route(context)
         model = self.plane.model(request.model_name, request.model_version)
         with self.plane.decoding(model, "grpc"):
             inputs = self._inputs(model, request)
@@ -178,6 +180,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
         await self.plane.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
+
+
+def _follow_route(context: Any) -> None:
+    """A rollout's sticky key or version override from the call's metadata (each call is its
+    own task, so the setting ends with it)."""
+    metadata = context.invocation_metadata() or ()
+    route = route_of({k.encode(): v.encode() for k, v in metadata if isinstance(v, str)})
+    if route is not None:
+        ROUTE.set(route)
 
 
 def _from_contents(name: str, datatype: str, shape: list[int], contents: Any) -> np.ndarray:

@@ -88,6 +88,11 @@ class LoadedModel:
                 return False
         return True
 
+    def share_cost(self, other: LoadedModel) -> None:
+        """Run inline or in a thread by ``other``'s estimate, so two versions compared side by
+        side (a rollout) take the same path and their latencies compare fairly."""
+        self._runner._cost = other._runner._cost
+
     def detach(self, successor: LoadedModel | None) -> Runtime | None:
         """Stop serving: later calls go to ``successor``; returns the runtime to close."""
         runtime, self._runtime = self._runtime, None

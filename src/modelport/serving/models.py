@@ -17,6 +17,7 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
+from typing import Any
 
 from modelport.errors import BackendError, InvalidInput, ModelportError, NotFound, NotReady
 from modelport.monitoring.metrics import Metrics
@@ -70,14 +71,24 @@ class ModelSet:
         self._lock = asyncio.Lock()
         self._watcher: asyncio.Task | None = None
         self._catalogue: tuple[str, ...] = ()  # every model name of the registry, at the last check
+        self.boards: dict[str, Any] = {}  # name -> rollouts.split.Board, kept by the rollout agent
+        self._agent: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        from modelport.rollouts.agent import RolloutAgent
+
         await self._reconcile()
+        self._agent = RolloutAgent(self, self.registry, self.config.rollout_tick,
+                                   self.config.rollout_key)  # fmt: skip
+        await self._agent.start()
         self._watcher = asyncio.create_task(self._watch(), name="modelport-registry-watcher")
 
     async def stop(self) -> None:
+        if self._agent is not None:
+            await self._agent.stop()
+            self._agent = None
         if self._watcher is not None:
             self._watcher.cancel()
             try:
@@ -91,6 +102,10 @@ class ModelSet:
                 self.metrics.set_loaded(name, 0)
         self._executor.shutdown(wait=True)
         self._loader.shutdown(wait=True)
+
+    async def refresh(self) -> None:
+        """Reconcile with the registry now (a rollout started or ended)."""
+        await self._reconcile()
 
     async def _watch(self) -> None:
         while True:
@@ -271,6 +286,7 @@ class ModelSet:
                 labels[wanted.follows_alias] = default.version
         for number, model in keep.items():
             model.labels = tuple(sorted(a for a, n in labels.items() if n == number))
+        default = self._split(name, default, keep, old.default if old else None)
         self._served[name] = _Served(keep, default, labels)  # the atomic switch
         self.metrics.set_loaded(name, len(keep))
         if old is not None and old.default is not None and default not in (None, old.default):
@@ -280,6 +296,24 @@ class ModelSet:
         gone = [m for n, m in current.items() if n not in keep]
         if gone:
             await self._retire(name, gone, default)
+
+    def _split(self, name: str, default: Any, keep: dict[int, LoadedModel], old: Any) -> Any:
+        """The default, or a traffic split over it while a rollout of ``name`` runs."""
+        from modelport.rollouts.split import Split
+
+        if isinstance(default, Split):
+            default = default.stable
+        board = self.boards.get(name)
+        candidate = keep.get(board.traffic.candidate) if board is not None else None
+        if default is None or candidate is None or default.version != board.traffic.stable:
+            return default
+        if isinstance(old, Split) and (old.stable, old.candidate, old.board) == (
+            default,
+            candidate,
+            board,
+        ):
+            return old
+        return Split(default, candidate, board)
 
     async def _load_version(self, name: str, number: int) -> LoadedModel | None:
         self._status[name, number] = (LOADING, "")

@@ -10,7 +10,7 @@ URLs) is the target of the first following reference, else the newest pinned one
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from modelport.errors import ModelportError, NotFound
 from modelport.registry import Registry
@@ -84,4 +84,10 @@ def make_plan(
         plan.wanted[name] = Wanted(
             frozenset(versions), default, dict(summary.aliases), default_ref.alias
         )
+    for rollout in registry.rollouts.list(active_only=True):  # candidates stay loaded
+        wanted = plan.wanted.get(rollout.name)
+        if wanted is not None:
+            plan.wanted[rollout.name] = replace(
+                wanted, versions=wanted.versions | {rollout.candidate}
+            )
     return plan

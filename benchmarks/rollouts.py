@@ -1,0 +1,305 @@
+"""Rollouts, side by side in one run: serving with a rollout active against none, the cost of
+shadowing every request on the primary's latency, and rollback delays under load.
+
+    .venv/bin/python benchmarks/rollouts.py [--duration 10] [--markdown]
+
+1. Throughput: the tutorial MLP (784 -> 128 -> 64 -> 10, built here) served by one `modelport
+   serve` process, `wrk` at concurrency 8 POSTing one V2 JSON sample, alternately with no
+   rollout and with a rollout of a second version in "canary 50 shadow 20%" (half the requests
+   answered by the candidate, a fifth of the rest, 10% of all, shadowed), three pairs, medians.
+   Target >= 0.9x req/s.
+2. Shadow cost: the same server at concurrency 1 with no rollout, then with "shadow 100%", three
+   pairs, medians. Target: the primary's p99 rises by at most 5% or 0.5 ms.
+3. Rollback: the rollout test's classifier (stable about 0.8 ms a call) and three bad candidates
+   (errors on a fifth of the inputs, 5x slower, disagreeing); `wrk` with varied inputs on one
+   connection; the delay from the end of the window that made a breach sustained to the rollback
+   decision in the log. Target: within 5 s, zero failed requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.serving import (  # noqa: E402
+    ensure_wrk,
+    free_port,
+    lua_post,
+    run_wrk,
+    stop,
+    tutorial_mlp,
+    wait_ready,
+)
+from tests.rollouts.conftest import CANDIDATES, classifier_onnx, inputs  # noqa: E402
+
+from modelport import register, rollouts  # noqa: E402
+from modelport.registry import Registry  # noqa: E402
+from modelport.rollouts.gates import Gates  # noqa: E402
+from modelport.settings import Settings  # noqa: E402
+
+console = Console()
+ROUNDS = 3  # alternating pairs per comparison; the report takes medians
+LENIENT = Gates(max_error_rate=0.99, max_p99_ratio=1000, min_agreement=0.01, max_shift=1.0)
+ROLLBACK_GATES = Gates(
+    max_error_rate=0.01,
+    max_p99_ratio=2.0,
+    min_agreement=0.98,
+    window=0.5,
+    span=4,
+    consecutive=3,
+    min_window_samples=10,
+    latency_floor_ms=0.5,
+)
+ROLLBACK_PLANS = {
+    "failing": "canary 50 60s",
+    "slow": "canary 50 60s",
+    "disagreeing": "shadow 100% 60s; canary 50 60s",
+}
+
+
+def start_server(home: Path, port: int, model: str) -> subprocess.Popen:
+    args = [
+        sys.executable,
+        "-m",
+        "modelport",
+        "--home",
+        str(home),
+        "serve",
+        "--http-port",
+        str(port),
+        "--grpc-port",
+        "0",
+        "--intra-op-threads",
+        "1",
+        "--poll-interval",
+        "0.5",
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(f"http://127.0.0.1:{port}/v2/models/{model}/ready", proc)
+    return proc
+
+
+def split_active(port: int, rollout_id: int) -> None:
+    import urllib.request
+
+    for _ in range(200):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as reply:
+            if f'rollout="{rollout_id}"' in reply.read().decode():
+                time.sleep(0.5)  # the candidate is warm; let a window pass
+                return
+        time.sleep(0.1)
+    raise SystemExit("the rollout never reached the server")
+
+
+def throughput_and_shadow(wrk: str, work: Path, duration: float) -> list[dict]:
+    home = work / "mlp-home"
+    registry = Registry(Settings(home=home))
+    onnx_path = tutorial_mlp(work / "mlp.onnx")
+    register(onnx_path, "mlp", registry=registry, alias="production")
+    register(onnx_path, "mlp", registry=registry)
+    body = work / "mlp.json"
+    x = np.random.default_rng(0).random((1, 784), dtype=np.float32)
+    body.write_text(
+        json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "datatype": "FP32",
+                        "shape": [1, 784],
+                        "data": x.ravel().tolist(),
+                    }
+                ]
+            }
+        )
+    )
+    script = lua_post(work / "mlp.lua", body, {"Content-Type": "application/json"})
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v2/models/mlp/infer"
+    proc = start_server(home, port, "mlp")
+    rows = []
+    try:
+        run_wrk(wrk, url, script, 8, 2)  # warm-up
+        canary, shadow = "canary 50 600s shadow 20%", "shadow 100% 600s"
+        points = [("no rollout", None, 8), ("canary 50%, shadow 10%", canary, 8)] * ROUNDS
+        points += [("no rollout", None, 1), ("shadow 100%", shadow, 1)] * ROUNDS
+        for label, plan, connections in points:
+            if plan is not None:
+                r = rollouts.start(registry, "mlp", "mlp:2", plan=plan, gates=LENIENT, bake=600)
+                split_active(port, r.id)
+            result = run_wrk(wrk, url, script, connections, duration)
+            if plan is not None:
+                rollouts.abort(registry, "mlp")
+                time.sleep(1.5)  # the split leaves the model set
+            rows.append({"setup": label, "concurrency": connections, **result})
+    finally:
+        stop(proc)
+        registry.close()
+    return rows
+
+
+def rollback_delays(wrk: str, work: Path) -> list[dict]:
+    home = work / "clf-home"
+    registry = Registry(Settings(home=home))
+    register(
+        classifier_onnx(work / "stable.onnx", work=2),
+        "digits",
+        registry=registry,
+        alias="production",
+    )
+    versions = {}
+    for kind in ROLLBACK_PLANS:
+        options = {**CANDIDATES[kind], "work": 10 if kind == "slow" else 2}
+        path = classifier_onnx(work / f"{kind}.onnx", **options)
+        versions[kind] = register(path, "digits", registry=registry).version
+    bodies = [
+        json.dumps(
+            {
+                "inputs": [
+                    {"name": "input", "datatype": "FP32", "shape": [1, 4], "data": row.tolist()}
+                ]
+            }
+        )
+        for row in inputs(64, seed=9)
+    ]
+    script = work / "varied.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        "bodies = {" + ",".join(json.dumps(b) for b in bodies) + "}\n"
+        "request = function() return wrk.format(nil, nil, nil, "
+        "bodies[math.random(#bodies)]) end\n"
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v2/models/digits/infer"
+    proc = start_server(home, port, "digits")
+    rows = []
+    try:
+        for kind, plan in ROLLBACK_PLANS.items():
+            result: dict = {}
+            load = threading.Thread(
+                target=lambda out=result: out.update(run_wrk(wrk, url, script, 1, 12))
+            )
+            load.start()
+            time.sleep(1.0)
+            rollouts.start(
+                registry, "digits", f"digits:{versions[kind]}", plan=plan, gates=ROLLBACK_GATES
+            )
+            load.join()
+            rollout, log = rollouts.history(registry, "digits")[0]
+            if rollout.active:  # not decided while the load ran: record it, then clear it
+                rollouts.abort(registry, "digits", reason="benchmark load ended")
+            last = log[-1]
+            window = last.evidence.get("window")
+            delay = last.at.timestamp() - window["end_ms"] / 1000 if window else float("nan")
+            breached = [g["gate"] for g in last.evidence["gates"] if g["ok"] is False]
+            rows.append(
+                {
+                    "candidate": kind,
+                    "state": rollout.state,
+                    "gates": ", ".join(breached),
+                    "delay_s": delay,
+                    "rps": result["rps"],
+                    "failed": result["errors"] + result["timeouts"],
+                }
+            )
+    finally:
+        stop(proc)
+        registry.close()
+    return rows
+
+
+def report(rows: list[dict], rollbacks: list[dict], markdown: bool) -> None:
+    table = Table("setup", "concurrency", "req/s", "p50 ms", "p99 ms", "errors")
+    for r in rows:
+        table.add_row(
+            r["setup"],
+            str(r["concurrency"]),
+            f"{r['rps']:,.0f}",
+            f"{r['p50_ms']:.3f}",
+            f"{r['p99_ms']:.3f}",
+            str(r["errors"] + r["timeouts"]),
+        )
+    console.print(table)
+    base = [r["rps"] for r in rows if r["setup"] == "no rollout" and r["concurrency"] == 8]
+    active = [r["rps"] for r in rows if r["setup"].startswith("canary")]
+    ratio = statistics.median(active) / statistics.median(base)
+    p99 = [r["p99_ms"] for r in rows if r["setup"] == "no rollout" and r["concurrency"] == 1]
+    shadow = [r["p99_ms"] for r in rows if r["setup"] == "shadow 100%"]
+    rise = statistics.median(shadow) - statistics.median(p99)
+    lines = [
+        f"- {'met' if ratio >= 0.9 else 'NOT met'}: rollout active / none = {ratio:.2f}x "
+        "req/s (target >= 0.9x)",
+        f"- {'met' if rise <= max(0.5, 0.05 * statistics.median(p99)) else 'NOT met'}: "
+        f"100% shadow moves the primary's p99 by {rise:+.3f} ms "
+        f"({100 * rise / statistics.median(p99):+.1f}%; target <= 5% or 0.5 ms)",
+    ]
+    roll = Table("candidate", "state", "breached", "delay s", "req/s", "failed")
+    for r in rollbacks:
+        roll.add_row(
+            r["candidate"],
+            r["state"],
+            r["gates"],
+            f"{r['delay_s']:.2f}",
+            f"{r['rps']:,.0f}",
+            str(r["failed"]),
+        )
+    console.print(roll)
+    ok = all(
+        r["state"] == "rolled_back" and r["delay_s"] <= 5 and r["failed"] == 0 and r["rps"] >= 50
+        for r in rollbacks
+    )
+    lines.append(
+        f"- {'met' if ok else 'NOT met'}: every bad candidate rolled back within 5 s of "
+        "the sustained breach, >= 50 req/s, zero failed requests"
+    )
+    console.print("\n".join(lines))
+    if markdown:
+        print(
+            "| setup | concurrency | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|"
+        )
+        for r in rows:
+            print(
+                f"| {r['setup']} | {r['concurrency']} | {r['rps']:,.0f} | {r['p50_ms']:.3f} | "
+                f"{r['p99_ms']:.3f} | {r['errors'] + r['timeouts']} |"
+            )
+        print(
+            "\n| candidate | state | breached | delay s | req/s | failed |\n"
+            "|---|---|---|---|---|---|"
+        )
+        for r in rollbacks:
+            print(
+                f"| {r['candidate']} | {r['state']} | {r['gates']} | {r['delay_s']:.2f} | "
+                f"{r['rps']:,.0f} | {r['failed']} |"
+            )
+        print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk point")
+    parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    with tempfile.TemporaryDirectory(prefix="modelport-bench-rollouts-") as tmp:
+        work = Path(tmp)
+        rows = throughput_and_shadow(wrk, work, args.duration)
+        rollbacks = rollback_delays(wrk, work)
+    report(rows, rollbacks, args.markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""The traffic split: a wrapper with the LoadedModel interface, chosen when a rollout serves.
+
+    board = Board(traffic, comparison)             # one per model under rollout (agent.py)
+    model = Split(stable, candidate, board)        # what the model set serves as the default
+    outputs = await model.infer({"input": x}, "rest")
+
+Per request: an explicit version (``X-Modelport-Version: candidate|stable|N``) wins; else a key
+(``X-Modelport-Key``, or the configured input) hashed into 10,000 buckets picks the candidate
+when its bucket is under the weight, so raising the weight only moves stable keys; unkeyed
+requests are split at random. A candidate failure is answered by stable and counted. In a shadow
+step a copy of the request runs on the candidate off the request path, through a bounded queue
+that drops (and counts) what it cannot take; the two replies are compared as they come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelport.errors import ModelportError
+from modelport.rollouts.compare import Comparison
+from modelport.rollouts.tally import Tally
+
+if TYPE_CHECKING:
+    from modelport.serving.loaded import LoadedModel
+
+log = logging.getLogger("modelport.rollouts")
+BUCKETS = 10_000
+KEY_HEADER, VERSION_HEADER = b"x-modelport-key", b"x-modelport-version"
+SHADOW_QUEUE = 256
+
+# (sticky key, version override) of the request being served; set by the transport
+ROUTE: ContextVar[tuple[bytes | None, bytes | None] | None] = ContextVar("route", default=None)
+
+
+def route_of(headers: Mapping[bytes, bytes]) -> tuple[bytes | None, bytes | None] | None:
+    """The routing headers of a request, or None when it has neither (the common case)."""
+    key, version = headers.get(KEY_HEADER), headers.get(VERSION_HEADER)
+    return None if key is None and version is None else (key, version)
+
+
+def bucket(key: bytes, salt: bytes) -> int:
+    """A key's bucket in 0..9999: the same on every replica and after restarts."""
+    digest = hashlib.blake2b(key, digest_size=8, key=salt[:64]).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What the catalogue says for one model now; replaced whole by the agent."""
+
+    rollout_id: int
+    stable: int
+    candidate: int
+    mode: str  # "shadow", "canary", "stable" (paused or rolled back), "candidate" (promoted)
+    weight: int  # percent of requests the candidate answers (canary)
+    shadow: int = 0  # percent of the requests stable answers that are copied to the candidate
+
+    @property
+    def salt(self) -> bytes:
+        return b"rollout-%d" % self.rollout_id
+
+
+class Board:
+    """The live state of one model's rollout on this replica: traffic, the window's tally,
+    running totals for Prometheus, and the shadow queue with its worker."""
+
+    def __init__(self, traffic: Traffic, comparison: Comparison, key_field: str | None = None,
+                 queue_size: int = SHADOW_QUEUE, timeout: float = 30.0) -> None:  # fmt: skip
+        self.traffic = traffic
+        self.comparison = comparison
+        self.key_field = key_field
+        self.tally = Tally()  # swapped for a fresh one at each window's end
+        self.totals = Tally()  # since this replica started following the rollout
+        self._queue: asyncio.Queue = asyncio.Queue(queue_size)
+        self._timeout = timeout
+        self._worker: asyncio.Task | None = None
+        self.window_ms = 1000  # the rollout's window width
+
+    def observe(self, role: str, seconds: float, ok: bool, outputs: Any = None) -> None:
+        classes = () if outputs is None else self.comparison.classes(outputs)
+        self.tally.observe(role, seconds, ok, classes)
+        self.totals.observe(role, seconds, ok, ())
+
+    def offer(self, candidate: LoadedModel, inputs: Any, outputs: dict[str, np.ndarray]) -> None:
+        """Queue a shadow copy; a full queue drops it (counted), never waits."""
+        try:
+            self._queue.put_nowait((candidate, inputs, outputs))
+        except asyncio.QueueFull:
+            self.tally.dropped += 1
+            self.totals.dropped += 1
+            return
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._shadows())
+
+    async def _shadows(self) -> None:
+        while True:
+            candidate, inputs, primary = await self._queue.get()
+            try:
+                await self._shadow(candidate, inputs, primary)
+            finally:
+                self._queue.task_done()
+
+    async def _shadow(self, candidate: LoadedModel, inputs: Any, primary: dict) -> None:
+        started = perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                outputs = await candidate.infer(inputs, "shadow")
+        except Exception as exc:  # a shadow failure is evidence, never the client's error
+            log.debug("shadow call failed: %s", exc)
+            self.observe("shadow", perf_counter() - started, False)
+            return
+        self.observe("shadow", perf_counter() - started, True, outputs)
+        agreed, rows, score = self.comparison.compare(primary, outputs)
+        self.tally.compared_rows(agreed, rows, score)
+        self.totals.compared_rows(agreed, rows, score)
+
+    async def drained(self) -> None:
+        """Wait until every queued shadow copy has run."""
+        await self._queue.join()
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            self._worker = None
+
+
+class Split:
+    """Stable and candidate behind the LoadedModel interface (name, version, signature...)."""
+
+    def __init__(self, stable: LoadedModel, candidate: LoadedModel, board: Board) -> None:
+        self.stable = stable
+        self.candidate = candidate
+        self.board = board
+        self.name, self.version, self.record = stable.name, stable.version, stable.record
+        self.signature, self.platform = stable.signature, stable.platform
+        self.labels = stable.labels
+        candidate.share_cost(stable)  # both on the event loop, or both in threads
+
+    @property
+    def loaded(self) -> bool:
+        return self.stable.loaded
+
+    async def infer(self, inputs: Mapping[str, np.ndarray], protocol: str) -> dict[str, np.ndarray]:
+        board = self.board
+        traffic = board.traffic
+        if self._to_candidate(traffic, inputs):
+            started = perf_counter()
+            try:
+                outputs = await self.candidate.infer(inputs, protocol)
+            except Exception:  # answered by stable below; counted if stable succeeds
+                failed = perf_counter() - started
+            else:
+                board.observe("candidate", perf_counter() - started, True, outputs)
+                return outputs
+            outputs = await self._stable(inputs, protocol)
+            board.observe("candidate", failed, False)
+            return outputs
+        outputs = await self._stable(inputs, protocol)
+        if traffic.shadow and random.random() * 100 < traffic.shadow:
+            board.offer(self.candidate, inputs, outputs)
+        return outputs
+
+    async def _stable(self, inputs: Mapping[str, np.ndarray], protocol: str) -> dict:
+        started = perf_counter()
+        try:
+            outputs = await self.stable.infer(inputs, protocol)
+        except ModelportError as exc:
+            if exc.status >= 500:
+                self.board.observe("stable", perf_counter() - started, False)
+            raise
+        self.board.observe("stable", perf_counter() - started, True, outputs)
+        return outputs
+
+    def _to_candidate(self, traffic: Traffic, inputs: Mapping[str, Any]) -> bool:
+        route = ROUTE.get()
+        key = None
+        if route is not None:
+            key, version = route
+            if version is not None:
+                return _override(version, traffic)
+        if traffic.mode != "canary":
+            return traffic.mode == "candidate"
+        if key is None and self.board.key_field is not None:
+            key = _field_key(inputs.get(self.board.key_field))
+        if key is None:
+            return random.random() * 100 < traffic.weight
+        return bucket(key, traffic.salt) < traffic.weight * (BUCKETS // 100)
+
+
+def _override(version: bytes, traffic: Traffic) -> bool:
+    text = version.strip().lower()
+    if text == b"candidate" or text == str(traffic.candidate).encode():
+        return True
+    return False  # "stable", stable's number, or anything else: the version that serves
+
+
+def _field_key(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    first = np.asarray(value).reshape(-1)[:1]
+    if not first.size:
+        return None
+    item = first[0]
+    return item if isinstance(item, bytes) else str(item).encode()

@@ -1,0 +1,194 @@
+"""Two `modelport serve` processes on one PostgreSQL catalogue behind a real nginx: both follow
+one rollout, a key lands on the same version on either replica, killing the controller's
+replica hands the lease over, and promotion drops no request through the balancer."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from modelport import rollouts
+from modelport.registry import Registry
+from modelport.rollouts.gates import Gates
+from modelport.settings import Settings
+from tests.pgserver import PostgresServer, free_port
+from tests.rollouts.conftest import fill, inputs
+from tests.rollouts.load import Load
+from tests.rollouts.servers import Serve, serve
+
+GATES = Gates(window=0.5, span=4, consecutive=3, min_window_samples=5, max_p99_ratio=3.0,
+              latency_floor_ms=1.0)  # fmt: skip
+LENIENT = Gates(max_error_rate=0.99, max_p99_ratio=1000, min_agreement=0.01, max_shift=1.0)
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def nginx_conf(folder: Path, port: int, upstreams: list[int]) -> Path:
+    servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in upstreams)
+    temp = " ".join(f"{kind}_temp_path {folder}/{kind};"
+                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))  # fmt: skip
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf = folder / "nginx.conf"
+    conf.write_text(f"""{user}
+worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  {temp}
+  upstream modelport {{
+{servers}
+    keepalive 16;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://modelport;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_next_upstream error timeout non_idempotent;
+    }}
+  }}
+}}
+""")
+    return conf
+
+
+@pytest.fixture
+def cluster(postgres: PostgresServer, tmp_path: Path) -> Iterator[dict]:
+    database = postgres.create_database()
+    url = postgres.url(database)
+    env = {"MODELPORT_DATABASE_URL": url}
+    home = tmp_path / "home"
+    registry = Registry(Settings(home=home, database_url=url, user="tester"))
+    versions = fill(registry, tmp_path / "models")
+    replicas = [serve(home, "--poll-interval", "0.5", env=env, log=tmp_path / f"r{i}.log")
+                for i in range(2)]  # fmt: skip
+    port = free_port()
+    conf = nginx_conf(tmp_path, port, [r.port for r in replicas])
+    balancer = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp_path)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/v2/health/ready")
+        yield {"registry": registry, "versions": versions, "replicas": replicas, "env": env,
+               "home": home, "url": f"http://127.0.0.1:{port}", "tmp": tmp_path}  # fmt: skip
+    finally:
+        balancer.terminate()
+        balancer.wait(timeout=30)
+        for replica in replicas:
+            replica.stop()
+        registry.close()
+        postgres.drop_database(database)
+
+
+def _wait_http(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")
+
+
+def _wait(predicate, what: str, limit: float = 60.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _answer(base: str, row: np.ndarray, key: str) -> np.ndarray:
+    body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4],
+                        "data": row.tolist()}]}  # fmt: skip
+    reply = httpx.post(f"{base}/v2/models/digits/infer", json=body,
+                       headers={"X-Modelport-Key": key}, timeout=30)  # fmt: skip
+    assert reply.status_code == 200, reply.text
+    return np.array(reply.json()["outputs"][0]["data"])
+
+
+def _both_in_canary(reg: Registry) -> dict | None:
+    status = rollouts.status(reg, "digits")
+    ok = len(status["replicas"]) == 2 and status["rollout"]["state"] == "canary"
+    return status if ok else None
+
+
+def _split_active(replica: Serve, rollout_id: int) -> bool:
+    text = httpx.get(f"{replica.url}/metrics", timeout=5).text
+    return f'modelport_rollout_weight{{model="digits",rollout="{rollout_id}"' in text
+
+
+def test_a_key_lands_on_one_version_on_both_replicas(cluster):
+    reg, versions, replicas = cluster["registry"], cluster["versions"], cluster["replicas"]
+    r = rollouts.start(reg, "digits", f"digits:{versions['disagreeing']}", plan="canary 30 600s",
+                       gates=LENIENT)  # fmt: skip
+    for replica in replicas:
+        _wait(lambda replica=replica: _split_active(replica, r.id), "the split on each replica")
+    row = inputs(1)[0]
+    stable = None
+    chosen = {}
+    for key in [f"user-{i}" for i in range(40)]:
+        a, b = (_answer(replica.url, row, key) for replica in replicas)
+        np.testing.assert_allclose(a, b, atol=1e-6)
+        chosen[key] = a
+        stable = a if stable is None else stable
+    distinct = {tuple(np.round(v, 5)) for v in chosen.values()}
+    assert len(distinct) == 2  # some keys on each version, each key on one version everywhere
+    rollouts.abort(reg, "digits")
+
+
+def test_replicas_follow_one_rollout_the_lease_moves_and_promotion_drops_nothing(cluster):
+    reg, versions, replicas = cluster["registry"], cluster["versions"], cluster["replicas"]
+    plan = "shadow 50% 1s min 10; canary 50 1s min 10; canary 100 4s min 300"
+    with Load([cluster["url"]], rate=60, threads=4) as before:
+        r = rollouts.start(reg, "digits", f"digits:{versions['good']}", plan=plan, gates=GATES)
+        status = _wait(lambda: _both_in_canary(reg), "both replicas reporting in a canary step")
+        leader = status["leader"]
+        pid = int(leader.split(":")[1])
+        victim = next(x for x in replicas if x.process.pid == pid)
+        victim.kill()
+        killed_at = time.monotonic()
+        new_leader = _wait(lambda: (h := reg.rollouts.holder("rollouts")) not in (None, leader)
+                           and h, "another replica to take the lease", limit=30)  # fmt: skip
+        handover = time.monotonic() - killed_at
+    survivor = next(x for x in replicas if x is not victim)
+    assert new_leader.split(":")[1] == str(survivor.process.pid)
+    restarted = serve(cluster["home"], "--poll-interval", "0.5", env=cluster["env"],
+                      log=cluster["tmp"] / "r-restarted.log")  # fmt: skip
+    replicas[replicas.index(victim)] = restarted  # the fixture stops it
+    _wait(lambda: _split_active(restarted, r.id), "the restarted replica to follow the rollout")
+    upstreams = [survivor.port, restarted.port]
+    conf = nginx_conf(cluster["tmp"], int(cluster["url"].rsplit(":", 1)[1]), upstreams)
+    subprocess.run([NGINX, "-c", str(conf), "-p", str(cluster["tmp"]), "-s", "reload"],
+                   check=True, capture_output=True)  # fmt: skip
+    time.sleep(1.0)
+    with Load([cluster["url"]], rate=60, threads=4) as during:
+        ended = _wait(lambda: (x := rollouts.get(reg, "digits")) and not x.active and x,
+                      "the promotion", limit=90)  # fmt: skip
+        time.sleep(3.0)  # both replicas swap to the promoted version meanwhile
+    assert ended.state == "promoted", ended.reason
+    assert during.failed == 0 and during.sent > 100, during.errors[:5]
+    log = rollouts.history(reg, "digits")[0][1]
+    actors = {d.actor for d in log if d.action in ("advance", "promote")}
+    assert f"controller@{new_leader}" in actors  # the new leader went on from the catalogue
+    reported = {replica for _, replica, _ in reg.rollouts.windows(r.id)}
+    assert len(reported) == 3  # both first replicas and the restarted one reported windows
+    assert reg.resolve("digits@production").version == versions["good"]
+    print(
+        f"lease handed over {handover:.2f}s after the kill; {before.failed} of {before.sent} "
+        f"requests failed around the kill; {during.sent} during promotion, 0 failed"
+    )
