@@ -78,8 +78,9 @@ def test_an_older_catalogue_is_upgraded_once_and_keeps_its_data(
     if not recorded:  # made before the schema version was kept: its layout is version 1
         _set_stored(registry, None)
     calls: list[int] = []
-    monkeypatch.setattr(c, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(c, "MIGRATIONS", {2: _add_note_column(calls)})
+    upcoming = c.SCHEMA_VERSION + 1
+    monkeypatch.setattr(c, "SCHEMA_VERSION", upcoming)
+    monkeypatch.setattr(c, "MIGRATIONS", {**c.MIGRATIONS, upcoming: _add_note_column(calls)})
 
     openers = [
         threading.Thread(target=lambda: Registry(registry.settings).close()) for _ in range(4)
@@ -90,7 +91,7 @@ def test_an_older_catalogue_is_upgraded_once_and_keeps_its_data(
         t.join()
     assert calls == [1]
     upgraded = Registry(registry.settings)
-    assert calls == [1] and _stored(upgraded) == "2"
+    assert calls == [1] and _stored(upgraded) == str(upcoming)
     assert "note" in _columns(upgraded, "versions")
     assert upgraded.resolve("mlp@production").sha256 == version.sha256
     assert upgraded.path("mlp:1").read_bytes() == mlp_path.read_bytes()
@@ -104,13 +105,16 @@ def test_a_failed_upgrade_changes_nothing(registry, mlp_path, monkeypatch):
         conn.execute(sa.text("ALTER TABLE versions ADD COLUMN note VARCHAR(64)"))
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(c, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(c, "MIGRATIONS", {2: half_done})
-    with pytest.raises(BackendError, match="from version 1 to 2 failed, nothing was changed: disk"):
+    upcoming = c.SCHEMA_VERSION + 1
+    monkeypatch.setattr(c, "SCHEMA_VERSION", upcoming)
+    monkeypatch.setattr(c, "MIGRATIONS", {**c.MIGRATIONS, upcoming: half_done})
+    with pytest.raises(BackendError, match=f"from version {upcoming - 1} to {upcoming} failed, "
+                       "nothing was changed: disk"):  # fmt: skip
         Registry(registry.settings)
-    assert _stored(registry) == "1" and "note" not in _columns(registry, "versions")
+    assert _stored(registry) == str(upcoming - 1) and "note" not in _columns(registry, "versions")
     calls: list[int] = []
-    monkeypatch.setattr(c, "MIGRATIONS", {2: _add_note_column(calls)})
+    monkeypatch.setattr(c, "MIGRATIONS", {**c.MIGRATIONS, upcoming: _add_note_column(calls)})
     retried = Registry(registry.settings)
-    assert calls == [1] and _stored(retried) == "2" and len(retried.list_versions("mlp")) == 1
+    assert calls == [1] and _stored(retried) == str(upcoming)
+    assert len(retried.list_versions("mlp")) == 1
     retried.close()
