@@ -188,7 +188,13 @@ class Release:
 
 def verify_dir(folder: Path, verifier: Verifier) -> Release:
     """Check the metadata in ``folder/metadata`` and every file in ``folder/targets``."""
-    number = verifier.refresh(folder / "metadata")
+    verifier.refresh(folder / "metadata")
+    return verify_files(folder, verifier)
+
+
+def verify_files(folder: Path, verifier: Verifier) -> Release:
+    """Every file in ``folder/targets`` against metadata ``verifier`` has refreshed."""
+    number = verifier.version
     manifest_path = folder / "targets" / MANIFEST
     verifier.check_file(manifest_path, verifier.target(MANIFEST))
     manifest = json.loads(manifest_path.read_text())

@@ -55,8 +55,12 @@ class Verifier:
     def __init__(self, trust_dir: Path, bootstrap: bytes | None = None) -> None:
         self.trust_dir = Path(trust_dir)
         self.trust_dir.mkdir(parents=True, exist_ok=True)
-        self.bootstrap = bootstrap if not (self.trust_dir / "root.json").exists() else None
-        if self.bootstrap is None and not (self.trust_dir / "root.json").exists():
+        history = sorted((self.trust_dir / "root_history").glob("*.root.json"),
+                         key=lambda p: int(p.name.split(".")[0]))  # fmt: skip
+        # the newest root already trusted wins over the provisioned one (a crash may have left
+        # the root.json link missing; the history is written first)
+        self.bootstrap = history[-1].read_bytes() if history else bootstrap
+        if self.bootstrap is None:
             raise InvalidInput(f"no trusted root in {self.trust_dir}: give the device one")
         self._updater = None
 
@@ -69,8 +73,7 @@ class Verifier:
             self._updater = Updater(str(self.trust_dir), PREFIX, fetcher=_fetcher(Path(metadata_dir)),
                                     bootstrap=self.bootstrap)  # fmt: skip
             self._updater.refresh()
-            self.bootstrap = None
-            return self._updater._trusted_set.targets.version
+            return self.version
         except tuf_errors.ExpiredMetadataError as exc:
             raise Rejected("stale", str(exc)) from None
         except tuf_errors.BadVersionNumberError as exc:  # "Expected ...": pieces disagree
@@ -86,6 +89,13 @@ class Verifier:
             raise Rejected("incomplete", str(exc)) from None
         except ValueError as exc:  # unparsable metadata
             raise Rejected("bad-metadata", str(exc)) from None
+
+    @property
+    def version(self) -> int:
+        """The targets version (the release number) of the last refresh."""
+        if self._updater is None:
+            raise InvalidInput("refresh the release metadata first")
+        return self._updater._trusted_set.targets.version  # no public accessor in ngclient
 
     def target(self, path: str):  # -> tuf TargetFile
         if self._updater is None:
