@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelport.edge.trust import hash_file
+from modelport.edge.trust import Rejected, hash_file
 from modelport.errors import ModelportError, PayloadTooLarge, Unauthorized
 
 CHUNK = 64 << 10
@@ -80,6 +80,7 @@ class FleetClient:
         """Fetch blob ``digest`` (``size`` bytes, never more) into ``dest``, resuming from
         ``dest.part`` after a reset or a crash; the sha256 is checked before the rename."""
         part = dest.with_name(dest.name + ".part")
+        stalled = 0
         for attempt in range(attempts):
             have = part.stat().st_size if part.exists() else 0
             if have > size:
@@ -93,9 +94,16 @@ class FleetClient:
                         raise
                     time.sleep(min(0.05 * (attempt + 1), 1.0))
                     continue
+                got = part.stat().st_size if part.exists() else 0
+                stalled = stalled + 1 if got == have else 0
+                if got < size and stalled < 3:
+                    continue  # the connection ended early: resume from here
+                if got < size:
+                    raise Rejected("truncated", f"{dest.name}: the server sends {got} of "
+                                                f"{size} bytes and no more")  # fmt: skip
             if hash_file(part)[0] != digest:
                 part.unlink()
-                raise Refused(422, f"truncated or corrupt download of {dest.name}")
+                raise Rejected("tampered", f"{dest.name} does not match its signed sha256")
             os.replace(part, dest)
             return
         raise Offline(f"download of {dest.name} did not finish")
@@ -108,6 +116,9 @@ class FleetClient:
         try:
             conn.request("GET", f"/v1/blobs/{digest}", headers=headers)
             response = conn.getresponse()
+            if response.status == 416:  # nothing past what we have: the file is short
+                response.read()
+                return
             if response.status not in (200, 206):
                 _decode(response.status, response.read())
             if response.status == 200 and start:

@@ -179,7 +179,8 @@ class Agent:
         try:
             runtime, slot, verified = self._pull_and_gate(release)
         except (Rejected, GateFailed, Refused, PayloadTooLarge, InvalidInput) as exc:
-            reason = getattr(exc, "reason", "download-refused")
+            reason = getattr(exc, "reason", None) or (
+                "too-large" if isinstance(exc, PayloadTooLarge) else "download-refused")
             message = f"{reason}: {exc.message}" if not exc.message.startswith(reason) else exc.message
             self._rejected[str(release_id)] = message
             atomic_write(self.dir / "rejected.json", json.dumps(self._rejected).encode())
