@@ -15,11 +15,11 @@ from modelport.registry import Registry
 
 
 @contextmanager
-def fleet_server(home: Path, interval: float = 0.2, root: bytes | None = None):
+def fleet_server(home: Path, interval: float = 0.2, root: bytes | None = None, port: int = 0):
     """Yields (fleet, url); the server stops when the block ends."""
     registry = Registry.open(home)
     app = FleetApp(Fleet(registry), interval=interval, jitter=0.1, root=root)
-    http, sock = server(app, "127.0.0.1", 0)
+    http, sock = server(app, "127.0.0.1", port)
     loop = asyncio.new_event_loop()
 
     async def main() -> None:

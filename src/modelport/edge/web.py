@@ -22,7 +22,7 @@ import orjson
 
 from modelport.errors import InvalidInput, ModelportError, NotFound, PayloadTooLarge
 from modelport.serving.app import _lifespan, _uvicorn, listen
-from modelport.serving.rest_v2 import JSON, Reply, error_reply
+from modelport.serving.rest_v2 import Reply, error_reply, reply
 
 log = logging.getLogger("modelport.edge")
 CHUNK = 256 << 10
@@ -58,7 +58,7 @@ class FileReply:
 
 
 def json_reply(data: Any, status: int = 200) -> Reply:
-    return status, orjson.dumps(data), JSON
+    return reply(data, status)
 
 
 Handler = Callable[..., Awaitable[Reply | FileReply]]
