@@ -86,6 +86,7 @@ async def _ticker(fleet: Fleet, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         try:
+            await asyncio.to_thread(fleet.flush_seen)
             for deployment in await asyncio.to_thread(control.running, fleet):
                 await asyncio.to_thread(control.tick, fleet, deployment)
         except Exception:  # keep ticking; the next second may succeed

@@ -39,6 +39,17 @@ class Fleet:
         self.blobs = registry.blobs
         self._releases: dict[int, dict[str, Any]] = {}  # immutable rows, cached
         self._served: set[str] = set()  # digests that belong to a release
+        self._seen: dict[str, Any] = {}  # device id -> last poll, not yet written
+
+    def flush_seen(self) -> int:
+        """Write the last-poll times gathered since the previous flush; returns how many."""
+        seen, self._seen = self._seen, {}
+        if seen:
+            rows = [{"key": k, "at": v} for k, v in seen.items()]
+            update = (sa.update(t.devices).where(t.devices.c.id == sa.bindparam("key"))
+                      .values(last_seen=sa.bindparam("at")))  # fmt: skip
+            c.write(self.engine, lambda conn: conn.execute(update, rows))
+        return len(seen)
 
     # -- enrollment and authentication ---------------------------------------------------------
 
@@ -163,9 +174,7 @@ class Fleet:
                  .order_by(a.c.deployment_id.desc()).limit(1))  # fmt: skip
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
-            conn.execute(sa.update(t.devices).where(t.devices.c.id == device.id)
-                         .values(last_seen=c.utcnow()))  # fmt: skip
-            conn.commit()
+        self._seen[device.id] = c.utcnow()  # written by ``flush_seen``, many in one transaction
         if row is None or row.wave > row.current_wave:
             return None
         if row.state == "rolled-back":
