@@ -24,20 +24,32 @@ def weights(seed: int, hidden: int = 8) -> dict[str, np.ndarray]:
     }
 
 
+def deep(seed: int, widths: list[int]) -> dict[str, np.ndarray]:
+    """Weights of an MLP through ``widths`` (first 4, last 3): one file per layer tensor."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i, (a, b) in enumerate(zip(widths, widths[1:]), start=1):
+        out[f"w{i}"] = (rng.normal(size=(a, b)) / np.sqrt(a)).astype(np.float32)
+        out[f"b{i}"] = rng.normal(size=(b,)).astype(np.float32)
+    return out
+
+
 def write_mlp(folder: Path, params: dict[str, np.ndarray], nan: bool = False) -> list[str]:
     """Write ``model.onnx`` plus one external-data file per weight; returns the file names."""
     folder.mkdir(parents=True, exist_ok=True)
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["h0"]),
-        helper.make_node("Add", ["h0", "b1"], ["h1"]),
-        helper.make_node("Relu", ["h1"], ["h2"]),
-        helper.make_node("MatMul", ["h2", "w2"], ["h3"]),
-        helper.make_node("Add", ["h3", "b2"], ["y" if not nan else "h4"]),
-    ]
+    layers = len(params) // 2
+    nodes, last = [], "x"
+    for i in range(1, layers + 1):
+        out = "y" if i == layers and not nan else f"h{i}"
+        nodes.append(helper.make_node("MatMul", [last, f"w{i}"], [f"m{i}"]))
+        nodes.append(helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}" if i < layers else out]))
+        if i < layers:
+            nodes.append(helper.make_node("Relu", [f"a{i}"], [out]))
+        last = out
     inits = [numpy_helper.from_array(v, k) for k, v in params.items()]
-    if nan:  # y = h4 * NaN
+    if nan:  # y = (the last layer) * NaN
         inits.append(numpy_helper.from_array(np.array([np.nan], np.float32), "nan"))
-        nodes.append(helper.make_node("Mul", ["h4", "nan"], ["y"]))
+        nodes.append(helper.make_node("Mul", [last, "nan"], ["y"]))
     graph = helper.make_graph(
         nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])], inits,

@@ -27,8 +27,8 @@ from tests.edge.models import sample
 
 STAGES = ("poll", "metadata", "refresh", "download", "verify", "load", "golden", "switch",
           "report")  # fmt: skip
-KILLS_PER_DEVICE = 26
-DEVICES = 4
+KILLS_PER_DEVICE = int(os.environ.get('EDGE_KILLS', 26))
+DEVICES = int(os.environ.get('EDGE_DEVICES', 4))
 RELEASES = 10
 
 
@@ -46,6 +46,7 @@ class Device:
         self.port = free_port()
         self.lines: queue.Queue[str] = queue.Queue()
         self.process: subprocess.Popen | None = None
+        self.output: list[str] = []  # what the agents printed besides stage lines
 
     def start(self) -> float:
         src = Path(__file__).resolve().parents[2] / "src"
@@ -60,17 +61,18 @@ class Device:
         threading.Thread(target=self._read, args=(self.process, self.lines), daemon=True).start()
         return time.monotonic()
 
-    @staticmethod
-    def _read(process: subprocess.Popen, lines: queue.Queue) -> None:
+    def _read(self, process: subprocess.Popen, lines: queue.Queue) -> None:
         for line in process.stderr:
             if line.startswith("modelport-edge stage "):
                 lines.put(line.split()[-1])
+            else:
+                self.output.append(line)
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
-    def serving(self, timeout: float = 15.0) -> tuple[int, np.ndarray]:
+    def serving(self, timeout: float = 60.0) -> tuple[int, np.ndarray]:
         """(release id, answer) from the local endpoint, as soon as it answers."""
         x = sample()["x"]
         body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [8, 4],
@@ -109,7 +111,8 @@ def crash_loop(device: Device, fleet, releases: list[dict], expected: dict, seen
     try:
         _crash_loop(device, fleet, releases, expected, seen, timings)
     except BaseException as exc:  # reported by the test thread
-        errors.append(f"{device.name}: {type(exc).__name__}: {exc}")
+        tail = "".join(device.output[-15:])
+        errors.append(f"{device.name}: {type(exc).__name__}: {exc}\n{tail}")
         if device.process and device.process.poll() is None:
             device.kill()
 
@@ -140,12 +143,16 @@ def _crash_loop(device, fleet, releases, expected, seen, timings) -> None:
                 continue
             if last == stage:
                 break
+        waited = time.monotonic() - deadline + 10
         time.sleep(np.random.default_rng(kill).uniform(0, 0.004))
         device.kill()
         seen[last] += 1
         started = device.start()
         release_id, y = device.serving()
         timings.append(time.monotonic() - started)
+        if os.environ.get("EDGE_TRACE"):
+            print(f"{device.name} kill {kill} at {last} (wanted {stage}) after {waited:.2f}s, "
+                  f"serving again in {timings[-1]:.2f}s", flush=True)
         allowed = {good, releases[target_index]["id"]}
         assert release_id in allowed, f"serves {release_id}, expected one of {allowed}"
         np.testing.assert_allclose(y, expected[release_id], rtol=1e-6)
