@@ -22,11 +22,15 @@ def netem_available() -> str | None:
     """None when ``tc netem`` works here, else why not."""
     if os.geteuid() != 0:
         return "network namespaces and tc need root"
-    sh("ip", "link", "add", "mpe-probe0", "type", "dummy", check=False)
+    made = sh("ip", "link", "add", "mpe-probe0", "type", "veth", "peer", "name", "mpe-probe1",
+              check=False)  # fmt: skip
+    if made.returncode != 0:
+        return f"cannot make a veth pair: {made.stderr.strip()}"
     try:
         done = sh("tc", "qdisc", "add", "dev", "mpe-probe0", "root", "netem", "delay", "1ms",
                   check=False)  # fmt: skip
-        return None if done.returncode == 0 else f"tc netem unavailable: {done.stderr.strip()}"
+        return None if done.returncode == 0 else (
+            f"this kernel has no tc netem (sch_netem): {done.stderr.strip()}")  # fmt: skip
     finally:
         sh("ip", "link", "del", "mpe-probe0", check=False)
 
@@ -63,10 +67,11 @@ def rx_bytes(namespace: str) -> int:
 
 class ResettingRelay:
     """Listens on ``listen``, relays to ``target`` and resets (RST) every connection older
-    than ``every`` seconds; counts the bytes relayed towards the device."""
+    than ``every`` seconds or past ``after_bytes`` towards the device; counts those bytes."""
 
-    def __init__(self, listen: tuple[str, int], target: tuple[str, int], every: float) -> None:
-        self.target, self.every = target, every
+    def __init__(self, listen: tuple[str, int], target: tuple[str, int], every: float,
+                 after_bytes: int = 1 << 62) -> None:  # fmt: skip
+        self.target, self.every, self.after_bytes = target, every, after_bytes
         self.sock = socket.create_server(listen)
         self.port = self.sock.getsockname()[1]
         self.to_device = 0
@@ -94,14 +99,18 @@ class ResettingRelay:
 
     def _pipe(self, src: socket.socket, dst: socket.socket, down: bool, born: float) -> None:
         src.settimeout(0.05)
+        sent = 0
         try:
-            while time.monotonic() - born < self.every:
+            while time.monotonic() - born < self.every and sent < self.after_bytes:
                 try:
                     data = src.recv(16384)
                 except TimeoutError:
                     continue
                 if not data:
                     break
+                if down:
+                    data = data[: self.after_bytes - sent]
+                    sent += len(data)
                 dst.sendall(data)
                 if down:
                     with self._lock:

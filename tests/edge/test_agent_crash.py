@@ -119,7 +119,7 @@ def crash_loop(device: Device, fleet, releases: list[dict], expected: dict, seen
 
 def _crash_loop(device, fleet, releases, expected, seen, timings) -> None:
     device.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not any(d["id"] == device.name for d in fleet.devices()):  # enrolled
         assert time.monotonic() < deadline, "the agent never enrolled"
         time.sleep(0.05)
