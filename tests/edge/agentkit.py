@@ -15,13 +15,25 @@ def quiet(_: str) -> None:
     pass
 
 
-def make_agent(url: str, token: str, folder: Path, device_id: str = "dev-1",
-               group: str = "test", **options: Any) -> Agent:  # fmt: skip
-    config = AgentConfig(server=url, device_id=device_id, data_dir=folder / device_id,
-                         enroll_token=token, tags=(group,), **options)  # fmt: skip
+def make_agent(
+    url: str,
+    token: str,
+    folder: Path,
+    device_id: str = "dev-1",
+    group: str = "test",
+    **options: Any,
+) -> Agent:
+    config = AgentConfig(
+        server=url,
+        device_id=device_id,
+        data_dir=folder / device_id,
+        enroll_token=token,
+        tags=(group,),
+        **options,
+    )
     agent = Agent(config, stage=quiet)
     agent.boot()
-    agent.client  # enrolls
+    assert agent.client.token  # enrolls
     return agent
 
 

@@ -42,6 +42,7 @@ def fleet_server(home: Path, interval: float = 0.2, root: bytes | None = None, p
         registry.close()
 
 
-def deploy_now(fleet: Fleet, release: dict[str, Any], group: str = "test",
-               hardware: str = "x86") -> int:  # fmt: skip
+def deploy_now(
+    fleet: Fleet, release: dict[str, Any], group: str = "test", hardware: str = "x86"
+) -> int:
     return fleet.deploy(release["model"], [group], [100.0], 0.0, {hardware: release["id"]})

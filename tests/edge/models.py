@@ -28,7 +28,7 @@ def deep(seed: int, widths: list[int]) -> dict[str, np.ndarray]:
     """Weights of an MLP through ``widths`` (first 4, last 3): one file per layer tensor."""
     rng = np.random.default_rng(seed)
     out = {}
-    for i, (a, b) in enumerate(zip(widths, widths[1:]), start=1):
+    for i, (a, b) in enumerate(zip(widths, widths[1:], strict=False), start=1):
         out[f"w{i}"] = (rng.normal(size=(a, b)) / np.sqrt(a)).astype(np.float32)
         out[f"b{i}"] = rng.normal(size=(b,)).astype(np.float32)
     return out
@@ -51,9 +51,12 @@ def write_mlp(folder: Path, params: dict[str, np.ndarray], nan: bool = False) ->
         inits.append(numpy_helper.from_array(np.array([np.nan], np.float32), "nan"))
         nodes.append(helper.make_node("Mul", [last, "nan"], ["y"]))
     graph = helper.make_graph(
-        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])], inits,
-    )  # fmt: skip
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     names = ["model.onnx"]

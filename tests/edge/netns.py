@@ -22,15 +22,20 @@ def netem_available() -> str | None:
     """None when ``tc netem`` works here, else why not."""
     if os.geteuid() != 0:
         return "network namespaces and tc need root"
-    made = sh("ip", "link", "add", "mpe-probe0", "type", "veth", "peer", "name", "mpe-probe1",
-              check=False)  # fmt: skip
+    made = sh(
+        "ip", "link", "add", "mpe-probe0", "type", "veth", "peer", "name", "mpe-probe1", check=False
+    )
     if made.returncode != 0:
         return f"cannot make a veth pair: {made.stderr.strip()}"
     try:
-        done = sh("tc", "qdisc", "add", "dev", "mpe-probe0", "root", "netem", "delay", "1ms",
-                  check=False)  # fmt: skip
-        return None if done.returncode == 0 else (
-            f"this kernel has no tc netem (sch_netem): {done.stderr.strip()}")  # fmt: skip
+        done = sh(
+            "tc", "qdisc", "add", "dev", "mpe-probe0", "root", "netem", "delay", "1ms", check=False
+        )
+        return (
+            None
+            if done.returncode == 0
+            else (f"this kernel has no tc netem (sch_netem): {done.stderr.strip()}")
+        )
     finally:
         sh("ip", "link", "del", "mpe-probe0", check=False)
 
@@ -69,8 +74,13 @@ class ResettingRelay:
     """Listens on ``listen``, relays to ``target`` and resets (RST) every connection older
     than ``every`` seconds or past ``after_bytes`` towards the device; counts those bytes."""
 
-    def __init__(self, listen: tuple[str, int], target: tuple[str, int], every: float,
-                 after_bytes: int = 1 << 62) -> None:  # fmt: skip
+    def __init__(
+        self,
+        listen: tuple[str, int],
+        target: tuple[str, int],
+        every: float,
+        after_bytes: int = 1 << 62,
+    ) -> None:
         self.target, self.every, self.after_bytes = target, every, after_bytes
         self.sock = socket.create_server(listen)
         self.port = self.sock.getsockname()[1]
@@ -92,10 +102,12 @@ class ResettingRelay:
                 return
             upstream = socket.create_connection(self.target)
             born = time.monotonic()
-            threading.Thread(target=self._pipe, args=(client, upstream, False, born),
-                             daemon=True).start()  # fmt: skip
-            threading.Thread(target=self._pipe, args=(upstream, client, True, born),
-                             daemon=True).start()  # fmt: skip
+            threading.Thread(
+                target=self._pipe, args=(client, upstream, False, born), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pipe, args=(upstream, client, True, born), daemon=True
+            ).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket, down: bool, born: float) -> None:
         src.settimeout(0.05)

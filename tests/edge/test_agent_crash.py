@@ -25,10 +25,9 @@ from tests.edge.conftest import make_bundle
 from tests.edge.fleetkit import fleet_server
 from tests.edge.models import sample
 
-STAGES = ("poll", "metadata", "refresh", "download", "verify", "load", "golden", "switch",
-          "report")  # fmt: skip
-KILLS_PER_DEVICE = int(os.environ.get('EDGE_KILLS', 26))
-DEVICES = int(os.environ.get('EDGE_DEVICES', 4))
+STAGES = ("poll", "metadata", "refresh", "download", "verify", "load", "golden", "switch", "report")
+KILLS_PER_DEVICE = int(os.environ.get("EDGE_KILLS", 26))
+DEVICES = int(os.environ.get("EDGE_DEVICES", 4))
 RELEASES = 10
 
 
@@ -52,11 +51,30 @@ class Device:
         src = Path(__file__).resolve().parents[2] / "src"
         env = {**os.environ, "PYTHONPATH": str(src)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "modelport", "edge", "agent", "--server", self.url,
-             "--device-id", self.name, "--data-dir", str(self.folder), "--enroll-token",
-             self.token, "--tag", self.name, "--port", str(self.port)],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "modelport",
+                "edge",
+                "agent",
+                "--server",
+                self.url,
+                "--device-id",
+                self.name,
+                "--data-dir",
+                str(self.folder),
+                "--enroll-token",
+                self.token,
+                "--tag",
+                self.name,
+                "--port",
+                str(self.port),
+            ],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
         self.lines = queue.Queue()
         threading.Thread(target=self._read, args=(self.process, self.lines), daemon=True).start()
         return time.monotonic()
@@ -75,16 +93,24 @@ class Device:
     def serving(self, timeout: float = 60.0) -> tuple[int, np.ndarray]:
         """(release id, answer) from the local endpoint, as soon as it answers."""
         x = sample()["x"]
-        body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [8, 4],
-                                       "data": x.ravel().tolist()}]}).encode()  # fmt: skip
+        body = json.dumps(
+            {
+                "inputs": [
+                    {"name": "x", "datatype": "FP32", "shape": [8, 4], "data": x.ravel().tolist()}
+                ]
+            }
+        ).encode()
         deadline = time.monotonic() + timeout
         base = f"http://127.0.0.1:{self.port}"
         while True:
             try:
                 with urllib.request.urlopen(f"{base}/v2/models/mlp", timeout=2) as r:
                     meta = json.loads(r.read())
-                request = urllib.request.Request(f"{base}/v2/models/mlp/infer", data=body,
-                                                 headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    f"{base}/v2/models/mlp/infer",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                )
                 with urllib.request.urlopen(request, timeout=2) as r:
                     reply = json.loads(r.read())
                 assert meta["parameters"]["verified"] is True
@@ -102,12 +128,20 @@ def pointed_release(folder: Path) -> tuple[int, dict[str, str]]:
     targets = folder / "slots" / pointer["slot"] / "targets"
     return pointer["release_id"], {
         p.relative_to(targets).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in targets.rglob("*") if p.is_file()
-    }  # fmt: skip
+        for p in targets.rglob("*")
+        if p.is_file()
+    }
 
 
-def crash_loop(device: Device, fleet, releases: list[dict], expected: dict, seen: Counter,
-               timings: list[float], errors: list[str]) -> None:
+def crash_loop(
+    device: Device,
+    fleet,
+    releases: list[dict],
+    expected: dict,
+    seen: Counter,
+    timings: list[float],
+    errors: list[str],
+) -> None:
     try:
         _crash_loop(device, fleet, releases, expected, seen, timings)
     except BaseException as exc:  # reported by the test thread
@@ -131,8 +165,7 @@ def _crash_loop(device, fleet, releases, expected, seen, timings) -> None:
         if good == releases[target_index]["id"]:  # up to date: offer the next release
             assert target_index + 1 < len(releases), "ran out of releases to update to"
             target_index += 1
-            fleet.deploy("mlp", [device.name], [100.0], 0.0,
-                         {"x86": releases[target_index]["id"]})  # fmt: skip
+            fleet.deploy("mlp", [device.name], [100.0], 0.0, {"x86": releases[target_index]["id"]})
         stage = STAGES[kill % len(STAGES)]
         deadline = time.monotonic() + 10
         last = None
@@ -151,8 +184,11 @@ def _crash_loop(device, fleet, releases, expected, seen, timings) -> None:
         release_id, y = device.serving()
         timings.append(time.monotonic() - started)
         if os.environ.get("EDGE_TRACE"):
-            print(f"{device.name} kill {kill} at {last} (wanted {stage}) after {waited:.2f}s, "
-                  f"serving again in {timings[-1]:.2f}s", flush=True)
+            print(
+                f"{device.name} kill {kill} at {last} (wanted {stage}) after {waited:.2f}s, "
+                f"serving again in {timings[-1]:.2f}s",
+                flush=True,
+            )
         allowed = {good, releases[target_index]["id"]}
         assert release_id in allowed, f"serves {release_id}, expected one of {allowed}"
         np.testing.assert_allclose(y, expected[release_id], rtol=1e-6)
@@ -179,9 +215,12 @@ def test_sigkill_at_every_stage_leaves_the_old_or_the_new_release(store, tmp_pat
         seen: Counter = Counter()
         timings: list[float] = []
         errors: list[str] = []
-        threads = [threading.Thread(target=crash_loop,
-                                    args=(d, fleet, releases, expected, seen, timings, errors))
-                   for d in devices]  # fmt: skip
+        threads = [
+            threading.Thread(
+                target=crash_loop, args=(d, fleet, releases, expected, seen, timings, errors)
+            )
+            for d in devices
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -189,5 +228,7 @@ def test_sigkill_at_every_stage_leaves_the_old_or_the_new_release(store, tmp_pat
     assert not errors, errors
     assert sum(seen.values()) == KILLS_PER_DEVICE * len(devices) >= 100
     assert set(STAGES) <= set(seen), f"stages never hit: {set(STAGES) - set(seen)}"
-    print(f"\n{sum(seen.values())} kills by stage: {dict(seen)}; restart to serving: "
-          f"median {np.median(timings):.2f}s, max {max(timings):.2f}s")
+    print(
+        f"\n{sum(seen.values())} kills by stage: {dict(seen)}; restart to serving: "
+        f"median {np.median(timings):.2f}s, max {max(timings):.2f}s"
+    )

@@ -103,8 +103,9 @@ def test_metadata_from_two_releases(world, store, tmp_path):
     second = fleet.add_release(second_bundle.path)
     mixed = {**first["metadata"], "targets.json": second["metadata"]["targets.json"]}
     with fleet.engine.begin() as conn:
-        conn.execute(sa.update(t.releases).where(t.releases.c.id == second["id"])
-                     .values(metadata=mixed))  # fmt: skip
+        conn.execute(
+            sa.update(t.releases).where(t.releases.c.id == second["id"]).values(metadata=mixed)
+        )
     fleet._releases.clear()
     offer(world, fleet.release(second["id"]), "mixed-release")
 
@@ -118,19 +119,26 @@ def test_a_release_over_the_download_cap(world, store, tmp_path):
 
 
 def test_a_variant_for_another_hardware_class(world, store, tmp_path):
-    offer(world, make_bundle(store, tmp_path, seed=2, out="arm.bundle", hardware=["arm"]).path,
-          "wrong-hardware")  # fmt: skip
+    offer(
+        world,
+        make_bundle(store, tmp_path, seed=2, out="arm.bundle", hardware=["arm"]).path,
+        "wrong-hardware",
+    )
 
 
 def test_a_model_that_fails_its_golden_set(world, store, tmp_path):
     wrong = {"y": np.zeros((8, 3), np.float32)}
-    offer(world, make_bundle(store, tmp_path, seed=2, out="g.bundle", expected=wrong).path,
-          "golden-mismatch")  # fmt: skip
+    offer(
+        world,
+        make_bundle(store, tmp_path, seed=2, out="g.bundle", expected=wrong).path,
+        "golden-mismatch",
+    )
 
 
 def test_nan_outputs(world, store, tmp_path):
-    offer(world, make_bundle(store, tmp_path, seed=2, out="nan.bundle", nan=True).path,
-          "non-finite")  # fmt: skip
+    offer(
+        world, make_bundle(store, tmp_path, seed=2, out="nan.bundle", nan=True).path, "non-finite"
+    )
 
 
 def test_a_model_over_the_memory_budget(world, store, tmp_path):
@@ -156,17 +164,26 @@ def test_unknown_and_revoked_devices_are_refused(world):
     assert answer(agent).shape == (8, 3)  # it still serves locally
 
 
-@pytest.mark.parametrize("body", [
-    b"not json", b"[1, 2]", b'{"health": "sunny"}', b'{"current": -3}',
-    b'{"metrics": {"a": "b"}}', b'{"outcome": {"release": 1}}', b'{"surprise": 1}',
-    b'{"last_error": 5}',
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"health": "sunny"}',
+        b'{"current": -3}',
+        b'{"metrics": {"a": "b"}}',
+        b'{"outcome": {"release": 1}}',
+        b'{"surprise": 1}',
+        b'{"last_error": 5}',
+    ],
+)
 def test_malformed_reports_are_400_with_a_reason(world, body):
     _, url, agent, _, _ = world
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=5)
-    conn.request("POST", "/v1/report", body=body,
-                 headers={"Authorization": f"Bearer {agent.client.token}"})  # fmt: skip
+    conn.request(
+        "POST", "/v1/report", body=body, headers={"Authorization": f"Bearer {agent.client.token}"}
+    )
     response = conn.getresponse()
     reply = json.loads(response.read())
     conn.close()

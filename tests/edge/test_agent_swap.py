@@ -43,10 +43,17 @@ def start_local(agent):
 
 def infer(conn: http.client.HTTPConnection) -> tuple[int, dict]:
     x = sample()["x"]
-    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape),
-                        "data": x.ravel().tolist()}]}  # fmt: skip
-    conn.request("POST", "/v2/models/mlp/infer", body=json.dumps(body),
-                 headers={"Content-Type": "application/json"})  # fmt: skip
+    body = {
+        "inputs": [
+            {"name": "x", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}
+        ]
+    }
+    conn.request(
+        "POST",
+        "/v2/models/mlp/infer",
+        body=json.dumps(body),
+        headers={"Content-Type": "application/json"},
+    )
     response = conn.getresponse()
     return response.status, json.loads(response.read())
 
@@ -70,8 +77,11 @@ def test_a_good_swap_drops_no_request_under_load(store, tmp_path):
                 if done.is_set():
                     break
                 status, reply = infer(conn)
-                y = np.array(reply["outputs"][0]["data"], np.float32).reshape(8, 3) \
-                    if status == 200 else None  # fmt: skip
+                y = (
+                    np.array(reply["outputs"][0]["data"], np.float32).reshape(8, 3)
+                    if status == 200
+                    else None
+                )
                 results.append((status, reply.get("model_version"), y))
             conn.close()
 

@@ -14,15 +14,24 @@ def test_a_bad_variant_halts_after_the_first_wave(store, tmp_path):
     with fleet_server(tmp_path / "home", root=store.root_bytes(1)) as (fleet, url):
         token = fleet.create_token("cameras")
         good = fleet.add_release(make_bundle(store, tmp_path, seed=1, out="good.bundle").path)
-        bad = fleet.add_release(make_bundle(store, tmp_path, seed=2, out="bad.bundle",
-                                            nan=True).path)  # fmt: skip
-        agents = [make_agent(url, token, tmp_path, device_id=f"cam-{i:02d}", group="cameras")
-                  for i in range(20)]  # fmt: skip
+        bad = fleet.add_release(
+            make_bundle(store, tmp_path, seed=2, out="bad.bundle", nan=True).path
+        )
+        agents = [
+            make_agent(url, token, tmp_path, device_id=f"cam-{i:02d}", group="cameras")
+            for i in range(20)
+        ]
         deploy_now(fleet, good, group="cameras")
         assert [a.step() for a in agents] == ["installed"] * 20
 
-        deployment = fleet.deploy("mlp:2", ["cameras"], [10, 50, 100], wait=0.3,
-                                  variants={"x86": bad["id"]}, threshold=0.2)  # fmt: skip
+        deployment = fleet.deploy(
+            "mlp:2",
+            ["cameras"],
+            [10, 50, 100],
+            wait=0.3,
+            variants={"x86": bad["id"]},
+            threshold=0.2,
+        )
         deadline = time.monotonic() + 30
         while control.status(fleet, deployment)["state"] == "running":
             assert time.monotonic() < deadline, "the deployment never halted"
@@ -55,12 +64,14 @@ def test_halt_resume_and_rollback_by_command(store, tmp_path):
         token = fleet.create_token("cameras")
         first = fleet.add_release(make_bundle(store, tmp_path, seed=1, out="1.bundle").path)
         second = fleet.add_release(make_bundle(store, tmp_path, seed=2, out="2.bundle").path)
-        agents = [make_agent(url, token, tmp_path, device_id=f"gw-{i}", group="gw")
-                  for i in range(4)]  # fmt: skip
+        agents = [
+            make_agent(url, token, tmp_path, device_id=f"gw-{i}", group="gw") for i in range(4)
+        ]
         deploy_now(fleet, first, group="gw")
         assert [a.step() for a in agents] == ["installed"] * 4
-        deployment = fleet.deploy("mlp", ["gw"], [50, 100], wait=0.0,
-                                  variants={"x86": second["id"]})  # fmt: skip
+        deployment = fleet.deploy(
+            "mlp", ["gw"], [50, 100], wait=0.0, variants={"x86": second["id"]}
+        )
         assert control.command(fleet, deployment, "halt") == "halted"
         assert [a.step() for a in agents] == ["idle"] * 4  # halted before anyone started
         assert control.command(fleet, deployment, "resume") == "running"

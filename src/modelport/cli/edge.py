@@ -9,12 +9,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from modelport.cli.common import console, human_size, print_json, registry, state, when
+from modelport.cli.common import console, human_size, print_json, registry, state
 
-keys_app = typer.Typer(help="Release signing keys (Ed25519) and their TUF root.",
-                       no_args_is_help=True)  # fmt: skip
-fleet_app = typer.Typer(help="The fleet server and its devices, releases and deployments.",
-                        no_args_is_help=True)  # fmt: skip
+keys_app = typer.Typer(
+    help="Release signing keys (Ed25519) and their TUF root.", no_args_is_help=True
+)
+fleet_app = typer.Typer(
+    help="The fleet server and its devices, releases and deployments.", no_args_is_help=True
+)
 edge_app = typer.Typer(help="Run on a device.", no_args_is_help=True)
 KeysDir = Annotated[Path | None, typer.Option("--keys", help="Key store (default HOME/keys).")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -49,23 +51,40 @@ def _golden(path: Path | None):
 def bundle(
     ref: Annotated[str, typer.Argument(help="The version to ship, e.g. digits@production.")],
     target: Annotated[str, typer.Option(help="onnx, tflite or openvino.")] = "onnx",
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (converted targets).")] = "fp32",
-    key: Annotated[str | None, typer.Option(help="Key id (prefix); default the active key.")] = None,
+    precision: Annotated[
+        str, typer.Option(help="fp32, fp16 or int8 (converted targets).")
+    ] = "fp32",
+    key: Annotated[
+        str | None, typer.Option(help="Key id (prefix); default the active key.")
+    ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Bundle file to write.")] = Path(
-        "model.bundle"),
-    golden: Annotated[Path | None, typer.Option(help=".npz of golden inputs (default: drawn "
-                                                     "from the signature).")] = None,
+        "model.bundle"
+    ),
+    golden: Annotated[
+        Path | None, typer.Option(help=".npz of golden inputs (default: drawn from the signature).")
+    ] = None,
     hardware: Annotated[list[str] | None, typer.Option(help="Hardware class it is for.")] = None,
     keys: KeysDir = None,
 ) -> None:
     """Pack a version, its golden requests and runtime needs into a signed bundle."""
     from modelport.edge.bundle import pack_ref
 
-    info = pack_ref(registry(), ref, target, store=_store(keys), output=output, keyid=key,
-                    precision=precision, golden=_golden(golden), hardware=hardware or ())  # fmt: skip
-    console.print(f"bundled [bold]{info.manifest['model']}[/] ({target} {precision}) as release "
-                  f"{info.release} -> {output}  {len(info.files)} files  {human_size(info.size)}  "
-                  f"key {info.keyid[:12]}")  # fmt: skip
+    info = pack_ref(
+        registry(),
+        ref,
+        target,
+        store=_store(keys),
+        output=output,
+        keyid=key,
+        precision=precision,
+        golden=_golden(golden),
+        hardware=hardware or (),
+    )
+    console.print(
+        f"bundled [bold]{info.manifest['model']}[/] ({target} {precision}) as release "
+        f"{info.release} -> {output}  {len(info.files)} files  {human_size(info.size)}  "
+        f"key {info.keyid[:12]}"
+    )
 
 
 @keys_app.command("generate")
@@ -80,8 +99,9 @@ def keys_rotate(keys: KeysDir = None) -> None:
     """Replace the active key; the next root (signed by both) revokes the old one."""
     store = _store(keys)
     key = store.rotate()
-    console.print(f"rotated: key {key.keyid[:12]} is active (root version "
-                  f"{len(store.root_versions())})")  # fmt: skip
+    console.print(
+        f"rotated: key {key.keyid[:12]} is active (root version {len(store.root_versions())})"
+    )
 
 
 @keys_app.command("list")

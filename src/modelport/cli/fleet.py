@@ -39,8 +39,10 @@ def token(label: Annotated[str, typer.Argument(help="What the token is for.")] =
 def release(bundle: Annotated[Path, typer.Argument(help="A bundle file.")]) -> None:
     """Add a bundle to the fleet's releases (devices verify it themselves)."""
     added = _fleet().add_release(bundle)
-    console.print(f"release {added['id']}: {added['model']} {added['format']} "
-                  f"{added['precision']}  {human_size(added['size'])}")  # fmt: skip
+    console.print(
+        f"release {added['id']}: {added['model']} {added['format']} "
+        f"{added['precision']}  {human_size(added['size'])}"
+    )
 
 
 @fleet_app.command("devices")
@@ -50,14 +52,29 @@ def devices(json_out: JsonFlag = False) -> None:
     if json_out:
         print_json(rows)
         return
-    table = Table("device", "hardware", "tags", "runtimes", "current", "staged", "health",
-                  "last seen", "last error")  # fmt: skip
+    table = Table(
+        "device",
+        "hardware",
+        "tags",
+        "runtimes",
+        "current",
+        "staged",
+        "health",
+        "last seen",
+        "last error",
+    )
     for d in rows:
-        table.add_row(d["id"] + (" (revoked)" if d["revoked"] else ""), d["hardware"],
-                      ",".join(d["tags"]), ",".join(d["runtimes"]), str(d["current"] or "-"),
-                      str(d["staged"] or "-"), d["health"],
-                      when(d["last_seen"]) if d["last_seen"] else "-",
-                      (d["last_error"] or "")[:60])  # fmt: skip
+        table.add_row(
+            d["id"] + (" (revoked)" if d["revoked"] else ""),
+            d["hardware"],
+            ",".join(d["tags"]),
+            ",".join(d["runtimes"]),
+            str(d["current"] or "-"),
+            str(d["staged"] or "-"),
+            d["health"],
+            when(d["last_seen"]) if d["last_seen"] else "-",
+            (d["last_error"] or "")[:60],
+        )
     console.print(table)
 
 
@@ -73,12 +90,21 @@ def _variant(fleet, ref: str, spec: str, keys: Path | None, golden: Path | None)
         return fleet.release(int(what[1:]) if what[1:].isdigit() else -1)["id"]
     target, _, precision = what.partition("-")
     out = state.settings.home / "fleet" / "bundles" / f"{ref.replace('@', '-')}-{hardware}.bundle"
-    info = pack_ref(registry(), ref, target, store=_store(keys), output=out,
-                    precision=precision or "fp32", golden=_golden(golden),
-                    hardware=[hardware])  # fmt: skip
+    info = pack_ref(
+        registry(),
+        ref,
+        target,
+        store=_store(keys),
+        output=out,
+        precision=precision or "fp32",
+        golden=_golden(golden),
+        hardware=[hardware],
+    )
     added = fleet.add_release(info.path)
-    console.print(f"  {hardware}: {info.manifest['model']} {target} {precision or 'fp32'} -> "
-                  f"release {added['id']} ({human_size(added['size'])})")  # fmt: skip
+    console.print(
+        f"  {hardware}: {info.manifest['model']} {target} {precision or 'fp32'} -> "
+        f"release {added['id']} ({human_size(added['size'])})"
+    )
     return added["id"]
 
 
@@ -86,12 +112,15 @@ def _variant(fleet, ref: str, spec: str, keys: Path | None, golden: Path | None)
 def deploy(
     ref: Annotated[str, typer.Argument(help="The version to roll out, e.g. digits@production.")],
     group: Annotated[list[str], typer.Option(help="Device tag/group, repeatable.")],
-    variant: Annotated[list[str], typer.Option(help="HARDWARE=FORMAT[-PRECISION] or "
-                                                    "HARDWARE=@RELEASE, repeatable.")],
+    variant: Annotated[
+        list[str],
+        typer.Option(help="HARDWARE=FORMAT[-PRECISION] or HARDWARE=@RELEASE, repeatable."),
+    ],
     waves: Annotated[str, typer.Option(help="Cumulative percents.")] = "10,50,100",
     wait: Annotated[float, typer.Option(help="Seconds a wave runs before the next.")] = 60.0,
-    threshold: Annotated[float, typer.Option(help="Halt when a wave's failure rate "
-                                                  "passes this.")] = 0.2,
+    threshold: Annotated[
+        float, typer.Option(help="Halt when a wave's failure rate passes this.")
+    ] = 0.2,
     golden: Annotated[Path | None, typer.Option(help=".npz golden/calibration inputs.")] = None,
     keys: KeysDir = None,
 ) -> None:
@@ -102,13 +131,17 @@ def deploy(
     fleet = _fleet()
     variants = {v.partition("=")[0]: _variant(fleet, ref, v, keys, golden) for v in variant}
     deployment = fleet.deploy(ref, group, percents, wait, variants, threshold)
-    console.print(f"deployment {deployment}: {ref} to {', '.join(group)} in waves {waves} "
-                  f"({wait:g}s each, halt above {threshold:.0%} failures)")  # fmt: skip
+    console.print(
+        f"deployment {deployment}: {ref} to {', '.join(group)} in waves {waves} "
+        f"({wait:g}s each, halt above {threshold:.0%} failures)"
+    )
 
 
 @fleet_app.command("status")
 def status(
-    deployment: Annotated[int | None, typer.Argument(help="Deployment id (default newest).")] = None,
+    deployment: Annotated[
+        int | None, typer.Argument(help="Deployment id (default newest).")
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """A deployment per wave and per device."""
@@ -118,21 +151,35 @@ def status(
     if json_out:
         print_json(info)
         return
-    console.print(f"deployment {info['id']}: {info['model']}  [bold]{info['state']}[/]"
-                  + (f"  ({info['reason']})" if info["reason"] else ""))  # fmt: skip
+    console.print(
+        f"deployment {info['id']}: {info['model']}  [bold]{info['state']}[/]"
+        + (f"  ({info['reason']})" if info["reason"] else "")
+    )
     waves = Table("wave", "percent", "devices", "ok", "failed", "pending", "progress")
     for i, w in enumerate(info["waves"]):
         done = (w["ok"] + w["failed"]) / w["size"] if w["size"] else 1.0
         bar = "#" * round(done * 10) + "." * (10 - round(done * 10))
-        waves.add_row(str(i + 1) + (" <" if i == info["wave"] else ""), f"{w['percent']:g}%",
-                      str(w["size"]), str(w["ok"]), str(w["failed"]), str(w["pending"]),
-                      f"{bar} {done:.0%}" if w["started"] else "not started")  # fmt: skip
+        waves.add_row(
+            str(i + 1) + (" <" if i == info["wave"] else ""),
+            f"{w['percent']:g}%",
+            str(w["size"]),
+            str(w["ok"]),
+            str(w["failed"]),
+            str(w["pending"]),
+            f"{bar} {done:.0%}" if w["started"] else "not started",
+        )
     console.print(waves)
     table = Table("device", "wave", "hardware", "release", "status", "current", "error")
     for d in info["devices"]:
-        table.add_row(d["device_id"], str(d["wave"] + 1), d["hardware"],
-                      str(d["release_id"] or "-"), d["status"], str(d["current"] or "-"),
-                      (d["error"] or "")[:60])  # fmt: skip
+        table.add_row(
+            d["device_id"],
+            str(d["wave"] + 1),
+            d["hardware"],
+            str(d["release_id"] or "-"),
+            d["status"],
+            str(d["current"] or "-"),
+            (d["error"] or "")[:60],
+        )
     console.print(table)
 
 
@@ -180,8 +227,16 @@ def agent(
     from modelport.edge.agent.run import run
     from modelport.edge.fleet.devices import device_id as check_id
 
-    config = AgentConfig(server=server, device_id=check_id(device_id), data_dir=data_dir,
-                         hardware=hardware, enroll_token=enroll_token, root=root,
-                         tags=tuple(tag or ()), max_memory_mb=max_memory_mb,
-                         max_latency_ms=max_latency_ms, max_download_mb=max_download_mb)  # fmt: skip
+    config = AgentConfig(
+        server=server,
+        device_id=check_id(device_id),
+        data_dir=data_dir,
+        hardware=hardware,
+        enroll_token=enroll_token,
+        root=root,
+        tags=tuple(tag or ()),
+        max_memory_mb=max_memory_mb,
+        max_latency_ms=max_latency_ms,
+        max_download_mb=max_download_mb,
+    )
     run(config, host=host, port=port)

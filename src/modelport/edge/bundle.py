@@ -50,10 +50,18 @@ class BundleInfo:
 
 
 def pack_ref(
-    registry: Any, ref: str, target: str, *, store: KeyStore, output: Path,
-    precision: str = "fp32", keyid: str | None = None, golden: Mapping[str, Any] | None = None,
-    hardware: Sequence[str] = (), expires: timedelta = DEFAULT_LIFETIME,
-) -> BundleInfo:  # fmt: skip
+    registry: Any,
+    ref: str,
+    target: str,
+    *,
+    store: KeyStore,
+    output: Path,
+    precision: str = "fp32",
+    keyid: str | None = None,
+    golden: Mapping[str, Any] | None = None,
+    hardware: Sequence[str] = (),
+    expires: timedelta = DEFAULT_LIFETIME,
+) -> BundleInfo:
     """Bundle ``ref`` for ``target``, converting it first when it is in another format."""
     from modelport.conversion.parity import random_inputs, tolerance
 
@@ -64,28 +72,63 @@ def pack_ref(
         from modelport.conversion import convert
 
         calibration = dict(golden) if golden is not None and precision == "int8" else None
-        version = convert(version.ref, target, registry=registry, precision=precision,
-                          calibration=calibration, sample=golden).version  # fmt: skip
+        version = convert(
+            version.ref,
+            target,
+            registry=registry,
+            precision=precision,
+            calibration=calibration,
+            sample=golden,
+        ).version
     entry = registry.path(version)
     root = Path(str(entry)[: -len(version.entrypoint)])
-    inputs = version.signature.coerce_inputs(golden) if golden is not None else random_inputs(
-        version.signature, rows=8)  # fmt: skip
+    inputs = (
+        version.signature.coerce_inputs(golden)
+        if golden is not None
+        else random_inputs(version.signature, rows=8)
+    )
     lineage = [v.ref for v in registry.lineage(version.ref)]
     return pack_files(
-        root, [f.path for f in version.files], version.entrypoint, target,
-        name=version.name, model=version.ref, signature=version.signature.to_dict(),
-        inputs=inputs, atol=tolerance(precision), precision=precision, store=store,
-        output=output, keyid=keyid, hardware=hardware, lineage=lineage, expires=expires,
-    )  # fmt: skip
+        root,
+        [f.path for f in version.files],
+        version.entrypoint,
+        target,
+        name=version.name,
+        model=version.ref,
+        signature=version.signature.to_dict(),
+        inputs=inputs,
+        atol=tolerance(precision),
+        precision=precision,
+        store=store,
+        output=output,
+        keyid=keyid,
+        hardware=hardware,
+        lineage=lineage,
+        expires=expires,
+    )
 
 
 def pack_files(
-    root: Path, files: Sequence[str], entrypoint: str, format: str, *, name: str, model: str,
-    signature: Mapping[str, Any], inputs: Mapping[str, np.ndarray], atol: float,
-    store: KeyStore, output: Path, precision: str = "fp32", keyid: str | None = None,
-    hardware: Sequence[str] = (), lineage: Sequence[str] = (), rtol: float = 1e-3,
-    expires: timedelta = DEFAULT_LIFETIME, expected: Mapping[str, np.ndarray] | None = None,
-) -> BundleInfo:  # fmt: skip
+    root: Path,
+    files: Sequence[str],
+    entrypoint: str,
+    format: str,
+    *,
+    name: str,
+    model: str,
+    signature: Mapping[str, Any],
+    inputs: Mapping[str, np.ndarray],
+    atol: float,
+    store: KeyStore,
+    output: Path,
+    precision: str = "fp32",
+    keyid: str | None = None,
+    hardware: Sequence[str] = (),
+    lineage: Sequence[str] = (),
+    rtol: float = 1e-3,
+    expires: timedelta = DEFAULT_LIFETIME,
+    expected: Mapping[str, np.ndarray] | None = None,
+) -> BundleInfo:
     """Sign and write a bundle of ``files`` (relative to ``root``); golden outputs are computed
     by running the model on ``inputs`` unless ``expected`` is given."""
     from modelport.runtimes import open_artifact
@@ -99,28 +142,46 @@ def pack_files(
         finally:
             runtime.close()
     golden = io.BytesIO()
-    np.savez(golden, **{f"in/{k}": np.asarray(v) for k, v in inputs.items()},
-             **{f"out/{k}": np.asarray(v) for k, v in expected.items()})  # fmt: skip
+    np.savez(
+        golden,
+        **{f"in/{k}": np.asarray(v) for k, v in inputs.items()},
+        **{f"out/{k}": np.asarray(v) for k, v in expected.items()},
+    )
     release = store.next_release()
     manifest = {
-        "name": name, "model": model, "release": release, "format": format,
-        "precision": precision, "entrypoint": f"model/{entrypoint}", "signature": dict(signature),
-        "requirements": {"runtime": RUNTIME_FOR[format], "hardware": sorted(hardware),
-                         "model_bytes": sum((root / f).stat().st_size for f in files)},
-        "lineage": list(lineage), "golden": {"file": GOLDEN, "atol": atol, "rtol": rtol},
+        "name": name,
+        "model": model,
+        "release": release,
+        "format": format,
+        "precision": precision,
+        "entrypoint": f"model/{entrypoint}",
+        "signature": dict(signature),
+        "requirements": {
+            "runtime": RUNTIME_FOR[format],
+            "hardware": sorted(hardware),
+            "model_bytes": sum((root / f).stat().st_size for f in files),
+        },
+        "lineage": list(lineage),
+        "golden": {"file": GOLDEN, "atol": atol, "rtol": rtol},
         "files": [f"model/{f}" for f in files],
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    }
     blobs = {MANIFEST: json.dumps(manifest, indent=1).encode(), GOLDEN: golden.getvalue()}
     sources = {f"model/{f}": root / f for f in files}
     return _write(output, store, key.keyid, release, expires, blobs, sources, manifest)
 
 
 def _write(
-    output: Path, store: KeyStore, keyid: str, release: int, expires: timedelta,
-    blobs: dict[str, bytes], sources: dict[str, Path], manifest: dict[str, Any],
-) -> BundleInfo:  # fmt: skip
-    from tuf.api.metadata import MetaFile, Metadata, Snapshot, TargetFile, Targets, Timestamp
+    output: Path,
+    store: KeyStore,
+    keyid: str,
+    release: int,
+    expires: timedelta,
+    blobs: dict[str, bytes],
+    sources: dict[str, Path],
+    manifest: dict[str, Any],
+) -> BundleInfo:
+    from tuf.api.metadata import Metadata, MetaFile, Snapshot, TargetFile, Targets, Timestamp
 
     from modelport.edge.trust import hash_file
 
@@ -139,12 +200,12 @@ def _write(
     meta = Metadata(targets)
     meta.sign(signer)
     signed["targets.json"] = meta.to_bytes()
-    snapshot = Metadata(Snapshot(version=release, expires=until,
-                                 meta={"targets.json": MetaFile(release)}))  # fmt: skip
+    snapshot = Metadata(
+        Snapshot(version=release, expires=until, meta={"targets.json": MetaFile(release)})
+    )
     snapshot.sign(signer)
     signed["snapshot.json"] = snapshot.to_bytes()
-    stamp = Metadata(Timestamp(version=release, expires=until,
-                               snapshot_meta=MetaFile(release)))  # fmt: skip
+    stamp = Metadata(Timestamp(version=release, expires=until, snapshot_meta=MetaFile(release)))
     stamp.sign(signer)
     signed["timestamp.json"] = stamp.to_bytes()
     for root in store.root_versions():
@@ -152,8 +213,10 @@ def _write(
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     with tarfile.open(tmp, "w") as tar:
-        for name, data in {**{f"metadata/{k}": v for k, v in signed.items()},
-                           **{f"targets/{k}": v for k, v in blobs.items()}}.items():  # fmt: skip
+        for name, data in {
+            **{f"metadata/{k}": v for k, v in signed.items()},
+            **{f"targets/{k}": v for k, v in blobs.items()},
+        }.items():
             entry = tarfile.TarInfo(name)
             entry.size = len(data)
             tar.addfile(entry, io.BytesIO(data))
@@ -201,8 +264,10 @@ def verify_files(folder: Path, verifier: Verifier) -> Release:
     for path in [GOLDEN, *manifest["files"]]:
         verifier.check_file(folder / "targets" / path, verifier.target(path))
     if manifest.get("release") != number:
-        raise Rejected("mixed-release", f"bundle.json is release {manifest.get('release')}, "
-                                        f"the metadata release {number}")  # fmt: skip
+        raise Rejected(
+            "mixed-release",
+            f"bundle.json is release {manifest.get('release')}, the metadata release {number}",
+        )
     return Release(folder, number, manifest)
 
 

@@ -1,8 +1,8 @@
 """The device's small HTTP client for the fleet server (standard library only).
 
-    client = FleetClient("http://fleet:8470", token="cam-1:secret")
-    reply = client.poll()                      # {"desired": release | None, "interval": 15}
-    client.download(digest, size, Path("w.bin"))  # resumes a ``w.bin.part`` left by a crash
+client = FleetClient("http://fleet:8470", token="cam-1:secret")
+reply = client.poll()                      # {"desired": release | None, "interval": 15}
+client.download(digest, size, Path("w.bin"))  # resumes a ``w.bin.part`` left by a crash
 """
 
 from __future__ import annotations
@@ -99,8 +99,10 @@ class FleetClient:
                 if got < size and stalled < 3:
                     continue  # the connection ended early: resume from here
                 if got < size:
-                    raise Rejected("truncated", f"{dest.name}: the server sends {got} of "
-                                                f"{size} bytes and no more")  # fmt: skip
+                    raise Rejected(
+                        "truncated",
+                        f"{dest.name}: the server sends {got} of {size} bytes and no more",
+                    )
             if hash_file(part)[0] != digest:
                 part.unlink()
                 raise Rejected("tampered", f"{dest.name} does not match its signed sha256")
@@ -125,8 +127,9 @@ class FleetClient:
                 start = 0  # the server ignored the range: start over
             declared = response.getheader("content-length")
             if declared is not None and start + int(declared) > size:
-                raise PayloadTooLarge(f"the server offers {start + int(declared)} bytes of a "
-                                      f"{size}-byte file")  # fmt: skip
+                raise PayloadTooLarge(
+                    f"the server offers {start + int(declared)} bytes of a {size}-byte file"
+                )
             with open(part, "r+b" if start else "wb") as out:
                 out.seek(start)
                 out.truncate()

@@ -69,7 +69,9 @@ class KeyStore:
         roots = self.root_versions()
         if not roots:
             raise NotFound(f"no root metadata in {self.dir}; run: modelport keys generate")
-        return (roots[-1] if version is None else self.dir / "root" / f"{version}.root.json").read_bytes()
+        return (
+            roots[-1] if version is None else self.dir / "root" / f"{version}.root.json"
+        ).read_bytes()
 
     def signer(self, keyid: str):  # -> CryptoSigner
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -130,8 +132,9 @@ class KeyStore:
 
         active = signers[-1]
         public = self.signer(active).public_key
-        root = Root(version=version, expires=datetime.now(UTC) + ROOT_LIFETIME,
-                    consistent_snapshot=False)  # fmt: skip
+        root = Root(
+            version=version, expires=datetime.now(UTC) + ROOT_LIFETIME, consistent_snapshot=False
+        )
         root.keys = {active: public}
         root.roles = {name: Role([active], threshold=1) for name in ROLES}
         meta = Metadata(root)

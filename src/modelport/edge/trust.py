@@ -55,8 +55,10 @@ class Verifier:
     def __init__(self, trust_dir: Path, bootstrap: bytes | None = None) -> None:
         self.trust_dir = Path(trust_dir)
         self.trust_dir.mkdir(parents=True, exist_ok=True)
-        history = sorted((self.trust_dir / "root_history").glob("*.root.json"),
-                         key=lambda p: int(p.name.split(".")[0]))  # fmt: skip
+        history = sorted(
+            (self.trust_dir / "root_history").glob("*.root.json"),
+            key=lambda p: int(p.name.split(".")[0]),
+        )
         # the newest root already trusted wins over the provisioned one (a crash may have left
         # the root.json link missing; the history is written first)
         self.bootstrap = history[-1].read_bytes() if history else bootstrap
@@ -70,8 +72,12 @@ class Verifier:
         from tuf.ngclient import Updater
 
         try:
-            self._updater = Updater(str(self.trust_dir), PREFIX, fetcher=_fetcher(Path(metadata_dir)),
-                                    bootstrap=self.bootstrap)  # fmt: skip
+            self._updater = Updater(
+                str(self.trust_dir),
+                PREFIX,
+                fetcher=_fetcher(Path(metadata_dir)),
+                bootstrap=self.bootstrap,
+            )
             self._updater.refresh()
             return self.version
         except tuf_errors.ExpiredMetadataError as exc:

@@ -90,8 +90,13 @@ class Router:
         try:
             handler, params = self._match(scope["method"], scope["path"])
             body = await self._read(receive) if scope["method"] in ("POST", "PUT") else b""
-            request = Request(scope["method"], scope["path"], headers, body,
-                              scope.get("query_string", b"").decode("latin-1"))  # fmt: skip
+            request = Request(
+                scope["method"],
+                scope["path"],
+                headers,
+                body,
+                scope.get("query_string", b"").decode("latin-1"),
+            )
             result = await handler(request, *params)
         except ModelportError as exc:
             result = error_reply(exc)
@@ -113,7 +118,9 @@ class Router:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                raise PayloadTooLarge(f"the request body is over the limit of {self.max_body} bytes")
+                raise PayloadTooLarge(
+                    f"the request body is over the limit of {self.max_body} bytes"
+                )
             chunks.append(chunk)
             more = message.get("more_body", False)
         return b"".join(chunks)
@@ -155,14 +162,22 @@ async def _send_file(reply: FileReply, range_header: bytes | None, send: Callabl
         status, payload, extra = error_reply(exc)
         if isinstance(exc, _Unsatisfiable):
             extra = [*extra, (b"content-range", b"bytes */%d" % exc.size)]
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*extra, (b"content-length", b"%d" % len(payload))]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*extra, (b"content-length", b"%d" % len(payload))],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
         return
     start, end = span if span is not None else (0, reply.size - 1)
     length = end - start + 1 if reply.size else 0
-    headers = [(b"content-type", b"application/octet-stream"), (b"accept-ranges", b"bytes"),
-               (b"content-length", b"%d" % length)]  # fmt: skip
+    headers = [
+        (b"content-type", b"application/octet-stream"),
+        (b"accept-ranges", b"bytes"),
+        (b"content-length", b"%d" % length),
+    ]
     if span is not None:
         headers.append((b"content-range", b"bytes %d-%d/%d" % (start, end, reply.size)))
     await send({"type": "http.response.start", "status": 206 if span else 200, "headers": headers})
@@ -187,7 +202,15 @@ def server(app: Any, host: str, port: int) -> tuple[Any, Any]:
     import uvicorn
 
     sock = listen(host, port)
-    config = uvicorn.Config(app, host=host, port=sock.getsockname()[1], loop="none",
-                            lifespan="off", access_log=False, log_level="warning",
-                            server_header=False, timeout_keep_alive=30)  # fmt: skip
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=sock.getsockname()[1],
+        loop="none",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_keep_alive=30,
+    )
     return _uvicorn(config), sock

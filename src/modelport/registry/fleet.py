@@ -74,8 +74,7 @@ deployments = sa.Table(
 assignments = sa.Table(
     "fleet_assignments",
     metadata,
-    sa.Column("deployment_id", sa.Integer, sa.ForeignKey("fleet_deployments.id"),
-              primary_key=True),  # fmt: skip
+    sa.Column("deployment_id", sa.Integer, sa.ForeignKey("fleet_deployments.id"), primary_key=True),
     sa.Column("device_id", sa.String(128), sa.ForeignKey("fleet_devices.id"), primary_key=True),
     sa.Column("wave", sa.Integer, nullable=False),
     sa.Column("release_id", sa.Integer),  # None: no variant for the device's hardware

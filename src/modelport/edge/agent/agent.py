@@ -17,7 +17,6 @@ import logging
 import shutil
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,8 +80,9 @@ class Agent:
         self._stage = stage or _print_stage
         self._client: FleetClient | None = None
         self._rejected = _load_json(self.dir / "rejected.json", {})
-        self.budget = Budget(config.hardware, config.runtimes, config.max_memory_mb,
-                             config.max_latency_ms)  # fmt: skip
+        self.budget = Budget(
+            config.hardware, config.runtimes, config.max_memory_mb, config.max_latency_ms
+        )
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -109,10 +109,16 @@ class Agent:
 
         state = slot.state()
         manifest = state["manifest"]
-        runtime = open_artifact(slot.targets / manifest["entrypoint"], manifest["format"],
-                                Signature.from_dict(manifest["signature"]))  # fmt: skip
-        self._swap(Serving(runtime, manifest["name"], state["release_id"], state["number"],
-                           slot.name, manifest))  # fmt: skip
+        runtime = open_artifact(
+            slot.targets / manifest["entrypoint"],
+            manifest["format"],
+            Signature.from_dict(manifest["signature"]),
+        )
+        self._swap(
+            Serving(
+                runtime, manifest["name"], state["release_id"], state["number"], slot.name, manifest
+            )
+        )
 
     def _swap(self, serving: Serving) -> None:
         old, self.serving = self.serving, serving  # one assignment: requests see old or new
@@ -132,17 +138,24 @@ class Agent:
         if not self.config.enroll_token:
             raise InvalidInput("this device is not enrolled: pass --enroll-token")
         client = FleetClient(self.config.server)
-        facts = {"id": self.config.device_id, "hardware": self.config.hardware,
-                 "runtimes": list(self.config.runtimes), "ram_mb": self.config.ram_mb,
-                 "cpu_flags": _cpu_flags(), "tags": list(self.config.tags)}  # fmt: skip
+        facts = {
+            "id": self.config.device_id,
+            "hardware": self.config.hardware,
+            "runtimes": list(self.config.runtimes),
+            "ram_mb": self.config.ram_mb,
+            "cpu_flags": _cpu_flags(),
+            "tags": list(self.config.tags),
+        }
         reply = client.enroll(self.config.enroll_token, facts)
         root = self.config.root.read_bytes() if self.config.root else reply.get("root", "").encode()
         if not root:
             raise InvalidInput("no trusted root: pass --root (the server offers none)")
         if not (self.dir / "root.json").exists():
             atomic_write(self.dir / "root.json", root)
-        atomic_write(self.dir / "device.json", json.dumps(
-            {"server": self.config.server, "token": reply["token"]}).encode())  # fmt: skip
+        atomic_write(
+            self.dir / "device.json",
+            json.dumps({"server": self.config.server, "token": reply["token"]}).encode(),
+        )
         return FleetClient(self.config.server, reply["token"])
 
     # -- one poll ------------------------------------------------------------------------------
@@ -160,8 +173,11 @@ class Agent:
             if desired is not None and desired["id"] == current:
                 outcome = {"release": current, "ok": True, "reason": ""}
             elif desired is not None and str(desired["id"]) in self._rejected:
-                outcome = {"release": desired["id"], "ok": False,
-                           "reason": self._rejected[str(desired["id"])]}  # fmt: skip
+                outcome = {
+                    "release": desired["id"],
+                    "ok": False,
+                    "reason": self._rejected[str(desired["id"])],
+                }
             elif desired is not None:
                 outcome = self.install(desired)
             self._stage("report")
@@ -180,24 +196,37 @@ class Agent:
             runtime, slot, verified = self._pull_and_gate(release)
         except (Rejected, GateFailed, Refused, PayloadTooLarge, InvalidInput) as exc:
             reason = getattr(exc, "reason", None) or (
-                "too-large" if isinstance(exc, PayloadTooLarge) else "download-refused")
-            message = f"{reason}: {exc.message}" if not exc.message.startswith(reason) else exc.message
+                "too-large" if isinstance(exc, PayloadTooLarge) else "download-refused"
+            )
+            message = (
+                f"{reason}: {exc.message}" if not exc.message.startswith(reason) else exc.message
+            )
             self._rejected[str(release_id)] = message
             atomic_write(self.dir / "rejected.json", json.dumps(self._rejected).encode())
             self.last_error = message
             return {"release": release_id, "ok": False, "reason": message}
         self._stage("switch")
         self.slots.switch(slot)
-        self._swap(Serving(runtime, verified.manifest["name"], release_id, verified.number,
-                           slot.name, verified.manifest))  # fmt: skip
+        self._swap(
+            Serving(
+                runtime,
+                verified.manifest["name"],
+                release_id,
+                verified.number,
+                slot.name,
+                verified.manifest,
+            )
+        )
         self.staged, self.last_error = None, None
         return {"release": release_id, "ok": True, "reason": ""}
 
     def _pull_and_gate(self, release: dict[str, Any]) -> tuple[Any, Slot, Release]:
         cap = self.config.max_download_mb * 2**20
         if release["size"] > cap:
-            raise PayloadTooLarge(f"release {release['id']} is {release['size']} bytes; the "
-                                  f"device takes at most {cap:.0f}")  # fmt: skip
+            raise PayloadTooLarge(
+                f"release {release['id']} is {release['size']} bytes; the "
+                f"device takes at most {cap:.0f}"
+            )
         slot = self.slots.inactive()
         state = slot.state()
         if state is None or state["release_id"] != release["id"]:
@@ -218,8 +247,11 @@ class Agent:
             self._stage("verify")
             verified = verify_files(slot.dir, verifier)
             if verified.number != release["number"]:
-                raise Rejected("mixed-release", f"the server calls it release "
-                                                f"{release['number']}, the metadata {verified.number}")  # fmt: skip
+                raise Rejected(
+                    "mixed-release",
+                    f"the server calls it release "
+                    f"{release['number']}, the metadata {verified.number}",
+                )
             files = {p: list(_hash(slot.targets / p)) for p in _all_files(verified)}
             slot.mark_verified(release["id"], verified.number, verified.manifest, files)
         else:
@@ -261,13 +293,20 @@ class Agent:
 
     def state_report(self) -> dict[str, Any]:
         serving = self.serving
-        return {"current": serving.release_id if serving else None, "staged": self.staged,
-                "health": "ok" if serving else "degraded", "last_error": self.last_error,
-                "metrics": {"served": self.served}}  # fmt: skip
+        return {
+            "current": serving.release_id if serving else None,
+            "staged": self.staged,
+            "health": "ok" if serving else "degraded",
+            "last_error": self.last_error,
+            "metrics": {"served": self.served},
+        }
 
     def state(self) -> dict[str, Any]:
-        return {**self.state_report(), "rejected": dict(self._rejected),
-                "slot": self.serving.slot if self.serving else None}  # fmt: skip
+        return {
+            **self.state_report(),
+            "rejected": dict(self._rejected),
+            "slot": self.serving.slot if self.serving else None,
+        }
 
     def run(self, stop: threading.Event) -> None:
         """Poll until ``stop`` is set: every ``interval`` seconds with +-``jitter`` spread, and

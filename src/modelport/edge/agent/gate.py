@@ -53,18 +53,27 @@ def admit(release, budget: Budget, on_golden=None):  # release: bundle.Release -
     manifest = release.manifest
     needs = manifest["requirements"]
     if needs["hardware"] and budget.hardware not in needs["hardware"]:
-        raise GateFailed("wrong-hardware", f"the bundle is for {', '.join(needs['hardware'])}, "
-                                           f"this device is {budget.hardware}")  # fmt: skip
+        raise GateFailed(
+            "wrong-hardware",
+            f"the bundle is for {', '.join(needs['hardware'])}, this device is {budget.hardware}",
+        )
     if needs["runtime"] not in budget.runtimes:
-        raise GateFailed("missing-runtime", f"the bundle needs {needs['runtime']}; this device "
-                                            f"has {', '.join(budget.runtimes) or 'none'}")  # fmt: skip
+        raise GateFailed(
+            "missing-runtime",
+            f"the bundle needs {needs['runtime']}; this device "
+            f"has {', '.join(budget.runtimes) or 'none'}",
+        )
     if needs["model_bytes"] / 2**20 > budget.max_memory_mb:
-        raise GateFailed("over-memory", f"the model is {needs['model_bytes'] / 2**20:.1f} MB; "
-                                        f"the budget is {budget.max_memory_mb:g} MB")  # fmt: skip
+        raise GateFailed(
+            "over-memory",
+            f"the model is {needs['model_bytes'] / 2**20:.1f} MB; "
+            f"the budget is {budget.max_memory_mb:g} MB",
+        )
     before = _rss_mb()
     try:
-        runtime = open_artifact(release.entrypoint, manifest["format"],
-                                Signature.from_dict(manifest["signature"]))  # fmt: skip
+        runtime = open_artifact(
+            release.entrypoint, manifest["format"], Signature.from_dict(manifest["signature"])
+        )
     except ModelportError as exc:
         raise GateFailed("load-failed", exc.message) from None
     try:
@@ -73,8 +82,11 @@ def admit(release, budget: Budget, on_golden=None):  # release: bundle.Release -
         _golden(release, runtime, budget)
         grown = _rss_mb() - before
         if grown > budget.max_memory_mb:
-            raise GateFailed("over-memory", f"loading and running took {grown:.1f} MB; the "
-                                            f"budget is {budget.max_memory_mb:g} MB")  # fmt: skip
+            raise GateFailed(
+                "over-memory",
+                f"loading and running took {grown:.1f} MB; the "
+                f"budget is {budget.max_memory_mb:g} MB",
+            )
     except BaseException:
         runtime.close()
         raise
@@ -98,16 +110,26 @@ def _golden(release, runtime, budget: Budget) -> None:
             have = np.asarray(got.get(name))
             want = want[row : row + 1]
             if have.shape != want.shape:
-                raise GateFailed("golden-mismatch", f"golden request {row}: output {name!r} has "
-                                 f"shape {list(have.shape)}, expected {list(want.shape)}")  # fmt: skip
+                raise GateFailed(
+                    "golden-mismatch",
+                    f"golden request {row}: output {name!r} has "
+                    f"shape {list(have.shape)}, expected {list(want.shape)}",
+                )
             if have.dtype.kind in "fc" and not np.isfinite(have).all():
-                raise GateFailed("non-finite", f"golden request {row}: output {name!r} has NaN "
-                                               "or Inf")  # fmt: skip
+                raise GateFailed(
+                    "non-finite", f"golden request {row}: output {name!r} has NaN or Inf"
+                )
             limit = golden["atol"] + golden["rtol"] * np.abs(want)
             worst = float(np.max(np.abs(have.astype(np.float64) - want)))
             if np.any(np.abs(have.astype(np.float64) - want) > limit):
-                raise GateFailed("golden-mismatch", f"golden request {row}: output {name!r} off "
-                                 f"by {worst:.3g} (atol {golden['atol']:g})")  # fmt: skip
+                raise GateFailed(
+                    "golden-mismatch",
+                    f"golden request {row}: output {name!r} off "
+                    f"by {worst:.3g} (atol {golden['atol']:g})",
+                )
     if slowest > budget.max_latency_ms:
-        raise GateFailed("over-latency", f"the slowest golden request took {slowest:.1f} ms; "
-                                         f"the budget is {budget.max_latency_ms:g} ms")  # fmt: skip
+        raise GateFailed(
+            "over-latency",
+            f"the slowest golden request took {slowest:.1f} ms; "
+            f"the budget is {budget.max_latency_ms:g} ms",
+        )

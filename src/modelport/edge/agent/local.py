@@ -19,13 +19,16 @@ from modelport.serving.codecs import decode_tensor, encode_json, signature_datat
 class LocalApp(Router):
     def __init__(self, agent: Any) -> None:
         self.agent = agent
-        super().__init__({
-            ("GET", "v2/health/live"): self.live,
-            ("GET", "v2/health/ready"): self.ready,
-            ("GET", "v2/models/{}"): self.metadata,
-            ("POST", "v2/models/{}/infer"): self.infer,
-            ("GET", "v2/edge/state"): self.state,
-        }, max_body=16 << 20)  # fmt: skip
+        super().__init__(
+            {
+                ("GET", "v2/health/live"): self.live,
+                ("GET", "v2/health/ready"): self.ready,
+                ("GET", "v2/models/{}"): self.metadata,
+                ("POST", "v2/models/{}/infer"): self.infer,
+                ("GET", "v2/edge/state"): self.state,
+            },
+            max_body=16 << 20,
+        )
 
     def _model(self, name: str) -> Any:
         serving = self.agent.serving
@@ -53,14 +56,22 @@ class LocalApp(Router):
             {"name": s.name, "datatype": signature_datatype(s.dtype), "shape": list(s.shape)}
             for s in specs
         ]
-        return json_reply({
-            "name": serving.name, "versions": [str(serving.release_id)],
-            "platform": serving.manifest["format"], "inputs": tensors(signature.inputs),
-            "outputs": tensors(signature.outputs),
-            "parameters": {"release_id": serving.release_id, "release": serving.number,
-                           "model": serving.manifest["model"], "slot": serving.slot,
-                           "verified": True},
-        })  # fmt: skip
+        return json_reply(
+            {
+                "name": serving.name,
+                "versions": [str(serving.release_id)],
+                "platform": serving.manifest["format"],
+                "inputs": tensors(signature.inputs),
+                "outputs": tensors(signature.outputs),
+                "parameters": {
+                    "release_id": serving.release_id,
+                    "release": serving.number,
+                    "model": serving.manifest["model"],
+                    "slot": serving.slot,
+                    "verified": True,
+                },
+            }
+        )
 
     async def infer(self, request: Request, name: str):
         serving = self._model(name)  # the slot active now serves this whole request
@@ -72,11 +83,15 @@ class LocalApp(Router):
         for tensor in tensors:
             if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
                 raise InvalidInput("each input must be an object with a 'name'")
-            inputs[tensor["name"]] = decode_tensor(tensor["name"], tensor.get("datatype"),
-                                                   tensor.get("shape"), tensor.get("data"))  # fmt: skip
+            inputs[tensor["name"]] = decode_tensor(
+                tensor["name"], tensor.get("datatype"), tensor.get("shape"), tensor.get("data")
+            )
         outputs = serving.runtime.predict(inputs)
         self.agent.served += 1
-        return json_reply({
-            "model_name": serving.name, "model_version": str(serving.release_id),
-            "outputs": [encode_json(k, v) for k, v in outputs.items()],
-        })  # fmt: skip
+        return json_reply(
+            {
+                "model_name": serving.name,
+                "model_version": str(serving.release_id),
+                "outputs": [encode_json(k, v) for k, v in outputs.items()],
+            }
+        )

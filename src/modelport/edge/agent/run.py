@@ -1,6 +1,6 @@
 """``modelport edge agent``: the local endpoint on the event loop, the agent on a thread.
 
-    run(AgentConfig(...), host="127.0.0.1", port=8480)
+run(AgentConfig(...), host="127.0.0.1", port=8480)
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ class Slot:
         """Make the slot ready to receive ``release_id``: keep partial files of the same release
         (a resumed download), wipe anything else. The verified mark goes first."""
         marker = self.dir / "wanted.json"
-        state = (self.dir / "state.json")
+        state = self.dir / "state.json"
         if state.exists():
             state.unlink()
             _fsync_dir(self.dir)

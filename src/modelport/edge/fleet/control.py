@@ -1,8 +1,8 @@
 """Moving a deployment along: the next wave, a halt on failures, and the operator's commands.
 
-    tick(fleet, 7)                  # after each report, and once a second in the server
-    status(fleet, 7)                # per wave and per device
-    command(fleet, 7, "halt")       # or "resume", "rollback"
+tick(fleet, 7)                  # after each report, and once a second in the server
+status(fleet, 7)                # per wave and per device
+command(fleet, 7, "halt")       # or "resume", "rollback"
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from modelport.registry import catalog as c
 from modelport.registry import fleet as t
 from modelport.registry.records import as_utc
 
-COMMANDS = {"halt": ("running",), "resume": ("halted",),
-            "rollback": ("running", "halted", "done")}  # fmt: skip
+COMMANDS = {"halt": ("running",), "resume": ("halted",), "rollback": ("running", "halted", "done")}
 
 
 def _deployment(conn: Connection, deployment_id: int) -> Any:
@@ -32,14 +31,24 @@ def _deployment(conn: Connection, deployment_id: int) -> Any:
 
 def _waves(conn: Connection, deployment: Any) -> list[Wave]:
     a = t.assignments
-    rows = conn.execute(sa.select(a.c.wave, a.c.status, sa.func.count()).where(
-        a.c.deployment_id == deployment.id).group_by(a.c.wave, a.c.status)).all()  # fmt: skip
+    rows = conn.execute(
+        sa.select(a.c.wave, a.c.status, sa.func.count())
+        .where(a.c.deployment_id == deployment.id)
+        .group_by(a.c.wave, a.c.status)
+    ).all()
     counts: dict[int, dict[str, int]] = {}
     for wave, state, n in rows:
         counts.setdefault(wave, {})[state] = n
-    return [Wave(i, sum(v for k, v in counts.get(i, {}).items() if k != "skipped"),
-                 counts.get(i, {}).get("ok", 0), counts.get(i, {}).get("failed", 0),
-                 counts.get(i, {}).get("pending", 0)) for i in range(len(deployment.waves))]  # fmt: skip
+    return [
+        Wave(
+            i,
+            sum(v for k, v in counts.get(i, {}).items() if k != "skipped"),
+            counts.get(i, {}).get("ok", 0),
+            counts.get(i, {}).get("failed", 0),
+            counts.get(i, {}).get("pending", 0),
+        )
+        for i in range(len(deployment.waves))
+    ]
 
 
 def tick(fleet: Any, deployment_id: int, now: datetime | None = None) -> str:
@@ -51,8 +60,9 @@ def tick(fleet: Any, deployment_id: int, now: datetime | None = None) -> str:
             return row.state
         waves = _waves(conn, row)
         elapsed = ((now or c.utcnow()) - as_utc(row.wave_started_at)).total_seconds()
-        decision = decide(waves[row.wave], elapsed, row.wait_s, row.threshold,
-                          last=row.wave == len(waves) - 1)  # fmt: skip
+        decision = decide(
+            waves[row.wave], elapsed, row.wait_s, row.threshold, last=row.wave == len(waves) - 1
+        )
         values: dict[str, Any] = {}
         if decision.action == "halt":
             values = {"state": "halted", "reason": decision.reason}
@@ -61,8 +71,9 @@ def tick(fleet: Any, deployment_id: int, now: datetime | None = None) -> str:
         elif decision.action == "done":
             values = {"state": "done"}
         if values:
-            conn.execute(sa.update(t.deployments).where(t.deployments.c.id == row.id)
-                         .values(**values))  # fmt: skip
+            conn.execute(
+                sa.update(t.deployments).where(t.deployments.c.id == row.id).values(**values)
+            )
         return values.get("state", row.state)
 
     return c.write(fleet.engine, work)
@@ -70,8 +81,11 @@ def tick(fleet: Any, deployment_id: int, now: datetime | None = None) -> str:
 
 def running(fleet: Any) -> list[int]:
     with fleet.engine.connect() as conn:
-        return list(conn.execute(sa.select(t.deployments.c.id).where(
-            t.deployments.c.state == "running")).scalars())  # fmt: skip
+        return list(
+            conn.execute(
+                sa.select(t.deployments.c.id).where(t.deployments.c.state == "running")
+            ).scalars()
+        )
 
 
 def command(fleet: Any, deployment_id: int, action: str) -> str:
@@ -89,9 +103,11 @@ def command(fleet: Any, deployment_id: int, action: str) -> str:
         if action == "resume":
             values["wave_started_at"] = c.utcnow()
             a = t.assignments
-            conn.execute(sa.update(a).where(a.c.deployment_id == row.id, a.c.wave == row.wave,
-                                            a.c.status == "failed")
-                         .values(status="pending", updated_at=c.utcnow()))  # fmt: skip
+            conn.execute(
+                sa.update(a)
+                .where(a.c.deployment_id == row.id, a.c.wave == row.wave, a.c.status == "failed")
+                .values(status="pending", updated_at=c.utcnow())
+            )
         conn.execute(sa.update(t.deployments).where(t.deployments.c.id == row.id).values(**values))
         return state
 
@@ -108,14 +124,34 @@ def status(fleet: Any, deployment_id: int | None = None) -> dict[str, Any]:
         row = _deployment(conn, deployment_id)
         waves = _waves(conn, row)
         a, dv = t.assignments, t.devices
-        devices = conn.execute(sa.select(a, dv.c.current, dv.c.health, dv.c.hardware).join(
-            dv, dv.c.id == a.c.device_id).where(a.c.deployment_id == row.id)
-            .order_by(a.c.wave, a.c.device_id)).mappings().all()  # fmt: skip
+        devices = (
+            conn.execute(
+                sa.select(a, dv.c.current, dv.c.health, dv.c.hardware)
+                .join(dv, dv.c.id == a.c.device_id)
+                .where(a.c.deployment_id == row.id)
+                .order_by(a.c.wave, a.c.device_id)
+            )
+            .mappings()
+            .all()
+        )
     return {
-        "id": row.id, "model": row.model, "state": row.state, "reason": row.reason,
-        "groups": row.groups, "variants": row.variants, "wave": row.wave,
-        "waves": [{"percent": p, "size": w.size, "ok": w.ok, "failed": w.failed,
-                   "pending": w.pending, "started": i <= row.wave}
-                  for p, w, i in zip(row.waves, waves, range(len(waves)), strict=True)],
+        "id": row.id,
+        "model": row.model,
+        "state": row.state,
+        "reason": row.reason,
+        "groups": row.groups,
+        "variants": row.variants,
+        "wave": row.wave,
+        "waves": [
+            {
+                "percent": p,
+                "size": w.size,
+                "ok": w.ok,
+                "failed": w.failed,
+                "pending": w.pending,
+                "started": i <= row.wave,
+            }
+            for p, w, i in zip(row.waves, waves, range(len(waves)), strict=True)
+        ],
         "devices": [dict(d) for d in devices],
-    }  # fmt: skip
+    }

@@ -1,7 +1,7 @@
 """What a device sends the fleet server, checked by hand: enrollment and state reports.
 
-    info = parse_enrollment({"id": "cam-1", "hardware": "arm", "runtimes": ["litert"], ...})
-    report = parse_report({"current": 3, "health": "ok", "metrics": {"p50_ms": 1.2}})
+info = parse_enrollment({"id": "cam-1", "hardware": "arm", "runtimes": ["litert"], ...})
+report = parse_report({"current": 3, "health": "ok", "metrics": {"p50_ms": 1.2}})
 """
 
 from __future__ import annotations
@@ -48,10 +48,13 @@ def parse_enrollment(body: dict) -> dict[str, Any]:
     if not isinstance(ram, int) or isinstance(ram, bool) or ram < 0:
         raise InvalidInput(f"ram_mb must be a non-negative integer, got {ram!r}")
     return {
-        "id": device_id(body.get("id")), "hardware": hardware, "ram_mb": ram,
-        "runtimes": _strings(body, "runtimes"), "cpu_flags": _strings(body, "cpu_flags", 256),
+        "id": device_id(body.get("id")),
+        "hardware": hardware,
+        "ram_mb": ram,
+        "runtimes": _strings(body, "runtimes"),
+        "cpu_flags": _strings(body, "cpu_flags", 256),
         "tags": _strings(body, "tags"),
-    }  # fmt: skip
+    }
 
 
 def _release(value: Any, key: str) -> int | None:
@@ -71,9 +74,13 @@ def parse_report(body: dict) -> dict[str, Any]:
     if error is not None and (not isinstance(error, str) or len(error) > 4000):
         raise InvalidInput("last_error must be a string of at most 4000 characters or null")
     metrics = body.get("metrics", {})
-    if not isinstance(metrics, dict) or len(metrics) > 32 or not all(
-        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
-        for k, v in metrics.items()
+    if (
+        not isinstance(metrics, dict)
+        or len(metrics) > 32
+        or not all(
+            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+            for k, v in metrics.items()
+        )
     ):
         raise InvalidInput("metrics must be an object of at most 32 names to numbers")
     outcome = body.get("outcome")
@@ -85,12 +92,18 @@ def parse_report(body: dict) -> dict[str, Any]:
         reason = outcome.get("reason", "")
         if not isinstance(reason, str) or len(reason) > 4000:
             raise InvalidInput("outcome.reason must be a string of at most 4000 characters")
-        outcome = {"release": _release(outcome.get("release"), "outcome.release"),
-                   "ok": outcome["ok"], "reason": reason}  # fmt: skip
+        outcome = {
+            "release": _release(outcome.get("release"), "outcome.release"),
+            "ok": outcome["ok"],
+            "reason": reason,
+        }
         if outcome["release"] is None:
             raise InvalidInput("outcome.release is required")
     return {
         "current": _release(body.get("current"), "current"),
         "staged": _release(body.get("staged"), "staged"),
-        "health": health, "last_error": error, "metrics": dict(metrics), "outcome": outcome,
-    }  # fmt: skip
+        "health": health,
+        "last_error": error,
+        "metrics": dict(metrics),
+        "outcome": outcome,
+    }

@@ -1,12 +1,12 @@
 """The fleet server's HTTP API (devices only; operators use the CLI on the same registry).
 
-    POST /v1/enroll          Bearer <enrollment token>, device facts  -> device id and secret
-    GET  /v1/poll            Bearer <device id>:<secret>   -> {"desired": release|null, ...}
-    POST /v1/report          Bearer <device id>:<secret>, state and outcome
-    GET  /v1/blobs/{sha256}  Bearer <device id>:<secret>, HTTP Range -> a release file
-    GET  /v1/health
+POST /v1/enroll          Bearer <enrollment token>, device facts  -> device id and secret
+GET  /v1/poll            Bearer <device id>:<secret>   -> {"desired": release|null, ...}
+POST /v1/report          Bearer <device id>:<secret>, state and outcome
+GET  /v1/blobs/{sha256}  Bearer <device id>:<secret>, HTTP Range -> a release file
+GET  /v1/health
 
-    run(registry, host="0.0.0.0", port=8470)
+run(registry, host="0.0.0.0", port=8470)
 """
 
 from __future__ import annotations
@@ -27,19 +27,22 @@ DEFAULT_PORT = 8470
 
 
 class FleetApp(Router):
-    def __init__(self, fleet: Fleet, interval: float = 15.0, jitter: float = 0.2,
-                 root: bytes | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, fleet: Fleet, interval: float = 15.0, jitter: float = 0.2, root: bytes | None = None
+    ) -> None:
         self.fleet = fleet
         self.interval = interval
         self.jitter = jitter
         self.root = root
-        super().__init__({
-            ("GET", "v1/health"): self.health,
-            ("POST", "v1/enroll"): self.enroll,
-            ("GET", "v1/poll"): self.poll,
-            ("POST", "v1/report"): self.report,
-            ("GET", "v1/blobs/{}"): self.blob,
-        })  # fmt: skip
+        super().__init__(
+            {
+                ("GET", "v1/health"): self.health,
+                ("POST", "v1/enroll"): self.enroll,
+                ("GET", "v1/poll"): self.poll,
+                ("POST", "v1/report"): self.report,
+                ("GET", "v1/blobs/{}"): self.blob,
+            }
+        )
 
     async def health(self, request: Request):
         return json_reply({"status": "ok"})
@@ -47,8 +50,12 @@ class FleetApp(Router):
     async def enroll(self, request: Request):
         body = request.json()
         device_id, secret = await asyncio.to_thread(self.fleet.enroll, request.bearer(), body)
-        reply: dict[str, Any] = {"device_id": device_id, "token": f"{device_id}:{secret}",
-                                 "interval": self.interval, "jitter": self.jitter}  # fmt: skip
+        reply: dict[str, Any] = {
+            "device_id": device_id,
+            "token": f"{device_id}:{secret}",
+            "interval": self.interval,
+            "jitter": self.jitter,
+        }
         if self.root is not None:
             reply["root"] = self.root.decode()
         return json_reply(reply, 201)
@@ -93,8 +100,14 @@ async def _ticker(fleet: Fleet, every: float) -> None:
             log.exception("deployment tick failed")
 
 
-async def serve(registry: Any, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                interval: float = 15.0, root: bytes | None = None, started: Any = None) -> None:  # fmt: skip
+async def serve(
+    registry: Any,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    interval: float = 15.0,
+    root: bytes | None = None,
+    started: Any = None,
+) -> None:
     app = FleetApp(Fleet(registry), interval=interval, root=root)
     http, sock = server(app, host, port)
     ticker = asyncio.ensure_future(_ticker(app.fleet, 1.0))

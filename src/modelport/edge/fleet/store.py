@@ -1,12 +1,12 @@
 """The fleet's state in the registry: devices, releases, deployments; one method per action.
 
-    fleet = Fleet(registry)
-    token = fleet.create_token("cameras")
-    device_id, secret = fleet.enroll(token, {"id": "cam-1", "hardware": "arm", ...})
-    release = fleet.add_release(Path("digits-arm.bundle"))
-    fleet.deploy("digits@production", groups=["cameras"], waves=[10, 50, 100], wait=60,
-                 variants={"arm": release["id"]})
-    fleet.poll(device)  ->  the release the device should run, or None
+fleet = Fleet(registry)
+token = fleet.create_token("cameras")
+device_id, secret = fleet.enroll(token, {"id": "cam-1", "hardware": "arm", ...})
+release = fleet.add_release(Path("digits-arm.bundle"))
+fleet.deploy("digits@production", groups=["cameras"], waves=[10, 50, 100], wait=60,
+             variants={"arm": release["id"]})
+fleet.poll(device)  ->  the release the device should run, or None
 """
 
 from __future__ import annotations
@@ -46,8 +46,11 @@ class Fleet:
         seen, self._seen = self._seen, {}
         if seen:
             rows = [{"key": k, "at": v} for k, v in seen.items()]
-            update = (sa.update(t.devices).where(t.devices.c.id == sa.bindparam("key"))
-                      .values(last_seen=sa.bindparam("at")))  # fmt: skip
+            update = (
+                sa.update(t.devices)
+                .where(t.devices.c.id == sa.bindparam("key"))
+                .values(last_seen=sa.bindparam("at"))
+            )
             c.write(self.engine, lambda conn: conn.execute(update, rows))
         return len(seen)
 
@@ -55,8 +58,14 @@ class Fleet:
 
     def create_token(self, label: str) -> str:
         token = "mpe_" + secrets.token_urlsafe(24)
-        c.write(self.engine, lambda conn: conn.execute(sa.insert(t.tokens).values(
-            sha256=_sha(token), label=label, created_at=c.utcnow(), revoked=False)))  # fmt: skip
+        c.write(
+            self.engine,
+            lambda conn: conn.execute(
+                sa.insert(t.tokens).values(
+                    sha256=_sha(token), label=label, created_at=c.utcnow(), revoked=False
+                )
+            ),
+        )
         return token
 
     def enroll(self, token: str, body: dict[str, Any]) -> tuple[str, str]:
@@ -71,14 +80,22 @@ class Fleet:
             old_row = old.first()
             if old_row is not None and old_row.revoked:
                 raise Forbidden(f"device {info['id']} is revoked")
-            values = {**{k: v for k, v in info.items() if k != "id"},
-                      "secret_sha256": _sha(secret)}  # fmt: skip
+            values = {**{k: v for k, v in info.items() if k != "id"}, "secret_sha256": _sha(secret)}
             if old_row is None:
-                conn.execute(sa.insert(t.devices).values(
-                    id=info["id"], enrolled_at=c.utcnow(), revoked=False, health="unknown",
-                    metrics={}, **values))  # fmt: skip
+                conn.execute(
+                    sa.insert(t.devices).values(
+                        id=info["id"],
+                        enrolled_at=c.utcnow(),
+                        revoked=False,
+                        health="unknown",
+                        metrics={},
+                        **values,
+                    )
+                )
             else:
-                conn.execute(sa.update(t.devices).where(t.devices.c.id == info["id"]).values(**values))
+                conn.execute(
+                    sa.update(t.devices).where(t.devices.c.id == info["id"]).values(**values)
+                )
 
         c.write(self.engine, work)
         return info["id"], secret
@@ -96,8 +113,9 @@ class Fleet:
 
     def revoke_device(self, device_id: str) -> None:
         def work(conn: Connection) -> None:
-            done = conn.execute(sa.update(t.devices).where(t.devices.c.id == device_id)
-                                .values(revoked=True))  # fmt: skip
+            done = conn.execute(
+                sa.update(t.devices).where(t.devices.c.id == device_id).values(revoked=True)
+            )
             if done.rowcount == 0:
                 raise NotFound(f"no device {device_id!r}")
 
@@ -122,18 +140,33 @@ class Fleet:
             files = []
             for path in sorted(p for p in (folder / "targets").rglob("*") if p.is_file()):
                 digest, size = self.blobs.put_file(path)
-                files.append({"path": path.relative_to(folder / "targets").as_posix(),
-                              "sha256": digest, "size": size})  # fmt: skip
+                files.append(
+                    {
+                        "path": path.relative_to(folder / "targets").as_posix(),
+                        "sha256": digest,
+                        "size": size,
+                    }
+                )
             meta = {}
             for path in (folder / "metadata").iterdir():
                 digest, size = self.blobs.put_file(path)
                 meta[path.name] = {"sha256": digest, "size": size}
-        row = {"number": int(manifest["release"]), "name": manifest["name"],
-               "model": manifest["model"], "format": manifest["format"],
-               "precision": manifest.get("precision", "fp32"),
-               "size": sum(f["size"] for f in files), "files": files, "metadata": meta}  # fmt: skip
-        new_id = c.write(self.engine, lambda conn: conn.execute(
-            sa.insert(t.releases).values(created_at=c.utcnow(), **row)).inserted_primary_key[0])
+        row = {
+            "number": int(manifest["release"]),
+            "name": manifest["name"],
+            "model": manifest["model"],
+            "format": manifest["format"],
+            "precision": manifest.get("precision", "fp32"),
+            "size": sum(f["size"] for f in files),
+            "files": files,
+            "metadata": meta,
+        }
+        new_id = c.write(
+            self.engine,
+            lambda conn: conn.execute(
+                sa.insert(t.releases).values(created_at=c.utcnow(), **row)
+            ).inserted_primary_key[0],
+        )
         return self.release(new_id)
 
     def release(self, release_id: int) -> dict[str, Any]:
@@ -144,8 +177,9 @@ class Fleet:
                 found = row.mappings().first()
             if found is None:
                 raise NotFound(f"no release {release_id}")
-            cached = self._releases[release_id] = {str(k): v for k, v in found.items()
-                                                   if k != "created_at"}  # fmt: skip
+            cached = self._releases[release_id] = {
+                str(k): v for k, v in found.items() if k != "created_at"
+            }
         return cached
 
     def releases(self) -> list[dict[str, Any]]:
@@ -156,9 +190,14 @@ class Fleet:
     def blob(self, digest: str) -> Path:
         """The file of a digest that belongs to a release (nothing else in the store is served)."""
         if digest not in self._served:
-            self._served = {d for r in self.releases() for d in
-                            [*(f["sha256"] for f in r["files"]),
-                                   *(m["sha256"] for m in r["metadata"].values())]}  # fmt: skip
+            self._served = {
+                d
+                for r in self.releases()
+                for d in [
+                    *(f["sha256"] for f in r["files"]),
+                    *(m["sha256"] for m in r["metadata"].values()),
+                ]
+            }
             if digest not in self._served:
                 raise NotFound(f"no release file with sha256 {digest}")
         return self.blobs.path(digest)
@@ -168,10 +207,20 @@ class Fleet:
     def poll(self, device: Any) -> dict[str, Any] | None:
         """The release ``device`` should run now (None: keep what it has)."""
         a, d = t.assignments, t.deployments
-        query = (sa.select(a.c.release_id, a.c.previous_id, a.c.status, a.c.wave, d.c.state,
-                           d.c.wave.label("current_wave"))
-                 .join(d, d.c.id == a.c.deployment_id).where(a.c.device_id == device.id)
-                 .order_by(a.c.deployment_id.desc()).limit(1))  # fmt: skip
+        query = (
+            sa.select(
+                a.c.release_id,
+                a.c.previous_id,
+                a.c.status,
+                a.c.wave,
+                d.c.state,
+                d.c.wave.label("current_wave"),
+            )
+            .join(d, d.c.id == a.c.deployment_id)
+            .where(a.c.device_id == device.id)
+            .order_by(a.c.deployment_id.desc())
+            .limit(1)
+        )
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         self._seen[device.id] = c.utcnow()  # written by ``flush_seen``, many in one transaction
@@ -189,20 +238,31 @@ class Fleet:
         outcome = report.pop("outcome")
 
         def work(conn: Connection) -> int | None:
-            conn.execute(sa.update(t.devices).where(t.devices.c.id == device.id)
-                         .values(last_seen=c.utcnow(), **report))  # fmt: skip
+            conn.execute(
+                sa.update(t.devices)
+                .where(t.devices.c.id == device.id)
+                .values(last_seen=c.utcnow(), **report)
+            )
             if outcome is None:
                 return None
             a = t.assignments
-            row = conn.execute(sa.select(a.c.deployment_id).where(
-                a.c.device_id == device.id, a.c.release_id == outcome["release"])
-                .order_by(a.c.deployment_id.desc()).limit(1)).first()  # fmt: skip
+            row = conn.execute(
+                sa.select(a.c.deployment_id)
+                .where(a.c.device_id == device.id, a.c.release_id == outcome["release"])
+                .order_by(a.c.deployment_id.desc())
+                .limit(1)
+            ).first()
             if row is None:
                 return None
-            conn.execute(sa.update(a).where(a.c.deployment_id == row.deployment_id,
-                                            a.c.device_id == device.id).values(
-                status="ok" if outcome["ok"] else "failed",
-                error=None if outcome["ok"] else outcome["reason"], updated_at=c.utcnow()))  # fmt: skip
+            conn.execute(
+                sa.update(a)
+                .where(a.c.deployment_id == row.deployment_id, a.c.device_id == device.id)
+                .values(
+                    status="ok" if outcome["ok"] else "failed",
+                    error=None if outcome["ok"] else outcome["reason"],
+                    updated_at=c.utcnow(),
+                )
+            )
             return row.deployment_id
 
         deployment = c.write(self.engine, work)
@@ -213,8 +273,15 @@ class Fleet:
 
     # -- deployments ---------------------------------------------------------------------------
 
-    def deploy(self, model: str, groups: list[str], waves: list[float], wait: float,
-               variants: dict[str, int], threshold: float = 0.2) -> int:  # fmt: skip
+    def deploy(
+        self,
+        model: str,
+        groups: list[str],
+        waves: list[float],
+        wait: float,
+        variants: dict[str, int],
+        threshold: float = 0.2,
+    ) -> int:
         if not groups:
             raise InvalidInput("a deployment needs at least one --group")
         if not variants:
@@ -228,21 +295,38 @@ class Fleet:
             raise NotFound(f"no enrolled device is in group(s) {', '.join(groups)}")
 
         def work(conn: Connection) -> int:
-            new = conn.execute(sa.insert(t.deployments).values(
-                model=model, groups=groups, waves=waves, wait_s=wait, threshold=threshold,
-                variants=variants, state="running", wave=0, wave_started_at=c.utcnow(),
-                created_at=c.utcnow())).inserted_primary_key[0]  # fmt: skip
+            new = conn.execute(
+                sa.insert(t.deployments).values(
+                    model=model,
+                    groups=groups,
+                    waves=waves,
+                    wait_s=wait,
+                    threshold=threshold,
+                    variants=variants,
+                    state="running",
+                    wave=0,
+                    wave_started_at=c.utcnow(),
+                    created_at=c.utcnow(),
+                )
+            ).inserted_primary_key[0]
             by_id = {d["id"]: d for d in members}
             plan = wave_members(sorted(by_id), waves, salt=f"deployment-{new}")
             for index, ids in enumerate(plan):
                 for device_id in ids:
                     device = by_id[device_id]
                     release = variants.get(device["hardware"])
-                    conn.execute(sa.insert(t.assignments).values(
-                        deployment_id=new, device_id=device_id, wave=index, release_id=release,
-                        previous_id=device["current"], updated_at=c.utcnow(),
-                        status="pending" if release else "skipped",
-                        error=None if release else f"no variant for {device['hardware']}"))  # fmt: skip
+                    conn.execute(
+                        sa.insert(t.assignments).values(
+                            deployment_id=new,
+                            device_id=device_id,
+                            wave=index,
+                            release_id=release,
+                            previous_id=device["current"],
+                            updated_at=c.utcnow(),
+                            status="pending" if release else "skipped",
+                            error=None if release else f"no variant for {device['hardware']}",
+                        )
+                    )
             return new
 
         return c.write(self.engine, work)
