@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from modelport.cli.common import console, human_size, print_json, registry, state
+from modelport.cli import common
+from modelport.cli.common import console, human_size, print_json, registry
 
 keys_app = typer.Typer(
     help="Release signing keys (Ed25519) and their TUF root.", no_args_is_help=True
@@ -25,7 +26,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts."
 def _store(keys: Path | None):
     from modelport.edge.keys import KeyStore
 
-    return KeyStore(keys or state.settings.home / "keys")
+    return KeyStore(keys or common.state.settings.home / "keys")
 
 
 def _fleet():

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from modelport.cli.common import console, human_size, print_json, registry, state, when
+from modelport.cli import common
+from modelport.cli.common import console, human_size, print_json, registry, when
 from modelport.cli.edge import JsonFlag, KeysDir, _fleet, _golden, _store, edge_app, fleet_app
 
 
@@ -89,7 +90,12 @@ def _variant(fleet, ref: str, spec: str, keys: Path | None, golden: Path | None)
     if what.startswith("@"):
         return fleet.release(int(what[1:]) if what[1:].isdigit() else -1)["id"]
     target, _, precision = what.partition("-")
-    out = state.settings.home / "fleet" / "bundles" / f"{ref.replace('@', '-')}-{hardware}.bundle"
+    out = (
+        common.state.settings.home
+        / "fleet"
+        / "bundles"
+        / f"{ref.replace('@', '-')}-{hardware}.bundle"
+    )
     info = pack_ref(
         registry(),
         ref,
