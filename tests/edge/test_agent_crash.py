@@ -202,6 +202,7 @@ def _crash_loop(device, fleet, releases, expected, seen, timings) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # 104 process restarts; minutes on a loaded machine
 def test_sigkill_at_every_stage_leaves_the_old_or_the_new_release(store, tmp_path):
     bundles = [make_bundle(store, tmp_path, seed=i % 3, out=f"{i}.bundle") for i in range(RELEASES)]
     expected = {}

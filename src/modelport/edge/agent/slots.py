@@ -13,13 +13,12 @@ at any moment leaves the pointer on a slot that was complete and verified when i
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelport.edge.keys import atomic_write
+from modelport.edge.keys import atomic_write, fsync_path
 from modelport.edge.trust import hash_file
 
 NAMES = ("a", "b")
@@ -51,7 +50,7 @@ class Slot:
         state = self.dir / "state.json"
         if state.exists():
             state.unlink()
-            _fsync_dir(self.dir)
+            fsync_path(self.dir)
         try:
             wanted = json.loads(marker.read_text()).get("release_id")
         except (OSError, ValueError):
@@ -65,9 +64,9 @@ class Slot:
     def mark_verified(self, release_id: int, number: int, manifest: dict, files: dict) -> None:
         for path in self.dir.rglob("*"):
             if path.is_file():
-                _fsync_file(path)
+                fsync_path(path)
         for path in [*(p for p in self.dir.rglob("*") if p.is_dir()), self.dir]:
-            _fsync_dir(path)
+            fsync_path(path)
         body = {"release_id": release_id, "number": number, "manifest": manifest, "files": files}
         atomic_write(self.dir / "state.json", json.dumps(body).encode())
 
@@ -107,15 +106,3 @@ class Slots:
         assert state is not None, "only a verified slot can become active"
         body = {"slot": slot.name, "release_id": state["release_id"]}
         atomic_write(self.pointer, json.dumps(body).encode())
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    _fsync_file(path)
