@@ -27,6 +27,22 @@ from modelport.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from modelport.registry import catalog as c
 from modelport.registry import fleet as t
 
+_a, _d = t.assignments, t.deployments
+_DESIRED = (
+    sa.select(
+        _a.c.release_id,
+        _a.c.previous_id,
+        _a.c.status,
+        _a.c.wave,
+        _d.c.state,
+        _d.c.wave.label("current_wave"),
+    )
+    .join(_d, _d.c.id == _a.c.deployment_id)
+    .where(_a.c.device_id == sa.bindparam("device"))
+    .order_by(_a.c.deployment_id.desc())
+    .limit(1)
+)  # the newest deployment that has the device
+
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
@@ -100,11 +116,13 @@ class Fleet:
         c.write(self.engine, work)
         return info["id"], secret
 
-    def authenticate(self, token: str) -> Any:
+    def authenticate(self, token: str, conn: Connection | None = None) -> Any:
         """The device row for ``"<device id>:<secret>"``; 401 unknown, 403 revoked."""
         device_id, _, secret = token.partition(":")
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t.devices).where(t.devices.c.id == device_id)).first()
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.authenticate(token, own)
+        row = conn.execute(sa.select(t.devices).where(t.devices.c.id == device_id)).first()
         if row is None or not hmac.compare_digest(row.secret_sha256, _sha(secret)):
             raise Unauthorized("unknown device or wrong device secret")
         if row.revoked:
@@ -204,26 +222,13 @@ class Fleet:
 
     # -- what a device does --------------------------------------------------------------------
 
-    def poll(self, device: Any) -> dict[str, Any] | None:
-        """The release ``device`` should run now (None: keep what it has)."""
-        a, d = t.assignments, t.deployments
-        query = (
-            sa.select(
-                a.c.release_id,
-                a.c.previous_id,
-                a.c.status,
-                a.c.wave,
-                d.c.state,
-                d.c.wave.label("current_wave"),
-            )
-            .join(d, d.c.id == a.c.deployment_id)
-            .where(a.c.device_id == device.id)
-            .order_by(a.c.deployment_id.desc())
-            .limit(1)
-        )
+    def poll(self, token: str) -> dict[str, Any] | None:
+        """The release the device with ``token`` should run now (None: keep what it has); one
+        connection, two indexed reads, no write (last-poll times are flushed in batches)."""
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        self._seen[device.id] = c.utcnow()  # written by ``flush_seen``, many in one transaction
+            device = self.authenticate(token, conn)
+            row = conn.execute(_DESIRED, {"device": device.id}).first()
+        self._seen[device.id] = c.utcnow()
         if row is None or row.wave > row.current_wave:
             return None
         if row.state == "rolled-back":
