@@ -142,7 +142,7 @@ def test_nan_outputs(world, store, tmp_path):
 
 
 def test_a_model_over_the_memory_budget(world, store, tmp_path):
-    huge = weights(2, hidden=600_000)  # ~16 MB of weights; the device allows 64 MB ... of 4
+    huge = weights(2, hidden=600_000)  # about 17 MB of weights for a device that allows 4 MB
     fleet, url, _, good, token = world
     small = make_agent(url, token, tmp_path, device_id="dev-tiny", max_memory_mb=4)
     release = fleet.add_release(make_bundle(store, tmp_path, params=huge, out="h.bundle").path)
