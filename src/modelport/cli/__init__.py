@@ -13,6 +13,8 @@ from modelport._version import __version__
 from modelport.cli import batch as batch_cmd
 from modelport.cli import compress as compress_cmds
 from modelport.cli import convert as convert_cmds
+from modelport.cli import edge as edge_cmds
+from modelport.cli import fleet as _fleet_cmds  # noqa: F401  (registers the fleet commands)
 from modelport.cli import predict as predict_cmd
 from modelport.cli import registry as registry_cmds
 from modelport.cli import rollout as rollout_cmds
@@ -67,6 +69,10 @@ app.command("convert")(convert_cmds.convert)
 app.command("runtimes")(convert_cmds.runtimes)
 app.command("batch")(batch_cmd.batch)
 app.add_typer(rollout_cmds.rollout_app, name="rollout")
+app.command("bundle")(edge_cmds.bundle)
+app.add_typer(edge_cmds.keys_app, name="keys")
+app.add_typer(edge_cmds.fleet_app, name="fleet")
+app.add_typer(edge_cmds.edge_app, name="edge")
 
 
 def main() -> None:

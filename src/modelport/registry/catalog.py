@@ -20,7 +20,7 @@ metadata = sa.MetaData()
 # The catalogue's layout. A release that changes it raises SCHEMA_VERSION and adds the step that
 # takes a catalogue from the version before to the new one. Steps alter existing tables only:
 # tables new to a version are made by ``create_all`` before the steps run.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
 
 meta = sa.Table(
@@ -269,3 +269,15 @@ def _retryable(exc: DBAPIError) -> bool:
     return any(
         word in text for word in ("locked", "busy", "deadlock", "serializ", "could not obtain")
     )
+
+
+def _fleet_tables(conn: Connection) -> None:
+    """Version 3: the edge fleet's tables (registry/fleet.py); ``create_all`` made them."""
+    from modelport.registry import fleet
+
+    for table in fleet.TABLES:
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS[3] = _fleet_tables
+from modelport.registry import fleet as _fleet  # noqa: E402,F401  (its tables join ``metadata``)

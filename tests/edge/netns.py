@@ -1,0 +1,142 @@
+"""A simulated device on its own network: a namespace joined to the host by a veth pair,
+optionally shaped with ``tc netem``, and a relay that resets every connection on a timer."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+
+HOST_IP, DEVICE_IP = "10.77.0.1", "10.77.0.2"
+
+
+def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, check=check)
+
+
+def netem_available() -> str | None:
+    """None when ``tc netem`` works here, else why not."""
+    if os.geteuid() != 0:
+        return "network namespaces and tc need root"
+    made = sh(
+        "ip", "link", "add", "mpe-probe0", "type", "veth", "peer", "name", "mpe-probe1", check=False
+    )
+    if made.returncode != 0:
+        return f"cannot make a veth pair: {made.stderr.strip()}"
+    try:
+        done = sh(
+            "tc", "qdisc", "add", "dev", "mpe-probe0", "root", "netem", "delay", "1ms", check=False
+        )
+        return (
+            None
+            if done.returncode == 0
+            else (f"this kernel has no tc netem (sch_netem): {done.stderr.strip()}")
+        )
+    finally:
+        sh("ip", "link", "del", "mpe-probe0", check=False)
+
+
+@contextmanager
+def device_namespace(name: str = "mpe-dev", netem: tuple[str, ...] = ()):
+    """Yields the namespace name; ``netem`` options shape both directions (e.g. delay 100ms)."""
+    sh("ip", "netns", "del", name, check=False)
+    sh("ip", "link", "del", "mpe-h", check=False)
+    sh("ip", "netns", "add", name)
+    try:
+        sh("ip", "link", "add", "mpe-h", "type", "veth", "peer", "name", "mpe-d")
+        sh("ip", "link", "set", "mpe-d", "netns", name)
+        sh("ip", "addr", "add", f"{HOST_IP}/24", "dev", "mpe-h")
+        sh("ip", "link", "set", "mpe-h", "up")
+        inside = ("ip", "netns", "exec", name)
+        sh(*inside, "ip", "addr", "add", f"{DEVICE_IP}/24", "dev", "mpe-d")
+        sh(*inside, "ip", "link", "set", "mpe-d", "up")
+        sh(*inside, "ip", "link", "set", "lo", "up")
+        if netem:
+            sh("tc", "qdisc", "add", "dev", "mpe-h", "root", "netem", *netem)
+            sh(*inside, "tc", "qdisc", "add", "dev", "mpe-d", "root", "netem", *netem)
+        yield name
+    finally:
+        sh("ip", "netns", "del", name, check=False)
+        sh("ip", "link", "del", "mpe-h", check=False)
+
+
+def rx_bytes(namespace: str) -> int:
+    """Bytes the device's interface received (frames as delivered, headers included)."""
+    out = sh("ip", "netns", "exec", namespace, "cat", "/sys/class/net/mpe-d/statistics/rx_bytes")
+    return int(out.stdout)
+
+
+class ResettingRelay:
+    """Listens on ``listen``, relays to ``target`` and resets (RST) every connection older
+    than ``every`` seconds or past ``after_bytes`` towards the device; counts those bytes."""
+
+    def __init__(
+        self,
+        listen: tuple[str, int],
+        target: tuple[str, int],
+        every: float,
+        after_bytes: int = 1 << 62,
+    ) -> None:
+        self.target, self.every, self.after_bytes = target, every, after_bytes
+        self.sock = socket.create_server(listen)
+        self.port = self.sock.getsockname()[1]
+        self.to_device = 0
+        self.resets = 0
+        self._lock = threading.Lock()
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            born = time.monotonic()
+            threading.Thread(
+                target=self._pipe, args=(client, upstream, False, born), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pipe, args=(upstream, client, True, born), daemon=True
+            ).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, down: bool, born: float) -> None:
+        src.settimeout(0.05)
+        sent = 0
+        try:
+            while time.monotonic() - born < self.every and sent < self.after_bytes:
+                try:
+                    data = src.recv(16384)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                if down:
+                    data = data[: self.after_bytes - sent]
+                    sent += len(data)
+                dst.sendall(data)
+                if down:
+                    with self._lock:
+                        self.to_device += len(data)
+            else:
+                with self._lock:
+                    self.resets += down
+                for s in (src, dst):  # abortive close: the peer sees a connection reset
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
