@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from modelport.errors import InvalidInput
+from modelport.signature import cast
 
 DATATYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_),
@@ -126,17 +128,36 @@ def _floats(name: str, data: Any, dtype: np.dtype) -> np.ndarray:
     inferring a dtype first; ``fromiter`` is faster still for flat lists). JSON cannot spell
     NaN, so a NaN here came from null: reject it."""
     try:
-        if type(data) is list and data and type(data[0]) is not list:
-            array = np.fromiter(data, dtype=dtype, count=len(data))
-        else:
-            array = np.array(data, dtype=dtype)
+        with np.errstate(over="ignore"):  # overflow is checked below, not warned about
+            if type(data) is list and data and type(data[0]) is not list:
+                array = np.fromiter(data, dtype=dtype, count=len(data))
+            else:
+                array = np.array(data, dtype=dtype)
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(
             f"input {name!r}: data is not a rectangular array of numbers ({exc})"
         ) from None
-    if array.size and np.isnan(array).any():
-        raise InvalidInput(f"input {name!r}: data holds null or non-numbers")
+    if array.size and not np.isfinite(array).all():
+        _check_nonfinite(name, data, array)
     return array
+
+
+def _check_nonfinite(name: str, data: Any, array: np.ndarray) -> None:
+    """NaN and infinities the client wrote (NaN, Infinity) pass; a NaN that was a null, and a
+    finite number too large for the datatype (1e308 as FP32), are refused."""
+    flat: list[Any] = []
+    _flatten(data, flat)
+    if any(value is None for value in flat):
+        raise InvalidInput(f"input {name!r}: data holds null or non-numbers")
+    try:
+        wide = np.array(flat, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        wide = np.full(len(flat), np.inf)
+    if (np.isinf(array.reshape(-1)) & ~np.isinf(wide)).any():
+        raise InvalidInput(
+            f"input {name!r} has values outside the range of {_datatype_name(array.dtype)} "
+            f"(largest {float(np.finfo(array.dtype).max):.4g})"
+        )
 
 
 def _numbers(name: str, data: Any, dtype: np.dtype) -> np.ndarray:
@@ -165,6 +186,8 @@ def _cast(name: str, array: np.ndarray, dtype: np.dtype) -> np.ndarray:
             raise InvalidInput(
                 f"input {name!r} has values outside the range of {_datatype_name(dtype)}"
             )
+    if dtype.kind == "f":
+        return cast(name, array, dtype)  # a finite value too large for ``dtype`` is refused
     return array.astype(dtype, copy=False)
 
 
@@ -196,7 +219,7 @@ def _decode_bytes_json(name: str, data: Any, dims: tuple[int, ...], count: int) 
         raise InvalidInput(
             f"input {name!r} has {len(flat)} values but its shape {list(dims)} needs {count}"
         )
-    if not all(isinstance(item, str) for item in flat):
+    if not all(isinstance(item, str | bytes) for item in flat):  # bytes: gRPC bytes_contents
         raise InvalidInput(f"input {name!r} is BYTES: its data must be strings")
     array = np.empty(count, dtype=object)
     array[:] = flat
@@ -284,6 +307,33 @@ def json_data(array: np.ndarray) -> Any:
     if array.dtype == np.float16:
         return array.astype(np.float32).reshape(-1)
     return np.ascontiguousarray(array).reshape(-1)
+
+
+_WORDS = {"nan": b"NaN", "inf": b"Infinity", "-inf": b"-Infinity"}
+
+
+def nonfinite_json(array: np.ndarray) -> orjson.Fragment:
+    """A float array as JSON numbers (nested like its shape) with NaN and the infinities written
+    ``NaN``, ``Infinity``, ``-Infinity``: not standard JSON, but what TF Serving and Triton write
+    and what Python's json and rapidjson (so tritonclient) read. Never ``null``."""
+    values = np.asarray(array).astype(np.float64 if array.itemsize > 4 else np.float32)
+    finite = np.isfinite(values)
+    text = orjson.dumps(np.where(finite, values, 0).reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY)
+    tokens = text[1:-1].split(b",")
+    flat = values.reshape(-1)
+    for index in np.flatnonzero(~finite.reshape(-1)):
+        tokens[index] = _WORDS[str(flat[index])]
+    if values.ndim == 0:
+        return orjson.Fragment(tokens[0])
+    return orjson.Fragment(_nest(tokens, values.shape))
+
+
+def _nest(tokens: list[bytes], shape: tuple[int, ...]) -> bytes:
+    if len(shape) == 1:
+        return b"[" + b",".join(tokens) + b"]"
+    step = len(tokens) // shape[0] if shape[0] else 0
+    parts = [_nest(tokens[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
+    return b"[" + b",".join(parts) + b"]"
 
 
 def encode_json(name: str, array: np.ndarray) -> dict[str, Any]:
