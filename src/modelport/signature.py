@@ -105,11 +105,16 @@ def cast(name: str, array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     with np.errstate(over="ignore"):
         out = array.astype(dtype)
     if out.size and not np.isfinite(out).all() and (np.isinf(out) & np.isfinite(array)).any():
-        raise InvalidInput(
-            f"input {name!r} has values outside the range of {dtype.name} "
-            f"(largest {float(np.finfo(dtype).max):.4g})"
-        )
+        raise out_of_range(name, dtype)
     return out
+
+
+def out_of_range(name: str, dtype: np.dtype) -> InvalidInput:
+    """The one message for a finite number too large for a float type, on every path."""
+    return InvalidInput(
+        f"input {name!r} has values outside the range of {dtype.name} "
+        f"(largest {float(np.finfo(dtype).max):.4g})"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -263,7 +263,7 @@ def test_out_of_range_pixels_are_a_400_and_nan_outputs_are_not_null(
     x[0, 0, 0, 0] = np.nan
     body = v2_json(x).replace(b"NaN", b"1e308", 1)
     status, reply = post(server, "/v2/models/cnn/infer", body)
-    assert status == 400 and "outside the range of FP32" in reply["error"]
+    assert status == 400 and "outside the range of float32" in reply["error"]
     http = httpclient.InferenceServerClient(server.http)
     for ref in ("cnn:1", "cnn:2", "cnn:3"):
         tensor = httpclient.InferInput("image", list(x.shape), "FP32")

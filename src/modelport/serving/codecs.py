@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from modelport.errors import InvalidInput
-from modelport.signature import cast
+from modelport.signature import cast, out_of_range
 
 DATATYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_),
@@ -154,10 +154,7 @@ def _check_nonfinite(name: str, data: Any, array: np.ndarray) -> None:
     except (ValueError, TypeError, OverflowError):
         wide = np.full(len(flat), np.inf)
     if (np.isinf(array.reshape(-1)) & ~np.isinf(wide)).any():
-        raise InvalidInput(
-            f"input {name!r} has values outside the range of {_datatype_name(array.dtype)} "
-            f"(largest {float(np.finfo(array.dtype).max):.4g})"
-        )
+        raise out_of_range(name, array.dtype)
 
 
 def _numbers(name: str, data: Any, dtype: np.dtype) -> np.ndarray:
