@@ -155,17 +155,21 @@ class Signature:
 
     def coerce_inputs(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Validate a name -> array mapping against the inputs; return arrays of the right dtype."""
+        self.check_names(inputs)
+        return {spec.name: spec.coerce(inputs[spec.name]) for spec in self.inputs}
+
+    def check_names(self, inputs: Mapping[str, Any]) -> None:
+        """Raise InvalidInput unless ``inputs`` names exactly the signature's inputs."""
         if not isinstance(inputs, Mapping):
             raise InvalidInput("inputs must be a mapping of input name to array")
-        unknown = [name for name in inputs if name not in self.input_names]
+        names = self.input_names
+        if len(inputs) == len(names) and all(name in inputs for name in names):
+            return
+        unknown = [name for name in inputs if name not in names]
         if unknown:
-            raise InvalidInput(f"unknown input(s) {unknown}; the model takes {self.input_names}")
-        missing = [name for name in self.input_names if name not in inputs]
-        if missing:
-            raise InvalidInput(
-                f"missing input(s) {missing}; send exactly the inputs {self.input_names}"
-            )
-        return {spec.name: spec.coerce(inputs[spec.name]) for spec in self.inputs}
+            raise InvalidInput(f"unknown input(s) {unknown}; the model takes {names}")
+        missing = [name for name in names if name not in inputs]
+        raise InvalidInput(f"missing input(s) {missing}; send exactly the inputs {names}")
 
     def describe(self) -> str:
         ins = ", ".join(spec.describe() for spec in self.inputs)

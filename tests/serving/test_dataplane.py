@@ -101,6 +101,10 @@ async def test_every_protocol_gets_the_same_validation(served) -> None:
     assert by_grpc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert v2.json()["error"] == tf.json()["error"] == by_grpc.value.details()
     assert "dimension 1 is 3, the model expects 4" in v2.json()["error"]
+    twice = [{"name": "probabilities"}] * 2
+    repeated = await http.post("/v2/models/mlp/infer",
+                               json={"inputs": [v2_input(X)], "outputs": twice})  # fmt: skip
+    assert repeated.status_code == 400 and "asked for twice" in repeated.json()["error"]
     unknown = await http.post("/v1/models/mlp:predict", json={"inputs": {"pixels": X.tolist()}})
     assert unknown.status_code == 400 and "has no input 'pixels'" in unknown.json()["error"]
     text = (await http.get("/metrics")).text

@@ -156,7 +156,8 @@ def _inputs(model: LoadedModel, tensors: list[Tensor]) -> dict[str, np.ndarray]:
         elif not isinstance(data, np.ndarray):
             data = coerce_values(spec.name, spec.numpy_dtype, data)
         feed[spec.name] = data
-    return signature.coerce_inputs(feed)  # missing inputs, dtypes, shapes, rows, ranges
+    signature.check_names(feed)  # dtypes, shapes, rows, ranges: at the runtime boundary, once
+    return feed
 
 
 def _spec(model: LoadedModel, name: str | None) -> Any:
@@ -179,6 +180,9 @@ def _spec(model: LoadedModel, name: str | None) -> Any:
 def _wanted(model: LoadedModel, names: list[str] | None) -> list[str] | None:
     if names is None:
         return None
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InvalidInput(f"output(s) {twice} are asked for twice")
     known = model.signature.output_names
     unknown = [name for name in names if name not in known]
     if known and unknown:
