@@ -13,8 +13,7 @@ where a backend's own exception types become ``modelport.errors``.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -41,17 +40,24 @@ def inputs_for(
     return feed
 
 
-@contextlib.contextmanager
-def translated(what: str, skip: tuple[str, ...] = (), inputs: bool = True) -> Iterator[None]:
+class translated:  # noqa: N801 - used like a function: ``with translated("...")``
     """Backend exceptions raised inside become ``InvalidInput`` (the message speaks of shapes,
-    dimensions or invalid arguments, and ``inputs`` is true) or ``BackendError("what: ...")``."""
-    try:
-        yield
-    except ModelportError:
-        raise
-    except Exception as exc:
-        text = first_line(exc, skip)
+    dimensions or invalid arguments, and ``inputs`` is true) or ``BackendError("what: ...")``.
+    A class rather than a generator: it wraps every inference call, and costs less this way."""
+
+    __slots__ = ("what", "skip", "inputs")
+
+    def __init__(self, what: str, skip: tuple[str, ...] = (), inputs: bool = True) -> None:
+        self.what, self.skip, self.inputs = what, skip, inputs
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        if exc is None or isinstance(exc, ModelportError) or not isinstance(exc, Exception):
+            return False
+        text = first_line(exc, self.skip)
         lowered = text.lower()
-        if inputs and any(word in lowered for word in INPUT_WORDS):
+        if self.inputs and any(word in lowered for word in INPUT_WORDS):
             raise InvalidInput(f"the model rejected the input: {text}") from None
-        raise BackendError(f"{what}: {text}") from None
+        raise BackendError(f"{self.what}: {text}") from None
