@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelport.errors import InvalidInput, NotFound
-from modelport.serving.codecs import nonfinite_json
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.messages import InferenceRequest, InferenceResponse, Tensor
+from modelport.serving.nonfinite import nonfinite_json
 from modelport.serving.rest_v2 import Reply, parse_json, reply
 
 if TYPE_CHECKING:

@@ -16,9 +16,10 @@ import numpy as np
 import orjson
 
 from modelport.errors import InvalidInput, ModelportError
-from modelport.serving.codecs import DATATYPES, datatype_of, json_data, nonfinite_json, to_raw
+from modelport.serving.codecs import DATATYPES, datatype_of, json_data, to_raw
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.messages import InferenceRequest, InferenceResponse, Tensor
+from modelport.serving.nonfinite import nonfinite_json
 
 Headers = list[tuple[bytes, bytes]]
 Reply = tuple[int, bytes, Headers]
