@@ -60,7 +60,7 @@ class TensorSpec:
                 raise InvalidInput(
                     f"input {self.name!r} has dtype {array.dtype}, the model expects {self.dtype}"
                 )
-            array = array.astype(self.numpy_dtype)
+            array = cast(self.name, array, self.numpy_dtype)
         if array.ndim != len(self.shape):
             raise InvalidInput(
                 f"input {self.name!r} has shape {list(array.shape)}, the model expects "
@@ -70,9 +70,51 @@ class TensorSpec:
             if want >= 0 and got != want:
                 raise InvalidInput(
                     f"input {self.name!r} has shape {list(array.shape)}: dimension {axis} "
-                    f"is {got}, the model expects {want} ({self.describe()})"
+                    f"is {got}, the model expects {want} ({self.describe()}){self._layout(array)}"
                 )
+        if self.shape and self.shape[0] < 0 and array.shape[0] == 0:
+            raise InvalidInput(f"input {self.name!r} has no rows (shape {list(array.shape)}); "
+                               "send at least one")  # fmt: skip
         return array
+
+    def _layout(self, array: np.ndarray) -> str:
+        """A hint when a 4-D image input has its channels on the other side."""
+        if len(self.shape) != 4:
+            return ""
+        n, c, h, w = self.shape
+        moves = (((h, w, c), "NHWC (channels last)", "NCHW", "(0, 3, 1, 2)"),
+                 ((w, c, h), "NCHW (channels first)", "NHWC", "(0, 2, 3, 1)"))  # fmt: skip
+        for wanted, looks, takes, axes in moves:
+            if all(want < 0 or got == want for got, want in zip(array.shape[1:], wanted,
+                                                                 strict=True)):  # fmt: skip
+                return (f"; the input looks {looks} but the model takes {takes}: "
+                        f"x.transpose{axes}")  # fmt: skip
+        return ""
+
+
+def cast(name: str, array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``array`` as ``dtype``; a finite float too large for a narrower float type is refused,
+    not turned into infinity."""
+    source = array.dtype
+    if (
+        dtype.kind != "f"
+        or source.kind not in "iuf"
+        or (source.kind == "f" and dtype.itemsize >= source.itemsize)
+    ):
+        return array.astype(dtype)
+    with np.errstate(over="ignore"):
+        out = array.astype(dtype)
+    if out.size and not np.isfinite(out).all() and (np.isinf(out) & np.isfinite(array)).any():
+        raise out_of_range(name, dtype)
+    return out
+
+
+def out_of_range(name: str, dtype: np.dtype) -> InvalidInput:
+    """The one message for a finite number too large for a float type, on every path."""
+    return InvalidInput(
+        f"input {name!r} has values outside the range of {dtype.name} "
+        f"(largest {float(np.finfo(dtype).max):.4g})"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,15 +155,21 @@ class Signature:
 
     def coerce_inputs(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Validate a name -> array mapping against the inputs; return arrays of the right dtype."""
+        self.check_names(inputs)
+        return {spec.name: spec.coerce(inputs[spec.name]) for spec in self.inputs}
+
+    def check_names(self, inputs: Mapping[str, Any]) -> None:
+        """Raise InvalidInput unless ``inputs`` names exactly the signature's inputs."""
         if not isinstance(inputs, Mapping):
             raise InvalidInput("inputs must be a mapping of input name to array")
-        unknown = [name for name in inputs if name not in self.input_names]
+        names = self.input_names
+        if len(inputs) == len(names) and all(name in inputs for name in names):
+            return
+        unknown = [name for name in inputs if name not in names]
         if unknown:
-            raise InvalidInput(f"unknown input(s) {unknown}; the model takes {self.input_names}")
-        missing = [name for name in self.input_names if name not in inputs]
-        if missing:
-            raise InvalidInput(f"missing input(s) {missing}; the model takes {self.input_names}")
-        return {spec.name: spec.coerce(inputs[spec.name]) for spec in self.inputs}
+            raise InvalidInput(f"unknown input(s) {unknown}; the model takes {names}")
+        missing = [name for name in names if name not in inputs]
+        raise InvalidInput(f"missing input(s) {missing}; send exactly the inputs {names}")
 
     def describe(self) -> str:
         ins = ", ".join(spec.describe() for spec in self.inputs)

@@ -157,13 +157,15 @@ def _started(host: str, keys: Any, models: Any, http_port: int, grpc_port: int |
     from rich.table import Table
 
     base = f"http://{host}:{http_port}"
-    table = Table("model", "version", "labels", "infer URL", title="serving")
+    table = Table("model", "version", "labels", "plain URL", "infer URL", title="serving")
     for name in models.names():
         labels = models.labels(name)
+        default = models.default_version(name)
         for version in models.versions(name):
             tags = ", ".join(sorted(a for a, v in labels.items() if v == version))
             url = f"{base}/v2/models/{name}/versions/{version}/infer"
-            table.add_row(name, str(version), tags, url)
+            plain = f"/v2/models/{name}/infer" if version == default else ""
+            table.add_row(name, str(version), tags, plain, url)
     if models.names():
         console.print(table)
     else:

@@ -113,6 +113,7 @@ class Metrics:
         self._swaps: dict[str, int] = {}
         self._loaded: dict[str, int] = {}
         self.collectors: list[Callable[[], Iterable[str]]] = []  # more families, e.g. rollouts
+        self._nonfinite: dict[tuple[str, int, str], int] = {}
 
     # -- request path --------------------------------------------------------------------------
 
@@ -137,6 +138,11 @@ class Metrics:
         if series is None:
             series = self._models[key] = ModelSeries(_labels(model=model, version=str(version)))
         return series
+
+    def nonfinite_outputs(self, model: str, version: int, protocol: str, values: int) -> None:
+        """``values`` NaN or infinite numbers left the model in one reply."""
+        key = (model, version, protocol)
+        self._nonfinite[key] = self._nonfinite.get(key, 0) + values
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -178,6 +184,11 @@ class Metrics:
                     f'modelport_requests_total{{{s.labels},outcome="{outcome}"}} '
                     f"{getattr(s, outcome)}"
                 )
+        family("modelport_nonfinite_outputs_total", "counter",
+               "NaN or infinite numbers in model outputs sent to clients.")  # fmt: skip
+        for (model, version, protocol), n in sorted(self._nonfinite.items()):
+            labels = _labels(model=model, version=str(version), protocol=protocol)
+            out.append(f"modelport_nonfinite_outputs_total{{{labels}}} {n}")
         family("modelport_requests_in_flight", "gauge", "Inference requests being served now.")
         for s in requests:
             out.append(f"modelport_requests_in_flight{{{s.labels}}} {s.in_flight}")

@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from modelport.errors import BackendError, InvalidInput, MissingDependency, first_line
+from modelport.errors import BackendError, MissingDependency
 from modelport.runtimes.base import RuntimeOptions
+from modelport.runtimes.boundary import inputs_for, translated
 from modelport.signature import Signature, TensorSpec
 
 
@@ -49,7 +50,7 @@ class LiteRtRuntime:
         interpreter_class = _interpreter_class()
         options = options or RuntimeOptions()
         threads = int(options.intra_op_threads) or None
-        try:
+        with translated(f"LiteRT could not load {path}", inputs=False):
             interpreter = interpreter_class(model_path=str(path), num_threads=threads)
             signatures = interpreter.get_signature_list()
             if len(signatures) != 1:
@@ -57,8 +58,6 @@ class LiteRtRuntime:
                     f"expected one SignatureDef, found {len(signatures)} ({', '.join(signatures)})"
                 )
             runner = interpreter.get_signature_runner(next(iter(signatures)))
-        except Exception as exc:  # the interpreter raises ValueError/RuntimeError; translate here
-            raise BackendError(f"LiteRT could not load {path}: {first_line(exc)}") from None
         found = Signature(
             tuple(_spec(n, d) for n, d in runner.get_input_details().items()),
             tuple(_spec(n, d) for n, d in runner.get_output_details().items()),
@@ -69,16 +68,10 @@ class LiteRtRuntime:
         return cls(runner, signature, in_map, out_map)
 
     def predict(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        feed = self.signature.coerce_inputs(inputs)
-        kwargs = {self._in_map[name]: np.ascontiguousarray(value) for name, value in feed.items()}
-        try:
-            with self._lock:
-                result = self._runner(**kwargs)
-        except Exception as exc:
-            text = first_line(exc)
-            if "dimension" in text.lower() or "shape" in text.lower():
-                raise InvalidInput(f"the model rejected the input: {text}") from None
-            raise BackendError(f"LiteRT failed: {text}") from None
+        feed = inputs_for(self.signature, inputs)
+        kwargs = {self._in_map[name]: value for name, value in feed.items()}
+        with translated("LiteRT failed"), self._lock:
+            result = self._runner(**kwargs)
         return {name: result[inner] for name, inner in self._out_map.items()}  # already copies
 
     def close(self) -> None:

@@ -8,8 +8,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from modelport.errors import BackendError, InvalidInput, first_line
+from modelport.errors import InvalidInput
 from modelport.runtimes.base import RuntimeOptions
+from modelport.runtimes.boundary import inputs_for, translated
 from modelport.signature import Signature
 
 _LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
@@ -50,26 +51,19 @@ class OnnxRuntime:
             so.add_session_config_entry(str(key), str(value))
         source: str | bytes = str(path)
         transposed: frozenset[str] = frozenset()
-        try:
+        with translated(f"ONNX Runtime could not load {path}", inputs=False):
             if options.feature_major:
                 signature = signature or _signature(path)
                 source, transposed, signature = _feature_major(path, signature,
                                                                options.feature_major)  # fmt: skip
             session = ort.InferenceSession(source, sess_options=so,
                                            providers=["CPUExecutionProvider"])  # fmt: skip
-        except Exception as exc:  # ORT raises its own exception types; translate once, here
-            raise BackendError(f"ONNX Runtime could not load {path}: {first_line(exc)}") from None
         return cls(session, signature or _signature(path), transposed)
 
     def predict(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        feed = self.signature.coerce_inputs(inputs)
-        try:
+        feed = inputs_for(self.signature, inputs)
+        with translated("ONNX Runtime failed"):
             results = self._session.run(self._output_names, feed)
-        except Exception as exc:
-            text = first_line(exc)
-            if "INVALID_ARGUMENT" in text or "Invalid" in text:
-                raise InvalidInput(f"the model rejected the input: {text}") from None
-            raise BackendError(f"ONNX Runtime failed: {text}") from None
         return dict(zip(self._output_names, results, strict=True))
 
     def close(self) -> None:

@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from modelport.errors import BackendError, InvalidInput, MissingDependency, first_line
+from modelport.errors import BackendError, MissingDependency
 from modelport.runtimes.base import RuntimeOptions
+from modelport.runtimes.boundary import inputs_for, translated
 from modelport.signature import Signature, TensorSpec
 
 _DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i64": "int64", "i32": "int32",
@@ -57,14 +58,10 @@ class OpenVinoRuntime:
         if options.intra_op_threads:
             config["INFERENCE_NUM_THREADS"] = int(options.intra_op_threads)
         config.update({str(k): v for k, v in options.extra.items()})
-        try:
+        with translated(f"OpenVINO could not load {path}", NOISE, inputs=False):
             core = ov.Core()
             model = core.read_model(str(path))
             compiled = core.compile_model(model, "CPU", config)
-        except Exception as exc:  # OpenVINO raises RuntimeError subclasses; translate once, here
-            raise BackendError(
-                f"OpenVINO could not load {path}: {first_line(exc, NOISE)}"
-            ) from None
         found = signature_of(compiled)
         if signature is None:
             signature = found
@@ -78,23 +75,17 @@ class OpenVinoRuntime:
         return cls(compiled, signature)
 
     def predict(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        feed = self.signature.coerce_inputs(inputs)
+        feed = inputs_for(self.signature, inputs, writable=True)  # OpenVINO shares the memory
         request = self._request
-        try:  # shared-memory tensors in, one copy out: the dict-returning infer() copies twice
-            with self._lock:
-                for name, index in self._inputs.items():
-                    value = np.ascontiguousarray(feed[name])
-                    request.set_input_tensor(index, self._tensor(value, shared_memory=True))
-                request.infer()
-                return {
-                    name: request.get_output_tensor(index).data.copy()
-                    for name, index in self._outputs.items()
-                }
-        except Exception as exc:
-            text = first_line(exc, NOISE)
-            if "shape" in text.lower() or "dimension" in text.lower():
-                raise InvalidInput(f"the model rejected the input: {text}") from None
-            raise BackendError(f"OpenVINO failed: {text}") from None
+        # shared-memory tensors in, one copy out: the dict-returning infer() copies twice
+        with translated("OpenVINO failed", NOISE), self._lock:
+            for name, index in self._inputs.items():
+                request.set_input_tensor(index, self._tensor(feed[name], shared_memory=True))
+            request.infer()
+            return {
+                name: request.get_output_tensor(index).data.copy()
+                for name, index in self._outputs.items()
+            }
 
     def close(self) -> None:
         self._request = None

@@ -105,6 +105,11 @@ class ServingApp:
         fixed = self._fixed.get((method, path))
         if fixed is not None:
             return fixed[0], fixed[1], []
+        if len(path) > 1 and path.endswith("/"):  # "/v2/" is "/v2", as for every pattern
+            path = path.rstrip("/") or "/"
+            fixed = self._fixed.get((method, path))
+            if fixed is not None:
+                return fixed[0], fixed[1], []
         key = (method, path)
         found = self._seen.get(key)
         if found is None:
@@ -116,7 +121,7 @@ class ServingApp:
 
     def _match(self, method: str, path: str) -> tuple[Handler, str | None, list[str]]:
         parts = path.strip("/").split("/")
-        allowed = False
+        allowed = {m for (m, p) in self._fixed if p == path}
         for want, pattern, handler, role in self._patterns.get(len(parts), ()):
             params = []
             for segment, expected in zip(parts, pattern, strict=True):
@@ -127,9 +132,9 @@ class ServingApp:
             else:
                 if want == method:
                     return handler, role, params
-                allowed = True
-        if allowed or any(path == p for (_, p) in self._fixed):
-            raise _MethodNotAllowed
+                allowed.add(want)
+        if allowed:
+            raise _MethodNotAllowed(", ".join(sorted(allowed)))
         raise NotFound(f"no route {method} {path}")
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -162,8 +167,9 @@ class ServingApp:
                     ROUTE.reset(token)
         except ModelportError as exc:
             status, payload, extra = error_reply(exc)
-        except _MethodNotAllowed:
-            status, payload, extra = 405, _METHOD_NOT_ALLOWED, _JSON
+        except _MethodNotAllowed as exc:
+            status, payload = 405, _METHOD_NOT_ALLOWED
+            extra = [*_JSON, (b"allow", str(exc).encode())]
         except Exception as exc:  # a bug must still answer JSON and leave the server up
             log.exception("unexpected error on %s %s", scope["method"], scope["path"])
             status = 500

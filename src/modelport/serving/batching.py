@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import BackendError, InvalidInput, ModelportError
+from modelport.errors import BackendError, InvalidInput
 from modelport.monitoring.metrics import ModelSeries
 from modelport.runtimes import Runtime
 from modelport.serving.config import BatchConfig
@@ -184,10 +184,10 @@ def _run_batch(runtime: Runtime, items: list[_Item]) -> tuple[list, float, float
     return results, started, perf_counter()
 
 
-def _call(runtime: Runtime, feed: Feed) -> Feed | ModelportError:
+def _call(runtime: Runtime, feed: Feed) -> Feed | Exception:
+    """The runtime's outputs, or its error as a value (runtimes translate their backend's
+    errors; anything else is a bug the transport answers as a 500)."""
     try:
         return runtime.predict(feed)
-    except ModelportError as exc:
-        return exc
     except Exception as exc:
-        return BackendError(f"{type(exc).__name__}: {exc}")
+        return exc

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import InvalidInput
+from modelport.serving.nonfinite import check_nonfinite, flatten
+from modelport.signature import cast
 
 DATATYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_),
@@ -126,16 +128,17 @@ def _floats(name: str, data: Any, dtype: np.dtype) -> np.ndarray:
     inferring a dtype first; ``fromiter`` is faster still for flat lists). JSON cannot spell
     NaN, so a NaN here came from null: reject it."""
     try:
-        if type(data) is list and data and type(data[0]) is not list:
-            array = np.fromiter(data, dtype=dtype, count=len(data))
-        else:
-            array = np.array(data, dtype=dtype)
+        with np.errstate(over="ignore"):  # overflow is checked below, not warned about
+            if type(data) is list and data and type(data[0]) is not list:
+                array = np.fromiter(data, dtype=dtype, count=len(data))
+            else:
+                array = np.array(data, dtype=dtype)
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(
             f"input {name!r}: data is not a rectangular array of numbers ({exc})"
         ) from None
-    if array.size and np.isnan(array).any():
-        raise InvalidInput(f"input {name!r}: data holds null or non-numbers")
+    if array.size and not np.isfinite(array).all():
+        check_nonfinite(name, data, array)
     return array
 
 
@@ -165,6 +168,8 @@ def _cast(name: str, array: np.ndarray, dtype: np.dtype) -> np.ndarray:
             raise InvalidInput(
                 f"input {name!r} has values outside the range of {_datatype_name(dtype)}"
             )
+    if dtype.kind == "f":
+        return cast(name, array, dtype)  # a finite value too large for ``dtype`` is refused
     return array.astype(dtype, copy=False)
 
 
@@ -191,26 +196,16 @@ def _kind_name(dtype: np.dtype) -> str:
 
 def _decode_bytes_json(name: str, data: Any, dims: tuple[int, ...], count: int) -> np.ndarray:
     flat: list[Any] = []
-    _flatten(data, flat)
+    flatten(data, flat)
     if len(flat) != count:
         raise InvalidInput(
             f"input {name!r} has {len(flat)} values but its shape {list(dims)} needs {count}"
         )
-    if not all(isinstance(item, str) for item in flat):
+    if not all(isinstance(item, str | bytes) for item in flat):  # bytes: gRPC bytes_contents
         raise InvalidInput(f"input {name!r} is BYTES: its data must be strings")
     array = np.empty(count, dtype=object)
     array[:] = flat
     return array.reshape(dims)
-
-
-def _flatten(data: Any, out: list[Any], depth: int = 0) -> None:
-    if depth > 32:
-        raise InvalidInput("tensor data is nested too deeply")
-    if isinstance(data, list):
-        for item in data:
-            _flatten(item, out, depth + 1)
-    else:
-        out.append(data)
 
 
 def from_raw(

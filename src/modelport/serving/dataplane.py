@@ -1,25 +1,27 @@
 """The protocol-agnostic data plane: health, metadata, inference and repository calls.
 
     plane = DataPlane(models, timeout=30.0)
-    model = plane.model("digits", "3")              # validates the name first; NotFound, NotReady
-    outputs = await plane.infer(model, {"input": x}, "rest")
+    response = await plane.infer(InferenceRequest("digits", [Tensor("input", x)], version="3"))
+    response.outputs["probabilities"]
 
-REST (V2 and TF-Serving) and gRPC transports decode their wire format, call this, and encode.
-Everything raises ``modelport.errors``; transports map ``.status`` to their own codes.
+Transports (V2 REST and gRPC, TF-Serving REST) decode their wire format into one
+``InferenceRequest`` (messages.py), make this one call, and encode the ``InferenceResponse``.
+Validation (names, datatypes, shapes, rows, ranges) and metrics happen here, the same for every
+protocol. Everything raises ``modelport.errors``; transports map ``.status`` to their own codes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport._version import __version__
-from modelport.errors import InvalidInput, ModelportError, NotFound, NotReady, Timeout
-from modelport.serving.codecs import signature_datatype
+from modelport.errors import InvalidInput, NotFound, NotReady, Timeout
+from modelport.serving.codecs import coerce_values, decode_tensor, signature_datatype
+from modelport.serving.messages import InferenceRequest, InferenceResponse, Tensor
 from modelport.uri import parse_version, validate_alias, validate_name
 
 if TYPE_CHECKING:
@@ -80,48 +82,32 @@ class DataPlane:
 
     # -- inference -----------------------------------------------------------------------------
 
-    def check_input(self, model: LoadedModel, name: str, datatype: str) -> None:
-        """Reject an input the model does not take, or one declared with another datatype."""
-        for spec in model.signature.inputs:
-            if spec.name == name:
-                expected = signature_datatype(spec.dtype)
-                if datatype != expected:
-                    raise InvalidInput(
-                        f"input {name!r} is {datatype}, the model expects {expected} "
-                        f"({spec.describe()})"
-                    )
-                return
-        raise InvalidInput(
-            f"model {model.name!r} has no input {name!r}; inputs: {model.signature.input_names}"
-        )
-
-    def check_outputs(self, model: LoadedModel, names: Iterable[str]) -> None:
-        known = model.signature.output_names
-        unknown = [name for name in names if name not in known]
-        if known and unknown:
-            raise InvalidInput(f"model {model.name!r} has no output(s) {unknown}; outputs: {known}")
-
-    @contextlib.contextmanager
-    def decoding(self, model: LoadedModel, protocol: str) -> Iterator[None]:
-        """Count a request rejected while decoding (it never reaches ``infer``) as an error."""
-        try:
-            yield
-        except ModelportError as exc:
-            with self.models.metrics.request(model.name, model.version, protocol) as request:
-                request.fail(exc.status)
-            raise
-
-    async def infer(
-        self, model: LoadedModel, inputs: Mapping[str, np.ndarray], protocol: str
-    ) -> dict[str, np.ndarray]:
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await model.infer(inputs, protocol)
-        except TimeoutError:
-            raise Timeout(
-                f"inference on {model.name!r} version {model.version} took longer than "
-                f"{self.timeout:g}s"
-            ) from None
+    async def infer(self, request: InferenceRequest) -> InferenceResponse:
+        """The one call of every transport: resolve the model, check and decode the inputs
+        against its signature, run it (within the timeout), check the outputs; counted in the
+        metrics whatever the outcome, once the model is known."""
+        model = self.model(request.model, request.version, request.label)
+        with self.models.metrics.request(model.name, model.version, request.protocol):
+            if request.error is not None:  # the transport could not decode the request
+                raise request.error
+            feed = _inputs(model, request.inputs)
+            wanted = _wanted(model, request.outputs)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    results = await model.run(feed)
+            except TimeoutError:
+                raise Timeout(
+                    f"inference on {model.name!r} version {model.version} took longer than "
+                    f"{self.timeout:g}s"
+                ) from None
+            outputs = _outputs(model, results, wanted)
+        nonfinite = _nonfinite(outputs)
+        if nonfinite:
+            count = sum(int(outputs[name].size - np.isfinite(outputs[name]).sum())
+                        for name in nonfinite)  # fmt: skip
+            self.models.metrics.nonfinite_outputs(model.name, model.version, request.protocol,
+                                                  count)  # fmt: skip
+        return InferenceResponse(model.name, model.version, outputs, request.id, nonfinite)
 
     # -- repository ----------------------------------------------------------------------------
 
@@ -143,3 +129,81 @@ def _tensors(specs: Iterable[Any]) -> list[dict[str, Any]]:
         {"name": s.name, "datatype": signature_datatype(s.dtype), "shape": list(s.shape)}
         for s in specs
     ]
+
+
+def _inputs(model: LoadedModel, tensors: list[Tensor]) -> dict[str, np.ndarray]:
+    """The request's tensors decoded as the model's inputs, checked against its signature."""
+    if not tensors:
+        raise InvalidInput("the request has no inputs")
+    signature = model.signature
+    feed: dict[str, np.ndarray] = {}
+    for tensor in tensors:
+        spec = _spec(model, tensor.name)
+        if spec.name in feed:
+            raise InvalidInput(f"input {spec.name!r} is given twice")
+        data = tensor.data
+        if tensor.datatype is not None:
+            expected = signature_datatype(spec.dtype)
+            if tensor.datatype != expected:
+                raise InvalidInput(
+                    f"input {spec.name!r} is {tensor.datatype}, the model expects {expected} "
+                    f"({spec.describe()})"
+                )
+            if isinstance(data, bytes | memoryview):
+                data = decode_tensor(spec.name, expected, tensor.shape, raw=data)
+            elif not isinstance(data, np.ndarray):
+                data = decode_tensor(spec.name, expected, tensor.shape, data=data)
+        elif not isinstance(data, np.ndarray):
+            data = coerce_values(spec.name, spec.numpy_dtype, data)
+        feed[spec.name] = data
+    signature.check_names(feed)  # dtypes, shapes, rows, ranges: at the runtime boundary, once
+    return feed
+
+
+def _spec(model: LoadedModel, name: str | None) -> Any:
+    signature = model.signature
+    if name is None:
+        if len(signature.inputs) != 1:
+            raise InvalidInput(
+                f"model {model.name!r} takes {signature.input_names}: the request must name "
+                "each of them"
+            )
+        return signature.inputs[0]
+    for spec in signature.inputs:
+        if spec.name == name:
+            return spec
+    raise InvalidInput(
+        f"model {model.name!r} has no input {name!r}; inputs: {signature.input_names}"
+    )
+
+
+def _wanted(model: LoadedModel, names: list[str] | None) -> list[str] | None:
+    if names is None:
+        return None
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InvalidInput(f"output(s) {twice} are asked for twice")
+    known = model.signature.output_names
+    unknown = [name for name in names if name not in known]
+    if known and unknown:
+        raise InvalidInput(f"model {model.name!r} has no output(s) {unknown}; outputs: {known}")
+    return names
+
+
+def _outputs(
+    model: LoadedModel, results: dict[str, np.ndarray], wanted: list[str] | None
+) -> dict[str, np.ndarray]:
+    if wanted is None:
+        return results
+    missing = [name for name in wanted if name not in results]
+    if missing:
+        raise InvalidInput(f"model {model.name!r} produced no output(s) {missing}")
+    return {name: results[name] for name in wanted}
+
+
+def _nonfinite(outputs: dict[str, np.ndarray]) -> frozenset[str]:
+    """The float outputs holding NaN or an infinity (never written as JSON null)."""
+    return frozenset(
+        name for name, array in outputs.items()
+        if array.dtype.kind == "f" and array.size and not np.isfinite(array).all()
+    )  # fmt: skip

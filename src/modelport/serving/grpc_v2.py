@@ -13,10 +13,9 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
-import numpy as np
 
 from modelport.errors import (
     Forbidden,
@@ -30,13 +29,11 @@ from modelport.errors import (
 )  # fmt: skip
 from modelport.rollouts.split import ROUTE, route_of
 from modelport.serving.auth import ApiKeys, token_from
-from modelport.serving.codecs import datatype_of, decode_tensor, numpy_dtype, parse_shape, to_raw
+from modelport.serving.codecs import datatype_of, decode_tensor, to_raw
 from modelport.serving.dataplane import DataPlane
+from modelport.serving.messages import InferenceRequest, Tensor
 from modelport.serving.proto import inference_pb2 as pb
 from modelport.serving.proto import inference_pb2_grpc as pb_grpc
-
-if TYPE_CHECKING:
-    from modelport.serving.models import LoadedModel
 
 log = logging.getLogger("modelport.serving")
 
@@ -125,42 +122,21 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     @_rpc("infer")
     async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
         _follow_route(context)
-        model = self.plane.model(request.model_name, request.model_version)
-        with self.plane.decoding(model, "grpc"):
-            inputs = self._inputs(model, request)
-            wanted = [out.name for out in request.outputs]
-            self.plane.check_outputs(model, wanted)
-        results = await self.plane.infer(model, inputs, "grpc")
+        neutral = InferenceRequest(request.model_name, [], request.model_version,
+                                   protocol="grpc", id=request.id)  # fmt: skip
+        try:
+            neutral.inputs = _inputs(request)
+        except InvalidInput as exc:
+            neutral.error = exc
+        neutral.outputs = [out.name for out in request.outputs] or None
+        answer = await self.plane.infer(neutral)
         response = pb.ModelInferResponse(
-            model_name=model.name, model_version=str(model.version), id=request.id
+            model_name=answer.model, model_version=str(answer.version), id=request.id
         )
-        for name in wanted or results:
-            array = results.get(name)
-            if array is None:
-                raise InvalidInput(f"model {model.name!r} produced no output {name!r}")
+        for name, array in answer.outputs.items():
             response.outputs.add(name=name, datatype=datatype_of(array), shape=array.shape)
             response.raw_output_contents.append(to_raw(array))
         return response
-
-    def _inputs(self, model: LoadedModel, request: Any) -> dict[str, np.ndarray]:
-        raw = request.raw_input_contents
-        if raw and len(raw) != len(request.inputs):
-            raise InvalidInput(
-                f"the request has {len(request.inputs)} inputs but {len(raw)} raw_input_contents"
-            )
-        if not request.inputs:
-            raise InvalidInput("the request has no inputs")
-        inputs: dict[str, np.ndarray] = {}
-        for index, tensor in enumerate(request.inputs):
-            name, datatype = tensor.name, tensor.datatype
-            if name in inputs:
-                raise InvalidInput(f"input {name!r} is given twice")
-            self.plane.check_input(model, name, datatype)
-            if raw:
-                inputs[name] = decode_tensor(name, datatype, list(tensor.shape), raw=raw[index])
-            else:
-                inputs[name] = _from_contents(name, datatype, list(tensor.shape), tensor.contents)
-        return inputs
 
     @_rpc("admin")
     async def RepositoryIndex(self, request: Any, context: Any) -> pb.RepositoryIndexResponse:
@@ -191,24 +167,34 @@ def _follow_route(context: Any) -> None:
         ROUTE.set(route)
 
 
-def _from_contents(name: str, datatype: str, shape: list[int], contents: Any) -> np.ndarray:
-    dtype = numpy_dtype(datatype, name)
+def _inputs(request: Any) -> list[Tensor]:
+    """Each input with its raw bytes (``raw_input_contents``) or its typed ``contents``."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidInput(
+            f"the request has {len(request.inputs)} inputs but {len(raw)} raw_input_contents"
+        )
+    if not request.inputs:
+        raise InvalidInput("the request has no inputs")
+    inputs = []
+    for index, tensor in enumerate(request.inputs):
+        name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
+        if raw:
+            inputs.append(Tensor(name, raw[index], datatype, shape))
+            continue
+        inputs.append(Tensor(name, _from_contents(name, datatype, shape, tensor.contents),
+                             datatype, shape))  # fmt: skip
+    return inputs
+
+
+def _from_contents(name: str, datatype: str, shape: list[int], contents: Any) -> Any:
+    """Typed ``contents`` as an array (decoded like JSON data: the same checks)."""
     field = _CONTENTS.get(datatype)
     if field is None:
         raise InvalidInput(f"input {name!r} is {datatype}: send it in raw_input_contents")
     values = getattr(contents, field)
-    dims = parse_shape(shape, name)
-    if dtype.kind != "O":
-        return decode_tensor(name, datatype, dims, data=list(values))
-    items = [_text(item) for item in values]
-    count = int(np.prod(dims)) if dims else 1
-    if len(items) != count:
-        raise InvalidInput(
-            f"input {name!r} has {len(items)} values but its shape {list(dims)} needs {count}"
-        )
-    array = np.empty(count, dtype=object)
-    array[:] = items
-    return array.reshape(dims)
+    data = [_text(v) for v in values] if datatype == "BYTES" else list(values)
+    return decode_tensor(name, datatype, shape, data=data)
 
 
 def _text(item: bytes) -> Any:

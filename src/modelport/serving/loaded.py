@@ -1,7 +1,8 @@
 """One loaded model version: validate, run off the event loop, drain, close.
 
 model = LoadedModel(record, runtime, metrics, executor, BatchConfig(max_batch_size=16))
-outputs = await model.infer({"input": batch}, protocol="rest")
+outputs = await model.run({"input": batch})    # what the data plane calls
+outputs = await model.infer({"input": batch}, protocol="rest")   # the same, counted in metrics
 await model.drain(timeout=30)                  # wait for requests in flight
 close_runtime(model.detach(successor))         # later calls follow the successor
 """
@@ -16,8 +17,8 @@ from time import perf_counter
 
 import numpy as np
 
-from modelport.errors import BackendError, ModelportError, NotReady
-from modelport.monitoring.metrics import Metrics, ModelSeries
+from modelport.errors import NotReady
+from modelport.monitoring.metrics import Metrics
 from modelport.registry import ModelVersion
 from modelport.runtimes import Runtime
 from modelport.serving.batching import Batcher
@@ -27,8 +28,9 @@ from modelport.signature import Signature
 
 
 class LoadedModel:
-    """One loaded version. ``infer`` validates, runs the runtime (off the event loop unless the
-    call is cheaper than the thread hop, see cost.py), records metrics."""
+    """One loaded version. ``run`` calls the runtime (off the event loop unless the call is
+    cheaper than the thread hop, see cost.py, or through the batcher); ``infer`` is ``run`` with
+    the request recorded in the metrics (the data plane records its own)."""
 
     def __init__(
         self,
@@ -47,12 +49,12 @@ class LoadedModel:
         self.labels: tuple[str, ...] = ()
         self._runtime: Runtime | None = runtime
         self._metrics = metrics
-        series = metrics.model_series(self.name, self.version)
-        cost = cost or CallCost(0.0)
+        self._executor = executor
+        self._series = series = metrics.model_series(self.name, self.version)
+        self._cost = cost = cost or CallCost(0.0)
+        self._batcher: Batcher | None = None
         if batch is not None and batch.enabled:
-            self._runner: Batcher | _Direct = Batcher(runtime, batch, executor, series, cost)
-        else:
-            self._runner = _Direct(runtime, executor, series, cost)
+            self._batcher = Batcher(runtime, batch, executor, series, cost)
         self._in_flight = 0
         self._idle: asyncio.Event | None = None
         self._successor: LoadedModel | None = None
@@ -62,19 +64,46 @@ class LoadedModel:
         return self._runtime is not None
 
     async def infer(self, inputs: Mapping[str, np.ndarray], protocol: str) -> dict[str, np.ndarray]:
+        with self._metrics.request(self.name, self.version, protocol):
+            return await self.run(inputs)
+
+    async def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The outputs of one request; the runtime validates against the signature."""
         runtime = self._runtime
         if runtime is None:  # unloaded after the caller picked this version: follow the swap
             if self._successor is not None:
-                return await self._successor.infer(inputs, protocol)
+                return await self._successor.run(feed)
             raise NotReady(f"model {self.name!r} version {self.version} is unloaded")
-        with self._metrics.request(self.name, self.version, protocol):
-            self._in_flight += 1
-            try:  # the runner validates against the signature (once: the runtime does it)
-                return await self._runner.predict(inputs)
-            finally:
-                self._in_flight -= 1
-                if self._idle is not None and not self._in_flight:
-                    self._idle.set()
+        self._in_flight += 1
+        try:
+            if self._batcher is not None:
+                return await self._batcher.predict(feed)
+            if not isinstance(feed, dict) or not all(isinstance(v, np.ndarray)
+                                                     for v in feed.values()):  # fmt: skip
+                feed = self.signature.coerce_inputs(feed)  # lists: convert before sizing the call
+            rows = rows_of(feed)
+            cost, series = self._cost, self._series
+            inline = cost.inline(rows)
+            if inline:  # one turn of the loop first: a caller in a tight loop cannot starve it
+                await _yield()
+                started = perf_counter()
+                outputs = runtime.predict(feed)
+                ended = perf_counter()
+                series.queue.observe(0.0)
+            else:
+                submitted = perf_counter()
+                outputs, started, ended = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, _timed_predict, runtime, feed
+                )
+                series.queue.observe(started - submitted)
+            cost.update(ended - started, rows, inline)
+            series.compute.observe(ended - started)
+            series.batch_size.observe(rows)
+            return outputs
+        finally:
+            self._in_flight -= 1
+            if self._idle is not None and not self._in_flight:
+                self._idle.set()
 
     async def drain(self, timeout: float) -> bool:
         """Wait until no request runs on this version; False if ``timeout`` passed first."""
@@ -97,46 +126,9 @@ class LoadedModel:
         """Stop serving: later calls go to ``successor``; returns the runtime to close."""
         runtime, self._runtime = self._runtime, None
         self._successor = successor
-        self._runner.close()
+        if self._batcher is not None:
+            self._batcher.close()
         return runtime
-
-
-class _Direct:
-    """One runtime call per request: inline when cheap, else in a worker thread (see cost.py)."""
-
-    def __init__(
-        self, runtime: Runtime, executor: Executor, series: ModelSeries, cost: CallCost
-    ) -> None:
-        self.runtime = runtime
-        self.signature = runtime.signature
-        self._executor = executor
-        self._series = series
-        self._cost = cost
-
-    async def predict(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if not isinstance(feed, dict) or not all(isinstance(v, np.ndarray) for v in feed.values()):
-            feed = self.signature.coerce_inputs(feed)  # lists: convert before sizing the call
-        rows = rows_of(feed)
-        cost = self._cost
-        series = self._series
-        inline = cost.inline(rows)
-        if inline:
-            await _yield()  # one turn of the loop first: a caller in a tight loop cannot starve it
-            outputs, started, ended = _timed_predict(self.runtime, feed)
-            series.queue.observe(0.0)
-        else:
-            submitted = perf_counter()
-            outputs, started, ended = await asyncio.get_running_loop().run_in_executor(
-                self._executor, _timed_predict, self.runtime, feed
-            )
-            series.queue.observe(started - submitted)
-        cost.update(ended - started, rows, inline)
-        series.compute.observe(ended - started)
-        series.batch_size.observe(rows)
-        return outputs
-
-    def close(self) -> None:
-        pass
 
 
 @types.coroutine
@@ -146,13 +138,9 @@ def _yield():
 
 
 def _timed_predict(runtime: Runtime, feed: dict[str, np.ndarray]):
+    """In a worker thread; backend errors are already translated by the runtime."""
     started = perf_counter()
-    try:
-        outputs = runtime.predict(feed)
-    except ModelportError:
-        raise
-    except Exception as exc:  # a backend bug must not reach the client as a traceback
-        raise BackendError(f"{type(exc).__name__}: {exc}") from None
+    outputs = runtime.predict(feed)
     return outputs, started, perf_counter()
 
 

@@ -173,6 +173,11 @@ class ModelSet:
         served = self._served.get(name)
         return sorted(served.versions) if served else []
 
+    def default_version(self, name: str) -> int | None:
+        """The version plain model URLs reach (None while nothing can answer them)."""
+        served = self._served.get(name)
+        return served.default.version if served and served.default else None
+
     def labels(self, name: str) -> dict[str, int]:
         served = self._served.get(name)
         return dict(served.labels) if served else {}

@@ -4,7 +4,8 @@ For each served name, the references designate target versions ("digits:2" pins 
 follows the alias, "digits" follows the newest version; no references = every model carrying the
 serving alias). The policy adds versions reachable by version URL: "aliased" adds every version
 carrying an alias, "latest:N" the N newest, "specific" nothing. The default version (plain model
-URLs) is the target of the first following reference, else the newest pinned one.
+URLs) is, in this order: the target of a reference naming an alias; the serving alias's target
+when that version is served; the newest version a reference designates.
 """
 
 from __future__ import annotations
@@ -74,16 +75,13 @@ def make_plan(
         if not targets:
             continue
         plan.problems.pop(name, None)
-        following = [(ref, v) for ref, v in targets if ref.version is None]
-        default_ref, default = following[0] if following else max(targets, key=lambda t: t[1])
         versions = {v for _, v in targets}
         if config.version_policy == "aliased":
             versions |= set(summary.aliases.values())
         elif config.latest_n:
             versions |= {v.version for v in registry.list_versions(name)[-config.latest_n :]}
-        plan.wanted[name] = Wanted(
-            frozenset(versions), default, dict(summary.aliases), default_ref.alias
-        )
+        default, follows = _default(targets, summary.aliases.get(config.alias), versions)
+        plan.wanted[name] = Wanted(frozenset(versions), default, dict(summary.aliases), follows)
     for rollout in registry.rollouts.list(active_only=True):  # candidates stay loaded
         wanted = plan.wanted.get(rollout.name)
         if wanted is not None:
@@ -91,3 +89,17 @@ def make_plan(
                 wanted, versions=wanted.versions | {rollout.candidate}
             )
     return plan
+
+
+def _default(
+    targets: list[tuple[ModelRef, int]], serving_alias: int | None, versions: set[int]
+) -> tuple[int, str | None]:
+    """The version a plain model URL reaches, and the alias it follows: the target of a reference
+    naming an alias ("digits@staging"); else the serving alias's target (``--alias``) when that
+    version is served; else the newest version a reference designates."""
+    for ref, version in targets:
+        if ref.alias is not None:
+            return version, ref.alias
+    if serving_alias is not None and serving_alias in versions:
+        return serving_alias, None
+    return max(version for _, version in targets), None

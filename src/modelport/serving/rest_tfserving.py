@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelport.errors import InvalidInput, NotFound
-from modelport.serving.codecs import coerce_values
 from modelport.serving.dataplane import DataPlane
+from modelport.serving.messages import InferenceRequest, InferenceResponse, Tensor
+from modelport.serving.nonfinite import nonfinite_json
 from modelport.serving.rest_v2 import Reply, parse_json, reply
 
 if TYPE_CHECKING:
     from modelport.serving.models import LoadedModel
-    from modelport.signature import Signature, TensorSpec
+    from modelport.signature import TensorSpec
 
 _TF_DTYPES = {
     "bool": "DT_BOOL", "uint8": "DT_UINT8", "uint16": "DT_UINT16", "uint32": "DT_UINT32",
@@ -74,41 +75,60 @@ class RestTFServing:
             name = _verb(name)
         else:
             version = _verb(version)
-        return await self._predict(self.plane.model(name, version), body)
+        return await self._predict(InferenceRequest(name, [], version, protocol="tfserving"),
+                                   body)  # fmt: skip
 
     async def predict_label(
         self, body: bytes, headers: dict[bytes, bytes], name: str, label: str
     ) -> Reply:
-        return await self._predict(self.plane.model(name, label=_verb(label)), body)
+        request = InferenceRequest(name, [], label=_verb(label), protocol="tfserving")
+        return await self._predict(request, body)
 
-    async def _predict(self, model: LoadedModel, body: bytes) -> Reply:
-        with self.plane.decoding(model, "tfserving"):
-            request, inputs = _decode(model, body)
-        results = await self.plane.infer(model, inputs, "tfserving")
-        names = model.signature.output_names or list(results)
-        if "inputs" in request:
+    async def _predict(self, request: InferenceRequest, body: bytes) -> Reply:
+        rows = True
+        try:
+            rows = _decode(request, body)
+        except InvalidInput as exc:
+            request.error = exc
+        response = await self.plane.infer(request)
+        results = {name: _encodable(response, name) for name in response.outputs}
+        names = list(results)
+        if not rows:
             if len(names) == 1:
                 return reply({"outputs": results[names[0]]})
-            return reply({"outputs": {n: results[n] for n in names}})
+            return reply({"outputs": results})
         if len(names) == 1:
             return reply({"predictions": results[names[0]]})
-        count = len(results[names[0]]) if results[names[0]].ndim else 1
-        return reply({"predictions": [{n: results[n][i] for n in names} for i in range(count)]})
+        first = response.outputs[names[0]]
+        count = len(first) if first.ndim else 1
+        return reply({"predictions": [
+            {n: _encodable(response, n, i) for n in names} for i in range(count)
+        ]})  # fmt: skip
 
 
-def _decode(model: LoadedModel, body: bytes) -> tuple[dict, dict[str, np.ndarray]]:
-    request = parse_json(body)
-    signature_name = request.get("signature_name", _SIGNATURE)
+def _encodable(response: InferenceResponse, name: str, row: int | None = None) -> Any:
+    """An output (or one row of it) as orjson writes it; NaN and infinities as TF Serving does."""
+    array = response.outputs[name]
+    if row is not None:
+        array = array[row]
+    if name in response.nonfinite and array.dtype.kind == "f" and not np.isfinite(array).all():
+        return nonfinite_json(array)
+    return array
+
+
+def _decode(request: InferenceRequest, body: bytes) -> bool:
+    """Fill ``request`` from a predict body; True for the row format (``instances``)."""
+    parsed = parse_json(body)
+    signature_name = parsed.get("signature_name", _SIGNATURE)
     if signature_name != _SIGNATURE:
         raise InvalidInput(
-            f"model {model.name!r} has no signature {signature_name!r}; use {_SIGNATURE!r}"
+            f"model {request.model!r} has no signature {signature_name!r}; use {_SIGNATURE!r}"
         )
-    has_rows, has_columns = "instances" in request, "inputs" in request
+    has_rows, has_columns = "instances" in parsed, "inputs" in parsed
     if has_rows == has_columns:
         raise InvalidInput("the request needs exactly one of 'instances' or 'inputs'")
-    if has_rows:
-        return request, _rows(model.signature, request["instances"])
-    return request, _columns(model.signature, request["inputs"])
+    request.inputs = _rows(parsed["instances"]) if has_rows else _columns(parsed["inputs"])
+    return has_rows
 
 
 def _verb(segment: str) -> str:
@@ -118,10 +138,6 @@ def _verb(segment: str) -> str:
     if sep + verb != _PREDICT:
         raise NotFound(f"the {verb!r} method is not supported; only 'predict' is")
     return head
-
-
-def _value(spec: TensorSpec, value: Any) -> np.ndarray:
-    return coerce_values(spec.name, spec.numpy_dtype, _unwrap_b64(value))
 
 
 def _unwrap_b64(value: Any) -> Any:
@@ -147,31 +163,29 @@ def _unwrap_b64(value: Any) -> Any:
     return value
 
 
-def _rows(signature: Signature, instances: Any) -> dict[str, np.ndarray]:
+def _rows(instances: Any) -> list[Tensor]:
+    """Row format: bare values for a one-input model, or objects naming every input."""
     if not isinstance(instances, list) or not instances:
         raise InvalidInput("'instances' must be a non-empty list")
-    if len(signature.inputs) == 1 and not (
-        isinstance(instances[0], dict) and set(instances[0]) == {signature.inputs[0].name}
-    ):
-        spec = signature.inputs[0]
-        return {spec.name: _value(spec, instances)}
-    names = signature.input_names
+    first = instances[0]
+    if not isinstance(first, dict) or _is_b64(first):
+        return [Tensor(None, _unwrap_b64(instances))]
+    names = list(first)
     for row in instances:
         if not isinstance(row, dict) or set(row) != set(names):
             raise InvalidInput(f"each instance must be an object with exactly the inputs {names}")
-    return {spec.name: _value(spec, [row[spec.name] for row in instances])
-            for spec in signature.inputs}  # fmt: skip
+    return [Tensor(name, _unwrap_b64([row[name] for row in instances])) for name in names]
 
 
-def _columns(signature: Signature, inputs: Any) -> dict[str, np.ndarray]:
-    if isinstance(inputs, dict) and set(inputs) <= set(signature.input_names) and inputs:
-        return {name: _value(signature.input(name), value) for name, value in inputs.items()}
-    if len(signature.inputs) != 1:
-        raise InvalidInput(
-            f"the model takes {signature.input_names}: 'inputs' must name each of them"
-        )
-    spec = signature.inputs[0]
-    return {spec.name: _value(spec, inputs)}
+def _columns(inputs: Any) -> list[Tensor]:
+    """Columnar format: an object of named inputs, or the one input's value."""
+    if isinstance(inputs, dict) and inputs and not _is_b64(inputs):
+        return [Tensor(name, _unwrap_b64(value)) for name, value in inputs.items()]
+    return [Tensor(None, _unwrap_b64(inputs))]
+
+
+def _is_b64(value: Any) -> bool:
+    return set(value) == {"b64"}
 
 
 def _metadata(model: LoadedModel) -> dict[str, Any]:

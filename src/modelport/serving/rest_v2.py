@@ -9,17 +9,17 @@ asks (``binary_data_output`` or an output's ``binary_data``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json
+from typing import Any
 
 import numpy as np
 import orjson
 
 from modelport.errors import InvalidInput, ModelportError
-from modelport.serving.codecs import datatype_of, decode_tensor, json_data, to_raw
+from modelport.serving.codecs import DATATYPES, datatype_of, json_data, to_raw
 from modelport.serving.dataplane import DataPlane
-
-if TYPE_CHECKING:
-    from modelport.serving.models import LoadedModel
+from modelport.serving.messages import InferenceRequest, InferenceResponse, Tensor
+from modelport.serving.nonfinite import nonfinite_json
 
 Headers = list[tuple[bytes, bytes]]
 Reply = tuple[int, bytes, Headers]
@@ -52,10 +52,26 @@ def parse_json(body: bytes | memoryview) -> dict[str, Any]:
     try:
         request = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
+        request = _with_constants(body, exc)
     if not isinstance(request, dict):
         raise InvalidInput("the request body must be a JSON object")
     return request
+
+
+def _with_constants(body: bytes | memoryview, error: Exception) -> Any:
+    """A body that spells NaN, Infinity or -Infinity as bare words: not JSON, but what TF Serving
+    and Triton write and what Python's json, rapidjson and so tritonclient send. Anything else
+    orjson refused is a 400 with orjson's reason."""
+    refused = InvalidInput(f"the request body is not valid JSON: {error}")
+    raw = bytes(body)
+    if b"NaN" not in raw and b"Infinity" not in raw:
+        raise refused from None
+    try:
+        parsed = json.loads(raw.decode("utf-8"), parse_constant=float)
+        orjson.dumps(parsed)  # what json takes and orjson would not write (lone surrogates)
+    except (ValueError, TypeError, RecursionError):
+        raise refused from None
+    return parsed
 
 
 class RestV2:
@@ -86,114 +102,13 @@ class RestV2:
     async def infer(
         self, body: bytes, headers: dict[bytes, bytes], name: str, version: str | None = None
     ) -> Reply:
-        model = self.plane.model(name, version)
-        binary = b""
-        length = headers.get(HEADER_LENGTH)
-        if length is not None:
-            with self.plane.decoding(model, "rest"):
-                size = _header_length(length, len(body))
-            view = memoryview(body)
-            body, binary = view[:size], view[size:]
-        with self.plane.decoding(model, "rest"):
-            request = parse_json(body)
-            inputs = self._inputs(model, request, binary)
-            wanted = self._wanted(model, request)
-        results = await self.plane.infer(model, inputs, "rest")
-        return self._response(model, request, results, wanted)
-
-    def _inputs(self, model: LoadedModel, request: dict, binary: Any) -> dict[str, np.ndarray]:
-        tensors = request.get("inputs")
-        if not isinstance(tensors, list) or not tensors:
-            raise InvalidInput("'inputs' must be a non-empty list of tensors")
-        inputs: dict[str, np.ndarray] = {}
-        offset = 0
-        for tensor in tensors:
-            if not isinstance(tensor, dict):
-                raise InvalidInput("each input must be a JSON object")
-            name = tensor.get("name")
-            if not isinstance(name, str):
-                raise InvalidInput("each input needs a 'name' string")
-            if name in inputs:
-                raise InvalidInput(f"input {name!r} is given twice")
-            datatype = tensor.get("datatype")
-            self.plane.check_input(model, name, datatype)
-            size = _binary_size(tensor.get("parameters"), name)
-            if size is None:
-                inputs[name] = decode_tensor(
-                    name, datatype, tensor.get("shape"), tensor.get("data")
-                )
-                continue
-            if "data" in tensor:
-                raise InvalidInput(f"input {name!r} has both 'data' and binary_data_size")
-            if offset + size > len(binary):
-                raise InvalidInput(
-                    f"input {name!r} declares {size} bytes of binary data but only "
-                    f"{len(binary) - offset} remain in the body"
-                )
-            raw = binary[offset : offset + size]
-            offset += size
-            inputs[name] = decode_tensor(name, datatype, tensor.get("shape"), raw=raw)
-        if offset != len(binary):
-            raise InvalidInput(
-                f"the body has {len(binary) - offset} bytes of binary data no input claims"
-            )
-        return inputs
-
-    def _wanted(self, model: LoadedModel, request: dict) -> list[tuple[str, bool]] | None:
-        """Requested outputs as (name, binary); None = all outputs, binary by request default."""
-        outputs = request.get("outputs")
-        if outputs is None:
-            return None
-        if not isinstance(outputs, list):
-            raise InvalidInput("'outputs' must be a list of {\"name\": ...} objects")
-        default = _binary_default(request)
-        wanted = []
-        for item in outputs:
-            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                raise InvalidInput("each requested output needs a 'name' string")
-            params = item.get("parameters") or {}
-            if not isinstance(params, dict):
-                raise InvalidInput(f"parameters of output {item['name']!r} must be an object")
-            flag = params.get("binary_data", default)
-            wanted.append((item["name"], flag is True))
-        self.plane.check_outputs(model, [name for name, _ in wanted])
-        return wanted
-
-    def _response(
-        self, model: LoadedModel, request: dict, results: dict[str, np.ndarray],
-        wanted: list[tuple[str, bool]] | None,
-    ) -> Reply:  # fmt: skip
-        if wanted is None:
-            binary = _binary_default(request)
-            wanted = [(name, binary) for name in results]
-        outputs, blobs = [], []
-        for name, as_binary in wanted:
-            array = results.get(name)
-            if array is None:
-                raise InvalidInput(f"model {model.name!r} produced no output {name!r}")
-            tensor: dict[str, Any] = {
-                "name": name, "datatype": datatype_of(array), "shape": list(array.shape),
-            }  # fmt: skip
-            if as_binary:
-                blob = to_raw(array)
-                tensor["parameters"] = {"binary_data_size": len(blob)}
-                blobs.append(blob)
-            else:
-                tensor["data"] = json_data(array)
-            outputs.append(tensor)
-        response: dict[str, Any] = {"model_name": model.name, "model_version": str(model.version)}
-        request_id = request.get("id")
-        if request_id is not None:
-            response["id"] = request_id
-        response["outputs"] = outputs
-        head = orjson.dumps(response, default=_default, option=_NUMPY)
-        if not blobs:
-            return 200, head, JSON
-        headers = [
-            (b"content-type", b"application/octet-stream"),
-            (HEADER_LENGTH, str(len(head)).encode()),
-        ]
-        return 200, b"".join([head, *blobs]), headers
+        request = InferenceRequest(name, [], version, protocol="rest")
+        binary: list[bool] | bool = False
+        try:
+            binary = _decode(request, body, headers.get(HEADER_LENGTH))
+        except InvalidInput as exc:
+            request.error = exc
+        return _encode(await self.plane.infer(request), binary)
 
     # -- repository (admin) --------------------------------------------------------------------
 
@@ -207,6 +122,105 @@ class RestV2:
     async def unload(self, body: bytes, headers: dict[bytes, bytes], name: str) -> Reply:
         await self.plane.unload(name)
         return reply({"name": name, "unloaded": True})
+
+
+def _decode(request: InferenceRequest, body: bytes, length: bytes | None) -> list[bool] | bool:
+    """Fill ``request`` from a JSON (or binary extension) body; returns, per requested output,
+    whether to send it binary (one bool for every output when the request names none)."""
+    binary: Any = b""
+    if length is not None:
+        size = _header_length(length, len(body))
+        view = memoryview(body)
+        body, binary = view[:size], view[size:]
+    parsed = parse_json(body)
+    request.inputs = _inputs(parsed, binary)
+    request.id = parsed.get("id")
+    default = _binary_default(parsed)
+    outputs = parsed.get("outputs")
+    if outputs is None:
+        return default
+    if not isinstance(outputs, list):
+        raise InvalidInput("'outputs' must be a list of {\"name\": ...} objects")
+    names, flags = [], []
+    for item in outputs:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InvalidInput("each requested output needs a 'name' string")
+        params = item.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise InvalidInput(f"parameters of output {item['name']!r} must be an object")
+        names.append(item["name"])
+        flags.append(params.get("binary_data", default) is True)
+    request.outputs = names
+    return flags
+
+
+def _inputs(request: dict, binary: Any) -> list[Tensor]:
+    tensors = request.get("inputs")
+    if not isinstance(tensors, list) or not tensors:
+        raise InvalidInput("'inputs' must be a non-empty list of tensors")
+    inputs: list[Tensor] = []
+    offset = 0
+    for tensor in tensors:
+        if not isinstance(tensor, dict):
+            raise InvalidInput("each input must be a JSON object")
+        name = tensor.get("name")
+        if not isinstance(name, str):
+            raise InvalidInput("each input needs a 'name' string")
+        datatype = tensor.get("datatype")
+        if not isinstance(datatype, str):
+            raise InvalidInput(f"input {name!r} is {datatype!r}: its datatype must be one of "
+                               f"{', '.join(DATATYPES)}")  # fmt: skip
+        size = _binary_size(tensor.get("parameters"), name)
+        data = tensor.get("data")
+        if size is not None:
+            if "data" in tensor:
+                raise InvalidInput(f"input {name!r} has both 'data' and binary_data_size")
+            if offset + size > len(binary):
+                raise InvalidInput(
+                    f"input {name!r} declares {size} bytes of binary data but only "
+                    f"{len(binary) - offset} remain in the body"
+                )
+            data = binary[offset : offset + size]
+            offset += size
+        elif data is None:
+            raise InvalidInput(f"input {name!r} has no data")
+        inputs.append(Tensor(name, data, datatype, tensor.get("shape")))
+    if offset != len(binary):
+        raise InvalidInput(
+            f"the body has {len(binary) - offset} bytes of binary data no input claims"
+        )
+    return inputs
+
+
+def _encode(response: InferenceResponse, binary: list[bool] | bool) -> Reply:
+    results = response.outputs
+    flags = [binary] * len(results) if isinstance(binary, bool) else binary
+    outputs, blobs = [], []
+    for (name, array), as_binary in zip(results.items(), flags, strict=True):
+        tensor: dict[str, Any] = {
+            "name": name, "datatype": datatype_of(array), "shape": list(array.shape),
+        }  # fmt: skip
+        if as_binary:
+            blob = to_raw(array)
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        elif name in response.nonfinite:
+            tensor["data"] = nonfinite_json(json_data(array))
+        else:
+            tensor["data"] = json_data(array)
+        outputs.append(tensor)
+    head: dict[str, Any] = {"model_name": response.model, "model_version": str(response.version)}
+    if response.id is not None:
+        head["id"] = response.id
+    head["outputs"] = outputs
+    text = orjson.dumps(head, default=_default, option=_NUMPY)
+    if not blobs:
+        return 200, text, JSON
+    headers = [
+        (b"content-type", b"application/octet-stream"),
+        (HEADER_LENGTH, str(len(text)).encode()),
+    ]
+    return 200, b"".join([text, *blobs]), headers
 
 
 def _header_length(value: bytes, body_length: int) -> int:
