@@ -151,29 +151,35 @@ class Split:
         return self.stable.loaded
 
     async def infer(self, inputs: Mapping[str, np.ndarray], protocol: str) -> dict[str, np.ndarray]:
+        with self.stable._metrics.request(self.name, self.version, protocol):
+            return await self.run(inputs)
+
+    async def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """What the data plane calls: the candidate's answer when the split sends this request
+        there and it succeeds, otherwise stable's."""
         board = self.board
         traffic = board.traffic
-        if self._to_candidate(traffic, inputs):
+        if self._to_candidate(traffic, feed):
             started = perf_counter()
             try:
-                outputs = await self.candidate.infer(inputs, protocol)
+                outputs = await self.candidate.run(feed)
             except Exception:  # answered by stable below; counted if stable succeeds
                 failed = perf_counter() - started
             else:
                 board.observe("candidate", perf_counter() - started, True, outputs)
                 return outputs
-            outputs = await self._stable(inputs, protocol)
+            outputs = await self._stable(feed)
             board.observe("candidate", failed, False)
             return outputs
-        outputs = await self._stable(inputs, protocol)
+        outputs = await self._stable(feed)
         if traffic.shadow and random.random() * 100 < traffic.shadow:
-            board.offer(self.candidate, inputs, outputs)
+            board.offer(self.candidate, feed, outputs)
         return outputs
 
-    async def _stable(self, inputs: Mapping[str, np.ndarray], protocol: str) -> dict:
+    async def _stable(self, feed: Mapping[str, np.ndarray]) -> dict:
         started = perf_counter()
         try:
-            outputs = await self.stable.infer(inputs, protocol)
+            outputs = await self.stable.run(feed)
         except ModelportError as exc:
             if exc.status >= 500:
                 self.board.observe("stable", perf_counter() - started, False)
