@@ -1,7 +1,9 @@
 """How table columns become model inputs, and which rows cannot.
 
     fmap = FeatureMap.plan(signature, info, columns=["pixel_0", ...], id_column="id")
-    batch = fmap.convert(table_or_array, chunk)   # inputs, ids, row numbers, errors
+    pool = BufferPool(sets=2)                     # one set of arrays per chunk in flight
+    with pool.take() as buffers:
+        batch = fmap.convert(table_or_array, chunk, buffers)  # inputs, ids, row numbers, errors
 
 Three ways to bind: an NPY array feeds a single-input model directly; a single 2-D input takes
 all (or the listed) numeric columns as its feature vector; otherwise each input is the column of
@@ -10,9 +12,11 @@ its name, or the column named by ``--columns input=column``. A list column feeds
 
 from __future__ import annotations
 
+import contextlib
 import json
-import threading
-from dataclasses import dataclass
+import queue
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +37,41 @@ class Binding:
     columns: tuple[str, ...] = ()
 
 
+@dataclass
+class Buffers:
+    """One chunk's set of arrays, by key; reused by the next chunk that takes the same set."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def array(self, key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """An uninitialised array of ``shape``, in this set's buffer named ``key``."""
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if key not in self.arrays or self.arrays[key].size < size:
+            self.arrays[key] = np.empty(size, dtype=np.uint8)
+        return self.arrays[key][:size].view(dtype).reshape(shape)
+
+
+class BufferPool:
+    """``sets`` sets of reusable input arrays: a chunk takes a set while its inputs are laid out
+    and scored, and gives it back when the model is done with them (fresh pages cost more than
+    the copy itself). With every set taken, ``take`` waits: inputs in memory never exceed
+    ``sets`` chunks, and a set is never overwritten while a model call reads it."""
+
+    def __init__(self, sets: int = 1) -> None:
+        self.sets = max(1, sets)
+        self._free: queue.SimpleQueue[Buffers] = queue.SimpleQueue()
+        for _ in range(self.sets):
+            self._free.put(Buffers())
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[Buffers]:
+        buffers = self._free.get()
+        try:
+            yield buffers
+        finally:
+            self._free.put(buffers)
+
+
 class Blocks:
     """A feature-major ``[features, rows]`` input stored batch by batch: the values of each
     ``batch`` rows form one contiguous ``[features, batch]`` block, which the runtime takes
@@ -45,8 +84,8 @@ class Blocks:
 
     @classmethod
     def empty(cls, features: int, rows: int, batch: int, dtype: np.dtype, key: str = "",
-              reuse: int = 0) -> Blocks:  # fmt: skip
-        flat = _buffer(key, (1, features * rows), dtype, reuse)[0]
+              buffers: Buffers | None = None) -> Blocks:  # fmt: skip
+        flat = (buffers or Buffers()).array(key, (features * rows,), dtype)
         return cls(flat, features, rows, batch)
 
     def block(self, start: int) -> np.ndarray:
@@ -190,14 +229,16 @@ class FeatureMap:
         """Inputs fed by feature columns: a runtime may take these feature-major."""
         return tuple(b.input for b in self.bindings if b.kind == "vector")
 
-    def convert(self, data: Any, chunk: Chunk, reuse: int = 0,
+    def convert(self, data: Any, chunk: Chunk, buffers: Buffers | None = None,
                 feature_major: frozenset[str] = frozenset(),
                 batch: int = 0) -> Converted:  # fmt: skip
         """Model inputs for the rows that convert; the others as (row number, reason).
-        ``reuse=k``: inputs may live in one of k buffers of this thread, reused k calls later
-        (a pipeline that is done with a chunk by then saves the cost of fresh pages).
+        ``buffers``: lay the inputs out in this set of reusable arrays (default: fresh ones).
         ``feature_major``: vector inputs to leave as [features, rows], as the columns come;
         with ``batch``, as ``Blocks`` of that many rows."""
+        if not chunk.rows or not _rows(data):
+            return self._empty(chunk, feature_major)
+        buffers = buffers or Buffers()
         if self.bindings[0].kind == "array":
             spec = self.signature.input(self.bindings[0].input)
             rows = np.arange(chunk.offset, chunk.offset + len(data))
@@ -211,12 +252,10 @@ class FeatureMap:
         reasons: dict[int, str] = {}  # table row -> first reason
         for i, reason in json.loads(meta.get(b"bad", b"[]")):
             reasons.setdefault(i, reason)
-        if reuse:  # one turn of the ring per chunk, whatever the number of inputs
-            _local.turn = (getattr(_local, "turn", 0) + 1) % reuse
         values = {}
         for binding in self.bindings:
             spec = self.signature.input(binding.input)
-            values[spec.name] = _convert(table, binding, spec, reasons, reuse,
+            values[spec.name] = _convert(table, binding, spec, reasons, buffers,
                                          spec.name in feature_major, batch)  # fmt: skip
         keep = np.ones(table.num_rows, dtype=bool)
         if reasons:
@@ -229,6 +268,21 @@ class FeatureMap:
         errors = [(chunk.offset + int(physical[i]), r) for i, r in reasons.items()]
         errors += [(chunk.offset + i, r) for i, r in dropped]
         return Converted(values, ids, chunk.offset + physical[keep], sorted(errors))
+
+    def _empty(self, chunk: Chunk, feature_major: frozenset[str]) -> Converted:
+        """No rows (an empty input, or a chunk of none): inputs of zero rows, of the right shape."""
+        import pyarrow as pa
+
+        inputs = {}
+        for binding in self.bindings:
+            spec = self.signature.input(binding.input)
+            inner = [max(d, 1) for d in spec.shape[1:]]
+            if binding.kind == "vector":
+                inner = [len(binding.columns)]
+            shape = (*inner[::-1], 0) if spec.name in feature_major else (0, *inner)
+            inputs[spec.name] = np.zeros(shape, spec.numpy_dtype)
+        ids = pa.array([], pa.large_string()) if self.id_column is not None else None
+        return Converted(inputs, ids, np.zeros(0, np.int64), [])
 
 
 def _bind(spec: TensorSpec, column: str, kind: str) -> Binding:
@@ -257,47 +311,31 @@ def _keep(values: Any, keep: np.ndarray, feature_major: bool) -> Any:
     return values[:, keep] if feature_major else values[keep]
 
 
+def _rows(data: Any) -> int:
+    return len(data) if isinstance(data, np.ndarray) else data.num_rows
+
+
 def _convert(table: Any, binding: Binding, spec: TensorSpec, reasons: dict[int, str],
-             reuse: int, feature_major: bool = False, batch: int = 0) -> Any:  # fmt: skip
+             buffers: Buffers, feature_major: bool = False, batch: int = 0) -> Any:  # fmt: skip
     n = table.num_rows
     if binding.kind == "list":
         return _lists(table.column(binding.columns[0]), binding.columns[0], spec, reasons)
     width = len(binding.columns)
     if feature_major and batch:  # only vector inputs are asked for feature-major
-        blocks = Blocks.empty(width, n, batch, spec.numpy_dtype, f"blocks-{binding.input}", reuse)
+        blocks = Blocks.empty(width, n, batch, spec.numpy_dtype, f"blocks-{binding.input}",
+                              buffers)  # fmt: skip
         for j, name in enumerate(binding.columns):
             blocks.set_row(j, _numbers(table.column(name), name, reasons))
         return blocks
-    if feature_major:
-        by_column = _buffer(f"columns-{binding.input}", (width, n), spec.numpy_dtype, reuse)
-    else:
-        by_column = _scratch("columns", (width, n), spec.numpy_dtype)
+    key = f"columns-{binding.input}" if feature_major else "columns"
+    by_column = buffers.array(key, (width, n), spec.numpy_dtype)
     for j, name in enumerate(binding.columns):
         by_column[j] = _numbers(table.column(name), name, reasons)
     if feature_major:
         return by_column
-    out = _buffer(f"rows-{binding.input}", (n, width), spec.numpy_dtype, reuse)
+    out = buffers.array(f"rows-{binding.input}", (n, width), spec.numpy_dtype)
     _transpose(by_column, out)
     return out.reshape((n, *[d if d >= 0 else 1 for d in spec.shape[1:]]))
-
-
-def _buffer(key: str, shape: tuple[int, int], dtype: np.dtype, reuse: int) -> np.ndarray:
-    """A fresh array, or with ``reuse`` the current one of this thread's ring of buffers."""
-    if not reuse:
-        return np.empty(shape, dtype=dtype)
-    return _scratch(f"{key}-{_local.turn}", shape, dtype)
-
-
-_local = threading.local()
-
-
-def _scratch(key: str, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
-    """A per-thread buffer reused across chunks (fresh pages cost more than the copy itself)."""
-    size = shape[0] * shape[1] * np.dtype(dtype).itemsize
-    buffers = _local.__dict__.setdefault("buffers", {})
-    if key not in buffers or buffers[key].size < size:
-        buffers[key] = np.empty(size, dtype=np.uint8)
-    return buffers[key][:size].view(dtype).reshape(shape)
 
 
 def _transpose(by_column: np.ndarray, out: np.ndarray, block: int = 4096) -> None:

@@ -1,8 +1,9 @@
 """Where batch outputs go: one committed part per chunk, then one Parquet, CSV or NPY file.
 
-    write_part(workdir, index, table, errors)   # temp name, then rename: committed or absent
+    result = Parts(workdir).write(scored)        # a part file: temp name, then rename
     committed(workdir)                           # indices of finished, intact chunks
-    assemble(workdir, n_chunks, output, errors_path)  # streams parts in order, renames at the end
+    output = Assembly(workdir, n_chunks, output, errors_path)  # or Collected() for memory
+    output.add(result); output.commit()          # chunks in order, then renamed when whole
 
 A part is an Arrow IPC file; its errors are written before it, so a committed part always has
 its complete error list beside it. Parts are renamed into place without an fsync (which cost a
@@ -60,6 +61,61 @@ def outputs_table(outputs: dict[str, np.ndarray], ids: Any, id_column: str | Non
         names.append(name)
     table = pa.Table.from_arrays(arrays, names=names)
     return table.replace_schema_metadata({"shapes": json.dumps(shapes)})
+
+
+class Parts:
+    """``write(scored)``: commit a scored chunk as a part file in ``workdir`` (None: keep no
+    parts, as for in-memory data streamed to its output); ``keep``: the result carries the table,
+    for an output built in this process."""
+
+    def __init__(self, workdir: str | Path | None, keep: bool = False) -> None:
+        self.workdir = Path(workdir) if workdir else None
+        self.keep = keep
+        self.worker = f"{os.uname().nodename}:{os.getpid()}"
+
+    def write(self, scored: Any) -> Any:
+        from modelport.batch.job import ChunkResult
+
+        table, errors = scored.table, scored.errors
+        if self.workdir is not None:
+            write_part(self.workdir, scored.index, table, errors)
+        if self.keep:
+            return ChunkResult(scored.index, table.num_rows, len(errors), self.worker, table,
+                               errors)  # fmt: skip
+        return ChunkResult(scored.index, table.num_rows, len(errors), self.worker)
+
+
+class Collected:
+    """The output of a job without an output file: ``add`` chunks in order, ``commit`` returns
+    (rows, errors); ``outputs`` then holds each model output as one array."""
+
+    streams = True
+
+    def __init__(self) -> None:
+        self.tables: list[Any] = []
+        self.error_rows: list[list[Any]] = []
+        self.outputs: dict[str, np.ndarray] = {}
+
+    def add(self, result: Any) -> None:
+        self.tables.append(result.table)
+        self.error_rows.extend(result.error_rows or [])
+
+    def commit(self) -> tuple[int, int]:
+        import pyarrow as pa
+
+        tables = [t for t in self.tables if t.num_rows] or self.tables[:1]
+        table = pa.concat_tables(tables)
+        shapes = json.loads(self.tables[0].schema.metadata[b"shapes"])
+        for name, column in zip(table.column_names, table.columns, strict=True):
+            if pa.types.is_fixed_size_list(column.type):
+                flat = as_numpy(column.combine_chunks().flatten())
+                self.outputs[name] = flat.reshape(-1, *shapes[name])
+            else:
+                self.outputs[name] = as_numpy(column)
+        return table.num_rows, len(self.error_rows)
+
+    def abort(self) -> None:
+        self.tables.clear()
 
 
 def part_path(workdir: Path, index: int) -> Path:
@@ -136,11 +192,14 @@ class Assembly:
         self._args = (output, errors_path, workdir, n_chunks)
         self._writer: OutputWriter | None = OutputWriter(*self._args) if self.streams else None
 
-    def add(self, index: int, table: Any, errors: list[list[Any]]) -> None:
-        """Chunk ``index``'s outputs; chunks are added in increasing order."""
-        self._catch_up(index)
-        self._writer.add(table, errors)
-        self.next = index + 1
+    def add(self, result: Any) -> None:
+        """A chunk's outputs (a ``ChunkResult`` with its table); chunks come in increasing
+        order. Without ``streams`` (NPY) the parts are read by ``commit`` instead."""
+        if not self.streams:
+            return
+        self._catch_up(result.index)
+        self._writer.add(result.table, result.error_rows or [])
+        self.next = result.index + 1
 
     def commit(self) -> tuple[int, int]:
         try:
