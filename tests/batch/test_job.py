@@ -71,7 +71,7 @@ def test_dataframe_to_file(reg: Registry, tmp_path: Path) -> None:
                             chunk_rows=30)  # fmt: skip
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert summary.rows == 100 and list(out["id"]) == list(df["id"])
-    x = features(100)  # an NPY output is built from the parts the chunks leave
+    x = features(100)  # an NPY output streams like the others
     summary = predict_batch("mlp", x, tmp_path / "out.npy", registry=reg, chunk_rows=30)
     assert summary.rows == 100
     assert np.array_equal(np.load(tmp_path / "out.npy"), expected(reg, x))
@@ -258,15 +258,15 @@ def test_output_is_synced_as_it_grows_and_the_old_one_is_released(
     import os
     import time
 
-    from modelport.batch import sinks
+    from modelport.batch import outputs
 
     write_input(frame(600), tmp_path / "in.parquet")
     out = tmp_path / "out.parquet"
     out.write_bytes(b"an older output" * 1000)
     synced = []
     sync = os.fdatasync
-    monkeypatch.setattr(sinks, "_SYNC_EVERY", 1)  # every chunk's bytes, as they are written
-    monkeypatch.setattr(sinks.os, "fdatasync", lambda fd: synced.append(os.readlink(
+    monkeypatch.setattr(outputs, "_SYNC_EVERY", 1)  # every chunk's bytes, as they are written
+    monkeypatch.setattr(outputs.os, "fdatasync", lambda fd: synced.append(os.readlink(
         f"/proc/self/fd/{fd}")) or sync(fd))  # fmt: skip
     predict_batch("mlp", tmp_path / "in.parquet", out, registry=reg, chunk_rows=100)
     assert len(synced) == 6 and all(p.endswith(".tmp") for p in synced)

@@ -22,9 +22,10 @@ import numpy as np
 from modelport.batch.executors import DaskExecutor, LocalExecutor
 from modelport.batch.job import BatchOptions, BatchSummary, JobSpec
 from modelport.batch.memory import MemorySource
+from modelport.batch.outputs import output_format
 from modelport.batch.plan import Plan, sizes
 from modelport.batch.progress import RowProgress
-from modelport.batch.sinks import Assembly, Collected, assemble, output_format
+from modelport.batch.sinks import Assembly, Collected, assemble
 from modelport.batch.sources import FileSource
 from modelport.errors import InvalidInput
 from modelport.registry import ModelVersion, Registry
@@ -109,8 +110,7 @@ def _spec(registry: Registry, version: ModelVersion, plan: Plan, options: BatchO
     intra = s.intra_op_threads
     if not intra and executor.local:  # auto: share this machine's cores among the workers
         intra = max(1, (os.cpu_count() or 1) // executor.workers)
-    # parts: what a resumed job reuses, and what an NPY output is built from
-    parts = output is not None and (resumable or output_format(output) == "npy")
+    parts = output is not None and resumable  # what a resumed job reuses
     return JobSpec(s.model_dump(), version.ref, version.sha256, version.signature, plan.fmap,
                    options, RuntimeOptions.from_settings(s, intra_op_threads=intra),
                    str(plan.workdir or ""), backend, parts)  # fmt: skip

@@ -17,8 +17,8 @@ from modelport.errors import InvalidInput
 
 
 class MemorySource:
-    """Nothing to resume (the data lives in this process): no part files unless the output is
-    built from them (NPY), and never sent to a cluster."""
+    """Nothing to resume (the data lives in this process): no part files, and never sent to a
+    cluster."""
 
     resumable = False
 

@@ -27,7 +27,8 @@ import numpy as np
 
 from modelport.batch.features import FeatureMap
 from modelport.batch.job import BatchOptions
-from modelport.batch.sinks import committed, output_format
+from modelport.batch.outputs import output_format
+from modelport.batch.sinks import committed
 from modelport.batch.sources import Chunk, FileInfo
 from modelport.errors import Conflict, InvalidInput
 from modelport.registry import ModelVersion
