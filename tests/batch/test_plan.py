@@ -69,3 +69,13 @@ def test_memory_budgets_are_sizes() -> None:
     for bad in ("lots", "12 parsecs", "-1G", "100KiB"):
         with pytest.raises(InvalidInput):
             parse_size(bad)
+
+
+def test_sizes_given_by_hand_are_checked(reg: Registry) -> None:
+    x = features(10)
+    with pytest.raises(InvalidInput, match="--chunk-rows must be at least 1"):
+        predict_batch("mlp", x, registry=reg, chunk_rows=0)
+    with pytest.raises(InvalidInput, match="--batch-size must be at least 1"):
+        predict_batch("mlp", x, registry=reg, batch_size=0)
+    with pytest.raises(InvalidInput, match="not a size"):
+        predict_batch("mlp", x, registry=reg, memory_budget="plenty")

@@ -67,8 +67,10 @@ def predict_batch(
             budget = parse_size(memory_budget) if memory_budget is not None \
                 else reg.settings.batch_memory_budget  # fmt: skip
             auto = sizes(version.signature, source.row_shape(), budget, executor.workers)
-            options = BatchOptions(tuple(columns or ()), id_column, chunk_rows or auto[0],
-                                   batch_size or auto[1], on_error)  # fmt: skip
+            options = BatchOptions(tuple(columns or ()), id_column,
+                                   auto[0] if chunk_rows is None else chunk_rows,
+                                   auto[1] if batch_size is None else batch_size,
+                                   on_error)  # fmt: skip
             plan = Plan.make(version, source, options, output, executor.map)
             spec = _spec(reg, version, plan, options, executor, output, backend,
                          source.resumable)  # fmt: skip
