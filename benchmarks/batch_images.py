@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ _LAUNCH = """
 import os, subprocess, sys, time
 started = time.monotonic()
 child = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, text=True)
+print(child.pid, flush=True)
 output = child.stdout.read()
 _, status, usage = os.wait4(child.pid, 0)
 print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, usage.ru_utime + usage.ru_stime,
@@ -52,6 +54,23 @@ def make_model(home: Path) -> str:
         return modelport.register(net, "cnn", registry=registry, sample_input=sample).ref
 
 
+def thread_seconds(pid: int, launcher: subprocess.Popen) -> dict[int, float]:
+    """CPU seconds of each thread of ``pid``, sampled from /proc until it exits: whether the
+    scoring ran on several cores at once (wall-clock CPU share says little on a busy machine)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seen: dict[int, float] = {}
+    while launcher.poll() is None:
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+                seen[int(task)] = (int(fields[11]) + int(fields[12])) / ticks
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # between two samples, a thread or the process ended
+        time.sleep(0.2)
+    return seen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
@@ -72,17 +91,22 @@ def main() -> None:
         env = {**os.environ, "MODELPORT_HOME": str(home), "PYTHONPATH": str(ROOT / "src")}
         cmd = [sys.executable, "-m", "modelport", "batch", ref, "-i", str(images), "-o",
                str(work / "scores.npy"), "--quiet"]  # fmt: skip
-        result = subprocess.run([sys.executable, "-c", _LAUNCH, *cmd], env=env,
-                                capture_output=True, text=True, check=True)  # fmt: skip
-        first, *printed = result.stdout.splitlines()
+        pipe = subprocess.PIPE
+        launcher = subprocess.Popen([sys.executable, "-c", _LAUNCH, *cmd], env=env, stdout=pipe,
+                                    stderr=pipe, text=True)  # fmt: skip
+        threads = thread_seconds(int(launcher.stdout.readline()), launcher)
+        out, err = launcher.communicate()
+        first, *printed = out.splitlines()
         code, maxrss, cpu, wall = first.split()
         if int(code) != 0:
-            raise SystemExit(f"modelport batch failed: {result.stderr}")
+            raise SystemExit(f"modelport batch failed: {err}")
         print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
         print(f"input: {args.rows:,} x 3x96x96 float32, {images.stat().st_size / 1e9:.2f} GB")
         print(*printed, sep="\n")
         print(f"peak RSS {int(maxrss) / 1024:,.0f} MiB; {float(wall):.1f} s wall, "
               f"{float(cpu):.1f} CPU s: {float(cpu) / float(wall):.2f} cores used")  # fmt: skip
+        busy = sorted(threads.values(), reverse=True)
+        print("CPU seconds of its busiest threads: " + ", ".join(f"{t:.1f}" for t in busy[:5]))
         print(f"output: {np.load(work / 'scores.npy', mmap_mode='r').shape}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -25,7 +25,7 @@ from modelport.batch.memory import MemorySource
 from modelport.batch.outputs import output_format
 from modelport.batch.plan import Plan, sizes
 from modelport.batch.progress import RowProgress
-from modelport.batch.sinks import Assembly, Collected, assemble
+from modelport.batch.sinks import Assembly, Collected, Tally, assemble
 from modelport.batch.sources import FileSource
 from modelport.errors import InvalidInput
 from modelport.registry import ModelVersion, Registry
@@ -120,37 +120,31 @@ def _spec(registry: Registry, version: ModelVersion, plan: Plan, options: BatchO
 
 def _run(plan: Plan, spec: JobSpec, source: Any, executor: Any, output: Path | None,
          errors_path: Path | None, progress: bool, started: float) -> BatchSummary:  # fmt: skip
-    with plan.resume():
-        pending, workers, scored = plan.pending, set(), [0]
+    with plan.resume(), RowProgress(plan.rows, plan.rows_done, progress) as bar:
         # in this process the output is written as chunks finish; a cluster's driver never
         # holds data, so there one task assembles the parts at the end
-        sink: Any = None
         if output is None:
-            sink = Collected()
-        elif not isinstance(executor, DaskExecutor):
-            sink = Assembly(plan.workdir, len(plan.chunks), output, errors_path)
+            sink: Any = Collected(bar)
+        elif isinstance(executor, DaskExecutor):
+            sink = Tally(bar)
+        else:
+            sink = Assembly(plan.workdir, len(plan.chunks), output, errors_path, bar)
+        pending = plan.pending
         try:
-            done = sum(c.rows for c in plan.chunks if c.index in plan.done)
-            with RowProgress(plan.rows, done, progress) as bar:
-
-                def on_result(result: Any) -> None:
-                    workers.add(result.worker)
-                    scored[0] += result.rows + result.errors
-                    if sink is not None:
-                        sink.add(result)
-                    bar.advance(result.rows + result.errors)
-
-                executor.run(spec, source, pending, on_result)
-            rows, errors = sink.commit() if sink is not None else executor.call(
-                assemble, plan.workdir, len(plan.chunks), output, errors_path)  # fmt: skip
+            executor.run(spec, source, pending, sink.add)
+            if isinstance(sink, Assembly | Collected):
+                rows, errors = sink.commit()
+            else:  # one task on a worker reads the parts
+                rows, errors = executor.call(assemble, plan.workdir, len(plan.chunks), output,
+                                             errors_path)  # fmt: skip
         except BaseException:
-            if sink is not None:
-                sink.abort()
+            sink.abort()
             raise
     plan.clear()
     return BatchSummary(rows, errors, len(plan.chunks), len(plan.chunks) - len(pending),
                         time.perf_counter() - started, output, errors_path if errors else None,
                         outputs=sink.outputs if output is None else None,
-                        error_rows=sink.error_rows if output is None else [], workers=workers,
-                        scored=scored[0], chunk_rows=spec.options.chunk_rows,
+                        error_rows=sink.error_rows if output is None else [],
+                        workers=sink.workers, scored=sink.scored,
+                        chunk_rows=spec.options.chunk_rows,
                         batch_size=spec.options.batch_size)  # fmt: skip

@@ -88,6 +88,11 @@ class Plan:
     def rows(self) -> int:
         return sum(c.rows for c in self.chunks)
 
+    @property
+    def rows_done(self) -> int:
+        """Rows of the chunks an earlier run committed (known once ``resume`` is entered)."""
+        return sum(c.rows for c in self.chunks if c.index in self.done)
+
     @classmethod
     def make(cls, version: ModelVersion, source: Any, options: BatchOptions,
              output: Path | None, map: Any = None) -> Plan:  # fmt: skip

@@ -11,16 +11,17 @@ chunk being scored, given back as soon as the model has read them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from modelport.batch.arrow import arrow_array
 from modelport.batch.columnar import load_model
 from modelport.batch.features import Blocks, BufferPool
 from modelport.batch.job import JobSpec
-from modelport.batch.sinks import outputs_table
 from modelport.batch.sources import Chunk
 from modelport.errors import InvalidInput
 from modelport.runtimes import Runtime
@@ -96,3 +97,25 @@ def predict_in_batches(
                 out[key] = np.empty((n, *value.shape[1:]), dtype=value.dtype)
             out[key][start : start + len(value)] = value
     return out
+
+
+def outputs_table(outputs: dict[str, np.ndarray], ids: Any, id_column: str | None) -> Any:
+    """Model outputs as a table: 1-D outputs as columns, others as fixed-size lists per row
+    (spread over ``name_0 .. name_k`` columns in Parquet and CSV files)."""
+    import pyarrow as pa
+
+    arrays, names, shapes = [], [], {}
+    if id_column is not None:
+        arrays.append(ids)
+        names.append(id_column)
+    for name, value in outputs.items():
+        shapes[name] = list(value.shape[1:])
+        if value.ndim == 1:
+            arrays.append(arrow_array(value))
+        else:
+            width = int(np.prod(value.shape[1:]))
+            flat = arrow_array(value.reshape(-1))
+            arrays.append(pa.FixedSizeListArray.from_arrays(flat, width))
+        names.append(name)
+    table = pa.Table.from_arrays(arrays, names=names)
+    return table.replace_schema_metadata({"shapes": json.dumps(shapes)})

@@ -22,32 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from modelport.batch.arrow import arrow_array, as_numpy
+from modelport.batch.arrow import as_numpy
 from modelport.batch.outputs import OutputWriter, output_format
 
 _PART = re.compile(r"^part-(\d{6})\.arrow$")
-
-
-def outputs_table(outputs: dict[str, np.ndarray], ids: Any, id_column: str | None) -> Any:
-    """Model outputs as a table: 1-D outputs as columns, others as fixed-size lists per row
-    (spread over ``name_0 .. name_k`` columns in Parquet and CSV files)."""
-    import pyarrow as pa
-
-    arrays, names, shapes = [], [], {}
-    if id_column is not None:
-        arrays.append(ids)
-        names.append(id_column)
-    for name, value in outputs.items():
-        shapes[name] = list(value.shape[1:])
-        if value.ndim == 1:
-            arrays.append(arrow_array(value))
-        else:
-            width = int(np.prod(value.shape[1:]))
-            flat = arrow_array(value.reshape(-1))
-            arrays.append(pa.FixedSizeListArray.from_arrays(flat, width))
-        names.append(name)
-    table = pa.Table.from_arrays(arrays, names=names)
-    return table.replace_schema_metadata({"shapes": json.dumps(shapes)})
 
 
 class Parts:
@@ -72,16 +50,37 @@ class Parts:
         return ChunkResult(scored.index, table.num_rows, len(errors), self.worker)
 
 
-class Collected:
+class Tally:
+    """What the chunks handed back add up to (rows read, the workers that wrote them), with the
+    progress bar advanced; the job's output, when this process writes it, is a ``Tally`` too."""
+
+    def __init__(self, progress: Any = None) -> None:
+        self.progress = progress
+        self.workers: set[str] = set()
+        self.scored = 0
+
+    def add(self, result: Any) -> None:
+        self.workers.add(result.worker)
+        self.scored += result.rows + result.errors
+        if self.progress is not None:
+            self.progress.advance(result.rows + result.errors)
+
+    def abort(self) -> None:
+        pass
+
+
+class Collected(Tally):
     """The output of a job without an output file: ``add`` chunks in order, ``commit`` returns
     (rows, errors); ``outputs`` then holds each model output as one array."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: Any = None) -> None:
+        super().__init__(progress)
         self.tables: list[Any] = []
         self.error_rows: list[list[Any]] = []
         self.outputs: dict[str, np.ndarray] = {}
 
     def add(self, result: Any) -> None:
+        super().add(result)
         self.tables.append(result.table)
         self.error_rows.extend(result.error_rows or [])
 
@@ -164,13 +163,14 @@ def assemble(workdir: Path, n_chunks: int, output: Path,
     return Assembly(workdir, n_chunks, output, errors_path).commit()
 
 
-class Assembly:
+class Assembly(Tally):
     """The output, written in chunk order while the job runs: chunks scored by this process are
     ``add``-ed from memory as they finish, the others (committed by an earlier run, or by other
     workers) are read from their parts when their turn comes."""
 
-    def __init__(self, workdir: Path, n_chunks: int, output: Path,
-                 errors_path: Path | None) -> None:  # fmt: skip
+    def __init__(self, workdir: Path, n_chunks: int, output: Path, errors_path: Path | None,
+                 progress: Any = None) -> None:  # fmt: skip
+        super().__init__(progress)
         self.workdir, self.n_chunks, self.next = workdir, n_chunks, 0
         output_format(output)
         self._writer = OutputWriter(output, errors_path, workdir)
@@ -178,6 +178,7 @@ class Assembly:
     def add(self, result: Any) -> None:
         """A chunk's outputs (a ``ChunkResult`` with its table); chunks come in increasing
         order."""
+        super().add(result)
         self._catch_up(result.index)
         self._writer.add(result.table, result.error_rows or [])
         self.next = result.index + 1
