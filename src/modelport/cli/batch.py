@@ -70,8 +70,6 @@ def batch(
         f"scored [bold]{summary.rows:,}[/] rows, [bold]{summary.errors:,}[/] bad, in "
         f"{summary.elapsed:.2f} s ({summary.throughput:,.0f} rows/s){resumed}", highlight=False
     )  # fmt: skip
-    console.print(f"chunks of {summary.chunk_rows:,} rows, {summary.batch_size:,} rows per model "
-                  "call", highlight=False)  # fmt: skip
     console.print(f"output: {summary.output}", highlight=False, soft_wrap=True)
     if summary.errors_path is not None:
         console.print(f"bad rows: {summary.errors_path}", highlight=False, soft_wrap=True)
