@@ -42,7 +42,7 @@ def read_numbers(path: Path, suffixes: tuple[str, ...] = SUFFIXES) -> Any:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in suffixes:
-        raise InvalidInput(f"cannot read {path.name}: use {', '.join(suffixes)}")
+        raise InvalidInput(f"cannot read {path.name}: use one of {', '.join(suffixes)}")
     if not path.is_file():
         raise InvalidInput(f"data file {path} does not exist")
     if path.stat().st_size == 0:

@@ -19,6 +19,7 @@ from modelport.conversion.parity import ParityReport, compare, random_inputs, to
 from modelport.errors import InvalidInput
 from modelport.registry import ModelVersion, Registry
 from modelport.registry.artifact import Artifact
+from modelport.registry.registry import borrowing
 from modelport.runtimes import open_artifact
 from modelport.uri import ModelRef
 
@@ -32,6 +33,7 @@ class Conversion:
     forced: bool
 
 
+@borrowing
 def convert(
     ref: str | ModelRef,
     to: str,
@@ -52,7 +54,6 @@ def convert(
     limit = tolerance(precision, atol)
     if precision == "int8" and not calibration:
         raise InvalidInput("int8 conversion needs calibration data: pass --calibration FILE")
-    registry = registry or Registry()
     parent = registry.resolve(ref)
     if parent.format != "onnx":
         raise InvalidInput(
