@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from modelport.registry import ModelVersion, Registry
+from modelport.registry.registry import borrowing
 from modelport.runtimes import Runtime, RuntimeOptions, open_artifact
 from modelport.uri import ModelRef
 
 
+@borrowing
 def register(
     model: Any,
     name: str,
@@ -34,7 +36,6 @@ def register(
     from modelport.uri import validate_name
 
     validate_name(name)
-    registry = registry or Registry()
     with tempfile.TemporaryDirectory(dir=registry.blobs.tmp, prefix="import-") as workdir:
         artifact = to_artifact(
             model,
@@ -56,6 +57,7 @@ def register(
         )
 
 
+@borrowing
 def load(
     ref: str | ModelRef | ModelVersion,
     *,
@@ -64,11 +66,9 @@ def load(
     backend: str | None = None,
 ) -> Runtime:
     """A ready Runtime for a reference; the artifact is checked against its sha256 first."""
-    registry = registry or Registry()
     version = ref if isinstance(ref, ModelVersion) else registry.resolve(ref)
     if options is None:
-        s = registry.settings
-        options = RuntimeOptions(s.intra_op_threads, s.inter_op_threads, s.graph_optimization)
+        options = RuntimeOptions.from_settings(registry.settings)
     return open_artifact(
         registry.path(version), version.format, version.signature, options, backend
     )

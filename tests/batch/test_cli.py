@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import modelport
-from modelport.batch.job import workdir_for
+from modelport.batch.plan import workdir_for
 from modelport.batch.sinks import committed
 from modelport.registry import Registry
 from tests.batch.conftest import frame
@@ -47,11 +47,21 @@ def test_summary_and_errors_file(reg: Registry, home: Path, tmp_path: Path) -> N
     assert lines == ["row,file,file_row,reason", "4,in.parquet,4,missing value in column 'a'"]
 
 
+def test_an_empty_input_gives_an_empty_output(reg: Registry, home: Path, tmp_path: Path) -> None:
+    """No rows is not an error: the output has no rows and the columns a full one would have."""
+    (tmp_path / "empty.csv").write_text("id,a,b,c,d\n")
+    result = run(home, "mlp", "-i", str(tmp_path / "empty.csv"), "-o", str(tmp_path / "o.csv"),
+                 "--id-column", "id", "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "scored 0 rows, 0 bad" in result.stdout
+    header = (tmp_path / "o.csv").read_text().splitlines()
+    assert header == ['"id","probabilities_0","probabilities_1","probabilities_2"']
+
+
 BAD = [
     ("-i {d}/missing.csv -o {d}/o.parquet", "input {d}/missing.csv does not exist"),
     ("-i {d}/in.csv -o {d}/o.parquet --columns a,b,zz,d", "unknown column(s) ['zz'] in --columns"),
     ("-i {d}/in.txt -o {d}/o.parquet", "unsupported input format 'in.txt'"),
-    ("-i {d}/empty.csv -o {d}/o.parquet", "the input is empty"),
     ("-i {d}/in.csv -o {d}/o.json", "unsupported output format 'o.json'"),
     ("-i {d}/in.csv -o {d}/o.csv --on-error ignore", "--on-error must be skip or fail"),
     ("-i {d}/bad.csv -o {d}/o.csv --on-error fail",

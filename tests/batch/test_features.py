@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from modelport.batch.features import FeatureMap
-from modelport.batch.job import chunks_of
+from modelport.batch.plan import chunks_of
 from modelport.batch.sources import ChunkReader, FileInfo, plan_file
 from modelport.errors import InvalidInput
 from modelport.signature import Signature, TensorSpec
@@ -146,11 +146,9 @@ def test_feature_major_blocks_hold_each_batch_contiguous_without_bad_rows() -> N
 
 def test_blocks_of_another_batch_size_are_scored_whole() -> None:
     from modelport.batch.features import Blocks
-    from modelport.batch.job import predict_in_batches
+    from modelport.batch.scorer import predict_in_batches
 
     class Echo:  # a runtime that takes [features, rows] and returns rows
-        feature_major = frozenset({"input"})
-
         def predict(self, inputs: dict) -> dict:
             return {"y": inputs["input"].T.sum(axis=1)}
 
@@ -159,13 +157,16 @@ def test_blocks_of_another_batch_size_are_scored_whole() -> None:
     for j in range(3):
         blocks.set_row(j, x[j])
     for batch_size in (4, 3, 16):  # the blocks' own size, another, more than the rows
-        got = predict_in_batches(Echo(), VECTOR, {"input": blocks}, batch_size)
+        got = predict_in_batches(Echo(), VECTOR, {"input": blocks}, batch_size,
+                                 frozenset({"input"}))  # fmt: skip
         assert np.array_equal(got["y"], x.sum(axis=0)), batch_size
 
 
-def test_reused_buffers_last_as_many_chunks_as_promised_whatever_the_inputs() -> None:
-    """``reuse=k`` hands each chunk's inputs buffers that only the k-th next chunk takes over,
-    for a model with several inputs as for one."""
+def test_pooled_buffers_are_never_shared_by_chunks_in_flight_whatever_the_inputs() -> None:
+    """A pool of k sets: k chunks converted at once each keep their own arrays (a model with
+    several inputs as for one), and a set given back is reused by the next chunk."""
+    from modelport.batch.features import BufferPool
+
     sig = Signature((TensorSpec("a", "float32", (-1,)), TensorSpec("b", "float32", (-1, 1))),
                     (TensorSpec("y", "float32", (-1,)),))  # fmt: skip
     spans = tuple((start, start + 10, 0, 0) for start in range(0, 50, 10))
@@ -173,12 +174,23 @@ def test_reused_buffers_last_as_many_chunks_as_promised_whatever_the_inputs() ->
     fmap = FeatureMap.plan(sig, plan)
     chunks = chunks_of([plan])
     reuse = 4
-    converted = []
-    for j, chunk in enumerate(chunks):
-        rows = np.arange(chunk.start, chunk.stop, dtype=np.float64)
-        converted.append(fmap.convert(pa.table({"a": rows, "b": -rows}), chunk, reuse=reuse).inputs)
-        for i in range(max(0, j - reuse + 1), j + 1):  # the chunks still in flight
+    pool = BufferPool(reuse)
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        converted = []
+        for chunk in chunks[:reuse]:  # every set taken at once
+            buffers = stack.enter_context(pool.take())
+            rows = np.arange(chunk.start, chunk.stop, dtype=np.float64)
+            converted.append(fmap.convert(pa.table({"a": rows, "b": -rows}), chunk,
+                                          buffers).inputs)  # fmt: skip
+        for i, inputs in enumerate(converted):
             want = np.arange(10 * i, 10 * i + 10, dtype=np.float32)
-            inputs = converted[i]
-            assert np.array_equal(inputs["a"], want), (i, j)
-            assert np.array_equal(inputs["b"][:, 0], -want), (i, j)
+            assert np.array_equal(inputs["a"], want), i
+            assert np.array_equal(inputs["b"][:, 0], -want), i
+        bases = {id(v.base if v.base is not None else v) for c in converted for v in c.values()}
+        assert len(bases) == 2 * reuse  # no array shared between inputs or chunks
+    with pool.take() as buffers:  # a set given back is reused, not reallocated
+        reused = fmap.convert(pa.table({"a": np.zeros(10), "b": np.zeros(10)}), chunks[4],
+                              buffers).inputs  # fmt: skip
+        assert any(np.shares_memory(reused["a"], c["a"]) for c in converted)

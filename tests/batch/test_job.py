@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from modelport.batch import predict_batch
-from modelport.batch.job import workdir_for
+from modelport.batch.plan import workdir_for
 from modelport.errors import InvalidInput
 from modelport.registry import Registry
 from tests.batch.conftest import FEATURES, expected, features, frame, probabilities
@@ -71,7 +71,7 @@ def test_dataframe_to_file(reg: Registry, tmp_path: Path) -> None:
                             chunk_rows=30)  # fmt: skip
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert summary.rows == 100 and list(out["id"]) == list(df["id"])
-    x = features(100)  # an NPY output is built from the parts the chunks leave
+    x = features(100)  # an NPY output streams like the others
     summary = predict_batch("mlp", x, tmp_path / "out.npy", registry=reg, chunk_rows=30)
     assert summary.rows == 100
     assert np.array_equal(np.load(tmp_path / "out.npy"), expected(reg, x))
@@ -113,10 +113,7 @@ def test_on_error_fail_stops_without_output(reg: Registry, tmp_path: Path) -> No
     assert not (tmp_path / "out.csv").exists()
 
 
-def test_empty_and_unknown_column_inputs_are_refused(reg: Registry, tmp_path: Path) -> None:
-    (tmp_path / "empty.csv").write_text("id,a,b,c,d\n")
-    with pytest.raises(InvalidInput, match="the input is empty"):
-        predict_batch("mlp", tmp_path / "empty.csv", tmp_path / "out.parquet", registry=reg)
+def test_unknown_columns_and_outputs_are_refused(reg: Registry, tmp_path: Path) -> None:
     write_input(frame(5), tmp_path / "in.csv")
     with pytest.raises(InvalidInput, match="unknown column"):
         predict_batch("mlp", tmp_path / "in.csv", tmp_path / "out.parquet", registry=reg,
@@ -165,19 +162,19 @@ def test_chunks_with_no_good_row(reg: Registry, tmp_path: Path, sink: str) -> No
 
 def test_feature_columns_score_exactly_like_the_model(reg: Registry, tmp_path: Path) -> None:
     """Feature columns reach ONNX Runtime feature-major (no transpose): the very same numbers."""
-    from modelport.batch import executors
+    from modelport.batch import scorer
 
     df = frame(1000, seed=3)
     write_input(df, tmp_path / "in.parquet")
     loaded = []
-    real = executors.load_runtime
-    executors.load_runtime = lambda spec: loaded.append(real(spec)) or loaded[-1]
+    real = scorer.load_model
+    scorer.load_model = lambda spec: loaded.append(real(spec)) or loaded[-1]
     try:
         predict_batch("mlp", tmp_path / "in.parquet", tmp_path / "out.parquet", registry=reg,
                       chunk_rows=300, batch_size=64)  # fmt: skip
     finally:
-        executors.load_runtime = real
-    assert [r.feature_major for r in loaded] == [{"input"}]
+        scorer.load_model = real
+    assert [columnar for _, columnar in loaded] == [{"input"}]
     got = probabilities(pd.read_parquet(tmp_path / "out.parquet"))
     assert np.array_equal(got, expected(reg, df[FEATURES].to_numpy(np.float32)))
 
@@ -205,12 +202,12 @@ def test_a_part_broken_by_a_crash_is_scored_again(reg: Registry, tmp_path: Path,
                                                    monkeypatch) -> None:  # fmt: skip
     """Parts are renamed into place without an fsync; a part that did not reach the disk whole
     (a machine crash) is found on resume and its chunk scored again."""
-    from modelport.batch import executors
+    from modelport.batch import scorer
 
     df = frame(400, seed=5)
     write_input(df, tmp_path / "in.parquet")
     out = tmp_path / "out.parquet"
-    real = executors.predict_in_batches
+    real = scorer.predict_in_batches
     calls = []
 
     def dies_at_the_sixth_chunk(*args):
@@ -219,11 +216,11 @@ def test_a_part_broken_by_a_crash_is_scored_again(reg: Registry, tmp_path: Path,
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(executors, "predict_in_batches", dies_at_the_sixth_chunk)
+    monkeypatch.setattr(scorer, "predict_in_batches", dies_at_the_sixth_chunk)
     with pytest.raises(KeyboardInterrupt):
         predict_batch("mlp", tmp_path / "in.parquet", out, registry=reg, id_column="id",
                       chunk_rows=40)  # fmt: skip
-    monkeypatch.setattr(executors, "predict_in_batches", real)
+    monkeypatch.setattr(scorer, "predict_in_batches", real)
     parts = sorted(workdir_for(out).glob("part-*.arrow"))
     assert len(parts) >= 3 and not out.exists()
     parts[1].write_bytes(parts[1].read_bytes()[:100])  # cut short
@@ -261,15 +258,15 @@ def test_output_is_synced_as_it_grows_and_the_old_one_is_released(
     import os
     import time
 
-    from modelport.batch import sinks
+    from modelport.batch import outputs
 
     write_input(frame(600), tmp_path / "in.parquet")
     out = tmp_path / "out.parquet"
     out.write_bytes(b"an older output" * 1000)
     synced = []
     sync = os.fdatasync
-    monkeypatch.setattr(sinks, "_SYNC_EVERY", 1)  # every chunk's bytes, as they are written
-    monkeypatch.setattr(sinks.os, "fdatasync", lambda fd: synced.append(os.readlink(
+    monkeypatch.setattr(outputs, "_SYNC_EVERY", 1)  # every chunk's bytes, as they are written
+    monkeypatch.setattr(outputs.os, "fdatasync", lambda fd: synced.append(os.readlink(
         f"/proc/self/fd/{fd}")) or sync(fd))  # fmt: skip
     predict_batch("mlp", tmp_path / "in.parquet", out, registry=reg, chunk_rows=100)
     assert len(synced) == 6 and all(p.endswith(".tmp") for p in synced)
@@ -288,3 +285,39 @@ def test_output_is_synced_as_it_grows_and_the_old_one_is_released(
     while holds_old_output() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not holds_old_output()  # the replaced file is closed (its blocks freed) off the path
+
+
+@pytest.mark.parametrize("source", ["in.csv", "in.parquet", "in.npy", "memory", "frame"])
+@pytest.mark.parametrize("sink", ["out.parquet", "out.csv", "out.npy", None])
+def test_zero_rows_give_an_empty_output_of_the_right_shape(
+    reg: Registry, tmp_path: Path, source: str, sink: str | None
+) -> None:
+    """As everywhere else in modelport: no rows in, no rows out, with the columns (or the shape)
+    a full answer would have; not an error."""
+    df = frame(0)
+    id_column = "id" if source in ("in.csv", "in.parquet", "frame") and sink != "out.npy" else None
+    if source == "in.npy":
+        np.save(tmp_path / source, np.zeros((0, 4), np.float32))
+        data = tmp_path / source
+    elif source == "memory":
+        data = np.zeros((0, 4), np.float32)
+    elif source == "frame":
+        data = df
+    else:
+        data = write_input(df, tmp_path / source)
+    if sink is None and isinstance(data, Path):
+        return  # file inputs need an output
+    out = None if sink is None else tmp_path / sink
+    columns = FEATURES if source in ("in.csv", "in.parquet", "frame") else None
+    summary = predict_batch("mlp", data, out, registry=reg, id_column=id_column, columns=columns)
+    assert (summary.rows, summary.errors, summary.chunks) == (0, 0, 1)
+    names = ([id_column] if id_column else []) + [f"probabilities_{j}" for j in range(3)]
+    if sink is None:
+        assert summary.outputs["probabilities"].shape == (0, 3)
+    elif sink == "out.npy":
+        got = np.load(out)
+        assert got.shape == (0, 3) and got.dtype == np.float32
+    else:
+        got = pd.read_parquet(out) if sink == "out.parquet" else pd.read_csv(out)
+        assert list(got.columns) == names and len(got) == 0
+    assert not list(tmp_path.glob(".out*"))  # no work folder left behind

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelport.batch import sources
-from modelport.batch.job import chunks_of
+from modelport.batch.plan import chunks_of
 from modelport.batch.sources import ChunkReader, expand, plan_file
 from modelport.errors import InvalidInput
 from tests.batch.conftest import frame

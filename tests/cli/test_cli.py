@@ -167,7 +167,7 @@ def test_predict_bad_input_files(cli, tmp_path: Path) -> None:
         cli("predict", "m", "-i", str(tmp_path / "wide.npy"), ok=False)
     )
     assert "non-numeric" in _error(cli("predict", "m", "-i", str(tmp_path / "x.csv"), ok=False))
-    assert "use .npy" in _error(cli("predict", "m", "-i", str(tmp_path / "x.txt"), ok=False))
+    assert "use one of .npy" in _error(cli("predict", "m", "-i", str(tmp_path / "x.txt"), ok=False))
     assert "cannot read" in _error(cli("predict", "m", "-i", str(tmp_path / "x.json"), ok=False))
     assert "does not exist" in _error(cli("predict", "m", "-i", str(tmp_path / "no.npy"), ok=False))
 

@@ -40,7 +40,7 @@ def test_tflite_runs_like_onnx_runtime(tflite: tuple[Path, Path, Signature]) -> 
     path, onnx_path, signature = tflite
     assert for_format("tflite") is LiteRtRuntime
     runtime = open_artifact(path, "tflite", signature)
-    assert isinstance(runtime, Runtime) and runtime.feature_major == frozenset()
+    assert isinstance(runtime, Runtime)
     reference = open_artifact(onnx_path, "onnx")
     answers = []
     for rows in (1, 9, 32, 1, 9):  # the batch dimension is resized per call

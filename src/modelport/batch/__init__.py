@@ -2,7 +2,7 @@
 
     from modelport.batch import predict_batch
     summary = predict_batch("digits@production", "inputs/*.parquet", "scores.parquet",
-                            id_column="id", chunk_rows=65536, progress=True)
+                            id_column="id", memory_budget="1GiB", progress=True)
     print(summary.rows, summary.errors, summary.throughput)
 
 Inputs are read in chunks; each finished chunk is committed as a part file beside the output, so

@@ -1,12 +1,14 @@
-"""Where chunks run: in this process, or on a Dask cluster with the same calls.
+"""Who runs the steps of each chunk: threads of this process, or the workers of a Dask cluster.
 
-    executor.map(plan_file, files, chunk_rows)       # small results: file plans
-    executor.run_chunks(spec, chunks, on_result)     # each worker reads and commits its own chunks
-    executor.call(assemble, ...)                     # one task; on Dask it runs on a worker
+    executor.map(plan_file, files, chunk_rows)          # small results: file plans
+    executor.run(spec, source, chunks, on_result)       # read -> score -> write, every chunk
+    executor.call(assemble, ...)                        # one task; on Dask it runs on a worker
 
-Workers load the model once (a per-process cache keyed by the model's sha256 and options) and
-read their own chunks. The driver sends chunk descriptions and receives row counts: it never
-holds the data.
+Both run the same three objects for a chunk, ``source.reader(...).read(chunk)``,
+``Scorer.score(chunk, data)`` and ``Parts.write(scored)``; ``on_result`` gets each written chunk in
+this process (in chunk order from the local executor, as they finish from Dask). Dask workers
+build their reader, scorer and writer once per process and read their own chunks: the driver
+sends chunk descriptions and receives row counts, it never holds the data.
 """
 
 from __future__ import annotations
@@ -17,41 +19,31 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from modelport.batch.job import (
-    ChunkResult,
-    JobSpec,
-    commit_chunk,
-    convert_chunk,
-    load_runtime,
-    predict_in_batches,
-    write_chunk,
-)
+from modelport.batch.job import ChunkResult, JobSpec
+from modelport.batch.scorer import Scorer
+from modelport.batch.sinks import Parts
 from modelport.batch.sources import Chunk, ChunkReader
 from modelport.errors import InvalidInput, MissingDependency
-from modelport.runtimes import Runtime
 
-_RUNTIMES: dict[tuple[Any, ...], Runtime] = {}
-_READERS: dict[tuple[Any, ...], ChunkReader] = {}
+_STEPS: dict[tuple[Any, ...], tuple[ChunkReader, Scorer, Parts]] = {}
 LOADS = {"count": 0}  # models loaded by this process (a worker loads each model once)
 
 
-def worker_runtime(spec: JobSpec) -> Runtime:
-    key = (spec.sha256, repr(spec.runtime_options), spec.backend)
-    if key not in _RUNTIMES:
-        _RUNTIMES.clear()  # one model per worker at a time
-        _RUNTIMES[key] = load_runtime(spec)
+def _worker_steps(spec: JobSpec) -> tuple[ChunkReader, Scorer, Parts]:
+    key = (spec.sha256, repr(spec.runtime_options), spec.backend, repr(spec.fmap), spec.workdir)
+    if key not in _STEPS:
+        for _, scorer, _ in _STEPS.values():  # one model per worker at a time
+            scorer.close()
+        _STEPS.clear()
+        _STEPS[key] = (ChunkReader(spec.fmap.columns), Scorer.load(spec), Parts(spec.workdir))
         LOADS["count"] += 1
-    return _RUNTIMES[key]
+    return _STEPS[key]
 
 
 def chunk_task(chunk: Chunk, spec: JobSpec) -> ChunkResult:
-    """The unit of work on any worker: score one chunk and commit its part."""
-    columns = spec.fmap.columns
-    key = (tuple(columns) if columns else None,)
-    if key not in _READERS:
-        _READERS.clear()
-        _READERS[key] = ChunkReader(columns)
-    return commit_chunk(spec, chunk, worker_runtime(spec), _READERS[key])
+    """A Dask task: read, score and write one chunk on the worker that runs it."""
+    reader, scorer, parts = _worker_steps(spec)
+    return parts.write(scorer.score(chunk, reader.read(chunk)))
 
 
 def _apply(item: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -64,9 +56,10 @@ def worker_loads() -> tuple[int, int]:
 
 
 class LocalExecutor:
-    """Chunks run in this process: one thread reads and converts them in order, ``scorers``
-    threads score and commit them (each model call on one core: for the small batches of a batch
-    job, calls side by side use the cores better than one call split across them)."""
+    """Chunks run in this process: one thread reads them in order, ``scorers`` threads score and
+    write them (each model call on one core: for the small batches of a batch job, calls side
+    by side use the cores better than one call split across them), one thread hands the results
+    on in chunk order."""
 
     local = True  # runs on this machine
 
@@ -81,69 +74,65 @@ class LocalExecutor:
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
 
-    def run_chunks(self, spec: JobSpec, chunks: list[Chunk],
-                   on_result: Callable[[ChunkResult], None]) -> None:  # fmt: skip
-        """Results arrive in chunk order. At most ``2 * scorers + 1`` converted chunks are in
-        memory (the ones being scored, as many read ahead, the one being converted), plus the
-        decoded rows of ``span`` Parquet chunks. The model loads while the first chunk is read."""
+    def run(self, spec: JobSpec, source: Any, chunks: list[Chunk],
+            on_result: Callable[[ChunkResult], None]) -> None:  # fmt: skip
+        """At most ``2 * scorers + 1`` chunks are in memory as read (the ones being scored, as
+        many read ahead, the one being read), plus the decoded rows of ``span`` Parquet chunks;
+        the model loads while the first chunk is read."""
         if not chunks:
             return
-        reader = ChunkReader(spec.fmap.columns, span=self.span)
-        ahead = self.scorers
-        todo = iter(chunks)
-        reads: deque[tuple[Chunk, Future[Any]]] = deque()
-        scores: deque[Future[ChunkResult]] = deque()
-        # results are handed on by a thread of their own, so writing the output never holds up
-        # the dispatch of the next chunk
+        reader = source.reader(spec.fmap.columns, span=self.span)
+        parts = Parts(spec.workdir if spec.parts else None, keep=True)
         with ThreadPoolExecutor(1) as reading, ThreadPoolExecutor(self.scorers) as scoring, \
                 ThreadPoolExecutor(1) as handing:  # fmt: skip
-            loading = handing.submit(load_runtime, spec)  # while the first chunk is read
-
-            def read_and_convert(chunk: Chunk) -> tuple[Any, list[list[Any]]]:
-                data = reader.read(chunk)
-                return convert_chunk(spec, chunk, data, loading.result().feature_major,
-                                     2 * ahead + 2)  # fmt: skip
-
-            def read_next() -> None:
-                chunk = next(todo, None)
-                if chunk is not None:
-                    reads.append((chunk, reading.submit(read_and_convert, chunk)))
-
+            loading = handing.submit(Scorer.load, spec, self.scorers)
             try:
-                for _ in range(ahead + 1):
-                    read_next()
-                runtime = loading.result()
-                handed: deque[Future[None]] = deque()
-                while reads or scores:
-                    while reads and len(scores) < self.scorers:
-                        chunk, converted = reads.popleft()
-                        scores.append(scoring.submit(score_chunk, spec, chunk, runtime,
-                                                     *converted.result()))  # fmt: skip
-                        read_next()
-                    handed.append(handing.submit(on_result, scores.popleft().result()))
-                    while handed and (handed[0].done() or len(handed) > self.scorers):
-                        handed.popleft().result()  # the output may fall behind, not far
-                while handed:
-                    handed.popleft().result()
+                self._pipeline(chunks, reading, scoring, handing, reader.read,
+                               lambda chunk, data: parts.write(loading.result().score(chunk, data)),
+                               on_result)  # fmt: skip
             finally:
-                for _, future in reads:
-                    future.cancel()
-                for future in scores:
-                    future.cancel()
-                scoring.shutdown(wait=True)
-                reading.shutdown(wait=True)
                 wait([loading])
                 if loading.exception() is None:
                     loading.result().close()
 
+    def _pipeline(self, chunks: list[Chunk], reading: Any, scoring: Any, handing: Any,
+                  read: Callable[[Chunk], Any], step: Callable[[Chunk, Any], ChunkResult],
+                  on_result: Callable[[ChunkResult], None]) -> None:  # fmt: skip
+        """Read ahead, score side by side, hand results on in order (writing the output never
+        holds up the dispatch of the next chunk; it may fall behind, not far)."""
+        todo = iter(chunks)
+        reads: deque[tuple[Chunk, Future[Any]]] = deque()
+        scores: deque[Future[ChunkResult]] = deque()
+        handed: deque[Future[None]] = deque()
+
+        def read_next() -> None:
+            chunk = next(todo, None)
+            if chunk is not None:
+                reads.append((chunk, reading.submit(read, chunk)))
+
+        try:
+            for _ in range(self.scorers + 1):
+                read_next()
+            while reads or scores:
+                while reads and len(scores) < self.scorers:
+                    chunk, data = reads.popleft()
+                    scores.append(scoring.submit(step, chunk, data.result()))
+                    read_next()
+                handed.append(handing.submit(on_result, scores.popleft().result()))
+                while handed and (handed[0].done() or len(handed) > self.scorers):
+                    handed.popleft().result()
+            while handed:
+                handed.popleft().result()
+        finally:
+            for _, future in reads:
+                future.cancel()
+            for future in scores:
+                future.cancel()
+            scoring.shutdown(wait=True)
+            reading.shutdown(wait=True)
+
     def close(self) -> None:
         pass
-
-
-def score_chunk(spec: JobSpec, chunk: Chunk, runtime: Runtime, converted: Any,
-                errors: list[list[Any]]) -> ChunkResult:  # fmt: skip
-    outputs = predict_in_batches(runtime, spec.signature, converted.inputs, spec.options.batch_size)
-    return write_chunk(spec, chunk, outputs, converted, errors, keep=True)
 
 
 class DaskExecutor:
@@ -183,8 +172,9 @@ class DaskExecutor:
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self.client.submit(fn, *args, pure=False).result()
 
-    def run_chunks(self, spec: JobSpec, chunks: list[Chunk],
-                   on_result: Callable[[ChunkResult], None]) -> None:  # fmt: skip
+    def run(self, spec: JobSpec, source: Any, chunks: list[Chunk],
+            on_result: Callable[[ChunkResult], None]) -> None:  # fmt: skip
+        """Each worker reads, scores and writes its chunks (``source`` names files it opens)."""
         from distributed import as_completed
 
         if not chunks:

@@ -1,18 +1,21 @@
 """How table columns become model inputs, and which rows cannot.
 
     fmap = FeatureMap.plan(signature, info, columns=["pixel_0", ...], id_column="id")
-    batch = fmap.convert(table_or_array, chunk)   # inputs, ids, row numbers, errors
+    pool = BufferPool(sets=2)                     # one set of arrays per chunk in flight
+    with pool.take() as buffers:
+        batch = fmap.convert(table_or_array, chunk, buffers)  # inputs, ids, row numbers, errors
 
-Three ways to bind: an NPY array feeds a single-input model directly; a single 2-D input takes
-all (or the listed) numeric columns as its feature vector; otherwise each input is the column of
-its name, or the column named by ``--columns input=column``. A list column feeds a vector input.
+Which columns feed which input is planned by ``binding.bind``; this module turns a chunk's rows
+into arrays, in buffers a chunk takes from a ``BufferPool`` and gives back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import threading
-from dataclasses import dataclass
+import queue
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +36,41 @@ class Binding:
     columns: tuple[str, ...] = ()
 
 
+@dataclass
+class Buffers:
+    """One chunk's set of arrays, by key; reused by the next chunk that takes the same set."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def array(self, key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """An uninitialised array of ``shape``, in this set's buffer named ``key``."""
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if key not in self.arrays or self.arrays[key].size < size:
+            self.arrays[key] = np.empty(size, dtype=np.uint8)
+        return self.arrays[key][:size].view(dtype).reshape(shape)
+
+
+class BufferPool:
+    """``sets`` sets of reusable input arrays: a chunk takes a set while its inputs are laid out
+    and scored, and gives it back when the model is done with them (fresh pages cost more than
+    the copy itself). With every set taken, ``take`` waits: inputs in memory never exceed
+    ``sets`` chunks, and a set is never overwritten while a model call reads it."""
+
+    def __init__(self, sets: int = 1) -> None:
+        self.sets = max(1, sets)
+        self._free: queue.SimpleQueue[Buffers] = queue.SimpleQueue()
+        for _ in range(self.sets):
+            self._free.put(Buffers())
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[Buffers]:
+        buffers = self._free.get()
+        try:
+            yield buffers
+        finally:
+            self._free.put(buffers)
+
+
 class Blocks:
     """A feature-major ``[features, rows]`` input stored batch by batch: the values of each
     ``batch`` rows form one contiguous ``[features, batch]`` block, which the runtime takes
@@ -45,8 +83,8 @@ class Blocks:
 
     @classmethod
     def empty(cls, features: int, rows: int, batch: int, dtype: np.dtype, key: str = "",
-              reuse: int = 0) -> Blocks:  # fmt: skip
-        flat = _buffer(key, (1, features * rows), dtype, reuse)[0]
+              buffers: Buffers | None = None) -> Blocks:  # fmt: skip
+        flat = (buffers or Buffers()).array(key, (features * rows,), dtype)
         return cls(flat, features, rows, batch)
 
     def block(self, start: int) -> np.ndarray:
@@ -87,93 +125,12 @@ class FeatureMap:
     @classmethod
     def plan(cls, signature: Signature, info: FileInfo, columns: list[str] | None = None,
              id_column: str | None = None) -> FeatureMap:  # fmt: skip
-        """Bind every model input, or raise InvalidInput naming what does not fit."""
-        columns = [c.strip() for c in columns or [] if c.strip()]
-        if info.format in ("npy", "memory-array"):
-            return cls._plan_array(signature, info, columns, id_column)
-        available = info.columns
-        if id_column is not None and id_column not in available:
-            raise _unknown([id_column], available, "--id-column")
-        pairs = [c for c in columns if "=" in c]
-        plain = [c for c in columns if "=" not in c]
-        if pairs and plain:
-            raise InvalidInput("--columns takes either INPUT=COLUMN pairs or feature column names")
-        if pairs:
-            bindings = cls._plan_pairs(signature, pairs, available)
-        elif plain or (len(signature.inputs) == 1 and signature.inputs[0].name not in available):
-            bindings = (cls._plan_vector(signature, plain, available, id_column),)
-        else:
-            missing = [n for n in signature.input_names if n not in available]
-            if missing:
-                raise InvalidInput(
-                    f"the model's input(s) {missing} are not columns of {info.file}; "
-                    f"columns: {_names(available)}; map them with --columns INPUT=COLUMN"
-                )
-            bindings = tuple(_bind(s, s.name, available[s.name]) for s in signature.inputs)
+        """Bind every model input, or raise InvalidInput naming what does not fit (see
+        ``binding.bind``)."""
+        from modelport.batch.binding import bind
+
+        bindings, id_column = bind(signature, info, columns, id_column)
         return cls(signature, bindings, id_column)
-
-    @classmethod
-    def _plan_array(cls, signature: Signature, info: FileInfo, columns: list[str],
-                    id_column: str | None) -> FeatureMap:  # fmt: skip
-        if columns or id_column:
-            raise InvalidInput("--columns and --id-column need a table input (CSV, Parquet, JSONL)")
-        if len(signature.inputs) != 1:
-            raise InvalidInput(
-                f"an array feeds a single-input model; this model takes {signature.input_names}"
-            )
-        spec = signature.inputs[0]
-        inner = tuple(info.shape[1:])
-        wanted = spec.shape[1:]
-        if len(inner) != len(wanted) or any(
-            w >= 0 and w != g for g, w in zip(inner, wanted, strict=True)
-        ):
-            raise InvalidInput(
-                f"{info.file} holds rows of shape {list(inner)}; the model's input "
-                f"{spec.describe()} takes rows of shape {[d if d >= 0 else '?' for d in wanted]}"
-            )
-        return cls(signature, (Binding(spec.name, "array"),), None)
-
-    @staticmethod
-    def _plan_pairs(signature: Signature, pairs: list[str],
-                    available: dict[str, str]) -> tuple[Binding, ...]:  # fmt: skip
-        chosen: dict[str, str] = {}
-        for pair in pairs:
-            name, _, column = (p.strip() for p in pair.partition("="))
-            signature.input(name)  # raises for an unknown input
-            if column not in available:
-                raise _unknown([column], available, "--columns")
-            chosen[name] = column
-        for spec in signature.inputs:
-            if spec.name not in chosen and spec.name in available:
-                chosen[spec.name] = spec.name
-        missing = [n for n in signature.input_names if n not in chosen]
-        if missing:
-            raise InvalidInput(f"no column feeds the model's input(s) {missing}; add INPUT=COLUMN")
-        return tuple(_bind(s, chosen[s.name], available[chosen[s.name]]) for s in signature.inputs)
-
-    @staticmethod
-    def _plan_vector(signature: Signature, plain: list[str], available: dict[str, str],
-                     id_column: str | None) -> Binding:  # fmt: skip
-        spec = signature.inputs[0]
-        if len(signature.inputs) != 1 or len(spec.shape) != 2:
-            raise InvalidInput(
-                f"feature columns feed a model with one 2-D input; this model takes "
-                f"{signature.describe()}; map inputs with --columns INPUT=COLUMN"
-            )
-        unknown = [c for c in plain if c not in available]
-        if unknown:
-            raise _unknown(unknown, available, "--columns")
-        features = plain or [c for c, k in available.items() if k == "number" and c != id_column]
-        if not features:
-            raise InvalidInput(f"the input has no numeric columns; columns: {_names(available)}")
-        width = spec.shape[1]
-        if width >= 0 and len(features) != width:
-            raise InvalidInput(
-                f"the model's input {spec.describe()} takes {width} features; "
-                f"{len(features)} {'listed' if plain else 'numeric'} column(s) found"
-                + ("" if plain else "; choose them with --columns")
-            )
-        return Binding(spec.name, "vector", tuple(features))
 
     @property
     def columns(self) -> list[str] | None:
@@ -190,14 +147,16 @@ class FeatureMap:
         """Inputs fed by feature columns: a runtime may take these feature-major."""
         return tuple(b.input for b in self.bindings if b.kind == "vector")
 
-    def convert(self, data: Any, chunk: Chunk, reuse: int = 0,
+    def convert(self, data: Any, chunk: Chunk, buffers: Buffers | None = None,
                 feature_major: frozenset[str] = frozenset(),
                 batch: int = 0) -> Converted:  # fmt: skip
         """Model inputs for the rows that convert; the others as (row number, reason).
-        ``reuse=k``: inputs may live in one of k buffers of this thread, reused k calls later
-        (a pipeline that is done with a chunk by then saves the cost of fresh pages).
+        ``buffers``: lay the inputs out in this set of reusable arrays (default: fresh ones).
         ``feature_major``: vector inputs to leave as [features, rows], as the columns come;
         with ``batch``, as ``Blocks`` of that many rows."""
+        if not chunk.rows or not _rows(data):
+            return self._empty(chunk, feature_major)
+        buffers = buffers or Buffers()
         if self.bindings[0].kind == "array":
             spec = self.signature.input(self.bindings[0].input)
             rows = np.arange(chunk.offset, chunk.offset + len(data))
@@ -211,12 +170,10 @@ class FeatureMap:
         reasons: dict[int, str] = {}  # table row -> first reason
         for i, reason in json.loads(meta.get(b"bad", b"[]")):
             reasons.setdefault(i, reason)
-        if reuse:  # one turn of the ring per chunk, whatever the number of inputs
-            _local.turn = (getattr(_local, "turn", 0) + 1) % reuse
         values = {}
         for binding in self.bindings:
             spec = self.signature.input(binding.input)
-            values[spec.name] = _convert(table, binding, spec, reasons, reuse,
+            values[spec.name] = _convert(table, binding, spec, reasons, buffers,
                                          spec.name in feature_major, batch)  # fmt: skip
         keep = np.ones(table.num_rows, dtype=bool)
         if reasons:
@@ -230,21 +187,20 @@ class FeatureMap:
         errors += [(chunk.offset + i, r) for i, r in dropped]
         return Converted(values, ids, chunk.offset + physical[keep], sorted(errors))
 
+    def _empty(self, chunk: Chunk, feature_major: frozenset[str]) -> Converted:
+        """No rows (an empty input, or a chunk of none): inputs of zero rows, of the right shape."""
+        import pyarrow as pa
 
-def _bind(spec: TensorSpec, column: str, kind: str) -> Binding:
-    if kind == "list" or (kind == "string" and len(spec.shape) > 1):
-        if any(d < 0 for d in spec.shape[1:]):
-            raise InvalidInput(f"input {spec.describe()} has free inner dimensions; batch needs "
-                               "them fixed")  # fmt: skip
-        return Binding(spec.name, "list", (column,))
-    if kind in ("number", "string") and (
-        len(spec.shape) == 1 or (len(spec.shape) == 2 and spec.shape[1] == 1)
-    ):
-        return Binding(spec.name, "scalar", (column,))
-    if kind in ("number", "string"):
-        raise InvalidInput(f"column {column!r} holds one number per row; input {spec.describe()} "
-                           "needs a list column or feature columns")  # fmt: skip
-    raise InvalidInput(f"column {column!r} does not hold numbers or lists of numbers")
+        inputs = {}
+        for binding in self.bindings:
+            spec = self.signature.input(binding.input)
+            inner = [max(d, 1) for d in spec.shape[1:]]
+            if binding.kind == "vector":
+                inner = [len(binding.columns)]
+            shape = (*inner[::-1], 0) if spec.name in feature_major else (0, *inner)
+            inputs[spec.name] = np.zeros(shape, spec.numpy_dtype)
+        ids = pa.array([], pa.large_string()) if self.id_column is not None else None
+        return Converted(inputs, ids, np.zeros(0, np.int64), [])
 
 
 def _keep(values: Any, keep: np.ndarray, feature_major: bool) -> Any:
@@ -257,47 +213,31 @@ def _keep(values: Any, keep: np.ndarray, feature_major: bool) -> Any:
     return values[:, keep] if feature_major else values[keep]
 
 
+def _rows(data: Any) -> int:
+    return len(data) if isinstance(data, np.ndarray) else data.num_rows
+
+
 def _convert(table: Any, binding: Binding, spec: TensorSpec, reasons: dict[int, str],
-             reuse: int, feature_major: bool = False, batch: int = 0) -> Any:  # fmt: skip
+             buffers: Buffers, feature_major: bool = False, batch: int = 0) -> Any:  # fmt: skip
     n = table.num_rows
     if binding.kind == "list":
         return _lists(table.column(binding.columns[0]), binding.columns[0], spec, reasons)
     width = len(binding.columns)
     if feature_major and batch:  # only vector inputs are asked for feature-major
-        blocks = Blocks.empty(width, n, batch, spec.numpy_dtype, f"blocks-{binding.input}", reuse)
+        blocks = Blocks.empty(width, n, batch, spec.numpy_dtype, f"blocks-{binding.input}",
+                              buffers)  # fmt: skip
         for j, name in enumerate(binding.columns):
             blocks.set_row(j, _numbers(table.column(name), name, reasons))
         return blocks
-    if feature_major:
-        by_column = _buffer(f"columns-{binding.input}", (width, n), spec.numpy_dtype, reuse)
-    else:
-        by_column = _scratch("columns", (width, n), spec.numpy_dtype)
+    key = f"columns-{binding.input}" if feature_major else "columns"
+    by_column = buffers.array(key, (width, n), spec.numpy_dtype)
     for j, name in enumerate(binding.columns):
         by_column[j] = _numbers(table.column(name), name, reasons)
     if feature_major:
         return by_column
-    out = _buffer(f"rows-{binding.input}", (n, width), spec.numpy_dtype, reuse)
+    out = buffers.array(f"rows-{binding.input}", (n, width), spec.numpy_dtype)
     _transpose(by_column, out)
     return out.reshape((n, *[d if d >= 0 else 1 for d in spec.shape[1:]]))
-
-
-def _buffer(key: str, shape: tuple[int, int], dtype: np.dtype, reuse: int) -> np.ndarray:
-    """A fresh array, or with ``reuse`` the current one of this thread's ring of buffers."""
-    if not reuse:
-        return np.empty(shape, dtype=dtype)
-    return _scratch(f"{key}-{_local.turn}", shape, dtype)
-
-
-_local = threading.local()
-
-
-def _scratch(key: str, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
-    """A per-thread buffer reused across chunks (fresh pages cost more than the copy itself)."""
-    size = shape[0] * shape[1] * np.dtype(dtype).itemsize
-    buffers = _local.__dict__.setdefault("buffers", {})
-    if key not in buffers or buffers[key].size < size:
-        buffers[key] = np.empty(size, dtype=np.uint8)
-    return buffers[key][:size].view(dtype).reshape(shape)
 
 
 def _transpose(by_column: np.ndarray, out: np.ndarray, block: int = 4096) -> None:
@@ -390,12 +330,3 @@ def _as_dtype(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _names(available: dict[str, str]) -> str:
-    names = list(available)
-    return ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
-
-
-def _unknown(columns: list[str], available: dict[str, str], option: str) -> InvalidInput:
-    return InvalidInput(f"unknown column(s) {columns} in {option}; columns: {_names(available)}")

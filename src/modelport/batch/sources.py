@@ -1,8 +1,10 @@
 """Where batch inputs come from: CSV, Parquet, NPY or JSON Lines, as a file, a folder or a glob.
 
-    files = expand("data/*.parquet")          # sorted, one format
-    info = plan_file(files[0], chunk_rows)    # rows, columns and chunk boundaries; reads no data
-    table = ChunkReader().read(chunk)         # a pyarrow.Table (or a NumPy array for NPY)
+    source = FileSource("data/*.parquet")     # sorted files, one format
+    infos = source.plan(chunk_rows)           # rows, columns and chunk boundaries; reads no data
+    table = source.reader(columns).read(chunk)  # a pyarrow.Table (or a NumPy array for NPY)
+
+In-memory data (``batch.memory.MemorySource``) is a source with the same three calls.
 
 Chunks are row ranges of one file. CSV and JSON Lines chunks are located by byte offsets found
 in one streaming pass over the file (one record per line: quoted fields may not hold newlines).
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.datafiles import has_header, is_number
 from modelport.errors import InvalidInput, first_line
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy",
@@ -89,6 +92,36 @@ def expand(spec: str | Path) -> list[Path]:
     if len(formats) > 1:
         raise InvalidInput(f"input {text} mixes formats ({', '.join(sorted(formats))}); use one")
     return [p.absolute() for p in files]
+
+
+class FileSource:
+    """The files named by a path, a folder or a glob; chunks of them are read by a
+    ``ChunkReader``. A job over files can resume: their parts are kept until the output is whole."""
+
+    resumable = True
+
+    def __init__(self, spec: str | Path) -> None:
+        self.name = str(spec)
+        self.files = [str(f) for f in expand(spec)]
+        self.format = format_of(self.files[0])
+
+    def plan(self, chunk_rows: int, map: Any = None) -> list[FileInfo]:
+        """Every file's plan; ``map`` (an executor's) may plan them elsewhere."""
+        if map is None:
+            return [plan_file(f, chunk_rows) for f in self.files]
+        return map(plan_file, self.files, chunk_rows)
+
+    def row_shape(self) -> tuple[int, ...] | None:
+        """The shape of one row of an NPY input (read from its header), else None."""
+        if self.format != "npy":
+            return None
+        try:
+            return tuple(np.load(self.files[0], mmap_mode="r", allow_pickle=False).shape[1:])
+        except (OSError, ValueError):
+            return None  # planning says what is wrong with the file
+
+    def reader(self, columns: list[str] | None, span: int = 1) -> ChunkReader:
+        return ChunkReader(columns, span)
 
 
 def plan_file(file: str | Path, chunk_rows: int) -> FileInfo:
@@ -167,6 +200,9 @@ def _csv_columns(path: Path, header: bytes) -> dict[str, str]:
     names = next(iter(_csv_rows(header)), [])
     if not names or not any(n.strip() for n in names):
         raise InvalidInput(f"{path} has no header line")
+    if not has_header(names):
+        raise InvalidInput(f"{path} has no header line (its first line holds numbers): batch "
+                           "takes columns by name; add one")  # fmt: skip
     if len(set(names)) != len(names):
         raise InvalidInput(f"{path} repeats a column name in its header")
     with open(path, "rb") as handle:
@@ -187,14 +223,7 @@ def _csv_columns(path: Path, header: bytes) -> dict[str, str]:
 
 
 def _numeric_share(values: list[str]) -> float:
-    good = 0
-    for value in values:
-        try:
-            float(value)
-            good += 1
-        except ValueError:
-            pass
-    return good / len(values) if values else 0.0
+    return sum(map(is_number, values)) / len(values) if values else 0.0
 
 
 def _jsonl_columns(path: Path, first: int) -> dict[str, str]:
@@ -279,6 +308,8 @@ class ChunkReader:
         as (row in chunk, reason), in the schema metadata: ``dropped`` (CSV rows with the wrong
         number of fields, left out of the table) or ``bad`` (JSON Lines, kept as empty rows)."""
         try:
+            if not chunk.rows and chunk.format != "npy":
+                return _empty_table()
             if chunk.format == "parquet":
                 return self._parquet(chunk)
             if chunk.format == "npy":
@@ -361,3 +392,9 @@ def _read_jsonl_bytes(data: bytes, columns: list[str] | None) -> Any:
 
 
 _MISSING = object()
+
+
+def _empty_table() -> Any:
+    import pyarrow as pa
+
+    return pa.table({})

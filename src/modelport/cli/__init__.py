@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -89,7 +88,7 @@ def main() -> None:
         err_console.print("interrupted")
         sys.exit(130)
     except Exception as exc:  # a bug or an environment failure: one line unless asked for more
-        if os.environ.get("MODELPORT_DEBUG"):
+        if _debug():
             raise
         err_console.print(
             f"[red]error:[/] unexpected {type(exc).__name__}: {exc} "
@@ -98,3 +97,13 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(2)
+
+
+def _debug() -> bool:
+    """``MODELPORT_DEBUG``, read through the settings like every other variable."""
+    from modelport.settings import Settings
+
+    try:
+        return Settings().debug
+    except Exception:  # the settings themselves are what failed
+        return False

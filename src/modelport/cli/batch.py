@@ -12,6 +12,12 @@ from modelport.cli.common import console, registry
 _INPUT = "A .csv, .parquet, .npy or .jsonl file, a folder or a glob."
 _OUTPUT = "A .parquet, .csv or .npy file, written only when complete."
 _COLUMNS = "Feature columns in order, or INPUT=COLUMN pairs; repeat or separate with commas."
+_CHUNK_ROWS = "Rows per chunk, the unit of memory and resume (default: from the memory budget)."
+_BATCH_SIZE = "Rows per model call (default: from the memory budget)."
+_BUDGET = (
+    "Memory for the job's rows, e.g. 512MiB or 2GB; sizes chunks and model calls "
+    "(default 1GiB, or MODELPORT_BATCH_MEMORY_BUDGET)."
+)
 _ON_ERROR = "skip: list bad rows in the errors file and go on; fail: stop at the first."
 
 
@@ -24,9 +30,14 @@ def batch(
         str | None, typer.Option("--id-column", help="A column copied beside the predictions.")
     ] = None,
     chunk_rows: Annotated[
-        int, typer.Option("--chunk-rows", help="Rows per chunk: the unit of memory and resume.")
-    ] = 65536,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per model call.")] = 4096,
+        int | None, typer.Option("--chunk-rows", help=_CHUNK_ROWS, show_default=False)
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help=_BATCH_SIZE, show_default=False)
+    ] = None,
+    memory_budget: Annotated[
+        str | None, typer.Option("--memory-budget", help=_BUDGET, show_default=False)
+    ] = None,
     on_error: Annotated[str, typer.Option("--on-error", help=_ON_ERROR)] = "skip",
     errors: Annotated[
         Path | None, typer.Option("--errors", help="Bad rows file (default OUTPUT.errors.csv).")
@@ -49,7 +60,8 @@ def batch(
     names = [c for item in columns or [] for c in item.split(",") if c.strip()]
     summary = predict_batch(
         ref, input, output, registry=registry(), columns=names, id_column=id_column,
-        chunk_rows=chunk_rows, batch_size=batch_size, on_error=on_error, errors_path=errors,
+        chunk_rows=chunk_rows, batch_size=batch_size, memory_budget=memory_budget,
+        on_error=on_error, errors_path=errors,
         dask_workers=dask_workers, dask_scheduler=dask_scheduler, backend=backend,
         progress=not quiet,
     )  # fmt: skip

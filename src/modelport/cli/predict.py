@@ -20,64 +20,20 @@ if TYPE_CHECKING:
 
 def read_inputs(path: Path, signature: Signature) -> dict[str, Any]:
     """Inputs from .npy, .npz, .json or .csv, as a name -> array mapping."""
-    import numpy as np
-
+    from modelport.datafiles import read_numbers
     from modelport.errors import InvalidInput
     from modelport.signature import as_input_dict
 
     if not path.is_file():
         raise InvalidInput(f"input file {path} does not exist")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            data: Any = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                data = {key: archive[key] for key in archive.files}
-        elif suffix == ".json":
-            data = json.loads(path.read_text())
-            if isinstance(data, dict) and "inputs" in data and isinstance(data["inputs"], dict):
-                data = data["inputs"]
-        elif suffix == ".csv":
-            data = _read_csv(path)
-        else:
-            raise InvalidInput(f"cannot read {path.name}: use .npy, .npz, .json or .csv")
-    except InvalidInput:
-        raise
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read {path}: {exc}") from None
+    data = read_numbers(path, (".npy", ".npz", ".json", ".csv"))
+    if isinstance(data, dict) and "inputs" in data and isinstance(data["inputs"], dict):
+        data = data["inputs"]
     if isinstance(data, list) and len(signature.inputs) == 1:
         spec = signature.inputs[0]
         if len(spec.shape) >= 2 and data and not isinstance(data[0], list):
             data = [data]  # one sample given without its batch dimension
     return dict(as_input_dict(signature, data))
-
-
-def _read_csv(path: Path) -> Any:
-    import numpy as np
-
-    from modelport.errors import InvalidInput
-
-    with open(path, newline="") as handle:
-        rows = [row for row in csv.reader(handle) if row]
-    if not rows:
-        raise InvalidInput(f"{path} is empty")
-    if not any(_is_number(cell) for cell in rows[0]):
-        rows = rows[1:]  # a header line
-    if not rows:
-        raise InvalidInput(f"{path} has a header but no rows")
-    try:
-        return np.array([[float(x) for x in row] for row in rows])
-    except ValueError as exc:
-        raise InvalidInput(f"{path} has a non-numeric value: {exc}") from None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def write_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any
 
 import typer
@@ -98,10 +97,9 @@ def serve(
     if intra_op_threads is not None:
         from modelport.runtimes import RuntimeOptions
 
-        settings = registry().settings
-        runtime = RuntimeOptions(intra_op_threads, settings.inter_op_threads,
-                                 settings.graph_optimization)  # fmt: skip
-    keys = ApiKeys.parse([*(api_key or []), os.environ.get("MODELPORT_API_KEYS", "")])
+        runtime = RuntimeOptions.from_settings(registry().settings,
+                                               intra_op_threads=intra_op_threads)  # fmt: skip
+    keys = ApiKeys.parse([*(api_key or []), registry().settings.api_keys])
     config = ServeConfig(
         refs=tuple(refs or ()), alias=alias, version_policy=policy, poll_interval=poll_interval,
         batching=parse_batching(batch or [], BatchConfig(max_batch_size, max_queue_delay_us)),

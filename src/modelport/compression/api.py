@@ -21,6 +21,7 @@ from modelport.compression.quantize import QuantizeConfig, quantize
 from modelport.compression.training import TrainConfig
 from modelport.errors import InvalidInput
 from modelport.registry import Registry
+from modelport.registry.registry import borrowing
 
 EVAL_KEYS = ("eval_data", "eval_labels", "max_accuracy_drop", "threads", "batches", "rounds")
 
@@ -29,7 +30,14 @@ def make_step(ref: Any, registry: Registry | None, options: dict[str, Any]) -> S
     unknown = sorted(set(options) - set(EVAL_KEYS))
     if unknown:
         raise InvalidInput(f"unknown option(s) {unknown}; evaluation takes {list(EVAL_KEYS)}")
-    return Step(registry or Registry(), ref, **options)
+    if registry is not None:
+        return Step(registry, ref, **options)
+    own = Registry()
+    try:
+        return Step(own, ref, owns_registry=True, **options)
+    except BaseException:
+        own.close()
+        raise
 
 
 def quantization_label(config: QuantizeConfig, calibrated: bool) -> str:
@@ -220,6 +228,7 @@ def distill_model(
         )
 
 
+@borrowing
 def evaluate_models(
     a: Any,
     b: Any,
@@ -236,7 +245,6 @@ def evaluate_models(
     from modelport.compression.data import as_dataset
     from modelport.compression.versions import compare_versions
 
-    registry = registry or Registry()
     va, vb = registry.resolve(a), registry.resolve(b)
     dataset = None if data is None else as_dataset(data, va.signature, labels)
     return compare_versions(

@@ -7,7 +7,6 @@ data.labels      # int64[n] or None
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import InvalidInput, MissingDependency, first_line
+from modelport.errors import InvalidInput
 from modelport.signature import Signature
 
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
@@ -42,60 +41,9 @@ class Dataset:
 
 def read_table(path: Path) -> Any:
     """The raw content of a data file: an array, or a mapping of names to arrays (npz/parquet)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidInput(f"data file {path} does not exist")
-    if path.stat().st_size == 0:
-        raise InvalidInput(f"data file {path} is empty")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                return {key: archive[key] for key in archive.files}
-        if suffix == ".csv":
-            return _read_csv(path)
-        if suffix == ".parquet":
-            return _read_parquet(path)
-    except InvalidInput:
-        raise
-    except (ValueError, OSError, EOFError) as exc:
-        raise InvalidInput(f"cannot read {path}: {first_line(exc)}") from None
-    raise InvalidInput(f"cannot read {path.name}: use one of {', '.join(SUFFIXES)}")
+    from modelport.datafiles import read_numbers
 
-
-def _read_csv(path: Path) -> np.ndarray:
-    text = path.read_text().strip().splitlines()
-    if not text:
-        raise InvalidInput(f"data file {path} is empty")
-    first = text[0].split(",")
-    try:
-        [float(x) for x in first]
-        skip = 0
-    except ValueError:  # a header row
-        skip = 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # an empty file is reported below
-        data = np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2)
-    if data.size == 0:
-        raise InvalidInput(f"data file {path} has no rows")
-    return data
-
-
-def _read_parquet(path: Path) -> dict[str, np.ndarray]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise MissingDependency("pyarrow", "compress") from None
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises its own types
-        raise InvalidInput(f"cannot read {path}: {first_line(exc)}") from None
-    return {
-        name: np.asarray(table.column(name).to_numpy(zero_copy_only=False))
-        for name in table.column_names
-    }
+    return read_numbers(path, SUFFIXES)
 
 
 def _columns_to_matrix(columns: Mapping[str, np.ndarray]) -> np.ndarray:

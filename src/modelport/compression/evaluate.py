@@ -120,17 +120,9 @@ def sample_inputs(
     if data is not None:
         idx = np.arange(batch) % len(data)
         return {k: np.ascontiguousarray(v[idx]) for k, v in data.inputs.items()}
-    rng = np.random.default_rng(0)
-    out = {}
-    for spec in signature.inputs:
-        shape = [batch] + [d if d > 0 else seq for d in spec.shape[1:]]
-        if spec.numpy_dtype.kind == "f":
-            out[spec.name] = rng.standard_normal(shape).astype(spec.numpy_dtype)
-        elif spec.numpy_dtype.kind in "iu":
-            out[spec.name] = rng.integers(0, 2, size=shape).astype(spec.numpy_dtype)
-        else:
-            raise InvalidInput(f"cannot make synthetic data for input {spec.describe()}; give data")
-    return out
+    from modelport.samples import synthetic_inputs
+
+    return synthetic_inputs(signature, batch, free=seq)
 
 
 def interleaved_latency(

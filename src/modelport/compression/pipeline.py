@@ -68,8 +68,10 @@ class Step:
         threads: int = 0,
         batches: tuple[int, ...] = (1, 32),
         rounds: int = 15,
+        owns_registry: bool = False,
     ) -> None:
         self.registry = registry
+        self._owns_registry = owns_registry  # made for this step: closed with it
         self.parent = parent if isinstance(parent, ModelVersion) else registry.resolve(parent)
         gx.require_onnx(self.parent.format, "compression")
         self.parent_path = registry.path(self.parent)
@@ -102,6 +104,8 @@ class Step:
 
     def close(self) -> None:
         self._tmp.cleanup()
+        if self._owns_registry:
+            self.registry.close()
 
     def __enter__(self) -> Step:
         return self

@@ -27,6 +27,7 @@ from modelport.conversion.parity import (
 from modelport.errors import InvalidInput
 from modelport.registry import ModelVersion, Registry
 from modelport.registry.artifact import Artifact
+from modelport.registry.registry import borrowing
 from modelport.runtimes import open_artifact
 from modelport.uri import ModelRef
 
@@ -40,6 +41,7 @@ class Conversion:
     forced: bool
 
 
+@borrowing
 def convert(
     ref: str | ModelRef,
     to: str,
@@ -62,7 +64,6 @@ def convert(
     limit = tolerance(precision, atol, rtol, min_agreement)
     if precision == "int8" and not calibration:
         raise InvalidInput("int8 conversion needs calibration data: pass --calibration FILE")
-    registry = registry or Registry()
     parent = registry.resolve(ref)
     if parent.format != "onnx":
         raise InvalidInput(

@@ -164,23 +164,9 @@ def tolerance(
 
 def random_inputs(signature: Signature, rows: int = RANDOM_ROWS, seed: int = 0) -> dict[str, Any]:
     """Inputs drawn within the signature: free batch dim -> ``rows``, other free dims -> 8."""
-    rng = np.random.default_rng(seed)
-    data: dict[str, Any] = {}
-    for spec in signature.inputs:
-        shape = [rows if i == 0 and d < 0 else 8 if d < 0 else d for i, d in enumerate(spec.shape)]
-        kind = spec.numpy_dtype.kind
-        if kind == "f":
-            data[spec.name] = rng.random(shape).astype(spec.numpy_dtype)
-        elif kind in "iu":
-            data[spec.name] = rng.integers(0, 10, shape).astype(spec.numpy_dtype)
-        elif kind == "b":
-            data[spec.name] = rng.random(shape) < 0.5
-        else:
-            raise InvalidInput(
-                f"cannot draw random values for input {spec.name!r} ({spec.dtype}); "
-                "pass sample data"
-            )
-    return data
+    from modelport.samples import synthetic_inputs
+
+    return synthetic_inputs(signature, rows, seed=seed)
 
 
 def compare(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import functools
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +53,17 @@ class Registry:
         if home is not None:
             overrides["home"] = Path(home)
         return cls(Settings(**overrides))
+
+    @classmethod
+    @contextlib.contextmanager
+    def borrow(cls, registry: Registry | None = None) -> Iterator[Registry]:
+        """``with Registry.borrow(registry) as reg:`` the caller's registry, left open, or a new
+        one from the environment's settings, closed at the end of the block."""
+        if registry is not None:
+            yield registry
+            return
+        with cls() as own:
+            yield own
 
     def close(self) -> None:
         self.engine.dispose()
@@ -487,3 +500,19 @@ class Registry:
                 model_id=model_id, at=c.utcnow(), actor=self.settings.user, action=action, **fields
             )
         )
+
+
+def borrowing(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """For a function with a ``registry=None`` keyword: called without one, it runs with a
+    registry of its own (``Registry.borrow``), closed when it returns.
+
+    @borrowing
+    def register(model, name, *, registry=None): ...   # registry is never None inside
+    """
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with Registry.borrow(kwargs.pop("registry", None)) as registry:
+            return fn(*args, registry=registry, **kwargs)
+
+    return call

@@ -26,9 +26,15 @@ class RuntimeOptions:
     inter_op_threads: int = 0
     graph_optimization: str = "all"
     extra: Mapping[str, Any] = field(default_factory=dict)
-    # 2-D inputs the caller will pass feature-major, [features, batch] (column data without a
-    # transpose); a runtime that can take them so lists them in its ``feature_major``
-    feature_major: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> RuntimeOptions:
+        """The options a ``Settings`` asks for (``MODELPORT_INTRA_OP_THREADS`` ...), with
+        ``overrides`` (e.g. ``intra_op_threads=1``) on top."""
+        values = {"intra_op_threads": settings.intra_op_threads,
+                  "inter_op_threads": settings.inter_op_threads,
+                  "graph_optimization": settings.graph_optimization}  # fmt: skip
+        return cls(**{**values, **overrides})
 
 
 @runtime_checkable
@@ -36,8 +42,6 @@ class Runtime(Protocol):
     name: ClassVar[str]
     formats: ClassVar[tuple[str, ...]]
     signature: Signature
-    # inputs this instance takes as [features, batch] (asked for in RuntimeOptions.feature_major)
-    feature_major: frozenset[str]
 
     @classmethod
     def load(

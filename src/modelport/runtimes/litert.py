@@ -32,7 +32,6 @@ def _interpreter_class() -> Any:
 class LiteRtRuntime:
     name: ClassVar[str] = "litert"
     formats: ClassVar[tuple[str, ...]] = ("tflite",)
-    feature_major: frozenset[str] = frozenset()  # inputs always taken as [batch, ...]
 
     def __init__(
         self, runner: Any, signature: Signature, in_map: dict[str, str], out_map: dict[str, str]

@@ -21,11 +21,9 @@ class OnnxRuntime:
     name: ClassVar[str] = "onnxruntime"
     formats: ClassVar[tuple[str, ...]] = ("onnx",)
 
-    def __init__(self, session: Any, signature: Signature,
-                 feature_major: frozenset[str] = frozenset()) -> None:  # fmt: skip
+    def __init__(self, session: Any, signature: Signature) -> None:
         self._session = session
         self.signature = signature
-        self.feature_major = feature_major  # inputs taken as [features, batch]
         self._output_names = [o.name for o in session.get_outputs()]
 
     @classmethod
@@ -49,16 +47,10 @@ class OnnxRuntime:
         so.log_severity_level = 3
         for key, value in options.extra.items():
             so.add_session_config_entry(str(key), str(value))
-        source: str | bytes = str(path)
-        transposed: frozenset[str] = frozenset()
         with translated(f"ONNX Runtime could not load {path}", inputs=False):
-            if options.feature_major:
-                signature = signature or _signature(path)
-                source, transposed, signature = _feature_major(path, signature,
-                                                               options.feature_major)  # fmt: skip
-            session = ort.InferenceSession(source, sess_options=so,
+            session = ort.InferenceSession(str(path), sess_options=so,
                                            providers=["CPUExecutionProvider"])  # fmt: skip
-        return cls(session, signature or _signature(path), transposed)
+        return cls(session, signature or _signature(path))
 
     def predict(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         feed = inputs_for(self.signature, inputs)
@@ -76,47 +68,3 @@ def _signature(path: Path) -> Signature:
     from modelport.importers.onnx import signature_of
 
     return signature_of(onnx.load(str(path), load_external_data=False))
-
-
-def _feature_major(
-    path: Path, signature: Signature, names: tuple[str, ...]
-) -> tuple[str | bytes, frozenset[str], Signature]:
-    """The model with a Transpose in front of each named 2-D input, which then takes
-    [features, batch]. ONNX Runtime folds such a Transpose into a first Gemm (``transA``), so
-    columns are scored without ever being turned into rows; the results are bit-identical.
-    Models whose weights live in external files are left as they are."""
-    import onnx
-    from onnx import helper
-
-    from modelport.signature import TensorSpec
-
-    model = onnx.load(str(path), load_external_data=False)
-    graph = model.graph
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer):
-        return str(path), frozenset(), signature
-    done: list[str] = []
-    for value in list(graph.input):
-        dims = value.type.tensor_type.shape.dim
-        if value.name not in names or len(dims) != 2:
-            continue
-        rows = f"{value.name}__rows"
-        for node in graph.node:
-            node.input[:] = [rows if i == value.name else i for i in node.input]
-        swapped = helper.make_tensor_value_info(value.name, value.type.tensor_type.elem_type,
-                                                [_dim(dims[1]), _dim(dims[0])])  # fmt: skip
-        graph.input.insert(list(graph.input).index(value), swapped)
-        graph.input.remove(value)
-        graph.node.insert(0, helper.make_node("Transpose", [value.name], [rows], perm=[1, 0],
-                                              name=f"{value.name}__feature_major"))  # fmt: skip
-        done.append(value.name)
-    if not done:
-        return str(path), frozenset(), signature
-    inputs = tuple(TensorSpec(s.name, s.dtype, tuple(reversed(s.shape))) if s.name in done
-                   else s for s in signature.inputs)  # fmt: skip
-    return model.SerializeToString(), frozenset(done), Signature(inputs, signature.outputs)
-
-
-def _dim(dim: Any) -> int | str | None:
-    if dim.HasField("dim_value"):
-        return dim.dim_value
-    return dim.dim_param or None

@@ -37,7 +37,6 @@ def _openvino() -> Any:
 class OpenVinoRuntime:
     name: ClassVar[str] = "openvino"
     formats: ClassVar[tuple[str, ...]] = ("openvino", "onnx")
-    feature_major: frozenset[str] = frozenset()  # inputs always taken as [batch, ...]
 
     def __init__(self, compiled: Any, signature: Signature) -> None:
         self._tensor = _openvino().Tensor

@@ -176,11 +176,6 @@ def warm_up(runtime: Runtime, calls: int = 5) -> float:
 
 def warmup_batch(signature: Signature) -> dict[str, np.ndarray]:
     """Zeros (empty strings) shaped like the inputs, free dimensions set to 1."""
-    batch = {}
-    for spec in signature.inputs:
-        shape = tuple(1 if d < 0 else d for d in spec.shape)
-        if spec.dtype == "string":
-            batch[spec.name] = np.full(shape, "", dtype=object)
-        else:
-            batch[spec.name] = np.zeros(shape, dtype=spec.numpy_dtype)
-    return batch
+    from modelport.samples import synthetic_inputs
+
+    return synthetic_inputs(signature, 1, fill="zeros", free=1)

@@ -349,8 +349,7 @@ class ModelSet:
         record = self.registry.resolve(f"{name}:{number}")
         options = self.config.runtime
         if options is None:
-            s = self.registry.settings
-            options = RuntimeOptions(s.intra_op_threads, s.inter_op_threads, s.graph_optimization)
+            options = RuntimeOptions.from_settings(self.registry.settings)
         runtime = open_artifact(
             self.registry.path(record), record.format, record.signature, options
         )
