@@ -120,7 +120,9 @@ class LoadedModel:
     def share_cost(self, other: LoadedModel) -> None:
         """Run inline or in a thread by ``other``'s estimate, so two versions compared side by
         side (a rollout) take the same path and their latencies compare fairly."""
-        self._runner._cost = other._runner._cost
+        self._cost = other._cost
+        if self._batcher is not None:
+            self._batcher._cost = other._cost
 
     def detach(self, successor: LoadedModel | None) -> Runtime | None:
         """Stop serving: later calls go to ``successor``; returns the runtime to close."""
