@@ -13,6 +13,7 @@ from modelport._version import __version__
 from modelport.cli import batch as batch_cmd
 from modelport.cli import compress as compress_cmds
 from modelport.cli import convert as convert_cmds
+from modelport.cli import llm as llm_cmds
 from modelport.cli import predict as predict_cmd
 from modelport.cli import registry as registry_cmds
 from modelport.cli import serve as serve_cmd
@@ -65,6 +66,9 @@ app.command("serve")(serve_cmd.serve)
 app.command("convert")(convert_cmds.convert)
 app.command("runtimes")(convert_cmds.runtimes)
 app.command("batch")(batch_cmd.batch)
+app.command("generate")(llm_cmds.generate)
+app.command("chat")(llm_cmds.chat)
+app.command("embed")(llm_cmds.embed)
 
 
 def main() -> None:

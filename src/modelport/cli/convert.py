@@ -15,6 +15,7 @@ from modelport.cli.common import console, human_size, print_json, registry
 class Target(StrEnum):
     openvino = "openvino"
     tflite = "tflite"
+    onnx_encoder = "onnx-encoder"
 
 
 class Precision(StrEnum):
@@ -50,6 +51,9 @@ def convert(
     from modelport.conversion import convert as do_convert
 
     reg = registry()
+    if to is Target.onnx_encoder:
+        _encoder(reg, ref, precision, force, json_out)
+        return
     parent = reg.resolve(ref)
     calib = read_inputs(calibration, parent.signature) if calibration is not None else None
     samples = read_inputs(sample, parent.signature) if sample is not None else None
@@ -87,6 +91,26 @@ def convert(
     console.print(
         f"registered {version.ref} ({version.format}, {precision.value}, "
         f"{human_size(version.size)}) from {version.parent}: parity {verdict}",
+        highlight=False,
+    )
+
+
+def _encoder(reg: Any, ref: str, precision: Precision, force: bool, json_out: bool) -> None:
+    from modelport.conversion.encoder import convert_encoder
+    from modelport.errors import InvalidInput
+
+    if precision is Precision.fp16:
+        raise InvalidInput("an ONNX encoder is converted to fp32 or int8")
+    version = convert_encoder(reg, ref, int8=precision is Precision.int8, force=force)
+    if json_out:
+        print_json(version.to_dict())
+        return
+    p = version.transform_params or {}
+    console.print(
+        f"registered {version.ref} (onnx encoder, {p.get('precision')}, "
+        f"{human_size(version.size)}) from {version.parent}: cosine against transformers "
+        f"mean {p.get('mean_cosine', 0):.6f}, least {p.get('min_cosine', 0):.6f} "
+        f"over {p.get('sentences')} sentences",
         highlight=False,
     )
 
