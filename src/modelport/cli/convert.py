@@ -16,6 +16,7 @@ class Target(StrEnum):
     openvino = "openvino"
     tflite = "tflite"
     onnx_encoder = "onnx-encoder"
+    gguf = "gguf"
 
 
 class Precision(StrEnum):
@@ -51,8 +52,8 @@ def convert(
     from modelport.conversion import convert as do_convert
 
     reg = registry()
-    if to is Target.onnx_encoder:
-        _encoder(reg, ref, precision, force, json_out)
+    if to in (Target.onnx_encoder, Target.gguf):
+        _language_model(reg, ref, to, precision, force, json_out)
         return
     parent = reg.resolve(ref)
     calib = read_inputs(calibration, parent.signature) if calibration is not None else None
@@ -95,22 +96,40 @@ def convert(
     )
 
 
-def _encoder(reg: Any, ref: str, precision: Precision, force: bool, json_out: bool) -> None:
-    from modelport.conversion.encoder import convert_encoder
+def _language_model(
+    reg: Any, ref: str, to: Target, precision: Precision, force: bool, json_out: bool
+) -> None:
+    """Encoders to ONNX (fp32, int8), Llama / Qwen2 checkpoints to GGUF (fp32, int8 = q8_0)."""
     from modelport.errors import InvalidInput
 
     if precision is Precision.fp16:
-        raise InvalidInput("an ONNX encoder is converted to fp32 or int8")
-    version = convert_encoder(reg, ref, int8=precision is Precision.int8, force=force)
+        raise InvalidInput(f"--to {to.value} converts to fp32 or int8")
+    if to is Target.gguf:
+        from modelport.conversion.gguf import convert_to_gguf
+
+        gguf_precision = "q8_0" if precision is Precision.int8 else "f32"
+        version = convert_to_gguf(reg, ref, gguf_precision, force=force)
+    else:
+        from modelport.conversion.encoder import convert_encoder
+
+        version = convert_encoder(reg, ref, int8=precision is Precision.int8, force=force)
     if json_out:
         print_json(version.to_dict())
         return
     p = version.transform_params or {}
+    if to is Target.gguf:
+        parity = (
+            f"next-token agreement {p['next_token_agreement']:.2%} over {p['tokens']} "
+            f"tokens, perplexity {p['perplexity_fp32']:.3f} -> {p['perplexity']:.3f}"
+        )
+    else:
+        parity = (
+            f"cosine against transformers mean {p['mean_cosine']:.6f}, least "
+            f"{p['min_cosine']:.6f} over {p['sentences']} sentences"
+        )
     console.print(
-        f"registered {version.ref} (onnx encoder, {p.get('precision')}, "
-        f"{human_size(version.size)}) from {version.parent}: cosine against transformers "
-        f"mean {p.get('mean_cosine', 0):.6f}, least {p.get('min_cosine', 0):.6f} "
-        f"over {p.get('sentences')} sentences",
+        f"registered {version.ref} ({version.format}, {p.get('precision')}, "
+        f"{human_size(version.size)}) from {version.parent}: {parity}",
         highlight=False,
     )
 

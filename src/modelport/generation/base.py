@@ -72,7 +72,8 @@ class BatchModel(Protocol):
 
     ``decode`` takes rows (slot, token, position, wants_logits) and returns one logits row per
     row that asked for them, in order. ``forget(slot, start)`` drops that slot's cache from
-    position ``start`` on. ``piece(token)`` is the token's bytes (UTF-8 may split over pieces).
+    position ``start`` on. ``tokenize`` parses special tokens written in the text and adds
+    none. ``piece(token)`` is the token's bytes (UTF-8 may split over pieces).
     """
 
     slots: int
@@ -85,7 +86,7 @@ class BatchModel(Protocol):
 
     def forget(self, slot: int, start: int) -> None: ...
 
-    def tokenize(self, text: str, special: bool) -> list[int]: ...
+    def tokenize(self, text: str) -> list[int]: ...
 
     def piece(self, token: int) -> bytes: ...
 

@@ -45,7 +45,7 @@ class Engine:
 
     def encode(self, text: str, add_bos: bool = True) -> list[int]:
         """Tokens of ``text``; special tokens written in it are parsed (templates emit them)."""
-        tokens = self.model.tokenize(text, True)
+        tokens = self.model.tokenize(text)
         bos = getattr(self.model, "bos", -1)
         if add_bos and getattr(self.model, "adds_bos", False) and bos >= 0:
             if not tokens or tokens[0] != bos:

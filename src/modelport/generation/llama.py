@@ -59,8 +59,9 @@ class LlamaModel:
         if not model:
             raise BackendError(f"llama.cpp could not load {path.name}")
         context = min(options.context or 4096, trained_context or 1 << 20)
+        padded = -(-context // 256) * 256  # llama.cpp pads each sequence's positions to 256
         cparams = lib.llama_context_default_params()
-        cparams.n_ctx = context * options.slots
+        cparams.n_ctx = padded * options.slots
         cparams.n_batch = cparams.n_ubatch = options.batch
         cparams.n_seq_max = options.slots
         cparams.n_threads = cparams.n_threads_batch = options.threads
@@ -95,11 +96,11 @@ class LlamaModel:
     def forget(self, slot: int, start: int) -> None:
         self.lib.llama_memory_seq_rm(self._memory, slot, start, -1)
 
-    def tokenize(self, text: str, special: bool) -> list[int]:
+    def tokenize(self, text: str) -> list[int]:
         data = text.encode("utf-8")
         size = len(data) + 8
         buf = (self.lib.llama_token * size)()
-        n = self.lib.llama_tokenize(self._vocab, data, len(data), buf, size, special, True)
+        n = self.lib.llama_tokenize(self._vocab, data, len(data), buf, size, False, True)
         if n < 0:
             raise InvalidInput("the text could not be tokenized")
         return list(buf[:n])

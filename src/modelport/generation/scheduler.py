@@ -228,7 +228,9 @@ class Scheduler:
         token = sample(logits, p.temperature, p.top_p, handle.rng)
         handle.generated += 1
         if token in self.model.eos:
-            self._finish(handle, "stop", handle.stops.flush() + handle.utf8.decode(b"", True))
+            self._finish(
+                handle, "stop", handle.stops.flush() + handle.utf8.decode(b"", True), token
+            )
             return
         text, stopped = handle.stops.feed(handle.utf8.decode(self.model.piece(token)))
         if stopped:
