@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -78,16 +79,18 @@ def export_onnx(checkpoint: Path, target: Path) -> None:
     names = ["input_ids", "attention_mask", "token_type_ids"][: len(args)]
     axes = {name: {0: "batch", 1: "sequence"} for name in names}
     axes["last_hidden_state"] = {0: "batch", 1: "sequence"}
-    torch.onnx.export(
-        Hidden(),
-        args,
-        str(target),
-        input_names=names,
-        output_names=["last_hidden_state"],
-        dynamic_axes=axes,
-        opset_version=17,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():  # tracer notes on shapes the export keeps dynamic anyway
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Hidden(),
+            args,
+            str(target),
+            input_names=names,
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
