@@ -37,7 +37,7 @@ def transformers_greedy(folder, prompts: list[list[int]]) -> list[list[int]]:
 
 
 def modelport_greedy(path, prompts: list[list[int]]) -> list[list[int]]:
-    engine = open_engine(path, "gguf", EngineOptions(slots=4, context=256))
+    engine = open_engine(path, "gguf", EngineOptions(slots=4, context=256, threads=1))
     try:
         queues = [queue.Queue() for _ in prompts]
         for prompt, q in zip(prompts, queues, strict=True):

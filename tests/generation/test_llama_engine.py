@@ -15,7 +15,9 @@ PROMPTS = ["The capital of France is", "Once upon a time", "def fibonacci(n):"]
 
 @pytest.fixture(scope="module")
 def engine(smollm2):
-    engine = open_engine(smollm2, "gguf", EngineOptions(slots=4, context=512, prefill_chunk=64))
+    engine = open_engine(
+        smollm2, "gguf", EngineOptions(slots=4, context=512, prefill_chunk=64, threads=1)
+    )
     yield engine
     engine.close()
 
@@ -85,7 +87,9 @@ def test_cancel_frees_the_slot_within_one_decode_step(engine) -> None:
 
 
 def test_queue_is_bounded_and_a_queued_request_starts_after_a_cancel(smollm2) -> None:
-    engine = open_engine(smollm2, "gguf", EngineOptions(slots=1, context=256, max_queue=1))
+    engine = open_engine(
+        smollm2, "gguf", EngineOptions(slots=1, context=256, max_queue=1, threads=1)
+    )
     try:
         first, second = queue.Queue(), queue.Queue()
         a = engine.submit(engine.encode("Hello"), SamplingParams(200, 0.0), first.put)

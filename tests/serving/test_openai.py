@@ -36,7 +36,17 @@ def llm_registry(tmp_path_factory) -> Iterator[Registry]:
 
 @pytest.fixture(scope="module")
 def server(llm_registry: Registry) -> Iterator[Server]:
-    server = start_server(llm_registry, "--slots", "2", "--context", "512", "--max-queue", "1")
+    server = start_server(
+        llm_registry,
+        "--slots",
+        "2",
+        "--context",
+        "512",
+        "--max-queue",
+        "1",
+        "--intra-op-threads",
+        "1",
+    )
     try:
         yield server
     finally:

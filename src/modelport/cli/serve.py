@@ -114,7 +114,8 @@ def serve(
     options = ServerOptions(
         host=host, http_port=http_port, grpc_port=grpc_port or None, api_keys=keys,
         max_request_bytes=parse_size(max_request_size),
-        generation=EngineOptions(slots=slots, context=context, max_queue=max_queue),
+        generation=EngineOptions(slots=slots, context=context, max_queue=max_queue,
+                                 threads=intra_op_threads or 0),
     )  # fmt: skip
     run(registry(), config, options, started=lambda *args: _started(host, keys, *args))
     console.print("stopped")

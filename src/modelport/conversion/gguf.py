@@ -138,9 +138,7 @@ def write_gguf(folder: Path, target: Path, precision: str) -> dict[str, Any]:
                     data = _rotary_order(data, kv_heads)
                 if precision == "q8_0" and data.ndim == 2 and data.shape[-1] % 32 == 0:
                     kind = gguf.GGMLQuantizationType.Q8_0
-                    w.add_tensor(
-                        name, gguf.quants.quantize(data, kind), raw_shape=data.shape, raw_dtype=kind
-                    )
+                    w.add_tensor(name, gguf.quants.quantize(data, kind), raw_dtype=kind)
                 else:
                     w.add_tensor(name, data)
                 count += int(data.size)
