@@ -189,8 +189,12 @@ def test_embeddings_float_and_base64_are_bit_identical(client) -> None:
         ("completions", {"model": "smol", "prompt": "x", "top_p": 0}, 400, "top_p"),
         ("completions", {"model": "smol", "prompt": 5}, 400, "prompt"),
         (
-            "completions",
-            {"model": "smol", "prompt": "x", "response_format": {"type": "json_schema"}},
+            "chat.completions",
+            {
+                "model": "smol",
+                "messages": [{"role": "user", "content": "x"}],
+                "response_format": {"type": "json_object"},
+            },
             400,
             "not supported",
         ),
@@ -227,7 +231,8 @@ def test_disconnect_frees_the_slot_and_the_queue_answers_429(client, server) -> 
     for s in streams:
         next(iter(s))  # both slots are decoding
     assert metric(server, "modelport_generation_running_sequences") == 2
-    queued = threading.Thread(target=lambda: client.completions.create(**long, max_tokens=2))
+    short = {**long, "max_tokens": 2}
+    queued = threading.Thread(target=lambda: client.completions.create(**short))
     queued.start()
     deadline = time.monotonic() + 30
     while metric(server, "modelport_generation_queued_sequences") < 1:

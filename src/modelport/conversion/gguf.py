@@ -164,9 +164,8 @@ def measure_parity(folder: Path, gguf_path: Path, text: str = PARITY_TEXT) -> di
     ids = ids[:limit]
     with torch.no_grad():
         expected = reference(torch.tensor([ids])).logits[0].numpy()
-    model = LlamaModel.load(
-        gguf_path, EngineOptions(slots=1, context=limit, batch=max(limit, 32)), limit
-    )
+    options = EngineOptions(slots=1, context=limit, batch=max(limit, 32), threads=1)
+    model = LlamaModel.load(gguf_path, options, limit, f32_cache=True)
     try:
         got = model.decode([(0, t, i, True) for i, t in enumerate(ids)])
     finally:

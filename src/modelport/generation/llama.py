@@ -51,7 +51,9 @@ class LlamaModel:
         self._pieces: dict[int, bytes] = {}
 
     @classmethod
-    def load(cls, path: Path, options: EngineOptions, trained_context: int) -> LlamaModel:
+    def load(
+        cls, path: Path, options: EngineOptions, trained_context: int, f32_cache: bool = False
+    ) -> LlamaModel:
         lib = _lib()
         mparams = lib.llama_model_default_params()
         mparams.use_mmap = True
@@ -66,6 +68,8 @@ class LlamaModel:
         cparams.n_seq_max = options.slots
         cparams.n_threads = cparams.n_threads_batch = options.threads
         cparams.no_perf = True
+        if f32_cache:  # an fp32 model keeps fp32 keys and values (the default cache is f16)
+            cparams.type_k = cparams.type_v = lib.GGML_TYPE_F32
         ctx = lib.llama_init_from_model(model, cparams)
         if not ctx:
             lib.llama_model_free(model)
@@ -143,7 +147,8 @@ def open_gguf(path: Path, options: EngineOptions):
     meta = read_header(path).metadata
     arch = meta.get("general.architecture", "")
     trained = int(meta.get(f"{arch}.context_length", 0) or 0)
-    model = LlamaModel.load(path, options, trained)
+    f32 = meta.get("general.file_type") == 0
+    model = LlamaModel.load(path, options, trained, f32_cache=f32)
     template = meta.get("tokenizer.chat_template")
     bos = model.token_text(model.bos) if model.bos >= 0 else ""
     eos_id = meta.get("tokenizer.ggml.eos_token_id")

@@ -121,9 +121,10 @@ class Scheduler:
         with self._cond:
             if self._closed:
                 raise Overloaded("the model is shutting down", retry_after=1)
-            if len(self._waiting) >= self.max_queue:
+            waiting = len(self._waiting) - len(self._free)  # the rest take a free slot next step
+            if waiting >= self.max_queue:
                 raise Overloaded(
-                    f"{len(self._waiting)} requests are already waiting for this model",
+                    f"{waiting} requests are already waiting for this model",
                     retry_after=1,
                 )
             self._waiting.append(handle)
