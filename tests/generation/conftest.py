@@ -75,7 +75,7 @@ def build_causal_lm(folder: Path, kind: str, seed: int = 0) -> Path:
         bos_token_id=0,
         eos_token_id=0,
         tie_word_embeddings=False,
-        initializer_range=0.5,
+        initializer_range=0.2,
     )
     torch.manual_seed(seed)
     if kind == "llama":
