@@ -197,6 +197,8 @@ def start(name: str, gguf: Path, llama_server: str | None, home: Path) -> Server
                 str(SLOTS),
                 "--context",
                 str(CONTEXT),
+                "--intra-op-threads",
+                str(THREADS),
             ],
             port,
         )
@@ -246,13 +248,16 @@ def start(name: str, gguf: Path, llama_server: str | None, home: Path) -> Server
 
 
 def main() -> None:
+    global THREADS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--llama-server", default=os.environ.get("LLAMA_SERVER") or shutil.which("llama-server")
     )
     parser.add_argument("--requests", type=int, default=3, help="rounds per concurrency")
+    parser.add_argument("--threads", type=int, default=THREADS, help="threads of every server")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
+    THREADS = args.threads
     gguf = smollm2()
     home = Path(tempfile.mkdtemp(prefix="llm-bench-"))
     subprocess.run(
