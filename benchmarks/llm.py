@@ -281,7 +281,11 @@ def main() -> None:
         if name == "llama-server" and not args.llama_server:
             rows[name] = {"missing": "no llama-server binary (see --llama-server)"}
             continue
-        server = start(name, gguf, args.llama_server, home)
+        try:
+            server = start(name, gguf, args.llama_server, home)
+        except RuntimeError as exc:
+            rows[name] = {"missing": str(exc).splitlines()[-1][:80]}
+            continue
         try:
             stream(server.url, "smol", "warm up", 4)
             one = run_streams(server, "smol", 1, args.requests, seed=1)
