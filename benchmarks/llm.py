@@ -120,7 +120,7 @@ def stream(url: str, model: str, prompt: str, max_tokens: int, system: str | Non
     )
     start = time.perf_counter()
     first = last = None
-    tokens = 0
+    tokens = chunks = 0
     with urllib.request.urlopen(request, timeout=600) as reply:
         for raw in reply:
             line = raw.decode().strip()
@@ -131,11 +131,12 @@ def stream(url: str, model: str, prompt: str, max_tokens: int, system: str | Non
                 tokens = chunk["usage"]["completion_tokens"]
             for choice in chunk.get("choices") or []:
                 if (choice.get("delta") or {}).get("content"):
+                    chunks += 1  # one token per chunk, for servers that send no usage
                     now = time.perf_counter()
                     first = first or now
                     last = now
     first = first or time.perf_counter()
-    return first - start, (last or first) - first, tokens
+    return first - start, (last or first) - first, tokens or chunks
 
 
 def run_streams(server: Server, model: str, n: int, rounds: int, seed: int) -> dict[str, float]:

@@ -33,10 +33,10 @@ def test_no_stop_string_leaks_under_any_chunking(text, stops, cuts) -> None:
         if stopped:
             break
     streamed = "".join(emitted)
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
-    if hits:
+    hits = [(i + len(s), i) for s in stops if (i := text.find(s)) >= 0]
+    if hits:  # cut before the stop string that completes first
         assert stopped
-        assert streamed == text[: min(hits)]
+        assert streamed == text[: min(hits)[1]]
     else:
         assert not stopped
         assert streamed + f.flush() == text

@@ -21,10 +21,10 @@ class StopFilter:
         if not self.stops:
             return text, False
         buffer = self.held + text
-        hits = [i for i in (buffer.find(s) for s in self.stops) if i >= 0]
-        if hits:
+        hits = [(i + len(s), i) for s in self.stops if (i := buffer.find(s)) >= 0]
+        if hits:  # the stop string that completes first, as token-by-token decoding meets it
             self.held = ""
-            return buffer[: min(hits)], True
+            return buffer[: min(hits)[1]], True
         keep = 0
         for stop in self.stops:
             for k in range(min(len(stop) - 1, len(buffer)), keep, -1):
