@@ -8,6 +8,7 @@
     ├── NotFound                   404  unknown model, version or alias
     ├── Conflict                   409  the operation contradicts the current state
     ├── PayloadTooLarge            413  request body over the configured limit
+    ├── Overloaded                 429  a bounded queue is full; retry after ``retry_after`` s
     ├── NotReady                   503  model not loaded yet / being swapped
     ├── Timeout                    504  request took longer than its deadline
     ├── BackendError               500  a runtime or framework failed on valid input
@@ -57,6 +58,14 @@ class Conflict(ModelportError):
 
 class PayloadTooLarge(ModelportError):
     status = 413
+
+
+class Overloaded(ModelportError):
+    status = 429
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NotReady(ModelportError):

@@ -14,6 +14,7 @@ from modelport.cli import compress as compress_cmds
 from modelport.cli import convert as convert_cmds
 from modelport.cli import edge as edge_cmds
 from modelport.cli import fleet as _fleet_cmds  # noqa: F401  (registers the fleet commands)
+from modelport.cli import llm as llm_cmds
 from modelport.cli import predict as predict_cmd
 from modelport.cli import registry as registry_cmds
 from modelport.cli import rollout as rollout_cmds
@@ -72,6 +73,9 @@ app.command("bundle")(edge_cmds.bundle)
 app.add_typer(edge_cmds.keys_app, name="keys")
 app.add_typer(edge_cmds.fleet_app, name="fleet")
 app.add_typer(edge_cmds.edge_app, name="edge")
+app.command("generate")(llm_cmds.generate)
+app.command("chat")(llm_cmds.chat)
+app.command("embed")(llm_cmds.embed)
 
 
 def main() -> None:

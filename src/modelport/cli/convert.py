@@ -15,6 +15,8 @@ from modelport.cli.common import console, human_size, print_json, registry
 class Target(StrEnum):
     openvino = "openvino"
     tflite = "tflite"
+    onnx_encoder = "onnx-encoder"
+    gguf = "gguf"
 
 
 class Precision(StrEnum):
@@ -59,6 +61,9 @@ def convert(
     from modelport.conversion import convert as do_convert
 
     reg = registry()
+    if to in (Target.onnx_encoder, Target.gguf):
+        _language_model(reg, ref, to, precision, force, json_out)
+        return
     parent = reg.resolve(ref)
     calib = read_inputs(calibration, parent.signature) if calibration is not None else None
     samples = read_inputs(sample, parent.signature) if sample is not None else None
@@ -100,6 +105,44 @@ def convert(
     console.print(
         f"registered {version.ref} ({version.format}, {precision.value}, "
         f"{human_size(version.size)}) from {version.parent}: parity {verdict}",
+        highlight=False,
+    )
+
+
+def _language_model(
+    reg: Any, ref: str, to: Target, precision: Precision, force: bool, json_out: bool
+) -> None:
+    """Encoders to ONNX (fp32, int8), Llama / Qwen2 checkpoints to GGUF (fp32, int8 = q8_0)."""
+    from modelport.errors import InvalidInput
+
+    if precision is Precision.fp16:
+        raise InvalidInput(f"--to {to.value} converts to fp32 or int8")
+    if to is Target.gguf:
+        from modelport.conversion.gguf import convert_to_gguf
+
+        gguf_precision = "q8_0" if precision is Precision.int8 else "f32"
+        version = convert_to_gguf(reg, ref, gguf_precision, force=force)
+    else:
+        from modelport.conversion.encoder import convert_encoder
+
+        version = convert_encoder(reg, ref, int8=precision is Precision.int8, force=force)
+    if json_out:
+        print_json(version.to_dict())
+        return
+    p = version.transform_params or {}
+    if to is Target.gguf:
+        parity = (
+            f"next-token agreement {p['next_token_agreement']:.2%} over {p['tokens']} "
+            f"tokens, perplexity {p['perplexity_fp32']:.3f} -> {p['perplexity']:.3f}"
+        )
+    else:
+        parity = (
+            f"cosine against transformers mean {p['mean_cosine']:.6f}, least "
+            f"{p['min_cosine']:.6f} over {p['sentences']} sentences"
+        )
+    console.print(
+        f"registered {version.ref} ({version.format}, {p.get('precision')}, "
+        f"{human_size(version.size)}) from {version.parent}: {parity}",
         highlight=False,
     )
 

@@ -135,8 +135,12 @@ def show(
         table.add_row("output", spec.describe())
     for key, value in version.metrics.items():
         table.add_row("metric", f"{key} = {value:g}")
+    card = _card(version.tags)
+    for key, value in card.items():
+        table.add_row(key, value)
     for key, value in version.tags.items():
-        table.add_row("tag", f"{key} = {value}")
+        if key not in CARD:
+            table.add_row("tag", f"{key} = {value}")
     if version.description:
         table.add_row("description", version.description)
     if version.parent:
@@ -148,6 +152,22 @@ def show(
         for entry in version.files:
             table.add_row("file", f"{entry.path}  {human_size(entry.size)}  {entry.sha256[:12]}")
     console.print(table)
+
+
+CARD = {"task": "task", "architecture": "architecture", "parameters": "parameters",
+        "context_length": "context", "vocab_size": "vocab", "quantization": "quantization",
+        "chat_template": "chat template"}  # fmt: skip
+
+
+def _card(tags: dict[str, str]) -> dict[str, str]:
+    """A language model's facts, as the importer read them from its files."""
+    if "task" not in tags:
+        return {}
+    card = {label: tags[key] for key, label in CARD.items() if key in tags}
+    if card.get("parameters", "").isdigit():
+        n = int(card["parameters"])
+        card["parameters"] = f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M ({n})"
+    return card
 
 
 def history(

@@ -87,8 +87,19 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    slots: Annotated[
+        int, typer.Option(help="Language models: sequences decoded together (continuous batching).")
+    ] = 4,
+    context: Annotated[
+        int, typer.Option(help="Language models: positions per sequence (0: model's, <= 4096).")
+    ] = 0,
+    max_queue: Annotated[
+        int, typer.Option(help="Language models: requests waiting for a slot before 429.")
+    ] = 64,
 ) -> None:
-    """Serve models over HTTP and gRPC until Ctrl-C; alias moves are followed without restart."""
+    """Serve models over HTTP and gRPC until Ctrl-C; alias moves are followed without restart.
+    Language models (GGUF, encoders) answer the OpenAI API under /v1 on the same port."""
+    from modelport.generation.options import EngineOptions
     from modelport.serving.app import ServerOptions, run
     from modelport.serving.auth import ApiKeys
     from modelport.serving.config import BatchConfig, ServeConfig
@@ -109,6 +120,8 @@ def serve(
     options = ServerOptions(
         host=host, http_port=http_port, grpc_port=grpc_port or None, api_keys=keys,
         max_request_bytes=parse_size(max_request_size),
+        generation=EngineOptions(slots=slots, context=context, max_queue=max_queue,
+                                 threads=intra_op_threads or 0),
     )  # fmt: skip
     run(registry(), config, options, started=lambda *args: _started(host, keys, *args))
     console.print("stopped")
@@ -174,5 +187,5 @@ def _started(host: str, keys: Any, models: Any, http_port: int, grpc_port: int |
         console.print(f"[red]failed:[/] {where}: {row['reason']}", highlight=False)
     grpc = f", gRPC on {host}:{grpc_port}" if grpc_port else ""
     auth = ", API keys required" if keys.enabled else ""
-    console.print(f"listening on {base} (V2 REST, TF-Serving REST, /metrics){grpc}{auth}; "
+    console.print(f"listening on {base} (V2, TF-Serving, OpenAI /v1, /metrics){grpc}{auth}; "
                   "Ctrl-C stops", highlight=False)  # fmt: skip

@@ -20,6 +20,8 @@ def to_artifact(
     opset: int | None = None,
 ) -> Artifact:
     """An artifact for ``obj``; in-memory objects are written under ``workdir``."""
+    from modelport.importers import gguf as gguf_importer
+    from modelport.importers import hf as hf_importer
     from modelport.importers import keras as keras_importer
     from modelport.importers import onnx as onnx_importer
     from modelport.importers import sklearn as sklearn_importer
@@ -27,6 +29,10 @@ def to_artifact(
 
     if isinstance(obj, (str, Path)):
         path = Path(obj)
+        if gguf_importer.is_gguf(path):
+            return gguf_importer.from_file(path)
+        if hf_importer.is_checkpoint(path):
+            return hf_importer.from_folder(path)
         if keras_importer.is_keras_path(path):
             return keras_importer.from_file(path, workdir, opset)
         return onnx_importer.from_path(path)

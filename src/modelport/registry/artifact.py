@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelport.signature import Signature
@@ -15,6 +16,9 @@ class Artifact:
     files: tuple[str, ...]
     entrypoint: str
     signature: Signature
+    # what the importer read from the files (a language model's task, architecture, ...);
+    # stored as tags, which the caller's own tags override
+    tags: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def single_file(cls, path: Path, format: str, signature: Signature) -> Artifact:

@@ -101,7 +101,7 @@ class Registry:
         if alias is not None:
             validate_alias(alias)
         clean_metrics = check_metrics(metrics or {})
-        clean_tags = check_tags(tags or {})
+        clean_tags = check_tags({**artifact.tags, **(tags or {})})
         parent_version = self.resolve(parent) if parent is not None else None
         if transform is not None and parent_version is None:
             raise InvalidInput("a transform needs the parent version it was applied to")

@@ -28,11 +28,14 @@ from modelport.serving.dataplane import DataPlane
 from modelport.serving.rest_rollouts import RestRollouts
 from modelport.serving.rest_tfserving import RestTFServing
 from modelport.serving.rest_v2 import Reply, RestV2, error_reply
+from modelport.serving.streaming import Stream
 
 if TYPE_CHECKING:
+    from modelport.generation.options import EngineOptions
     from modelport.monitoring.metrics import Metrics
     from modelport.registry import Registry
     from modelport.serving.config import ServeConfig
+    from modelport.serving.llm import LanguageModels
 
 log = logging.getLogger("modelport.serving")
 DEFAULT_MAX_BODY = 64 << 20
@@ -49,6 +52,7 @@ class ServerOptions:
     grpc_port: int | None = 8081  # None: no gRPC server
     api_keys: ApiKeys | None = None
     max_request_bytes: int = DEFAULT_MAX_BODY
+    generation: EngineOptions | None = None  # language models: slots, context, queue
 
 
 class ServingApp:
@@ -56,12 +60,13 @@ class ServingApp:
 
     def __init__(
         self, plane: DataPlane, metrics: Metrics, keys: ApiKeys | None = None,
-        max_body: int = DEFAULT_MAX_BODY,
+        max_body: int = DEFAULT_MAX_BODY, llm: LanguageModels | None = None,
     ) -> None:  # fmt: skip
         self.plane = plane
         self.metrics = metrics
         self.keys = keys or ApiKeys()
         self.max_body = max_body
+        self.llm = llm
         v2, tf = RestV2(plane), RestTFServing(plane)
         ro = RestRollouts(plane.models)
         # fixed paths, then patterns by segment count; "{}" is a path parameter
@@ -73,6 +78,15 @@ class ServingApp:
             ("POST", "/v2/repository/index"): (v2.repository_index, "admin"),
             ("GET", "/metrics"): (self._metrics, "infer"),
         }
+        if llm is not None:
+            from modelport.serving.openai import OpenAI
+
+            oa = OpenAI(llm)
+            self._fixed[("GET", "/v1/models")] = (oa.list_models, "infer")
+            for path, handler in (("/v1/chat/completions", oa.chat),
+                                  ("/v1/completions", oa.completions),
+                                  ("/v1/embeddings", oa.embeddings)):  # fmt: skip
+                self._fixed[("POST", path)] = (handler, "infer")
         self._patterns: dict[int, list[tuple[str, tuple[str, ...], Handler, str]]] = {}
         self._seen: dict[tuple[str, str], tuple[Handler, str | None, list[str]]] = {}
         for method, pattern, handler, role in (
@@ -165,6 +179,9 @@ class ServingApp:
                     status, payload, extra = await handler(body, headers, *params)
                 finally:
                     ROUTE.reset(token)
+            if isinstance(payload, Stream):
+                await payload.send(send, receive, status, extra)
+                return
         except ModelportError as exc:
             status, payload, extra = error_reply(exc)
         except _MethodNotAllowed as exc:
@@ -209,7 +226,10 @@ class ServingApp:
 
     async def _metrics(self, body: bytes, headers: dict[bytes, bytes]) -> Reply:
         content_type = self.metrics.content_type.encode()
-        return 200, self.metrics.render(), [(b"content-type", content_type)]
+        text = self.metrics.render()
+        if self.llm is not None:
+            text += self.llm.render_metrics()
+        return 200, text, [(b"content-type", content_type)]
 
 
 _WBITS = {b"gzip": 31, b"deflate": 15}  # zlib window bits: gzip header, zlib header
@@ -314,12 +334,14 @@ def listen(host: str, port: int) -> socket.socket:
 def build(registry: Registry, config: ServeConfig, options: ServerOptions) -> tuple[Any, ...]:
     """The parts of a server: (models, metrics, plane, ASGI app)."""
     from modelport.monitoring.metrics import Metrics
+    from modelport.serving.llm import LanguageModels
     from modelport.serving.models import ModelSet
 
     metrics = Metrics()
     models = ModelSet(registry, config, metrics)
     plane = DataPlane(models, timeout=config.request_timeout)
-    app = ServingApp(plane, metrics, options.api_keys, options.max_request_bytes)
+    llm = LanguageModels(registry, options.generation, tuple(r.name for r in config.parsed_refs))
+    app = ServingApp(plane, metrics, options.api_keys, options.max_request_bytes, llm)
     return models, metrics, plane, app
 
 
@@ -361,6 +383,8 @@ async def serve(
         if grpc_server is not None:
             await grpc_server.stop(grace=1.0)
         await models.stop()
+        if app.llm is not None:
+            await app.llm.close()
 
 
 def _stop_on_signals(http: Any) -> None:

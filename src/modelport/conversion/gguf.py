@@ -1,0 +1,221 @@
+"""Hugging Face Llama / Qwen2 checkpoint -> GGUF (f32 or q8_0), served by llama.cpp.
+
+    version = convert_to_gguf(registry, "tiny-llama:1", precision="q8_0")
+
+Weights are renamed to llama.cpp's tensor names (Llama's query and key rows are reordered for
+its rotary layout), the byte-level BPE vocabulary and merges come from ``tokenizer.json`` and
+the chat template from the tokenizer config. Each conversion records a parity check against
+the fp32 transformers model: greedy next-token agreement over a text and the perplexity change,
+and is refused above the tolerance unless forced.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import InvalidInput
+from modelport.importers.hf import chat_template
+from modelport.registry import ModelVersion, Registry
+
+ARCHS = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
+PRECISIONS = {"f32": 0, "q8_0": 7}  # llama.cpp file types
+TOLERANCE = {"f32": (0.99, 0.01), "q8_0": (0.90, 0.05)}  # least agreement, most ppl change
+PARITY_TEXT = (
+    "A model registry keeps every version of a model, with aliases that move and lineage that "
+    "does not. Serving a language model on a CPU means batching sequences between decode steps, "
+    "reusing the cache of a repeated system prompt, and freeing a slot as soon as a client "
+    "leaves. The quick brown fox jumps over the lazy dog; numbers like 12345 and 3.14 appear too."
+)
+_LAYER = {
+    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "ffn_norm",
+}  # fmt: skip
+
+
+def _name(hf: str) -> str | None:
+    if hf == "model.embed_tokens.weight":
+        return "token_embd.weight"
+    if hf == "model.norm.weight":
+        return "output_norm.weight"
+    if hf == "lm_head.weight":
+        return "output.weight"
+    parts = hf.split(".")
+    if parts[:2] == ["model", "layers"] and len(parts) >= 5:
+        module, kind = ".".join(parts[3:-1]), parts[-1]
+        if module in _LAYER:
+            return f"blk.{parts[2]}.{_LAYER[module]}.{kind}"
+    return None
+
+
+def _rotary_order(w: np.ndarray, heads: int) -> np.ndarray:
+    """Llama's HF rows are [first halves..., second halves...] per head; llama.cpp interleaves."""
+    return (
+        w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+    )
+
+
+def _vocab(folder: Path, size: int) -> tuple[list[str], list[int], list[str]]:
+    data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    model = data.get("model", {})
+    if model.get("type") != "BPE":
+        raise InvalidInput("only byte-level BPE tokenizers convert to GGUF here")
+    by_id = {i: t for t, i in model["vocab"].items()}
+    special = set()
+    for added in data.get("added_tokens", []):
+        by_id[added["id"]] = added["content"]
+        if added.get("special"):
+            special.add(added["id"])
+    tokens, types = [], []
+    for i in range(max(size, len(by_id))):
+        tokens.append(by_id.get(i, f"[PAD{i}]"))
+        types.append(3 if i in special else (5 if i not in by_id else 1))
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    return tokens, types, merges
+
+
+def write_gguf(folder: Path, target: Path, precision: str) -> dict[str, Any]:
+    import gguf
+    from safetensors import safe_open
+
+    config = json.loads((folder / "config.json").read_text())
+    arch = ARCHS.get((config.get("architectures") or [""])[0])
+    if arch is None:
+        raise InvalidInput(
+            f"GGUF conversion supports {sorted(ARCHS)}, not {config.get('architectures')}"
+        )
+    heads, kv_heads = (
+        config["num_attention_heads"],
+        config.get("num_key_value_heads") or config["num_attention_heads"],
+    )
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    w = gguf.GGUFWriter(str(target), arch)
+    w.add_name(folder.name)
+    w.add_context_length(config.get("max_position_embeddings", 2048))
+    w.add_embedding_length(config["hidden_size"])
+    w.add_block_count(config["num_hidden_layers"])
+    w.add_feed_forward_length(config["intermediate_size"])
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_layer_norm_rms_eps(config.get("rms_norm_eps", 1e-6))
+    w.add_rope_freq_base(config.get("rope_theta", 10000.0))
+    w.add_rope_dimension_count(head_dim)
+    w.add_file_type(PRECISIONS[precision])
+    tokens, types, merges = _vocab(folder, config["vocab_size"])
+    w.add_vocab_size(len(tokens))
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2" if arch == "qwen2" else "default")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    for key, add in (("bos_token_id", w.add_bos_token_id), ("eos_token_id", w.add_eos_token_id)):
+        value = config.get(key)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if isinstance(value, int):
+            add(value)
+    w.add_add_bos_token(False)
+    template = chat_template(folder)
+    if template:
+        w.add_chat_template(template)
+    count = 0
+    for shard in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(shard), framework="np") as f:
+            for key in f.keys():
+                name = _name(key)
+                if name is None:
+                    continue
+                data = f.get_tensor(key).astype(np.float32)
+                if arch == "llama" and ".attn_q." in name and name.endswith("weight"):
+                    data = _rotary_order(data, heads)
+                elif arch == "llama" and ".attn_k." in name and name.endswith("weight"):
+                    data = _rotary_order(data, kv_heads)
+                if precision == "q8_0" and data.ndim == 2 and data.shape[-1] % 32 == 0:
+                    kind = gguf.GGMLQuantizationType.Q8_0
+                    w.add_tensor(name, gguf.quants.quantize(data, kind), raw_dtype=kind)
+                else:
+                    w.add_tensor(name, data)
+                count += int(data.size)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return {"architecture": arch, "parameters": count}
+
+
+def measure_parity(folder: Path, gguf_path: Path, text: str = PARITY_TEXT) -> dict[str, float]:
+    """Teacher-forced on ``text``: how often both models pick the same next token, and the
+    perplexity of each."""
+    import torch
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    from modelport.generation.llama import LlamaModel
+    from modelport.generation.options import EngineOptions
+
+    ids = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))(text)["input_ids"]
+    reference = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    limit = min(len(ids), 256, reference.config.max_position_embeddings)
+    ids = ids[:limit]
+    with torch.no_grad():
+        expected = reference(torch.tensor([ids])).logits[0].numpy()
+    options = EngineOptions(slots=1, context=limit, batch=max(limit, 32), threads=1)
+    model = LlamaModel.load(gguf_path, options, limit, f32_cache=True)
+    try:
+        got = model.decode([(0, t, i, True) for i, t in enumerate(ids)])
+    finally:
+        model.close()
+    agree = float((expected[:-1].argmax(-1) == got[:-1].argmax(-1)).mean())
+    return {
+        "next_token_agreement": agree,
+        "perplexity_fp32": _ppl(expected, ids),
+        "perplexity": _ppl(got, ids),
+        "tokens": len(ids),
+    }
+
+
+def _ppl(logits: np.ndarray, ids: list[int]) -> float:
+    z = logits[:-1].astype(np.float64)
+    z -= z.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    nll = -logp[np.arange(len(ids) - 1), ids[1:]].mean()
+    return float(np.exp(nll))
+
+
+def convert_to_gguf(
+    registry: Registry, ref: str, precision: str = "f32", force: bool = False
+) -> ModelVersion:
+    from modelport.importers.gguf import from_file
+
+    if precision not in PRECISIONS:
+        raise InvalidInput(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    parent = registry.resolve(ref)
+    if parent.format != "hf" or parent.tags.get("task") != "text-generation":
+        raise InvalidInput(f"{parent.ref} is not a Hugging Face text-generation checkpoint")
+    folder = registry.path(parent).parent
+    with tempfile.TemporaryDirectory(dir=registry.blobs.tmp, prefix="gguf-") as work:
+        target = Path(work) / f"{parent.name}-{precision}.gguf"
+        facts = write_gguf(folder, target, precision)
+        parity = measure_parity(folder, target)
+        least, most = TOLERANCE[precision]
+        change = abs(parity["perplexity"] / parity["perplexity_fp32"] - 1.0)
+        parity["perplexity_change"] = change
+        if (parity["next_token_agreement"] < least or change > most) and not force:
+            raise InvalidInput(
+                f"the {precision} GGUF drifts from transformers: next-token agreement "
+                f"{parity['next_token_agreement']:.3f} (least {least}), perplexity change "
+                f"{change:.2%} (most {most:.0%}); use --force to keep it"
+            )
+        artifact = from_file(target)
+        params = {"to": "gguf", "precision": precision, **facts, **parity}
+        return registry.add(
+            artifact, parent.name, parent=parent.ref, transform="convert",
+            transform_params=params,
+            metrics={"next_token_agreement": parity["next_token_agreement"],
+                     "perplexity_change": change},
+        )  # fmt: skip

@@ -1,0 +1,80 @@
+"""Sentence encoders on ONNX Runtime, the ``tokenizers`` library in the loop.
+
+    encoder = open_encoder(Path("checkout-folder"), threads=2)
+    vectors, tokens = encoder.embed(["a sentence", "another"])   # mean-pooled, L2-normalised
+
+The folder holds ``model.onnx`` (inputs input_ids, attention_mask[, token_type_ids]; output
+the last hidden state) and the checkpoint's ``tokenizer.json``. Long lists are split into
+batches of ``batch`` texts, so a client never has to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from modelport.errors import InvalidInput, MissingDependency
+
+
+def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Average of the token vectors the mask keeps, scaled to unit length."""
+    weights = mask[..., None].astype(np.float32)
+    summed = (hidden * weights).sum(axis=1)
+    pooled = summed / np.clip(weights.sum(axis=1), 1e-9, None)
+    return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+
+
+def load_tokenizer(folder: Path, max_length: int):
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise MissingDependency("tokenizers", "llm") from None
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        raise InvalidInput(f"{folder} has no tokenizer.json")
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.enable_truncation(max_length)
+    pad = tokenizer.padding or {}
+    tokenizer.enable_padding(pad_id=pad.get("pad_id", 0), pad_token=pad.get("pad_token", "[PAD]"))
+    return tokenizer
+
+
+class Encoder:
+    def __init__(self, session, tokenizer, batch: int = 32) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.batch = batch
+        self.inputs = {i.name for i in session.get_inputs()}
+
+    def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
+        """Vectors for ``texts`` and the number of tokens they took."""
+        out, tokens = [], 0
+        for start in range(0, len(texts), self.batch):
+            encodings = self.tokenizer.encode_batch(list(texts[start : start + self.batch]))
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self.inputs:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            hidden = self.session.run(None, feed)[0]
+            out.append(mean_pool(hidden, mask))
+            tokens += int(mask.sum())
+        return np.concatenate(out), tokens
+
+    def close(self) -> None:
+        self.session = None
+
+
+def open_encoder(folder: Path, threads: int = 0, max_length: int = 512) -> Encoder:
+    import onnxruntime as ort
+
+    candidates = sorted(folder.glob("*.onnx"))
+    if len(candidates) != 1:
+        raise InvalidInput(f"{folder} must hold one .onnx encoder, found {len(candidates)}")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(candidates[0]), options, providers=["CPUExecutionProvider"])
+    return Encoder(session, load_tokenizer(folder, max_length))

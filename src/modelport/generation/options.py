@@ -1,0 +1,37 @@
+"""How a generation engine is opened: slots, context per sequence, threads, queue, chunks.
+
+options = EngineOptions(slots=4, context=2048, threads=2)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from modelport.errors import InvalidInput
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    slots: int = 4  # sequences decoded together
+    context: int = 0  # positions per sequence; 0 = the model's, at most 4096
+    threads: int = 0  # 0 = one per core
+    batch: int = 512  # rows per decode call
+    prefill_chunk: int = 256  # prompt tokens computed per step while others decode
+    max_queue: int = 64  # waiting sequences before 429
+
+    def __post_init__(self) -> None:
+        for name in ("slots", "batch", "prefill_chunk", "max_queue"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise InvalidInput(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("context", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise InvalidInput(f"{name} must be an integer >= 0, got {value!r}")
+        if not self.threads:
+            object.__setattr__(self, "threads", _cores())

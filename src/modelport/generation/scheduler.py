@@ -1,0 +1,263 @@
+"""Continuous batching: one decode loop for every sequence of a model, on its own thread.
+
+    scheduler = Scheduler(model, max_queue=64, prefill_chunk=256)
+    handle = scheduler.submit(prompt_ids, SamplingParams(max_tokens=32), on_event)
+    handle.cancel()             # the slot is free before the next decode step
+    scheduler.close()
+
+Each step decodes one row per running sequence plus at most ``prefill_chunk`` prompt tokens of
+the sequences still prefilling, so a long prompt never stalls the streams already running. New
+sequences join between steps as slots free up. A finished sequence leaves its cache in its slot;
+the next prompt sharing a prefix with it (a repeated system prompt) reuses that prefix instead
+of computing it again. Waiting sequences beyond ``max_queue`` are refused (``Overloaded``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import itertools
+import logging
+import threading
+from collections import deque
+from collections.abc import Sequence
+from time import perf_counter
+
+from modelport.errors import InvalidInput, Overloaded
+from modelport.generation.base import BatchModel, OnEvent, SamplingParams, TokenEvent
+from modelport.generation.sampling import make_rng, sample
+from modelport.generation.stops import StopFilter
+
+log = logging.getLogger("modelport.generation")
+_ids = itertools.count(1)
+
+
+class Handle:
+    """One submitted sequence; ``cancel`` is safe from any thread, at any time."""
+
+    __slots__ = (
+        "id",
+        "prompt",
+        "params",
+        "on_event",
+        "rng",
+        "stops",
+        "utf8",
+        "slot",
+        "pos",
+        "pending",
+        "generated",
+        "cancelled",
+        "done",
+        "submitted",
+        "cached",
+        "_wake",
+    )
+
+    def __init__(self, prompt: list[int], params: SamplingParams, on_event: OnEvent, wake) -> None:
+        self.id = next(_ids)
+        self.prompt, self.params, self.on_event = prompt, params, on_event
+        self.rng = make_rng(params.seed)
+        self.stops = StopFilter(params.stop)
+        self.utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+        self.slot: int | None = None
+        self.pos = 0  # tokens of this sequence in the slot's cache
+        self.pending: list[int] = []
+        self.generated = 0
+        self.cancelled = self.done = False
+        self.submitted = perf_counter()
+        self.cached = 0  # prompt tokens reused from the slot's cache
+        self._wake = wake
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self._wake()
+
+
+class Scheduler:
+    def __init__(self, model: BatchModel, max_queue: int = 64, prefill_chunk: int = 256) -> None:
+        self.model = model
+        self.max_queue = max_queue
+        self.prefill_chunk = max(1, min(prefill_chunk, model.batch))
+        self._waiting: deque[Handle] = deque()
+        self._running: list[Handle] = []
+        self._free = list(range(model.slots))
+        self._contents: dict[int, list[int]] = {s: [] for s in range(model.slots)}
+        self._cond = threading.Condition()
+        self._closed = False
+        self.steps = 0
+        self.cache_hits = 0  # prompt tokens served from a slot's cache
+        self._thread = threading.Thread(target=self._loop, name="modelport-decode", daemon=True)
+        self._thread.start()
+
+    # -- any thread ----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    def check_prompt(self, n_prompt: int, max_tokens: int) -> None:
+        """A prompt must leave room for what is asked in the context."""
+        context = self.model.context
+        if n_prompt < 1:
+            raise InvalidInput("the prompt is empty")
+        if n_prompt >= context:
+            raise InvalidInput(
+                f"the prompt has {n_prompt} tokens; this model's context is {context} tokens"
+            )
+        if n_prompt + max_tokens > context:
+            raise InvalidInput(
+                f"the prompt ({n_prompt} tokens) plus max_tokens ({max_tokens}) is more than "
+                f"this model's context of {context} tokens; ask for at most "
+                f"{context - n_prompt} tokens"
+            )
+
+    def submit(self, prompt: Sequence[int], params: SamplingParams, on_event: OnEvent) -> Handle:
+        self.check_prompt(len(prompt), params.max_tokens)
+        handle = Handle(list(prompt), params, on_event, self._wake)
+        with self._cond:
+            if self._closed:
+                raise Overloaded("the model is shutting down", retry_after=1)
+            waiting = len(self._waiting) - len(self._free)  # the rest take a free slot next step
+            if waiting >= self.max_queue:
+                raise Overloaded(
+                    f"{waiting} requests are already waiting for this model",
+                    retry_after=1,
+                )
+            self._waiting.append(handle)
+            self._cond.notify()
+        return handle
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout=30)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    # -- the decode thread ---------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not self._running and not self._waiting:
+                    self._cond.wait()
+                if self._closed:
+                    break
+                self._admit()
+            self._reap()
+            if self._running:
+                try:
+                    self._step()
+                except Exception as exc:  # a backend failure ends these sequences, not the loop
+                    log.exception("decode step failed")
+                    for handle in list(self._running):
+                        self._finish(handle, f"error: {type(exc).__name__}")
+        for handle in [*self._running, *self._waiting]:
+            self._finish(handle, "cancelled")
+
+    def _admit(self) -> None:
+        while self._free and self._waiting:
+            handle = self._waiting.popleft()
+            if handle.cancelled:
+                self._emit(handle, TokenEvent("", None, "cancelled"))
+                continue
+            slot, common = self._best_slot(handle.prompt)
+            self._free.remove(slot)
+            self.model.forget(slot, common)
+            handle.slot, handle.pos, handle.cached = slot, common, common
+            handle.pending = handle.prompt[common:]
+            self.cache_hits += common
+            self._contents[slot] = handle.prompt[:common]
+            self._running.append(handle)
+
+    def _best_slot(self, prompt: list[int]) -> tuple[int, int]:
+        """The free slot whose cached tokens share the longest prefix with ``prompt`` (at least
+        the last prompt token is computed again: its logits are needed)."""
+        best, best_len = self._free[0], 0
+        for slot in self._free:
+            held = self._contents[slot]
+            n = 0
+            for a, b in zip(held, prompt[:-1], strict=False):
+                if a != b:
+                    break
+                n += 1
+            if n > best_len:
+                best, best_len = slot, n
+        return best, best_len
+
+    def _reap(self) -> None:
+        for handle in [h for h in self._running if h.cancelled]:
+            self._finish(handle, "cancelled")
+
+    def _step(self) -> None:
+        rows: list[tuple[int, int, int, bool]] = []
+        owners: list[Handle] = []
+        budget = self.prefill_chunk
+        decoding = [h for h in self._running if len(h.pending) == 1 and h.generated]
+        prefilling = [h for h in self._running if not (len(h.pending) == 1 and h.generated)]
+        for handle in decoding + prefilling:
+            room = self.model.batch - len(rows)
+            take = 1 if handle in decoding else min(len(handle.pending), budget, room)
+            if take <= 0 or take > room:
+                continue
+            if handle not in decoding:
+                budget -= take
+            for i, token in enumerate(handle.pending[:take]):
+                last = i == take - 1 and take == len(handle.pending)
+                rows.append((handle.slot, token, handle.pos + i, last))
+            self._contents[handle.slot].extend(handle.pending[:take])
+            handle.pos += take
+            handle.pending = handle.pending[take:]
+            if not handle.pending:
+                owners.append(handle)
+        if not rows:
+            return
+        logits = self.model.decode(rows)
+        self.steps += 1
+        for handle, row in zip(owners, logits, strict=True):
+            self._advance(handle, row)
+
+    def _advance(self, handle: Handle, logits) -> None:
+        p = handle.params
+        token = sample(logits, p.temperature, p.top_p, handle.rng)
+        handle.generated += 1
+        if token in self.model.eos:
+            self._finish(
+                handle, "stop", handle.stops.flush() + handle.utf8.decode(b"", True), token
+            )
+            return
+        text, stopped = handle.stops.feed(handle.utf8.decode(self.model.piece(token)))
+        if stopped:
+            self._finish(handle, "stop", text, token)
+            return
+        if handle.generated >= p.max_tokens or handle.pos + 1 >= self.model.context:
+            self._finish(handle, "length", text + handle.stops.flush(), token)
+            return
+        handle.pending = [token]
+        self._emit(handle, TokenEvent(text, token, None, len(handle.prompt), handle.generated))
+
+    def _finish(self, handle: Handle, why: str, text: str = "", token: int | None = None) -> None:
+        if handle.done:
+            return
+        if handle in self._running:
+            self._running.remove(handle)
+            self._free.append(handle.slot)
+        elif handle in self._waiting:
+            self._waiting.remove(handle)
+        event = TokenEvent(text, token, why, len(handle.prompt), handle.generated)
+        self._emit(handle, event)
+
+    def _emit(self, handle: Handle, event: TokenEvent) -> None:
+        if event.finish is not None:
+            handle.done = True
+        try:
+            handle.on_event(event)
+        except Exception:  # a consumer's bug must not stop the other sequences
+            log.exception("token consumer failed")

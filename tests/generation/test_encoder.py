@@ -1,0 +1,73 @@
+"""Encoders: ONNX export served with the tokenizers library; vectors match transformers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelport.api import register
+from modelport.conversion.encoder import convert_encoder, reference_vectors
+from modelport.errors import InvalidInput
+from modelport.generation.encoder import open_encoder
+from modelport.registry import Registry
+from modelport.settings import Settings
+from tests.generation.conftest import build_bert
+
+TEXTS = ["hello world", "the lazy dog sleeps", "vectors for every sentence, even long ones " * 3]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("encoder")
+    reg = Registry(Settings(home=tmp / "home", user="tester"))
+    # MiniLM-L6's shape, random weights: the embedding tables dominate the file, as in MiniLM
+    register(
+        build_bert(
+            tmp / "bert",
+            {
+                "hidden_size": 384,
+                "num_hidden_layers": 2,
+                "intermediate_size": 1536,
+                "vocab_size": 30522,
+            },
+        ),
+        "bert",
+        registry=reg,
+    )
+    yield reg
+    reg.close()
+
+
+def test_fp32_encoder_matches_transformers(registry) -> None:
+    version = convert_encoder(registry, "bert:1")
+    assert version.format == "onnx" and version.parent == "bert:1"
+    assert version.tags["task"] == "feature-extraction"
+    assert version.transform_params["min_cosine"] >= 0.9999
+    folder = registry.path(version).parent
+    got, tokens = open_encoder(folder).embed(TEXTS)
+    expected = reference_vectors(registry.path("bert:1").parent, TEXTS)
+    assert ((got * expected).sum(axis=1) >= 0.9999).all()
+    assert tokens > len(TEXTS)
+
+
+def test_int8_quantizes_the_embedding_tables(registry) -> None:
+    fp32 = registry.resolve("bert:2")
+    int8 = convert_encoder(registry, "bert:1", int8=True)
+    assert int8.transform_params["quantized_ops"] == ["MatMul", "Gather"]
+    assert fp32.size / int8.size >= 3.5
+    a, _ = open_encoder(registry.path(fp32).parent).embed(TEXTS)
+    b, _ = open_encoder(registry.path(int8).parent).embed(TEXTS)
+    assert (a * b).sum(axis=1).mean() >= 0.99
+
+
+def test_long_lists_are_split_into_batches(registry) -> None:
+    encoder = open_encoder(registry.path("bert:2").parent)
+    many = [f"sentence number {i}" for i in range(70)]
+    vectors, _ = encoder.embed(many)
+    assert vectors.shape[0] == 70
+    np.testing.assert_allclose(vectors[65], encoder.embed([many[65]])[0][0], atol=1e-5)
+
+
+def test_only_encoder_checkpoints_convert(registry, tmp_path) -> None:
+    with pytest.raises(InvalidInput, match="not a Hugging Face encoder"):
+        convert_encoder(registry, "bert:2")
