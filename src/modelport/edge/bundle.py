@@ -97,7 +97,7 @@ def pack_ref(
         model=version.ref,
         signature=version.signature.to_dict(),
         inputs=inputs,
-        atol=tolerance(precision),
+        atol=tolerance(precision).rtol,  # the conversion bound for this precision, as atol
         precision=precision,
         store=store,
         output=output,
