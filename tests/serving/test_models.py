@@ -392,3 +392,22 @@ def test_a_failed_alias_target_is_never_replaced_by_another_version(sqlite_regis
             assert models.versions("digits") == [2]
 
     asyncio.run(main())
+
+
+def test_a_language_model_under_the_alias_is_left_to_the_openai_routes(sqlite_registry):
+    """A GGUF file carrying the serving alias is not loaded as a tensor model (it would show as
+    FAILED and keep readiness false); the tensor models beside it are served as usual."""
+    from modelport.serving.plan import make_plan
+    from tests.generation.conftest import smollm2_path
+
+    reg = sqlite_registry
+    add_version(reg, "digits", seed=1, alias="production")
+    register(smollm2_path(), "chat", registry=reg, alias="production")
+    plan = make_plan(reg, ServeConfig())
+    assert sorted(plan.wanted) == ["digits"] and not plan.problems
+
+    async def main():
+        async with running(reg) as models:
+            assert models.names() == ["digits"] and models.all_ready()
+
+    asyncio.run(main())

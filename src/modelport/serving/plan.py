@@ -72,8 +72,8 @@ def make_plan(
                 targets.append((ref, summary.aliases[ref.alias]))
             else:
                 targets.append((ref, ref.version or summary.latest))
-        if not targets:
-            continue
+        if not targets or _text_only(registry, name, targets):
+            continue  # a language model is served by the OpenAI routes, not the tensor set
         plan.problems.pop(name, None)
         versions = {v for _, v in targets}
         if config.version_policy == "aliased":
@@ -89,6 +89,12 @@ def make_plan(
                 wanted, versions=wanted.versions | {rollout.candidate}
             )
     return plan
+
+
+def _text_only(registry: Registry, name: str, targets: list[tuple[ModelRef, int]]) -> bool:
+    from modelport.serving.llm import TEXT_FORMATS
+
+    return all(registry.get(f"{name}:{v}").format in TEXT_FORMATS for _, v in targets)
 
 
 def _default(
