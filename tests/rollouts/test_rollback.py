@@ -5,6 +5,7 @@ through every step and is promoted, again with no failed request."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 
@@ -85,7 +86,10 @@ def test_a_good_candidate_is_promoted_through_every_step_with_no_failed_request(
     plan = "shadow 50% 1s min 20; canary 20,50,100 1s min 20"
     with Load([server.url], rate=100, threads=8) as load:
         time.sleep(0.5)
-        rollouts.start(registry, "digits", f"digits:{versions['good']}", plan=plan, gates=GATES)
+        # the same work as stable: its p99 ratio is noise around 1, which on a shared 2-core
+        # machine can pass 2 for three windows; 4 still refuses a candidate that is truly slower
+        gates = dataclasses.replace(GATES, max_p99_ratio=4.0)
+        rollouts.start(registry, "digits", f"digits:{versions['good']}", plan=plan, gates=gates)
         ended = wait_until_ended(registry)
         time.sleep(2.0)  # the replicas swap to the promoted version meanwhile
     log = rollouts.history(registry, "digits")[0][1]
