@@ -42,6 +42,15 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, 
         assert code == 0, server.output()[-2000:]
 
 
+@pytest.fixture(autouse=True)
+def no_rollout_left(setup) -> Iterator[None]:
+    """A test that fails leaves no active rollout behind for the next one to trip over."""
+    yield
+    registry = setup[0]
+    if rollouts.get(registry, "digits").active:
+        rollouts.abort(registry, "digits", "left by a failed test")
+
+
 def wait_until_ended(registry: Registry, limit: float = 60.0):
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
