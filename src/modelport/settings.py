@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     Several hosts can share one catalogue with ``postgresql://...`` and a shared ``blob_dir``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="MODELPORT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MODELPORT_", extra="ignore",
+                                      env_nested_delimiter="__")  # fmt: skip
 
     home: Path = Field(default_factory=lambda: Path.home() / ".modelport")
     database_url: str | None = None
@@ -66,6 +67,11 @@ class Settings(BaseSettings):
     api_keys: str = ""
     # the CLI prints a traceback for unexpected errors
     debug: bool = False
+    # defaults for the options of ``modelport serve`` and ``modelport batch``, one variable per
+    # option: MODELPORT_SERVE__MAX_BATCH_SIZE=32, MODELPORT_BATCH__CHUNK_ROWS=8192 (a flag on the
+    # command line still wins; options given more than once take a comma-separated list)
+    serve: dict[str, str] = Field(default_factory=dict)
+    batch: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("debug", mode="before")
     @classmethod

@@ -18,8 +18,8 @@ from tests.conftest import make_mlp_onnx
 def cli(tmp_path: Path):
     env = {**os.environ, "MODELPORT_HOME": str(tmp_path / "home"), "MODELPORT_USER": "alice"}
 
-    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "modelport", *args], env=env,
+    def run(*args: str, ok: bool = True, **variables: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "modelport", *args], env={**env, **variables},
                               capture_output=True, text=True, timeout=120)  # fmt: skip
         if ok:
             assert proc.returncode == 0, proc.stderr
@@ -210,3 +210,50 @@ def test_piped_tables_write_every_value_in_full(cli, tmp_path: Path) -> None:
     for i in range(8):
         assert f"accuracy_on_held_out_split_{i}=0.96{i}4" in out
     assert max(len(line) for line in out.splitlines()) > 140
+
+
+def test_batch_and_serve_options_come_from_settings(cli, tmp_path: Path) -> None:
+    """MODELPORT_BATCH__<OPTION> / MODELPORT_SERVE__<OPTION> set an option's default; a flag
+    still wins; a variable naming no option is a one-line error."""
+    cli("register", str(make_mlp_onnx(tmp_path / "m.onnx")), "--name", "mlp")
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a,b,c,d\n1,2,3,4\n1,x,3,4\n5,6,7,8\n")
+    base = ["batch", "mlp", "-i", str(rows), "-o", str(tmp_path / "out.parquet"), "--quiet"]
+    failed = _error(cli(*base, ok=False, MODELPORT_BATCH__ON_ERROR="fail"))
+    assert "non-numeric value 'x'" in failed
+    passed = cli(*base, "--on-error", "skip", MODELPORT_BATCH__ON_ERROR="fail")  # the flag wins
+    assert "scored 2 rows, 1 bad" in passed.stdout
+    wrong = _error(cli("serve", "mlp", ok=False, MODELPORT_SERVE__HTTP_PORTS="8080"))
+    assert "MODELPORT_SERVE__HTTP_PORTS names no option of 'modelport serve'" in wrong
+    assert "HTTP_PORT" in wrong
+
+
+def test_serve_listens_where_the_settings_say(tmp_path: Path) -> None:
+    import time
+    import urllib.request
+
+    from tests.pgserver import free_port
+
+    home = tmp_path / "home"
+    env = {**os.environ, "MODELPORT_HOME": str(home)}
+    subprocess.run([sys.executable, "-m", "modelport", "register",
+                    str(make_mlp_onnx(tmp_path / "m.onnx")), "--name", "mlp"],
+                   env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
+    port = free_port()
+    env |= {"MODELPORT_SERVE__HTTP_PORT": str(port), "MODELPORT_SERVE__GRPC_PORT": "0"}
+    server = subprocess.Popen([sys.executable, "-m", "modelport", "serve", "mlp"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline, ready = time.monotonic() + 60, False
+        while not ready and time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready") as reply:
+                    ready = reply.status == 200
+            except OSError:
+                time.sleep(0.2)
+        assert ready, "the server did not listen on the port MODELPORT_SERVE__HTTP_PORT gave"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as reply:
+            assert b"modelport_" in reply.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.batch.arrow import arrow_array, as_numpy, numpy_dtype
+from modelport.batch.arrow import arrow_array, as_numpy, list_values, numpy_dtype
 from modelport.errors import InvalidInput
 from modelport.registry.blobs import _fsync_dir as _fsync  # fsyncs any path by descriptor
 
@@ -184,10 +184,8 @@ class _NpyWriter:
             + text.ljust(_NPY_HEADER - 11) + b"\n"  # fmt: skip
 
     def write(self, table: Any) -> None:
-        column = table.column(0).combine_chunks()
-        if hasattr(column, "flatten"):
-            column = column.flatten()
-        values = as_numpy(column)
+        column = table.column(0)
+        values = list_values(column) if hasattr(column.type, "list_size") else as_numpy(column)
         self._handle.write(np.ascontiguousarray(values, self._dtype).data)
         self._rows += table.num_rows
 
@@ -227,7 +225,7 @@ def flat_columns(table: Any, schema: Any = None) -> Any:
     for name, column in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_fixed_size_list(column.type):
             width = column.type.list_size
-            flat = as_numpy(column.combine_chunks().flatten()).reshape(-1, width)
+            flat = list_values(column).reshape(-1, width)
             by_column = np.ascontiguousarray(flat.T)  # one transpose, then views
             for j in range(width):
                 arrays.append(arrow_array(by_column[j]))

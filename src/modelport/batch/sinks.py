@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.batch.arrow import as_numpy
+from modelport.batch.arrow import as_numpy, list_values
 from modelport.batch.outputs import OutputWriter, output_format
 
 _PART = re.compile(r"^part-(\d{6})\.arrow$")
@@ -92,7 +92,7 @@ class Collected(Tally):
         shapes = json.loads(self.tables[0].schema.metadata[b"shapes"])
         for name, column in zip(table.column_names, table.columns, strict=True):
             if pa.types.is_fixed_size_list(column.type):
-                flat = as_numpy(column.combine_chunks().flatten())
+                flat = list_values(column)
                 self.outputs[name] = flat.reshape(-1, *shapes[name])
             else:
                 self.outputs[name] = as_numpy(column)

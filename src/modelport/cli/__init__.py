@@ -19,7 +19,7 @@ from modelport.cli import predict as predict_cmd
 from modelport.cli import registry as registry_cmds
 from modelport.cli import rollout as rollout_cmds
 from modelport.cli import serve as serve_cmd
-from modelport.cli.common import err_console, state
+from modelport.cli.common import err_console, option_defaults, state
 
 app = typer.Typer(
     name="modelport",
@@ -39,6 +39,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     home: Annotated[
         Path | None,
         typer.Option("--home", help="Registry folder (env MODELPORT_HOME, default ~/.modelport)."),
@@ -49,6 +50,13 @@ def _main(
 ) -> None:
     if home is not None:
         state.overrides["home"] = home
+    if ctx.invoked_subcommand in _CONFIGURABLE:  # their options also come from the settings
+        name = ctx.invoked_subcommand
+        command = ctx.command.get_command(ctx, name)
+        ctx.default_map = {name: option_defaults(command, getattr(state.settings, name), name)}
+
+
+_CONFIGURABLE = ("serve", "batch")
 
 
 app.command("register")(registry_cmds.register)

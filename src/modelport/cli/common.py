@@ -50,6 +50,23 @@ def registry() -> Registry:
     return state.registry
 
 
+def option_defaults(command: Any, values: dict[str, str], name: str) -> dict[str, Any]:
+    """``values`` (from ``MODELPORT_<NAME>__<OPTION>`` variables) as the default map of a
+    command's options; a variable naming no option is an error, not silently ignored."""
+    from modelport.errors import InvalidInput
+
+    params = {p.name: p for p in command.params if getattr(p, "param_type_name", "") == "option"}
+    defaults: dict[str, Any] = {}
+    for key, value in values.items():
+        param = params.get(key.replace("-", "_"))
+        if param is None:
+            known = ", ".join(sorted(k.upper() for k in params))
+            raise InvalidInput(f"MODELPORT_{name.upper()}__{key.upper()} names no option of "
+                               f"'modelport {name}' (options: {known})")  # fmt: skip
+        defaults[param.name] = [v.strip() for v in value.split(",")] if param.multiple else value
+    return defaults
+
+
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=_default))
 
