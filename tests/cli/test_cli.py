@@ -229,31 +229,17 @@ def test_batch_and_serve_options_come_from_settings(cli, tmp_path: Path) -> None
 
 
 def test_serve_listens_where_the_settings_say(tmp_path: Path) -> None:
-    import time
     import urllib.request
 
-    from tests.pgserver import free_port
+    from tests.rollouts.servers import serve
 
     home = tmp_path / "home"
-    env = {**os.environ, "MODELPORT_HOME": str(home)}
-    subprocess.run([sys.executable, "-m", "modelport", "register",
+    subprocess.run([sys.executable, "-m", "modelport", "--home", str(home), "register",
                     str(make_mlp_onnx(tmp_path / "m.onnx")), "--name", "mlp"],
-                   env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
-    port = free_port()
-    env |= {"MODELPORT_SERVE__HTTP_PORT": str(port), "MODELPORT_SERVE__GRPC_PORT": "0"}
-    server = subprocess.Popen([sys.executable, "-m", "modelport", "serve", "mlp"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    server = serve(home, "mlp", ports_by_settings=True)  # ready on MODELPORT_SERVE__HTTP_PORT
     try:
-        deadline, ready = time.monotonic() + 60, False
-        while not ready and time.monotonic() < deadline and server.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready") as reply:
-                    ready = reply.status == 200
-            except OSError:
-                time.sleep(0.2)
-        assert ready, "the server did not listen on the port MODELPORT_SERVE__HTTP_PORT gave"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as reply:
-            assert b"modelport_" in reply.read()
+        with urllib.request.urlopen(f"{server.url}/v2/models/mlp/ready") as reply:
+            assert reply.status == 200
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        assert server.stop() == 0

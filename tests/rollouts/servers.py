@@ -42,14 +42,17 @@ class Serve:
         self.process.wait()
 
 
-def serve(home: Path, *args: str, env: dict | None = None, log: Path | None = None) -> Serve:
+def serve(home: Path, *args: str, env: dict | None = None, log: Path | None = None,
+          ports_by_settings: bool = False) -> Serve:  # fmt: skip
+    """``ports_by_settings``: give the ports as MODELPORT_SERVE__* variables, not flags."""
     port = free_port()
     log = log or home.parent / f"serve-{port}.log"
-    command = [sys.executable, "-m", "modelport", "--home", str(home), "serve",
-               "--http-port", str(port), "--grpc-port", "0", *args]  # fmt: skip
+    ports = {"MODELPORT_SERVE__HTTP_PORT": str(port), "MODELPORT_SERVE__GRPC_PORT": "0"}
+    flags = [] if ports_by_settings else ["--http-port", str(port), "--grpc-port", "0"]
+    env = {**os.environ, **(ports if ports_by_settings else {}), **(env or {})}
+    command = [sys.executable, "-m", "modelport", "--home", str(home), "serve", *flags, *args]
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **(env or {})})  # fmt: skip
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     server = Serve(process, port, log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
