@@ -8,7 +8,8 @@ import pytest
 
 from modelport.batch.features import FeatureMap
 from modelport.batch.plan import chunks_of
-from modelport.batch.sources import ChunkReader, FileInfo, plan_file
+from modelport.batch.reader import ChunkReader
+from modelport.batch.sources import FileInfo, plan_file
 from modelport.errors import InvalidInput
 from modelport.signature import Signature, TensorSpec
 
@@ -125,7 +126,7 @@ def test_null_values_in_parquet_are_bad_rows() -> None:
 
 
 def test_feature_major_blocks_hold_each_batch_contiguous_without_bad_rows() -> None:
-    from modelport.batch.features import Blocks
+    from modelport.batch.buffers import Blocks
 
     a = np.arange(10, dtype=np.float64)
     table = pa.table({"a": a, "b": [None if i == 4 else 10.0 + i for i in range(10)], "c": -a})
@@ -145,7 +146,7 @@ def test_feature_major_blocks_hold_each_batch_contiguous_without_bad_rows() -> N
 
 
 def test_blocks_of_another_batch_size_are_scored_whole() -> None:
-    from modelport.batch.features import Blocks
+    from modelport.batch.buffers import Blocks
     from modelport.batch.scorer import predict_in_batches
 
     class Echo:  # a runtime that takes [features, rows] and returns rows
@@ -165,7 +166,7 @@ def test_blocks_of_another_batch_size_are_scored_whole() -> None:
 def test_pooled_buffers_are_never_shared_by_chunks_in_flight_whatever_the_inputs() -> None:
     """A pool of k sets: k chunks converted at once each keep their own arrays (a model with
     several inputs as for one), and a set given back is reused by the next chunk."""
-    from modelport.batch.features import BufferPool
+    from modelport.batch.buffers import BufferPool
 
     sig = Signature((TensorSpec("a", "float32", (-1,)), TensorSpec("b", "float32", (-1, 1))),
                     (TensorSpec("y", "float32", (-1,)),))  # fmt: skip

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from modelport.batch import sources
 from modelport.batch.plan import chunks_of
-from modelport.batch.sources import ChunkReader, expand, plan_file
+from modelport.batch.reader import ChunkReader
+from modelport.batch.sources import expand, plan_file
 from modelport.errors import InvalidInput
 from tests.batch.conftest import frame
 

@@ -20,9 +20,10 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from modelport.batch.job import ChunkResult, JobSpec
+from modelport.batch.reader import ChunkReader
 from modelport.batch.scorer import Scorer
 from modelport.batch.sinks import Parts
-from modelport.batch.sources import Chunk, ChunkReader
+from modelport.batch.sources import Chunk
 from modelport.errors import InvalidInput, MissingDependency
 
 _STEPS: dict[tuple[Any, ...], tuple[ChunkReader, Scorer, Parts]] = {}

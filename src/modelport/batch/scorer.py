@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from modelport.batch.arrow import arrow_array
+from modelport.batch.buffers import Blocks, BufferPool
 from modelport.batch.columnar import load_model
-from modelport.batch.features import Blocks, BufferPool
 from modelport.batch.job import JobSpec
 from modelport.batch.sources import Chunk
 from modelport.errors import InvalidInput
