@@ -212,6 +212,24 @@ async def test_shadow_agreement_online_equals_offline_and_faults_reach_no_client
         assert candidate.errors == int((x[:, 0] >= 0.8).sum()) > 0
 
 
+async def test_shadow_copies_wait_until_no_request_is_being_answered(sqlite_registry, versions):
+    reg = sqlite_registry
+    rollouts.start(reg, "digits", f"digits:{versions['disagreeing']}", plan="shadow 100% 600s",
+                   gates=LENIENT)  # fmt: skip
+    async with served(reg) as (models, client):
+        split = await split_of(models)
+        board = split.board
+        board.serving()  # a request of the model is being answered (held open by the test)
+        x = inputs(5, seed=6)
+        for row in x:
+            assert (await client.post("/v2/models/digits/infer", json=body(row))).status_code == 200
+        await asyncio.sleep(0.2)  # many loop turns: the copies are queued, none has run
+        assert board.totals.role("shadow").n == 0 and board.totals.compared == 0
+        board.served()
+        await board.drained()
+        assert board.totals.role("shadow").n == 5 and board.totals.compared == 5
+
+
 async def test_a_full_shadow_queue_drops_and_counts(sqlite_registry, versions):
     reg = sqlite_registry
     rollouts.start(reg, "digits", f"digits:{versions['slow']}", plan="shadow 100% 600s",

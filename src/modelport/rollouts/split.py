@@ -9,7 +9,9 @@ Per request: an explicit version (``X-Modelport-Version: candidate|stable|N``) w
 when its bucket is under the weight, so raising the weight only moves stable keys; unkeyed
 requests are split at random. A candidate failure is answered by stable and counted. In a shadow
 step a copy of the request runs on the candidate off the request path, through a bounded queue
-that drops (and counts) what it cannot take; the two replies are compared as they come.
+that drops (and counts) what it cannot take; a copy starts only while no request of the model is
+being served, so it never holds up a reply (under saturation copies wait, then drop); the two
+replies are compared as they come.
 """
 
 from __future__ import annotations
@@ -85,6 +87,18 @@ class Board:
         self._timeout = timeout
         self._worker: asyncio.Task | None = None
         self.window_ms = 1000  # the rollout's window width
+        self._serving = 0  # requests of the model being answered now
+        self._quiet = asyncio.Event()  # set while none is: when shadow copies may run
+        self._quiet.set()
+
+    def serving(self) -> None:
+        self._serving += 1
+        self._quiet.clear()
+
+    def served(self) -> None:
+        self._serving -= 1
+        if not self._serving:
+            self._quiet.set()
 
     def observe(self, role: str, seconds: float, ok: bool, outputs: Any = None) -> None:
         classes = () if outputs is None else self.comparison.classes(outputs)
@@ -106,6 +120,7 @@ class Board:
         while True:
             candidate, inputs, primary = await self._queue.get()
             try:
+                await self._quiet.wait()  # replies first: a copy runs between requests
                 await self._shadow(candidate, inputs, primary)
             finally:
                 self._queue.task_done()
@@ -158,6 +173,13 @@ class Split:
         """What the data plane calls: the candidate's answer when the split sends this request
         there and it succeeds, otherwise stable's."""
         board = self.board
+        board.serving()
+        try:
+            return await self._answer(board, feed)
+        finally:
+            board.served()
+
+    async def _answer(self, board: Board, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         traffic = board.traffic
         if self._to_candidate(traffic, feed):
             started = perf_counter()
