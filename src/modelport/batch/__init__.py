@@ -11,22 +11,13 @@ a killed job re-run with the same command resumes; the output appears only when 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from modelport._lazy import lazy
 
-if TYPE_CHECKING:
-    from modelport.batch.api import predict_batch
-    from modelport.batch.job import BatchOptions, BatchSummary
+_LAZY = {
+    "predict_batch": "modelport.batch.api",
+    "BatchOptions": "modelport.batch.job",
+    "BatchSummary": "modelport.batch.job",
+}
+__all__ = sorted(_LAZY)
 
-__all__ = ["BatchOptions", "BatchSummary", "predict_batch"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "predict_batch":
-        from modelport.batch.api import predict_batch
-
-        return predict_batch
-    if name in ("BatchOptions", "BatchSummary"):
-        from modelport.batch import job
-
-        return getattr(job, name)
-    raise AttributeError(f"module 'modelport.batch' has no attribute {name!r}")
+__getattr__, __dir__ = lazy(__name__, _LAZY)

@@ -11,8 +11,7 @@ with its parent and guarded by an accuracy budget.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from modelport._lazy import lazy
 
 _LAZY = {
     "quantize_model": "modelport.compression.api",
@@ -34,7 +33,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'modelport.compression' has no attribute {name!r}")
+__getattr__, __dir__ = lazy(__name__, _LAZY)

@@ -7,13 +7,22 @@
 
 Pure parts (``plan``, ``gates``, ``tally``, ``compare``, ``decide``) hold no state and touch
 nothing; ``controller`` is the only code that changes a rollout; ``split`` and ``agent`` are
-what a serving replica runs. matplotlib loads only when a timeline is drawn.
+what a serving replica runs. Names import on first use (a replica that only splits traffic
+never loads the controller); matplotlib loads only when a timeline is drawn.
 """
 
-from modelport.rollouts.api import abort, get, history, pause, promote, resume, start, status
-from modelport.rollouts.gates import Gates
-from modelport.rollouts.plan import Plan, parse_plan
-from modelport.rollouts.timeline import timeline
+from modelport._lazy import lazy
 
-__all__ = ["Gates", "Plan", "abort", "get", "history", "parse_plan", "pause", "promote",
-           "resume", "start", "status", "timeline"]  # fmt: skip
+_LAZY = {
+    **{
+        name: "modelport.rollouts.api"
+        for name in ("abort", "get", "history", "pause", "promote", "resume", "start", "status")
+    },
+    "Gates": "modelport.rollouts.gates",
+    "Plan": "modelport.rollouts.plan",
+    "parse_plan": "modelport.rollouts.plan",
+    "timeline": "modelport.rollouts.timeline",
+}
+__all__ = sorted(_LAZY)
+
+__getattr__, __dir__ = lazy(__name__, _LAZY)

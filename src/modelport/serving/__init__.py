@@ -11,8 +11,7 @@ decode the wire with ``codecs`` and call the protocol-agnostic ``DataPlane``, wh
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from modelport._lazy import lazy
 
 _LAZY = {
     "ApiKeys": "modelport.serving.auth",
@@ -31,13 +30,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'modelport.serving' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy(__name__, _LAZY)
