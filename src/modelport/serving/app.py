@@ -33,6 +33,7 @@ from modelport.serving.streaming import Stream
 if TYPE_CHECKING:
     from modelport.generation.options import EngineOptions
     from modelport.monitoring.metrics import Metrics
+    from modelport.monitoring.tracing import Tracing
     from modelport.registry import Registry
     from modelport.serving.config import ServeConfig
     from modelport.serving.llm import LanguageModels
@@ -53,6 +54,7 @@ class ServerOptions:
     api_keys: ApiKeys | None = None
     max_request_bytes: int = DEFAULT_MAX_BODY
     generation: EngineOptions | None = None  # language models: slots, context, queue
+    tracing: Tracing | None = None  # OpenTelemetry spans per request (Tracing.from_environment)
 
 
 class ServingApp:
@@ -357,8 +359,13 @@ async def serve(
     sock = listen(options.host, options.http_port)
     http_port = sock.getsockname()[1]
     models, _metrics, plane, app = build(registry, config, options)
+    asgi: Any = app
+    if options.tracing is not None:  # wrapped only when on: the untraced path stays as it is
+        from modelport.monitoring.traced import traced_asgi
+
+        asgi = traced_asgi(app, options.tracing)
     http = _uvicorn(uvicorn.Config(
-        app, host=options.host, port=http_port, http="httptools", loop="none",
+        asgi, host=options.host, port=http_port, http="httptools", loop="none",
         lifespan="off", access_log=False, log_level="warning", server_header=False,
         date_header=False, timeout_keep_alive=30, proxy_headers=False,
     ))  # fmt: skip
@@ -369,8 +376,9 @@ async def serve(
             from modelport.serving.grpc_v2 import start_grpc
 
             grpc_server, grpc_port = await start_grpc(
-                plane, options.host, options.grpc_port, options.api_keys, options.max_request_bytes
-            )
+                plane, options.host, options.grpc_port, options.api_keys,
+                options.max_request_bytes, options.tracing,
+            )  # fmt: skip
         await models.start()
         http_task = asyncio.ensure_future(http.serve(sockets=[sock]))
         while not http.started and not http_task.done():
@@ -385,6 +393,8 @@ async def serve(
         await models.stop()
         if app.llm is not None:
             await app.llm.close()
+        if options.tracing is not None:
+            await asyncio.get_running_loop().run_in_executor(None, options.tracing.shutdown)
 
 
 def _stop_on_signals(http: Any) -> None:

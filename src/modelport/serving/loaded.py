@@ -19,6 +19,7 @@ import numpy as np
 
 from modelport.errors import NotReady
 from modelport.monitoring.metrics import Metrics
+from modelport.monitoring.tracing import TRACE
 from modelport.registry import ModelVersion
 from modelport.runtimes import Runtime
 from modelport.serving.batching import Batcher
@@ -86,7 +87,7 @@ class LoadedModel:
             inline = cost.inline(rows)
             if inline:  # one turn of the loop first: a caller in a tight loop cannot starve it
                 await _yield()
-                started = perf_counter()
+                started = submitted = perf_counter()
                 outputs = runtime.predict(feed)
                 ended = perf_counter()
                 series.queue.observe(0.0)
@@ -99,6 +100,9 @@ class LoadedModel:
             cost.update(ended - started, rows, inline)
             series.compute.observe(ended - started)
             series.batch_size.observe(rows)
+            trace = TRACE.get()
+            if trace is not None:
+                trace.computed(submitted, started, ended, rows)
             return outputs
         finally:
             self._in_flight -= 1
