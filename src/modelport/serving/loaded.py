@@ -64,6 +64,13 @@ class LoadedModel:
     def loaded(self) -> bool:
         return self._runtime is not None
 
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime itself, for callers that run it their own way (explanations)."""
+        if self._runtime is None:
+            raise NotReady(f"model {self.name!r} version {self.version} is unloaded")
+        return self._runtime
+
     async def infer(self, inputs: Mapping[str, np.ndarray], protocol: str) -> dict[str, np.ndarray]:
         with self._metrics.request(self.name, self.version, protocol):
             return await self.run(inputs)
