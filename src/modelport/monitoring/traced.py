@@ -24,18 +24,19 @@ def traced_asgi(app: Any, tracing: Tracing) -> Callable:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        parent = None
+        start, header = perf_counter(), None
         for key, value in scope["headers"]:
             if key == b"traceparent":
-                parent = value
+                header = value
                 break
-        method, path = scope["method"], scope["path"]
-        trace = tracing.begin(f"{method} {path}", parent, attributes={
-            "http.request.method": method, "url.path": path, "url.scheme": "http",
-        })  # fmt: skip
-        if trace is None:
+        parent = tracing.sample(header)
+        if parent is None:
             await app(scope, receive, send)
             return
+        method, path = scope["method"], scope["path"]
+        trace = tracing.begin(f"{method} {path}", parent, {
+            "http.request.method": method, "url.path": path, "url.scheme": "http",
+        }, start)  # fmt: skip
 
         async def sending(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -75,17 +76,18 @@ def grpc_interceptor(tracing: Tracing) -> Any:
             behavior, method = handler.unary_unary, details.method
 
             async def traced(request: Any, context: Any) -> Any:
-                parent = None
+                start, header = perf_counter(), None
                 for key, value in context.invocation_metadata() or ():
                     if key == "traceparent":
-                        parent = value
+                        header = value
                         break
-                service, _, name = method.strip("/").rpartition("/")
-                trace = tracing.begin(method.strip("/"), parent, attributes={
-                    "rpc.system": "grpc", "rpc.service": service, "rpc.method": name,
-                })  # fmt: skip
-                if trace is None:
+                parent = tracing.sample(header)
+                if parent is None:
                     return await behavior(request, context)
+                service, _, name = method.strip("/").rpartition("/")
+                trace = tracing.begin(method.strip("/"), parent, {
+                    "rpc.system": "grpc", "rpc.service": service, "rpc.method": name,
+                }, start)  # fmt: skip
                 token = TRACE.set(trace)
                 code = "OK"
                 try:

@@ -1,7 +1,8 @@
 """OpenTelemetry traces of inference requests: receive, queue, batch, compute and send.
 
     tracing = Tracing.from_environment(os.environ)   # None when tracing is off
-    trace = tracing.begin("POST /v2/models/digits/infer", traceparent)   # None: not sampled
+    parent = tracing.sample(traceparent)             # None: this request is not traced
+    trace = tracing.begin("POST /v2/models/digits/infer", parent)
     token = TRACE.set(trace)                         # the data plane and the model stamp it
     ...
     tracing.finish(trace)                            # the spans, exported in the background
@@ -36,6 +37,7 @@ SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
             "parentbased_always_off", "parentbased_traceidratio")  # fmt: skip
 _HEX = frozenset("0123456789abcdef")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+NEW_TRACE: tuple = ()  # a sampled request without a (valid) traceparent
 
 
 def parse_traceparent(value: str | bytes | None) -> tuple[str, str, bool] | None:
@@ -143,15 +145,24 @@ class RequestTrace:
 
 
 class Tracing:
-    """The tracer, its exporter and sampler; ``begin``/``finish`` a request's trace."""
+    """The tracer, its span processor (batching to the exporter) and sampler; ``begin`` and
+    ``finish`` a request's trace. The request's server span goes through the SDK's tracer; its
+    stage spans, whose times are known when it ends, are handed to the processor as finished
+    spans directly (a quarter of the cost of starting and ending each)."""
 
-    def __init__(self, provider: Any, sampler: Sampler) -> None:
+    def __init__(self, provider: Any, processor: Any, sampler: Sampler) -> None:
         from opentelemetry import trace
+        from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
         self.provider = provider
         self.sampler = sampler
         self.tracer = provider.get_tracer("modelport")
+        self._processor = processor
         self._trace = trace
+        self._finished = ReadableSpan
+        self._scope = InstrumentationScope("modelport")
+        self._sampled = trace.TraceFlags(trace.TraceFlags.SAMPLED)
         self._epoch = time.time_ns() - int(perf_counter() * 1e9)  # perf_counter -> Unix ns
 
     @classmethod
@@ -160,48 +171,54 @@ class Tracing:
         if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
             return None
         exporter = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-        endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get(
+        named = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get(
             "OTEL_EXPORTER_OTLP_ENDPOINT"
         )
-        if exporter == "none" or (not exporter and not endpoint):
+        if exporter == "none" or (not exporter and not named):
             return None
         sampler = Sampler(environ.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on",
                           environ.get("OTEL_TRACES_SAMPLER_ARG"))  # fmt: skip
         protocol = (environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
                     or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf")  # fmt: skip
         service = environ.get("OTEL_SERVICE_NAME") or "modelport"
-        return cls(_provider(exporter or "otlp", protocol.strip().lower(), service), sampler)
+        endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        if endpoint is None and base and protocol.strip().lower() == "http/protobuf":
+            endpoint = base.rstrip("/") + "/v1/traces"  # the signal's path, as the spec says
+        provider, processor = _provider(exporter or "otlp", protocol.strip().lower(), service,
+                                        endpoint or base)  # fmt: skip
+        return cls(provider, processor, sampler)
 
-    def begin(self, name: str, traceparent: str | bytes | None, kind: str = "server",
-              attributes: dict[str, Any] | None = None) -> RequestTrace | None:  # fmt: skip
-        """The trace of a request now arriving, or None when it is not sampled."""
+    def sample(self, traceparent: str | bytes | None) -> tuple | None:
+        """None when a request with this ``traceparent`` is not traced, else its parsed parent
+        (``NEW_TRACE`` when it starts a trace): the only work done for unsampled requests."""
         parent = parse_traceparent(traceparent) if traceparent is not None else None
         if not self.sampler.sample(parent):
             return None
-        start = perf_counter()
-        context = None
-        if parent is not None:
-            context = self._remote(parent)
-        kinds = self._trace.SpanKind
-        span = self.tracer.start_span(
-            name, context, kinds.SERVER if kind == "server" else kinds.INTERNAL,
-            attributes, start_time=self._ns(start),
-        )  # fmt: skip
+        return parent or NEW_TRACE
+
+    def begin(self, name: str, parent: tuple, attributes: dict[str, Any] | None = None,
+              start: float | None = None) -> RequestTrace:  # fmt: skip
+        """The trace of a sampled request (a server span), begun at ``start`` (now)."""
+        start = perf_counter() if start is None else start
+        context = self._remote(parent) if parent else None
+        span = self.tracer.start_span(name, context, self._trace.SpanKind.SERVER, attributes,
+                                      start_time=self._ns(start))  # fmt: skip
         return RequestTrace(span, start)
 
     def finish(self, trace: RequestTrace) -> None:
         """End the request's span, with a child span per stage: receive, queue, batch, compute,
         send (``compute`` under ``batch`` when batched)."""
         end, ns, span = perf_counter(), self._ns, trace.span
-        parent = self._trace.set_span_in_context(span)
+        parent = span.get_span_context()
         received = trace.plane_in or trace.replying or end
         self._child("receive", parent, trace.start, received, {})
-        batch_context = parent
+        batch = parent
         for name, start, stop, attributes in trace.stages:
-            child = self._child(name, batch_context if name == "compute" else parent,
-                                start, stop, attributes)  # fmt: skip
+            child = self._child(name, batch if name == "compute" else parent, start, stop,
+                                attributes)  # fmt: skip
             if name == "batch":
-                batch_context = self._trace.set_span_in_context(child)
+                batch = child
         sending = trace.plane_out or trace.replying or received
         self._child("send", parent, sending, end, {})
         span.set_attributes(trace.attributes)
@@ -211,11 +228,16 @@ class Tracing:
             span.set_status(Status(StatusCode.ERROR, trace.error or str(trace.status)))
         span.end(end_time=ns(end))
 
-    def _child(self, name: str, context: Any, start: float, end: float, attributes: dict) -> Any:
-        span = self.tracer.start_span(name, context, attributes=attributes,
-                                      start_time=self._ns(start))  # fmt: skip
-        span.end(end_time=self._ns(max(end, start)))
-        return span
+    def _child(self, name: str, parent: Any, start: float, end: float, attributes: dict) -> Any:
+        """A finished stage span under ``parent`` (a span context); returns its context."""
+        context = self._trace.SpanContext(parent.trace_id, random.getrandbits(64), False,
+                                          self._sampled)  # fmt: skip
+        self._processor.on_end(self._finished(
+            name, context, parent, self.provider.resource, attributes,
+            start_time=self._ns(start), end_time=self._ns(max(end, start)),
+            instrumentation_scope=self._scope,
+        ))  # fmt: skip
+        return context
 
     def _remote(self, parent: tuple[str, str, bool]) -> Any:
         trace = self._trace
@@ -233,8 +255,9 @@ class Tracing:
         self.provider.shutdown()
 
 
-def _provider(exporter: str, protocol: str, service: str) -> Any:
-    """A tracer provider exporting every span it is given (sampling happened before)."""
+def _provider(exporter: str, protocol: str, service: str, endpoint: str | None) -> tuple:
+    """A tracer provider exporting every span it is given (sampling happened before), and its
+    batching span processor."""
     try:
         import opentelemetry.sdk  # noqa: F401
     except ImportError:
@@ -255,15 +278,16 @@ def _provider(exporter: str, protocol: str, service: str) -> Any:
     elif protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        span_exporter = OTLPSpanExporter()
+        span_exporter = OTLPSpanExporter(endpoint=endpoint)
     elif protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        span_exporter = OTLPSpanExporter()
+        span_exporter = OTLPSpanExporter(endpoint=endpoint)
     else:
         raise InvalidInput(f"OTEL_EXPORTER_OTLP_PROTOCOL {protocol!r} is not grpc or http/protobuf")
     provider = TracerProvider(
         resource=Resource.create({"service.name": service}), sampler=ALWAYS_ON
     )
-    provider.add_span_processor(BatchSpanProcessor(span_exporter))
-    return provider
+    processor = BatchSpanProcessor(span_exporter)  # OTEL_BSP_* settings: queue, delay, batch
+    provider.add_span_processor(processor)
+    return provider, processor
