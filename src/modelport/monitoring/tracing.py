@@ -130,8 +130,10 @@ class RequestTrace:
         self.plane_out = perf_counter()
 
     def computed(self, submitted: float, started: float, ended: float, rows: int) -> None:
-        """One runtime call of this request alone: waited from ``submitted`` to ``started``."""
-        self.stages.append(("queue", submitted, started, {}))
+        """One runtime call of this request alone: waited from ``submitted`` to ``started`` (no
+        queue span when it did not wait: a call run inline, on the event loop)."""
+        if started > submitted:
+            self.stages.append(("queue", submitted, started, {}))
         self.stages.append(("compute", started, ended, {"modelport.rows": rows}))
 
     def batched(self, submitted: float, flushed: float, started: float, ended: float, rows: int,
