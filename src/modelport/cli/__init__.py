@@ -13,6 +13,7 @@ from modelport.cli import batch as batch_cmd
 from modelport.cli import compress as compress_cmds
 from modelport.cli import convert as convert_cmds
 from modelport.cli import edge as edge_cmds
+from modelport.cli import explain as explain_cmd
 from modelport.cli import fleet as _fleet_cmds  # noqa: F401  (registers the fleet commands)
 from modelport.cli import llm as llm_cmds
 from modelport.cli import predict as predict_cmd
@@ -84,6 +85,7 @@ app.add_typer(edge_cmds.edge_app, name="edge")
 app.command("generate")(llm_cmds.generate)
 app.command("chat")(llm_cmds.chat)
 app.command("embed")(llm_cmds.embed)
+app.command("explain")(explain_cmd.explain)
 
 
 def main() -> None:

@@ -99,7 +99,10 @@ def serve(
 ) -> None:
     """Serve models over HTTP and gRPC until Ctrl-C; alias moves are followed without restart.
     Language models (GGUF, encoders) answer the OpenAI API under /v1 on the same port."""
+    import os
+
     from modelport.generation.options import EngineOptions
+    from modelport.monitoring.tracing import Tracing
     from modelport.serving.app import ServerOptions, run
     from modelport.serving.auth import ApiKeys
     from modelport.serving.config import BatchConfig, ServeConfig
@@ -122,6 +125,7 @@ def serve(
         max_request_bytes=parse_size(max_request_size),
         generation=EngineOptions(slots=slots, context=context, max_queue=max_queue,
                                  threads=intra_op_threads or 0),
+        tracing=Tracing.from_environment(os.environ),  # the standard OTEL_* settings
     )  # fmt: skip
     run(registry(), config, options, started=lambda *args: _started(host, keys, *args))
     console.print("stopped")

@@ -372,10 +372,15 @@ class Registry:
 
     def gc(self, grace_seconds: float = 600.0, dry_run: bool = False) -> GcReport:
         """Remove blobs no version references, stale partial writes and unused checkouts."""
+        from modelport.registry.attachments import referenced as attached
+
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(c.versions.c.files, c.versions.c.sha256)).all()
-        referenced = {f["sha256"] for files, _ in rows for f in files}
-        return self.files.sweep(referenced, {sha for _, sha in rows}, grace_seconds, dry_run)
+            rows = conn.execute(
+                sa.select(c.versions.c.files, c.versions.c.sha256, c.versions.c.tags)
+            ).all()
+        referenced = {f["sha256"] for files, _, _ in rows for f in files}
+        referenced |= {digest for _, _, tags in rows for digest in attached(tags)}
+        return self.files.sweep(referenced, {sha for _, sha, _ in rows}, grace_seconds, dry_run)
 
     # -- internals -----------------------------------------------------------------------------
 

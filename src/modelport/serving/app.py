@@ -25,6 +25,7 @@ from modelport.errors import Conflict, InvalidInput, ModelportError, NotFound, P
 from modelport.rollouts.split import ROUTE, route_of
 from modelport.serving.auth import ApiKeys, token_from
 from modelport.serving.dataplane import DataPlane
+from modelport.serving.rest_explain import ExplainOptions, RestExplain
 from modelport.serving.rest_rollouts import RestRollouts
 from modelport.serving.rest_tfserving import RestTFServing
 from modelport.serving.rest_v2 import Reply, RestV2, error_reply
@@ -33,6 +34,7 @@ from modelport.serving.streaming import Stream
 if TYPE_CHECKING:
     from modelport.generation.options import EngineOptions
     from modelport.monitoring.metrics import Metrics
+    from modelport.monitoring.tracing import Tracing
     from modelport.registry import Registry
     from modelport.serving.config import ServeConfig
     from modelport.serving.llm import LanguageModels
@@ -53,6 +55,8 @@ class ServerOptions:
     api_keys: ApiKeys | None = None
     max_request_bytes: int = DEFAULT_MAX_BODY
     generation: EngineOptions | None = None  # language models: slots, context, queue
+    tracing: Tracing | None = None  # OpenTelemetry spans per request (Tracing.from_environment)
+    explain: ExplainOptions | None = None  # explanations' time budget and job bound
 
 
 class ServingApp:
@@ -61,13 +65,15 @@ class ServingApp:
     def __init__(
         self, plane: DataPlane, metrics: Metrics, keys: ApiKeys | None = None,
         max_body: int = DEFAULT_MAX_BODY, llm: LanguageModels | None = None,
+        explain: ExplainOptions | None = None,
     ) -> None:  # fmt: skip
         self.plane = plane
         self.metrics = metrics
         self.keys = keys or ApiKeys()
         self.max_body = max_body
         self.llm = llm
-        v2, tf = RestV2(plane), RestTFServing(plane)
+        self.explain = rx = RestExplain(plane, explain)
+        v2, tf = RestV2(plane), RestTFServing(plane, rx)
         ro = RestRollouts(plane.models)
         # fixed paths, then patterns by segment count; "{}" is a path parameter
         self._fixed: dict[tuple[str, str], tuple[Handler, str | None]] = {
@@ -96,6 +102,9 @@ class ServingApp:
             ("GET", "v2/models/{}/versions/{}", v2.model_metadata, "infer"),
             ("GET", "v2/models/{}/versions/{}/ready", v2.model_ready, "infer"),
             ("POST", "v2/models/{}/versions/{}/infer", v2.infer, "infer"),
+            ("POST", "v2/models/{}/explain", rx.explain, "infer"),
+            ("POST", "v2/models/{}/versions/{}/explain", rx.explain, "infer"),
+            ("GET", "v2/models/{}/explain/{}", rx.job, "infer"),
             ("POST", "v2/repository/models/{}/load", v2.load, "admin"),
             ("POST", "v2/repository/models/{}/unload", v2.unload, "admin"),
             ("GET", "v1/models/{}", tf.status, "infer"),
@@ -341,7 +350,8 @@ def build(registry: Registry, config: ServeConfig, options: ServerOptions) -> tu
     models = ModelSet(registry, config, metrics)
     plane = DataPlane(models, timeout=config.request_timeout)
     llm = LanguageModels(registry, options.generation, tuple(r.name for r in config.parsed_refs))
-    app = ServingApp(plane, metrics, options.api_keys, options.max_request_bytes, llm)
+    app = ServingApp(plane, metrics, options.api_keys, options.max_request_bytes, llm,
+                     options.explain)  # fmt: skip
     return models, metrics, plane, app
 
 
@@ -357,8 +367,13 @@ async def serve(
     sock = listen(options.host, options.http_port)
     http_port = sock.getsockname()[1]
     models, _metrics, plane, app = build(registry, config, options)
+    asgi: Any = app
+    if options.tracing is not None:  # wrapped only when on: the untraced path stays as it is
+        from modelport.monitoring.traced import traced_asgi
+
+        asgi = traced_asgi(app, options.tracing)
     http = _uvicorn(uvicorn.Config(
-        app, host=options.host, port=http_port, http="httptools", loop="none",
+        asgi, host=options.host, port=http_port, http="httptools", loop="none",
         lifespan="off", access_log=False, log_level="warning", server_header=False,
         date_header=False, timeout_keep_alive=30, proxy_headers=False,
     ))  # fmt: skip
@@ -369,8 +384,9 @@ async def serve(
             from modelport.serving.grpc_v2 import start_grpc
 
             grpc_server, grpc_port = await start_grpc(
-                plane, options.host, options.grpc_port, options.api_keys, options.max_request_bytes
-            )
+                plane, options.host, options.grpc_port, options.api_keys,
+                options.max_request_bytes, options.tracing,
+            )  # fmt: skip
         await models.start()
         http_task = asyncio.ensure_future(http.serve(sockets=[sock]))
         while not http.started and not http_task.done():
@@ -383,8 +399,11 @@ async def serve(
         if grpc_server is not None:
             await grpc_server.stop(grace=1.0)
         await models.stop()
+        app.explain.close()
         if app.llm is not None:
             await app.llm.close()
+        if options.tracing is not None:
+            await asyncio.get_running_loop().run_in_executor(None, options.tracing.shutdown)
 
 
 def _stop_on_signals(http: Any) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 
 from modelport.errors import BackendError, InvalidInput
 from modelport.monitoring.metrics import ModelSeries
+from modelport.monitoring.tracing import TRACE
 from modelport.runtimes import Runtime
 from modelport.serving.config import BatchConfig
 from modelport.serving.cost import CallCost
@@ -45,13 +46,14 @@ def check_batchable(signature: Signature) -> None:
 
 
 class _Item:
-    __slots__ = ("feed", "rows", "future", "submitted")
+    __slots__ = ("feed", "rows", "future", "submitted", "trace")
 
     def __init__(self, feed: Feed, rows: int, future: asyncio.Future, submitted: float) -> None:
         self.feed = feed
         self.rows = rows
         self.future = future
         self.submitted = submitted
+        self.trace = TRACE.get()  # the request's trace when it is sampled
 
 
 class _Open:
@@ -116,11 +118,13 @@ class Batcher:
             batch.timer.cancel()
         if batch.soon is not None:
             batch.soon.cancel()
-        task = asyncio.get_running_loop().create_task(self._run(batch.items, batch.rows))
+        task = asyncio.get_running_loop().create_task(
+            self._run(batch.items, batch.rows, perf_counter())
+        )
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def _run(self, items: list[_Item], rows: int) -> None:
+    async def _run(self, items: list[_Item], rows: int, flushed: float) -> None:
         loop = asyncio.get_running_loop()
         inline = self._cost.inline(rows)
         try:
@@ -140,6 +144,8 @@ class Batcher:
         series = self._series
         for item, result in zip(items, results, strict=True):
             series.queue.observe(started - item.submitted)
+            if item.trace is not None:
+                item.trace.batched(item.submitted, flushed, started, ended, rows, len(items))
             if item.future.done():  # the caller gave up (timeout, disconnect)
                 continue
             if isinstance(result, BaseException):

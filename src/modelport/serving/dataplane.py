@@ -20,6 +20,7 @@ import numpy as np
 
 from modelport._version import __version__
 from modelport.errors import InvalidInput, NotFound, NotReady, Timeout
+from modelport.monitoring.tracing import TRACE
 from modelport.serving.codecs import coerce_values, decode_tensor, signature_datatype
 from modelport.serving.messages import InferenceRequest, InferenceResponse, Tensor
 from modelport.uri import parse_version, validate_alias, validate_name
@@ -87,6 +88,9 @@ class DataPlane:
         against its signature, run it (within the timeout), check the outputs; counted in the
         metrics whatever the outcome, once the model is known."""
         model = self.model(request.model, request.version, request.label)
+        trace = TRACE.get()  # None unless tracing is on and this request is sampled
+        if trace is not None:
+            trace.entered(model.name, model.version)
         with self.models.metrics.request(model.name, model.version, request.protocol):
             if request.error is not None:  # the transport could not decode the request
                 raise request.error
@@ -107,6 +111,8 @@ class DataPlane:
                         for name in nonfinite)  # fmt: skip
             self.models.metrics.nonfinite_outputs(model.name, model.version, request.protocol,
                                                   count)  # fmt: skip
+        if trace is not None:
+            trace.answered()
         return InferenceResponse(model.name, model.version, outputs, request.id, nonfinite)
 
     # -- repository ----------------------------------------------------------------------------

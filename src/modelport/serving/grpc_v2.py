@@ -206,10 +206,16 @@ def _text(item: bytes) -> Any:
 
 async def start_grpc(
     plane: DataPlane, host: str, port: int, keys: ApiKeys | None = None,
-    max_message_bytes: int = 64 << 20,
+    max_message_bytes: int = 64 << 20, tracing: Any = None,
 ) -> tuple[grpc.aio.Server, int]:  # fmt: skip
-    """Start serving on ``host:port``; returns the server and its port (0 picks a free one)."""
-    server = grpc.aio.server(options=[
+    """Start serving on ``host:port``; returns the server and its port (0 picks a free one).
+    With ``tracing`` (monitoring.tracing.Tracing) each call gets a span."""
+    interceptors = None
+    if tracing is not None:
+        from modelport.monitoring.traced import grpc_interceptor
+
+        interceptors = [grpc_interceptor(tracing)]
+    server = grpc.aio.server(interceptors=interceptors, options=[
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", -1),
         ("grpc.so_reuseport", 0),

@@ -19,6 +19,7 @@ import numpy as np
 
 from modelport.errors import NotReady
 from modelport.monitoring.metrics import Metrics
+from modelport.monitoring.tracing import TRACE
 from modelport.registry import ModelVersion
 from modelport.runtimes import Runtime
 from modelport.serving.batching import Batcher
@@ -63,6 +64,13 @@ class LoadedModel:
     def loaded(self) -> bool:
         return self._runtime is not None
 
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime itself, for callers that run it their own way (explanations)."""
+        if self._runtime is None:
+            raise NotReady(f"model {self.name!r} version {self.version} is unloaded")
+        return self._runtime
+
     async def infer(self, inputs: Mapping[str, np.ndarray], protocol: str) -> dict[str, np.ndarray]:
         with self._metrics.request(self.name, self.version, protocol):
             return await self.run(inputs)
@@ -86,7 +94,7 @@ class LoadedModel:
             inline = cost.inline(rows)
             if inline:  # one turn of the loop first: a caller in a tight loop cannot starve it
                 await _yield()
-                started = perf_counter()
+                started = submitted = perf_counter()
                 outputs = runtime.predict(feed)
                 ended = perf_counter()
                 series.queue.observe(0.0)
@@ -99,6 +107,9 @@ class LoadedModel:
             cost.update(ended - started, rows, inline)
             series.compute.observe(ended - started)
             series.batch_size.observe(rows)
+            trace = TRACE.get()
+            if trace is not None:
+                trace.computed(submitted, started, ended, rows)
             return outputs
         finally:
             self._in_flight -= 1

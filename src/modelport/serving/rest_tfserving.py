@@ -21,6 +21,7 @@ from modelport.serving.rest_v2 import Reply, parse_json, reply
 
 if TYPE_CHECKING:
     from modelport.serving.models import LoadedModel
+    from modelport.serving.rest_explain import RestExplain
     from modelport.signature import TensorSpec
 
 _TF_DTYPES = {
@@ -30,12 +31,13 @@ _TF_DTYPES = {
     "bfloat16": "DT_BFLOAT16", "string": "DT_STRING",
 }  # fmt: skip
 _SIGNATURE = "serving_default"
-_PREDICT = ":predict"
+_PREDICT, _EXPLAIN = ":predict", ":explain"
 
 
 class RestTFServing:
-    def __init__(self, plane: DataPlane) -> None:
+    def __init__(self, plane: DataPlane, explain: RestExplain | None = None) -> None:
         self.plane = plane
+        self.explainer = explain  # the :explain verb
 
     # -- status and metadata -------------------------------------------------------------------
 
@@ -72,17 +74,25 @@ class RestTFServing:
         self, body: bytes, headers: dict[bytes, bytes], name: str, version: str | None = None
     ) -> Reply:
         if version is None:
-            name = _verb(name)
+            name, verb = _verb(name)
         else:
-            version = _verb(version)
-        return await self._predict(InferenceRequest(name, [], version, protocol="tfserving"),
-                                   body)  # fmt: skip
+            version, verb = _verb(version)
+        request = InferenceRequest(name, [], version, protocol="tfserving")
+        return await (self._explain if verb == _EXPLAIN else self._predict)(request, body)
 
     async def predict_label(
         self, body: bytes, headers: dict[bytes, bytes], name: str, label: str
     ) -> Reply:
-        request = InferenceRequest(name, [], label=_verb(label), protocol="tfserving")
-        return await self._predict(request, body)
+        label, verb = _verb(label)
+        request = InferenceRequest(name, [], label=label, protocol="tfserving")
+        return await (self._explain if verb == _EXPLAIN else self._predict)(request, body)
+
+    async def _explain(self, request: InferenceRequest, body: bytes) -> Reply:
+        if self.explainer is None:
+            raise NotFound("this server does not explain; only 'predict' is supported")
+        self.plane.model(request.model, request.version, request.label)  # unknown: 404 first
+        _decode(request, body)
+        return await self.explainer.run(request, parse_json(body).get("parameters"))
 
     async def _predict(self, request: InferenceRequest, body: bytes) -> Reply:
         rows = True
@@ -131,13 +141,13 @@ def _decode(request: InferenceRequest, body: bytes) -> bool:
     return has_rows
 
 
-def _verb(segment: str) -> str:
+def _verb(segment: str) -> tuple[str, str]:
     head, sep, verb = segment.rpartition(":")
     if not sep:
         raise NotFound(f"no route POST .../{segment}; TF Serving predicts at .../{segment}:predict")
-    if sep + verb != _PREDICT:
-        raise NotFound(f"the {verb!r} method is not supported; only 'predict' is")
-    return head
+    if sep + verb not in (_PREDICT, _EXPLAIN):
+        raise NotFound(f"the {verb!r} method is not supported; only 'predict' and 'explain' are")
+    return head, sep + verb
 
 
 def _unwrap_b64(value: Any) -> Any:

@@ -1,0 +1,295 @@
+"""OpenTelemetry traces of inference requests: receive, queue, batch, compute and send.
+
+    tracing = Tracing.from_environment(os.environ)   # None when tracing is off
+    parent = tracing.sample(traceparent)             # None: this request is not traced
+    trace = tracing.begin("POST /v2/models/digits/infer", parent)
+    token = TRACE.set(trace)                         # the data plane and the model stamp it
+    ...
+    tracing.finish(trace)                            # the spans, exported in the background
+
+Tracing is on when the environment names an exporter the OpenTelemetry way:
+``OTEL_TRACES_EXPORTER`` (``otlp`` or ``console``) or an ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``;
+``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER=none`` turns it off. The sampler is
+``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` (default ``parentbased_always_on``); the
+OTLP protocol, endpoint, headers, batch processor and resource (``OTEL_SERVICE_NAME``) are read by
+the OpenTelemetry SDK itself.
+
+Off, nothing of OpenTelemetry is imported and the request path is unchanged: transports are
+wrapped only when tracing is on (``asgi``, ``grpc_interceptor`` in traced.py). On, the sampling
+decision is made first and costs a random number and, with a W3C ``traceparent``, one parse; only
+sampled requests carry a ``RequestTrace``, a few timestamps turned into spans once the reply is
+sent. A malformed ``traceparent`` is ignored: the request starts a new trace.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping
+from contextvars import ContextVar
+from time import perf_counter
+from typing import Any
+
+from modelport.errors import InvalidInput
+
+TRACE: ContextVar[RequestTrace | None] = ContextVar("modelport_trace", default=None)
+SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
+            "parentbased_always_off", "parentbased_traceidratio")  # fmt: skip
+_HEX = frozenset("0123456789abcdef")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+NEW_TRACE: tuple = ()  # a sampled request without a (valid) traceparent
+
+
+def parse_traceparent(value: str | bytes | None) -> tuple[str, str, bool] | None:
+    """(trace id, parent span id, sampled) of a W3C ``traceparent``, None when absent or malformed.
+
+    parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")[2] is True
+    """
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    value = value.strip()
+    parts = value.split("-")
+    if len(parts) < 4:
+        return None
+    version, trace_id, span_id, flags = parts[:4]
+    if len(version) != 2 or version == "ff" or not _HEX.issuperset(version):
+        return None
+    if (version == "00" and len(parts) != 4) or len(flags) != 2 or not _HEX.issuperset(flags):
+        return None
+    if len(trace_id) != 32 or trace_id == _ZERO_TRACE or not _HEX.issuperset(trace_id):
+        return None
+    if len(span_id) != 16 or span_id == _ZERO_SPAN or not _HEX.issuperset(span_id):
+        return None
+    return trace_id, span_id, bool(int(flags, 16) & 1)
+
+
+class Sampler:
+    """The OpenTelemetry head samplers, decided before any span exists.
+
+    Sampler("parentbased_traceidratio", "0.01").sample(None)   # True for 1 root in 100
+    """
+
+    def __init__(self, name: str = "parentbased_always_on", arg: str | None = None) -> None:
+        name = name.strip().lower()
+        if name not in SAMPLERS:
+            raise InvalidInput(f"OTEL_TRACES_SAMPLER {name!r} is not one of {', '.join(SAMPLERS)}")
+        ratio = 1.0
+        if name.endswith("traceidratio"):
+            try:
+                ratio = float(arg) if arg not in (None, "") else 1.0
+            except ValueError:
+                raise InvalidInput(f"OTEL_TRACES_SAMPLER_ARG {arg!r} is not a ratio") from None
+            if not 0.0 <= ratio <= 1.0:
+                raise InvalidInput(f"OTEL_TRACES_SAMPLER_ARG {arg!r} is not between 0 and 1")
+        elif name.endswith("always_off"):
+            ratio = 0.0
+        self.name, self.ratio = name, ratio
+        self.parent_based = name.startswith("parentbased_")
+        self._bound = int(ratio * (1 << 64))
+
+    def sample(self, parent: tuple[str, str, bool] | None) -> bool:
+        """Whether a request with this parsed ``traceparent`` (or none) is recorded."""
+        if parent is not None:
+            if self.parent_based:
+                return parent[2]
+            return int(parent[0][16:], 16) < self._bound  # the trace id's low 64 bits
+        return random.getrandbits(64) < self._bound
+
+
+class RequestTrace:
+    """The timestamps (``perf_counter``) of one sampled request; spans are made from them at the
+    end. ``plane_in``/``plane_out``: the data plane got the decoded request / gave its reply;
+    ``replying``: the reply started; ``status``: HTTP-like (500 and up mark the span an error)."""
+
+    __slots__ = ("span", "start", "plane_in", "plane_out", "replying", "stages", "status",
+                 "error", "attributes")  # fmt: skip
+
+    def __init__(self, span: Any, start: float) -> None:
+        self.span = span
+        self.start = start
+        self.plane_in = self.plane_out = self.replying = None
+        self.stages: list[tuple[str, float, float, dict[str, Any]]] = []
+        self.status: int | None = None
+        self.error: str | None = None
+        self.attributes: dict[str, Any] = {}
+
+    @property
+    def trace_id(self) -> str:
+        """The W3C trace id (32 hex digits), as payload logs carry it."""
+        return format(self.span.get_span_context().trace_id, "032x")
+
+    def entered(self, model: str, version: int) -> None:
+        """The data plane has the decoded request for ``model`` ``version``."""
+        self.plane_in = perf_counter()
+        self.attributes["modelport.model"] = model
+        self.attributes["modelport.version"] = version
+
+    def answered(self) -> None:
+        self.plane_out = perf_counter()
+
+    def computed(self, submitted: float, started: float, ended: float, rows: int) -> None:
+        """One runtime call of this request alone: waited from ``submitted`` to ``started`` (no
+        queue span when it did not wait: a call run inline, on the event loop)."""
+        if started > submitted:
+            self.stages.append(("queue", submitted, started, {}))
+        self.stages.append(("compute", started, ended, {"modelport.rows": rows}))
+
+    def batched(self, submitted: float, flushed: float, started: float, ended: float, rows: int,
+                requests: int) -> None:  # fmt: skip
+        """This request joined a batch at ``submitted``; the batch closed at ``flushed`` and its
+        one runtime call (``rows`` rows of ``requests`` requests) ran from ``started``."""
+        self.stages.append(("queue", submitted, flushed, {}))
+        attributes = {"modelport.batch.rows": rows, "modelport.batch.requests": requests}
+        self.stages.append(("batch", flushed, ended, attributes))
+        self.stages.append(("compute", started, ended, {"modelport.rows": rows}))
+
+
+class Tracing:
+    """The tracer, its span processor (batching to the exporter) and sampler; ``begin`` and
+    ``finish`` a request's trace. The request's server span goes through the SDK's tracer; its
+    stage spans, whose times are known when it ends, are handed to the processor as finished
+    spans directly (a quarter of the cost of starting and ending each)."""
+
+    def __init__(self, provider: Any, processor: Any, sampler: Sampler) -> None:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        self.provider = provider
+        self.sampler = sampler
+        self.tracer = provider.get_tracer("modelport")
+        self._processor = processor
+        self._trace = trace
+        self._finished = ReadableSpan
+        self._scope = InstrumentationScope("modelport")
+        self._sampled = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+        self._epoch = time.time_ns() - int(perf_counter() * 1e9)  # perf_counter -> Unix ns
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Tracing | None:
+        """Tracing as the standard ``OTEL_*`` settings in ``environ`` ask, None when off."""
+        if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return None
+        exporter = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+        named = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get(
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+        if exporter == "none" or (not exporter and not named):
+            return None
+        sampler = Sampler(environ.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on",
+                          environ.get("OTEL_TRACES_SAMPLER_ARG"))  # fmt: skip
+        protocol = (environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                    or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf")  # fmt: skip
+        service = environ.get("OTEL_SERVICE_NAME") or "modelport"
+        endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        if endpoint is None and base and protocol.strip().lower() == "http/protobuf":
+            endpoint = base.rstrip("/") + "/v1/traces"  # the signal's path, as the spec says
+        provider, processor = _provider(exporter or "otlp", protocol.strip().lower(), service,
+                                        endpoint or base)  # fmt: skip
+        return cls(provider, processor, sampler)
+
+    def sample(self, traceparent: str | bytes | None) -> tuple | None:
+        """None when a request with this ``traceparent`` is not traced, else its parsed parent
+        (``NEW_TRACE`` when it starts a trace): the only work done for unsampled requests."""
+        parent = parse_traceparent(traceparent) if traceparent is not None else None
+        if not self.sampler.sample(parent):
+            return None
+        return parent or NEW_TRACE
+
+    def begin(self, name: str, parent: tuple, attributes: dict[str, Any] | None = None,
+              start: float | None = None) -> RequestTrace:  # fmt: skip
+        """The trace of a sampled request (a server span), begun at ``start`` (now)."""
+        start = perf_counter() if start is None else start
+        context = self._remote(parent) if parent else None
+        span = self.tracer.start_span(name, context, self._trace.SpanKind.SERVER, attributes,
+                                      start_time=self._ns(start))  # fmt: skip
+        return RequestTrace(span, start)
+
+    def finish(self, trace: RequestTrace) -> None:
+        """End the request's span, with a child span per stage: receive, queue, batch, compute,
+        send (``compute`` under ``batch`` when batched)."""
+        end, ns, span = perf_counter(), self._ns, trace.span
+        parent = span.get_span_context()
+        received = trace.plane_in or trace.replying or end
+        self._child("receive", parent, trace.start, received, {})
+        batch = parent
+        for name, start, stop, attributes in trace.stages:
+            child = self._child(name, batch if name == "compute" else parent, start, stop,
+                                attributes)  # fmt: skip
+            if name == "batch":
+                batch = child
+        sending = trace.plane_out or trace.replying or received
+        self._child("send", parent, sending, end, {})
+        span.set_attributes(trace.attributes)
+        if (trace.status or 0) >= 500 or (trace.status is None and trace.error is not None):
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_status(Status(StatusCode.ERROR, trace.error or str(trace.status)))
+        span.end(end_time=ns(end))
+
+    def _child(self, name: str, parent: Any, start: float, end: float, attributes: dict) -> Any:
+        """A finished stage span under ``parent`` (a span context); returns its context."""
+        context = self._trace.SpanContext(parent.trace_id, random.getrandbits(64), False,
+                                          self._sampled)  # fmt: skip
+        self._processor.on_end(self._finished(
+            name, context, parent, self.provider.resource, attributes,
+            start_time=self._ns(start), end_time=self._ns(max(end, start)),
+            instrumentation_scope=self._scope,
+        ))  # fmt: skip
+        return context
+
+    def _remote(self, parent: tuple[str, str, bool]) -> Any:
+        trace = self._trace
+        span_context = trace.SpanContext(
+            int(parent[0], 16), int(parent[1], 16), is_remote=True,
+            trace_flags=trace.TraceFlags(1 if parent[2] else 0),
+        )  # fmt: skip
+        return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+
+    def _ns(self, stamp: float) -> int:
+        return self._epoch + int(stamp * 1e9)
+
+    def shutdown(self) -> None:
+        """Export what is buffered, then stop the exporter."""
+        self.provider.shutdown()
+
+
+def _provider(exporter: str, protocol: str, service: str, endpoint: str | None) -> tuple:
+    """A tracer provider exporting every span it is given (sampling happened before), and its
+    batching span processor."""
+    try:
+        import opentelemetry.sdk  # noqa: F401
+    except ImportError:
+        from modelport.errors import MissingDependency
+
+        raise MissingDependency("opentelemetry-sdk", "tracing") from None
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    if exporter == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        span_exporter: Any = ConsoleSpanExporter()
+    elif exporter != "otlp":
+        raise InvalidInput(f"OTEL_TRACES_EXPORTER {exporter!r} is not one of otlp, console, none")
+    elif protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        span_exporter = OTLPSpanExporter(endpoint=endpoint)
+    elif protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        span_exporter = OTLPSpanExporter(endpoint=endpoint)
+    else:
+        raise InvalidInput(f"OTEL_EXPORTER_OTLP_PROTOCOL {protocol!r} is not grpc or http/protobuf")
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service}), sampler=ALWAYS_ON
+    )
+    processor = BatchSpanProcessor(span_exporter)  # OTEL_BSP_* settings: queue, delay, batch
+    provider.add_span_processor(processor)
+    return provider, processor
