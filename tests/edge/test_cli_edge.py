@@ -95,3 +95,31 @@ def test_keys_bundle_and_a_deployment_from_the_command_line(tmp_path, monkeypatc
         str(tmp_path / "d"),
     )
     assert code == 1 and "device id" in err
+
+
+def test_a_bundle_carries_the_stored_evaluation_set_as_golden_requests(tmp_path, monkeypatch,
+                                                                       capsys):  # fmt: skip
+    import io
+    import tarfile
+
+    import numpy as np
+
+    from modelport.edge.bundle import GOLDEN, GOLDEN_ROWS
+
+    home = str(tmp_path / "home")
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        return invoke_cli(monkeypatch, capsys, "--home", home, *args)
+
+    write_mlp(tmp_path / "m", weights(1))
+    assert cli("register", str(tmp_path / "m"), "--name", "digits")[0] == 0
+    assert cli("keys", "generate")[0] == 0
+    x = np.random.default_rng(3).random((300, 4), dtype=np.float32)
+    np.save(tmp_path / "eval.npy", x)
+    assert cli("eval-set", "digits:1", "--data", str(tmp_path / "eval.npy"))[0] == 0
+    bundle = tmp_path / "digits.bundle"
+    assert cli("bundle", "digits:1", "--output", str(bundle))[0] == 0
+    with tarfile.open(bundle) as tar:
+        golden = np.load(io.BytesIO(tar.extractfile(f"targets/{GOLDEN}").read()))
+        [name] = [k for k in golden.files if k.startswith("in/")]
+        np.testing.assert_array_equal(golden[name], x[:GOLDEN_ROWS])

@@ -80,7 +80,7 @@ def test_a_golden_set_is_checked_before_the_start(registry: Registry, versions, 
     evidence = rollouts.history(registry, "digits")[0][1][0].evidence["golden"]
     assert evidence["rows"] == 200 and evidence["agreement"] == 1.0
     rollouts.abort(registry, "digits")
-    with pytest.raises(InvalidInput, match="fails the golden set golden.npz: agreement 0"):
+    with pytest.raises(InvalidInput, match=r"fails the golden set \(golden.npz\): agreement 0"):
         rollouts.start(registry, "digits", f"digits:{versions['disagreeing']}", plan=PLAN,
                        golden=golden)  # fmt: skip
     np.savez(golden, wrong=x)
@@ -179,3 +179,53 @@ def test_a_candidate_with_an_extra_input_is_incompatible(registry: Registry, ver
     with pytest.raises(InvalidInput, match="needs input.*mask"):
         check_compatible(stable, extra)
     assert check_compatible(stable, stable)["compatible"] is True
+
+
+def heavy_onnx(path, megabytes: int):
+    """The classifier's signature with ``megabytes`` of weights it multiplies by (all used)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    columns = megabytes * (1 << 20) // 16  # float32 weights of shape [4, columns]
+    big = numpy_helper.from_array(np.full((4, columns), 1e-3, np.float32), "big")
+    starts, ends = (numpy_helper.from_array(np.array([v], np.int64), n)
+                    for v, n in ((0, "starts"), (5, "ends")))  # fmt: skip
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    nodes = [helper.make_node("MatMul", ["input", "big"], ["wide"]),
+             helper.make_node("Slice", ["wide", "starts", "ends", "axes"], ["logits"]),
+             helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "heavy", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 5])],
+        [big, starts, ends, axes],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_stored_evaluation_set_and_a_memory_budget_gate_the_start(registry: Registry, versions,
+                                                                    tmp_path):  # fmt: skip
+    import modelport
+    from modelport.registry import evalset
+
+    heavy = modelport.register(heavy_onnx(tmp_path / "heavy.onnx", 48), "digits",
+                               registry=registry).version  # fmt: skip
+    with pytest.raises(InvalidInput, match=r"adds \d+\.\d+ MiB .* over the budget of 16 MiB"):
+        rollouts.start(registry, "digits", f"digits:{heavy}", plan=PLAN, memory_budget_mb=16)
+    r = rollouts.start(registry, "digits", f"digits:{heavy}", plan=PLAN, memory_budget_mb=4096)
+    assert registry.rollouts.decisions(r.id)[0].evidence["memory_mb"] >= 40
+    rollouts.abort(registry, "digits")
+
+    x = inputs(100, seed=7)
+    labels = np.argmax(modelport.load("digits:1", registry=registry).predict({"input": x})
+                       ["probabilities"], axis=1)  # fmt: skip
+    np.savez(tmp_path / "eval.npz", input=x, label=labels)
+    evalset.store(registry, "digits:1", tmp_path / "eval.npz")  # stored with stable
+    with pytest.raises(InvalidInput, match=r"fails the golden set \(the evaluation set of "
+                                           r"digits:1\): agreement 0\.\d+ < 0\.98"):  # fmt: skip
+        rollouts.start(registry, "digits", f"digits:{versions['disagreeing']}", plan=PLAN)
+    r = rollouts.start(registry, "digits", f"digits:{versions['good']}", plan=PLAN)
+    golden = registry.rollouts.decisions(r.id)[0].evidence["golden"]
+    assert golden["source"] == "the evaluation set of digits:1" and golden["rows"] == 100
+    assert golden["accuracy"] == {"stable": 1.0, "candidate": 1.0}

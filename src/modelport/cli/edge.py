@@ -62,7 +62,11 @@ def bundle(
         "model.bundle"
     ),
     golden: Annotated[
-        Path | None, typer.Option(help=".npz of golden inputs (default: drawn from the signature).")
+        Path | None,
+        typer.Option(
+            help=".npz of golden inputs (default: the version's stored evaluation "
+            "set, else drawn from the signature)."
+        ),
     ] = None,
     hardware: Annotated[list[str] | None, typer.Option(help="Hardware class it is for.")] = None,
     keys: KeysDir = None,

@@ -1,4 +1,5 @@
-"""Registry commands: register, list, show, history, alias, rollback, export, delete, verify, gc."""
+"""Registry commands: register, list, show, history, alias, rollback, export, delete, verify, gc,
+eval-set."""
 
 from __future__ import annotations
 
@@ -313,3 +314,32 @@ def gc(
         f"{report.removed_tmp} partial write(s), {report.removed_checkouts} checkout(s); "
         f"kept {report.kept_blobs} blob(s)"
     )
+
+
+def eval_set(
+    ref: Annotated[str, typer.Argument(help="The version, e.g. digits:3 or digits@staging.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help=".npz of arrays by input name (and 'label'), or one array for a "
+            "one-input model (.npy, .csv, .parquet).",
+        ),
+    ],
+    labels: Annotated[Path | None, typer.Option(help="Labels, one per row (.npy, .csv).")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Store an evaluation set with a version: rollouts check candidates on it, bundles carry
+    its inputs as golden requests."""
+    from modelport.registry import evalset
+
+    version = evalset.store(registry(), ref, data, labels)
+    arrays = evalset.stored(registry(), version) or {}
+    rows = len(next(iter(arrays.values()))) if arrays else 0
+    if json_out:
+        print_json({"ref": version.ref, "rows": rows, "labels": evalset.LABEL in arrays,
+                    "sha256": version.tags[f"attachment.{evalset.KIND}"]})  # fmt: skip
+        return
+    labelled = "with labels" if evalset.LABEL in arrays else "without labels"
+    console.print(f"stored an evaluation set of {rows:,} rows ({labelled}) with {version.ref}",
+                  highlight=False)  # fmt: skip

@@ -53,11 +53,18 @@ def start(
     bake: Annotated[float, typer.Option(help="Default bake time of a step, seconds.")] = 60.0,
     min_samples: Annotated[int, typer.Option(help="Default candidate samples per step.")] = 100,
     golden: Annotated[
-        Path | None, typer.Option(help="An .npz golden set both versions answer first.")
+        Path | None,
+        typer.Option(
+            help="An .npz golden set both versions answer first (default: the "
+            "evaluation set stored with the candidate or stable)."
+        ),
+    ] = None,
+    max_memory_mb: Annotated[
+        float | None, typer.Option(help="Most memory the loaded, warm candidate may add.")
     ] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Check the candidate (signature, warm load, golden set) and start rolling it out."""
+    """Check the candidate (signature, warm load, memory, golden set) and start rolling it out."""
     from modelport import rollouts
     from modelport.rollouts.gates import Gates
 
@@ -65,19 +72,23 @@ def start(
                   min_agreement=min_agreement, max_shift=max_shift, window=window, span=span,
                   consecutive=consecutive, min_window_samples=min_window_samples)  # fmt: skip
     rollout = rollouts.start(registry(), name, candidate, plan=plan, gates=gates, alias=alias,
-                             golden=golden, bake=bake, min_samples=min_samples)  # fmt: skip
+                             golden=golden, bake=bake, min_samples=min_samples,
+                             memory_budget_mb=max_memory_mb)  # fmt: skip
     if json_out:
         print_json(rollout.to_dict())
         return
     evidence = registry().rollouts.decisions(rollout.id)[0].evidence
     warm = evidence["warm_ms"]
     console.print(f"signature compatible: {evidence['signature']['signature']}")
-    console.print(
-        f"warm load: stable {warm['stable']:.2f} ms, candidate {warm['candidate']:.2f} ms"
-    )
+    console.print(f"warm load: stable {warm['stable']:.2f} ms, candidate {warm['candidate']:.2f} "
+                  f"ms, adding {evidence.get('memory_mb', 0):.2f} MiB")  # fmt: skip
     if "golden" in evidence:
         g = evidence["golden"]
-        console.print(f"golden set: {g['rows']} rows, agreement {g['agreement']:.4f}, "
+        accuracy = g.get("accuracy")
+        scored = f", accuracy {accuracy['candidate']:.4f} (stable {accuracy['stable']:.4f})" \
+            if accuracy else ""  # fmt: skip
+        console.print(f"golden set ({g['source']}): {g['rows']} rows, agreement "
+                      f"{g['agreement']:.4f}{scored}, "
                       f"latency {g['latency_ratio']:.2f}x stable's")  # fmt: skip
     console.print(f"rollout #{rollout.id} of {name}: {rollout.stable} -> {rollout.candidate}, "
                   f"{_step(rollout)}; serving replicas follow it from the catalogue")  # fmt: skip

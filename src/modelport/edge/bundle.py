@@ -33,6 +33,7 @@ TARGETS = ("onnx", "tflite", "openvino")
 RUNTIME_FOR = {"onnx": "onnxruntime", "tflite": "litert", "openvino": "openvino"}
 DEFAULT_LIFETIME = timedelta(days=7)
 GOLDEN = "golden.npz"
+GOLDEN_ROWS = 256  # golden requests taken from a stored evaluation set
 MANIFEST = "bundle.json"
 
 
@@ -62,12 +63,17 @@ def pack_ref(
     hardware: Sequence[str] = (),
     expires: timedelta = DEFAULT_LIFETIME,
 ) -> BundleInfo:
-    """Bundle ``ref`` for ``target``, converting it first when it is in another format."""
+    """Bundle ``ref`` for ``target``, converting it first when it is in another format. The
+    golden requests are ``golden``, else the version's stored evaluation set (its first
+    ``GOLDEN_ROWS`` rows), else inputs drawn from the signature."""
     from modelport.conversion.parity import random_inputs, tolerance
+    from modelport.registry import evalset
 
     if target not in TARGETS:
         raise InvalidInput(f"bundle target {target!r} is not one of {', '.join(TARGETS)}")
     version = registry.resolve(ref)
+    if golden is None and (stored := evalset.stored(registry, version)) is not None:
+        golden = {k: v[:GOLDEN_ROWS] for k, v in stored.items() if k != evalset.LABEL}
     if version.format != target:
         from modelport.conversion import convert
 

@@ -47,8 +47,11 @@ def start(
     golden: str | Path | None = None,
     bake: float = DEFAULT_BAKE,
     min_samples: int = DEFAULT_MIN_SAMPLES,
+    memory_budget_mb: float | None = None,
 ) -> Rollout:
-    """Check the candidate and store a new rollout in its first step."""
+    """Check the candidate and store a new rollout in its first step. The golden set is
+    ``golden``, else the evaluation set stored with the candidate or stable (none: no check);
+    ``memory_budget_mb``: the most memory the loaded, warm candidate may add."""
     validate_name(name)
     validate_alias(alias)
     parsed = parse_plan(plan, bake, min_samples)
@@ -69,7 +72,7 @@ def start(
     compatibility = check_compatible(stable.signature, chosen.signature)
     evidence = {"stable": stable.version, "candidate": chosen.version, "plan": parsed.text,
                 "signature": compatibility,
-                **preflight(registry, stable, chosen, gates, golden)}  # fmt: skip
+                **preflight(registry, stable, chosen, gates, golden, memory_budget_mb)}  # fmt: skip
     now = time.time()
     width = int(gates.window * 1000)
     progress = Progress.starting(now, int(now * 1000) // width * width - width)

@@ -3,10 +3,13 @@
     check_compatible(stable.signature, candidate.signature)   # InvalidInput naming what differs
     preflight(registry, stable, candidate, gates, "golden.npz")  # evidence for the decision log
 
-A golden set is an ``.npz`` file holding one array per input (and optionally ``label``): both
-versions answer it; the candidate must agree with stable on ``gates.min_agreement`` of the rows,
-be no less accurate than stable (by more than one point) when labels are given, and take no more
-than ``gates.max_p99_ratio`` times stable's median time per call.
+A golden set is an ``.npz`` file holding one array per input (and optionally ``label``), or,
+when none is given, the evaluation set stored with the candidate or else with stable
+(``registry.evalset``): both versions answer it; the candidate must agree with stable on
+``gates.min_agreement`` of the rows, be no less accurate than stable (by more than one point)
+when labels are given, and take no more than ``gates.max_p99_ratio`` times stable's median time
+per call. With a memory budget, the memory the candidate adds to the process once loaded and
+warm (resident set size, measured around its load) must fit in it.
 """
 
 from __future__ import annotations
@@ -59,41 +62,76 @@ def _differences(kind: str, ours: TensorSpec, theirs: TensorSpec | None) -> list
 
 
 def preflight(registry: Registry, stable: ModelVersion, candidate: ModelVersion, gates: Gates,
-              golden: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
-    """Load both versions, warm them, and check the golden set; the evidence as a dict."""
+              golden: str | Path | None = None,
+              memory_budget_mb: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """Load both versions, warm them, check the memory budget and the golden set; the evidence
+    as a dict."""
     from modelport.api import load
     from modelport.serving.loaded import warm_up
 
-    runtimes = []
+    runtimes, seconds, added = [], [], 0.0
     try:
         for version in (stable, candidate):
+            before = _resident_mb()
             try:
-                runtime = load(version, registry=registry)
+                runtimes.append(load(version, registry=registry))
+                seconds.append(warm_up(runtimes[-1]))
             except ModelportError as exc:
                 raise InvalidInput(f"{version.ref} does not load: {exc}") from None
-            runtimes.append(runtime)
-        try:
-            seconds = [warm_up(r) for r in runtimes]
-        except Exception as exc:
-            raise InvalidInput(f"the warm-up call failed: {exc}") from None
+            except Exception as exc:
+                raise InvalidInput(f"the warm-up call of {version.ref} failed: {exc}") from None
+            added = _resident_mb() - before  # the candidate's, after the last turn
         warm = {"stable": round(seconds[0] * 1e3, 3), "candidate": round(seconds[1] * 1e3, 3)}
-        evidence: dict[str, Any] = {"warm_ms": warm}
-        if golden is not None:
-            evidence["golden"] = _golden(Path(golden), stable.signature, runtimes, gates)
+        evidence: dict[str, Any] = {"warm_ms": warm, "memory_mb": round(added, 2)}
+        if memory_budget_mb is not None and added > memory_budget_mb:
+            raise InvalidInput(
+                f"the candidate adds {added:.2f} MiB to the process once loaded "
+                f"and warm, over the budget of {memory_budget_mb:g} MiB"
+            )
+        data, source = _golden_set(registry, stable, candidate, golden)
+        if data is not None:
+            checked = _golden(data, source, stable.signature, runtimes, gates)
+            evidence["golden"] = {"source": source, **checked}
         return evidence
     finally:
         for runtime in runtimes:
             runtime.close()
 
 
-def _golden(path: Path, signature: Signature, runtimes: list, gates: Gates) -> dict[str, Any]:
+def _resident_mb() -> float:
+    """This process's resident set size in MiB (Linux; 0 elsewhere)."""
     try:
-        data = dict(np.load(path, allow_pickle=False))
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"cannot read the golden set {path}: {exc}") from None
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
+
+def _golden_set(registry: Registry, stable: ModelVersion, candidate: ModelVersion,
+                golden: str | Path | None) -> tuple[dict[str, Any] | None, str]:  # fmt: skip
+    """The given golden file, else the candidate's stored evaluation set, else stable's."""
+    from modelport.registry import evalset
+
+    if golden is not None:
+        path = Path(golden)
+        try:
+            return dict(np.load(path, allow_pickle=False)), path.name
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"cannot read the golden set {path}: {exc}") from None
+    for version in (candidate, stable):
+        data = evalset.stored(registry, version)
+        if data is not None:
+            return data, f"the evaluation set of {version.ref}"
+    return None, ""
+
+
+def _golden(data: dict[str, Any], source: str, signature: Signature, runtimes: list,
+            gates: Gates) -> dict[str, Any]:  # fmt: skip
     feed = {name: data[name] for name in signature.input_names if name in data}
     if len(feed) != len(signature.inputs):
-        raise InvalidInput(f"the golden set {path} needs arrays {signature.input_names}; "
+        raise InvalidInput(f"the golden set {source} needs arrays {signature.input_names}; "
                            f"it has {sorted(data)}")  # fmt: skip
     feed = signature.coerce_inputs(feed)
     outputs, times = [], []
@@ -123,5 +161,5 @@ def _golden(path: Path, signature: Signature, runtimes: list, gates: Gates) -> d
         problems.append(f"latency {summary['latency_ratio']:.2f}x stable's > "
                         f"{gates.max_p99_ratio:g}x")  # fmt: skip
     if problems:
-        raise InvalidInput(f"the candidate fails the golden set {path.name}: {'; '.join(problems)}")
+        raise InvalidInput(f"the candidate fails the golden set ({source}): {'; '.join(problems)}")
     return summary
