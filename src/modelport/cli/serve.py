@@ -96,6 +96,28 @@ def serve(
     max_queue: Annotated[
         int, typer.Option(help="Language models: requests waiting for a slot before 429.")
     ] = 64,
+    model_repository: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve a Triton / TF Serving / OVMS folder DIR/<name>/<version>/<model file> "
+            "instead of the catalogue, polled for new versions.",
+            show_default=False,
+        ),
+    ] = None,
+    model_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve one model folder (KServe's /mnt/models): <version>/<file> or the file.",
+            show_default=False,
+        ),
+    ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option(
+            help="The name --model-dir serves under (default: the folder's name).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve models over HTTP and gRPC until Ctrl-C; alias moves are followed without restart.
     Language models (GGUF, encoders) answer the OpenAI API under /v1 on the same port."""
@@ -103,14 +125,16 @@ def serve(
     from modelport.serving.app import ServerOptions, run
     from modelport.serving.auth import ApiKeys
     from modelport.serving.config import BatchConfig, ServeConfig
+    from modelport.serving.repository import open_folder
 
+    source = open_folder(model_repository, model_dir, model_name, poll_interval) or registry()
     runtime = None
     if intra_op_threads is not None:
         from modelport.runtimes import RuntimeOptions
 
-        runtime = RuntimeOptions.from_settings(registry().settings,
+        runtime = RuntimeOptions.from_settings(source.settings,
                                                intra_op_threads=intra_op_threads)  # fmt: skip
-    keys = ApiKeys.parse([*(api_key or []), registry().settings.api_keys])
+    keys = ApiKeys.parse([*(api_key or []), source.settings.api_keys])
     config = ServeConfig(
         refs=tuple(refs or ()), alias=alias, version_policy=policy, poll_interval=poll_interval,
         batching=parse_batching(batch or [], BatchConfig(max_batch_size, max_queue_delay_us)),
@@ -123,7 +147,7 @@ def serve(
         generation=EngineOptions(slots=slots, context=context, max_queue=max_queue,
                                  threads=intra_op_threads or 0),
     )  # fmt: skip
-    run(registry(), config, options, started=lambda *args: _started(host, keys, *args))
+    run(source, config, options, started=lambda *args: _started(host, keys, *args))
     console.print("stopped")
 
 
