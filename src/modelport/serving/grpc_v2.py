@@ -215,6 +215,9 @@ async def start_grpc(
         ("grpc.so_reuseport", 0),
     ])  # fmt: skip
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane, keys), server)
+    from modelport.serving.grpc_extras import add_services
+
+    add_services(server, plane, keys)  # TF Serving's services, health, reflection
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)
