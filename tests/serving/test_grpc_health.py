@@ -75,7 +75,9 @@ def test_reflection_lists_and_describes_every_service(channel: grpc.Channel) -> 
         reflection_pb2.ServerReflectionRequest(
             file_containing_symbol="tensorflow.serving.PredictionService"
         ),
-        reflection_pb2.ServerReflectionRequest(file_containing_symbol="inference.ModelInferRequest"),
+        reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="inference.ModelInferRequest"
+        ),
     ]
     listed, tfs, v2 = list(stub.ServerReflectionInfo(iter(asks), timeout=10))
     names = {s.name for s in listed.list_services_response.service}

@@ -85,7 +85,8 @@ def test_predict_by_default_version_and_label(stubs, server: Server) -> None:
     staged = predict.Predict(predict_request("mlp", X, version_label="staging"), timeout=10)
     assert staged.model_spec.version.value == 2
     expected = v2(server, "/v2/models/mlp/versions/2/infer", X)
-    np.testing.assert_allclose(tf.make_ndarray(staged.outputs["probabilities"]), expected, rtol=1e-6)
+    got = tf.make_ndarray(staged.outputs["probabilities"])
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
     pinned = predict.Predict(predict_request("mlp", X, version=2), timeout=10)
     np.testing.assert_array_equal(tf.make_ndarray(pinned.outputs["probabilities"]),
                                   tf.make_ndarray(staged.outputs["probabilities"]))  # fmt: skip

@@ -69,6 +69,9 @@ class ServingApp:
         self.llm = llm
         v2, tf = RestV2(plane), RestTFServing(plane)
         ro = RestRollouts(plane.models)
+        from modelport.serving.triton import RestTriton
+
+        tr = RestTriton(plane)
         # fixed paths, then patterns by segment count; "{}" is a path parameter
         self._fixed: dict[tuple[str, str], tuple[Handler, str | None]] = {
             ("GET", "/v2/health/live"): (v2.live, None),
@@ -77,6 +80,7 @@ class ServingApp:
             ("GET", "/v2/repository/index"): (v2.repository_index, "admin"),
             ("POST", "/v2/repository/index"): (v2.repository_index, "admin"),
             ("GET", "/metrics"): (self._metrics, "infer"),
+            ("GET", "/v2/models/stats"): (tr.all_stats, "infer"),
         }
         if llm is not None:
             from modelport.serving.openai import OpenAI
@@ -96,6 +100,10 @@ class ServingApp:
             ("GET", "v2/models/{}/versions/{}", v2.model_metadata, "infer"),
             ("GET", "v2/models/{}/versions/{}/ready", v2.model_ready, "infer"),
             ("POST", "v2/models/{}/versions/{}/infer", v2.infer, "infer"),
+            ("GET", "v2/models/{}/config", tr.config, "infer"),
+            ("GET", "v2/models/{}/versions/{}/config", tr.config, "infer"),
+            ("GET", "v2/models/{}/stats", tr.stats, "infer"),
+            ("GET", "v2/models/{}/versions/{}/stats", tr.stats, "infer"),
             ("POST", "v2/repository/models/{}/load", v2.load, "admin"),
             ("POST", "v2/repository/models/{}/unload", v2.unload, "admin"),
             ("GET", "v1/models/{}", tf.status, "infer"),

@@ -350,7 +350,8 @@ def add_tfserving(server: Any, plane: DataPlane, keys: ApiKeys | None = None) ->
     for service, methods in services.items():
         handlers = {
             name: grpc.unary_unary_rpc_method_handler(
-                call, request_deserializer=kind.FromString,
+                call,
+                request_deserializer=kind.FromString,
                 response_serializer=lambda message: message.SerializeToString(),
             )  # fmt: skip
             for name, (call, kind) in methods.items()

@@ -138,6 +138,24 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             response.raw_output_contents.append(to_raw(array))
         return response
 
+    @_rpc("infer")
+    async def ModelConfig(self, request: Any, context: Any) -> pb.ModelConfigResponse:
+        from google.protobuf import json_format
+
+        from modelport.serving.triton import model_config
+
+        config = model_config(self.plane, self.plane.model(request.name, request.version))
+        return pb.ModelConfigResponse(config=json_format.ParseDict(config, pb.ModelConfig()))
+
+    @_rpc("infer")
+    async def ModelStatistics(self, request: Any, context: Any) -> pb.ModelStatisticsResponse:
+        from google.protobuf import json_format
+
+        from modelport.serving.triton import model_statistics
+
+        stats = model_statistics(self.plane, request.name or None, request.version or None)
+        return json_format.ParseDict(stats, pb.ModelStatisticsResponse())
+
     @_rpc("admin")
     async def RepositoryIndex(self, request: Any, context: Any) -> pb.RepositoryIndexResponse:
         rows = self.plane.repository_index()
