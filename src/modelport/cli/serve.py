@@ -111,6 +111,23 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    tls_cert: Annotated[
+        str | None,
+        typer.Option(
+            help="TLS certificate (PEM chain) for HTTPS and gRPC; needs --tls-key.",
+            show_default=False,
+        ),
+    ] = None,
+    tls_key: Annotated[
+        str | None, typer.Option(help="TLS private key (PEM) of --tls-cert.", show_default=False)
+    ] = None,
+    tls_client_ca: Annotated[
+        str | None,
+        typer.Option(
+            help="Require client certificates signed by this CA (PEM) on both ports.",
+            show_default=False,
+        ),
+    ] = None,
     model_name: Annotated[
         str | None,
         typer.Option(
@@ -126,7 +143,9 @@ def serve(
     from modelport.serving.auth import ApiKeys
     from modelport.serving.config import BatchConfig, ServeConfig
     from modelport.serving.repository import open_folder
+    from modelport.serving.tls import tls_options
 
+    tls = tls_options(tls_cert, tls_key, tls_client_ca)
     source = open_folder(model_repository, model_dir, model_name, poll_interval) or registry()
     runtime = None
     if intra_op_threads is not None:
@@ -146,8 +165,10 @@ def serve(
         max_request_bytes=parse_size(max_request_size),
         generation=EngineOptions(slots=slots, context=context, max_queue=max_queue,
                                  threads=intra_op_threads or 0),
+        tls=tls,
     )  # fmt: skip
-    run(source, config, options, started=lambda *args: _started(host, keys, *args))
+    scheme = "https" if tls else "http"
+    run(source, config, options, started=lambda *args: _started(host, keys, *args, scheme))
     console.print("stopped")
 
 
@@ -188,10 +209,11 @@ def parse_size(text: str) -> int:
     return size
 
 
-def _started(host: str, keys: Any, models: Any, http_port: int, grpc_port: int | None) -> None:
+def _started(host: str, keys: Any, models: Any, http_port: int, grpc_port: int | None,
+             scheme: str = "http") -> None:  # fmt: skip
     from rich.table import Table
 
-    base = f"http://{host}:{http_port}"
+    base = f"{scheme}://{host}:{http_port}"
     table = Table("model", "version", "labels", "plain URL", "infer URL", title="serving")
     for name in models.names():
         labels = models.labels(name)
@@ -209,7 +231,8 @@ def _started(host: str, keys: Any, models: Any, http_port: int, grpc_port: int |
     for row in problems:
         where = row["name"] if row["version"] is None else f"{row['name']}:{row['version']}"
         console.print(f"[red]failed:[/] {where}: {row['reason']}", highlight=False)
-    grpc = f", gRPC on {host}:{grpc_port}" if grpc_port else ""
+    secure = " with TLS" if scheme == "https" else ""
+    grpc = f", gRPC{secure} on {host}:{grpc_port}" if grpc_port else ""
     auth = ", API keys required" if keys.enabled else ""
     console.print(f"listening on {base} (V2, TF-Serving, OpenAI /v1, /metrics){grpc}{auth}; "
                   "Ctrl-C stops", highlight=False)  # fmt: skip

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from modelport.registry import Registry
     from modelport.serving.config import ServeConfig
     from modelport.serving.llm import LanguageModels
+    from modelport.serving.tls import Tls
 
 log = logging.getLogger("modelport.serving")
 DEFAULT_MAX_BODY = 64 << 20
@@ -53,6 +54,7 @@ class ServerOptions:
     api_keys: ApiKeys | None = None
     max_request_bytes: int = DEFAULT_MAX_BODY
     generation: EngineOptions | None = None  # language models: slots, context, queue
+    tls: Tls | None = None  # HTTPS and gRPC over TLS (serving/tls.py)
 
 
 class ServingApp:
@@ -369,6 +371,7 @@ async def serve(
         app, host=options.host, port=http_port, http="httptools", loop="none",
         lifespan="off", access_log=False, log_level="warning", server_header=False,
         date_header=False, timeout_keep_alive=30, proxy_headers=False,
+        ssl_context_factory=None if options.tls is None else lambda *_: options.tls.context(),
     ))  # fmt: skip
     grpc_server = grpc_port = None
     _stop_on_signals(http)
@@ -377,7 +380,12 @@ async def serve(
             from modelport.serving.grpc_v2 import start_grpc
 
             grpc_server, grpc_port = await start_grpc(
-                plane, options.host, options.grpc_port, options.api_keys, options.max_request_bytes
+                plane,
+                options.host,
+                options.grpc_port,
+                options.api_keys,
+                options.max_request_bytes,
+                options.tls,
             )
         await models.start()
         http_task = asyncio.ensure_future(http.serve(sockets=[sock]))

@@ -224,7 +224,7 @@ def _text(item: bytes) -> Any:
 
 async def start_grpc(
     plane: DataPlane, host: str, port: int, keys: ApiKeys | None = None,
-    max_message_bytes: int = 64 << 20,
+    max_message_bytes: int = 64 << 20, tls: Any = None,
 ) -> tuple[grpc.aio.Server, int]:  # fmt: skip
     """Start serving on ``host:port``; returns the server and its port (0 picks a free one)."""
     server = grpc.aio.server(options=[
@@ -238,7 +238,10 @@ async def start_grpc(
     add_services(server, plane, keys)  # TF Serving's services, health, reflection
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:  # a serving.tls.Tls: TLS, with client certificates when it has a client CA
+            bound = server.add_secure_port(address, tls.grpc_credentials())
     except RuntimeError as exc:
         bound, reason = 0, exc
     else:
