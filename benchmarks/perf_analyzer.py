@@ -39,8 +39,8 @@ def perf_analyzer() -> tuple[str, dict[str, str]]:
 
 
 def run(binary: str, env: dict, url: str, protocol: str, model: str, concurrency: int,
-        requests: int, out: Path) -> dict:  # fmt: skip
-    command = [binary, "-m", model, "-u", url, "-i", protocol,
+        requests: int, out: Path, extra: tuple[str, ...] = ()) -> dict:  # fmt: skip
+    command = [binary, "-m", model, "-u", url, "-i", protocol, *extra,
                "--concurrency-range", str(concurrency), "--measurement-mode", "count_windows",
                "--measurement-request-count", str(requests), "--stability-percentage", "100",
                "--max-trials", "6", "-f", str(out)]  # fmt: skip

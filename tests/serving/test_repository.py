@@ -181,3 +181,45 @@ def test_cli_refuses_a_missing_folder_and_conflicting_options(
     assert code != 0 and "not both" in out + err
     code, out, err = cli("serve", "--model-dir", str(tmp_path), "--model-name", "a b")
     assert code != 0 and "'a b' is not valid" in out + err
+
+
+@pytest.mark.anyio
+async def test_a_gguf_version_answers_the_openai_routes(tmp_path: Path) -> None:
+    from modelport.generation.options import EngineOptions
+    from tests.generation.conftest import smollm2_path
+
+    repo = triton_tree(tmp_path / "models", names=("mlp",), versions=(1,))
+    (repo / "chat" / "1").mkdir(parents=True)
+    (repo / "chat" / "1" / "smollm2.gguf").symlink_to(smollm2_path())
+    folder = FolderRepository(repo, settle=0.0)
+    engine = EngineOptions(slots=1, context=256, threads=1)
+    async with running_app(folder, generation=engine) as client:
+        listed = (await client.get("/v1/models")).json()
+        assert [m["id"] for m in listed["data"]] == ["chat"]
+        reply = await client.post("/v1/chat/completions", json={
+            "model": "chat", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}],
+        })  # fmt: skip
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["usage"]["completion_tokens"] >= 1
+        index = (await client.get("/v2/repository/index")).json()  # the tensor models' index
+        assert [(r["name"], r["state"]) for r in index] == [("chat", "UNAVAILABLE"),
+                                                            ("mlp", "READY")]  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_openvino_ir_beside_onnx_gives_the_same_answers(tmp_path: Path) -> None:
+    import openvino as ov
+
+    repo = triton_tree(tmp_path / "models", names=("mlp",), versions=(1,))
+    (repo / "ir" / "1").mkdir(parents=True)
+    ov.save_model(ov.convert_model(str(repo / "mlp" / "1" / "model.onnx")),
+                  str(repo / "ir" / "1" / "model.xml"), compress_to_fp16=False)  # fmt: skip
+    folder = FolderRepository(repo, settle=0.0)
+    body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4],
+                        "data": X.ravel().tolist()}]}  # fmt: skip
+    async with running_app(folder) as client:
+        meta = (await client.get("/v2/models/ir")).json()
+        assert meta["platform"] == "openvino"
+        onnx = (await client.post("/v2/models/mlp/infer", json=body)).json()["outputs"][0]
+        ir = (await client.post("/v2/models/ir/infer", json=body)).json()["outputs"][0]
+    np.testing.assert_allclose(ir["data"], onnx["data"], rtol=1e-5)
