@@ -43,7 +43,7 @@ def run(binary: str, env: dict, url: str, protocol: str, model: str, concurrency
     command = [binary, "-m", model, "-u", url, "-i", protocol, *extra,
                "--concurrency-range", str(concurrency), "--measurement-mode", "count_windows",
                "--measurement-request-count", str(requests), "--stability-percentage", "100",
-               "--max-trials", "6", "-f", str(out)]  # fmt: skip
+               "--max-trials", "10", "-f", str(out)]  # fmt: skip
     if model == "mlp":
         command += ["--shape", "input:1,784"]  # no batching: the batch dimension is free
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)

@@ -1,11 +1,13 @@
 """The throughput cost of TLS: the same perf_analyzer load over HTTP and HTTPS, gRPC and gRPC
-with TLS, against `modelport serve` started without and then with ``--tls-cert``, in one run.
+with TLS, against two `modelport serve` processes, one plain and one with ``--tls-cert``.
 
-    python benchmarks/tls.py [--requests 2000] [--markdown]
+    python benchmarks/tls.py [--requests 2000] [--rounds 3] [--markdown]
 
-The model is the tutorial MLP served from a one-model folder (``--model-dir``); the certificate
-is a throwaway ECDSA P-256 one made here for 127.0.0.1. perf_analyzer keeps its connections open,
-so the figures price encrypting each request and reply, not handshakes.
+Both servers run at once and each load alternates between them (``--rounds`` times, medians
+reported), so the noise of a shared machine falls on both alike. The model is the tutorial MLP
+served from a one-model folder (``--model-dir``); the certificate is a throwaway ECDSA P-256 one
+made here for 127.0.0.1. perf_analyzer keeps its connections open, so the figures price
+encrypting each request and reply, not handshakes.
 """
 
 from __future__ import annotations
@@ -53,8 +55,7 @@ def certificate(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def measure(work: Path, tls: bool, requests: int) -> list[dict]:
-    binary, env = perf_analyzer()
+def start(work: Path, tls: bool) -> tuple[subprocess.Popen, int, int]:
     cert, key = work / "server.pem", work / "server.key"
     http, grpc = free_port(), free_port()
     command = [sys.executable, "-m", "modelport", "--home", str(work / "home"), "serve",
@@ -63,26 +64,46 @@ def measure(work: Path, tls: bool, requests: int) -> list[dict]:
     if tls:
         command += ["--tls-cert", str(cert), "--tls-key", str(key)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    if tls:
+        _wait(http, server, cert)
+    else:
+        wait_ready(f"http://127.0.0.1:{http}/v2/health/ready", server)
+    return server, http, grpc
+
+
+def target(tls: bool, protocol: str, port: int, cert: Path) -> tuple[str, tuple[str, ...]]:
+    """perf_analyzer's URL and TLS options for one server."""
+    if not tls:
+        return f"127.0.0.1:{port}", ()
+    if protocol == "http":
+        return f"https://127.0.0.1:{port}", ("--ssl-https-ca-certificates-file", str(cert))
+    return f"127.0.0.1:{port}", ("--ssl-grpc-use-ssl", "--ssl-grpc-root-certifications-file",
+                                 str(cert))  # fmt: skip
+
+
+def measure(work: Path, requests: int, rounds: int) -> list[dict]:
+    """Both servers up at once; each load runs on the plain one then the TLS one, ``rounds``
+    times, so the machine's noise falls on both alike. Medians of the rounds."""
+    binary, env = perf_analyzer()
+    servers = [start(work, False), start(work, True)]
     try:
-        if tls:
-            _wait(http, server, cert)
-        else:
-            wait_ready(f"http://127.0.0.1:{http}/v2/health/ready", server)
         rows = []
-        for protocol, port in (("http", http), ("grpc", grpc)):
-            url, extra = f"127.0.0.1:{port}", ()
-            if tls and protocol == "http":
-                url = f"https://127.0.0.1:{port}"
-                extra = ("--ssl-https-ca-certificates-file", str(cert))
-            elif tls:
-                extra = ("--ssl-grpc-use-ssl", "--ssl-grpc-root-certifications-file", str(cert))
+        for protocol in ("http", "grpc"):
             for concurrency in CONCURRENCY:
-                row = run(binary, env, url, protocol, "mlp", concurrency, requests,
-                          work / "out.csv", extra)  # fmt: skip
-                rows.append({**row, "tls": tls})
+                found: dict[bool, list[dict]] = {False: [], True: []}
+                for _ in range(rounds):
+                    for tls, (_, http, grpc) in zip((False, True), servers, strict=True):
+                        port = http if protocol == "http" else grpc
+                        url, extra = target(tls, protocol, port, work / "server.pem")
+                        found[tls].append(run(binary, env, url, protocol, "mlp", concurrency,
+                                              requests, work / "out.csv", extra))  # fmt: skip
+                for tls, runs in found.items():
+                    runs.sort(key=lambda r: r["throughput"])
+                    rows.append({**runs[len(runs) // 2], "tls": tls})
         return rows
     finally:
-        stop(server)
+        for server, _, _ in servers:
+            stop(server)
 
 
 def _wait(port: int, server: subprocess.Popen, cert: Path) -> None:
@@ -106,6 +127,7 @@ def _wait(port: int, server: subprocess.Popen, cert: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per count window")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of plain and TLS")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +135,7 @@ def main() -> None:
         (work / "mlp").mkdir()
         tutorial_mlp(work / "mlp" / "model.onnx")
         certificate(work)
-        rows = measure(work, False, args.requests) + measure(work, True, args.requests)
+        rows = measure(work, args.requests, args.rounds)
     plain = {(r["protocol"], r["concurrency"]): r["throughput"] for r in rows if not r["tls"]}
     head = ["transport", "concurrency", "infer/s", "vs plain", "p50 ms", "p99 ms"]
     cells = []
