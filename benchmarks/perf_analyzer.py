@@ -104,13 +104,18 @@ def report(rows: list[dict], markdown: bool) -> None:
     cells = [[r["protocol"], r["model"], str(r["concurrency"]), f"{r['throughput']:.0f}",
               f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{r['queue']:.0f}", f"{r['compute']:.0f}"]
              for r in rows]  # fmt: skip
+    print_table(head, cells, markdown, "perf_analyzer against modelport serve")
+
+
+def print_table(head: list[str], cells: list[list[str]], markdown: bool, title: str) -> None:
+    """A rich table, or Markdown for benchmarks/README.md (first column text, others numbers)."""
     if markdown:
         print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * 2 + "---:|" * (len(head) - 2))
+        print("|---|" + "---:|" * (len(head) - 1))
         for line in cells:
             print("| " + " | ".join(line) + " |")
         return
-    table = Table(*head, title="perf_analyzer against modelport serve")
+    table = Table(*head, title=title)
     for line in cells:
         table.add_row(*line)
     console.print(table)

@@ -20,10 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from perf_analyzer import perf_analyzer, run
-from rich.table import Table
+from perf_analyzer import perf_analyzer, print_table, run
 
-from serving import console, free_port, stop, tutorial_mlp, wait_ready
+from serving import free_port, stop, tutorial_mlp, wait_ready
 
 CONCURRENCY = (1, 8)
 
@@ -149,16 +148,7 @@ def main() -> None:
         ratio = r["throughput"] / plain[r["protocol"], r["concurrency"]]
         cells.append([name, str(r["concurrency"]), f"{r['throughput']:.0f}", f"{ratio:.2f}",
                       f"{r['p50']:.2f}", f"{r['p99']:.2f}"])  # fmt: skip
-    if args.markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|---|" + "---:|" * (len(head) - 1))
-        for line in cells:
-            print("| " + " | ".join(line) + " |")
-        return
-    table = Table(*head, title="TLS cost, perf_analyzer against modelport serve")
-    for line in cells:
-        table.add_row(*line)
-    console.print(table)
+    print_table(head, cells, args.markdown, "TLS cost, perf_analyzer against modelport serve")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelport.registry import Registry
-from tests.serving.test_e2e_tritonclient import Server, start_server
+from tests.serving.launch import Launched as Server
+from tests.serving.launch import launched
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
@@ -18,11 +19,8 @@ UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 @pytest.fixture(scope="module")
 def server(served_registry: Registry) -> Iterator[Server]:
-    server = start_server(served_registry)
-    try:
+    with launched([], served_registry.settings.home) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ import modelport
 from modelport.registry import Registry
 from modelport.settings import Settings
 from tests.conftest import make_mlp_onnx
-from tests.serving.test_e2e_tritonclient import Server, start_server
+from tests.serving.launch import Launched as Server
+from tests.serving.launch import launched
 
 X = np.array([[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 2.0]], dtype=np.float32)
 
@@ -30,11 +31,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     modelport.register(make_mlp_onnx(tmp / "m2.onnx", seed=2), "mlp", registry=reg, alias="staging")
     modelport.register(make_mlp_onnx(tmp / "s.onnx", n_out=1), "score", registry=reg,
                        alias="production")  # fmt: skip
-    server = start_server(reg)
     try:
-        yield server
+        with launched([], reg.settings.home) as server:
+            yield server
     finally:
-        server.stop()
         reg.close()
 
 

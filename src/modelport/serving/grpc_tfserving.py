@@ -22,9 +22,10 @@ import numpy as np
 from modelport.errors import InvalidInput, NotFound
 from modelport.serving.auth import ApiKeys
 from modelport.serving.dataplane import DataPlane
-from modelport.serving.grpc_v2 import _rpc
+from modelport.serving.grpc_v2 import _rpc, _text
 from modelport.serving.messages import InferenceRequest, InferenceResponse, Tensor
 from modelport.serving.proto.tfserving import tfserving_messages
+from modelport.serving.tfexamples import classification, example_inputs, regression
 
 SIGNATURE = "serving_default"
 _PREDICT_METHOD, _CLASSIFY, _REGRESS = (
@@ -76,7 +77,7 @@ class TFServing:
     @_rpc("infer")
     async def Classify(self, request: Any, context: Any) -> Any:
         answer = await self._examples(request, _CLASSIFY)
-        scores, classes = _classification(answer)
+        scores, classes = classification(answer)
         response = self.m.ClassificationResponse()
         self._spec(response.model_spec, answer, request.model_spec.signature_name)
         for row, labels in zip(scores, classes, strict=True):
@@ -88,7 +89,7 @@ class TFServing:
     @_rpc("infer")
     async def Regress(self, request: Any, context: Any) -> Any:
         answer = await self._examples(request, _REGRESS)
-        values = _regression(answer)
+        values = regression(answer)
         response = self.m.RegressionResponse()
         self._spec(response.model_spec, answer, request.model_spec.signature_name)
         for value in values:
@@ -208,7 +209,7 @@ class TFServing:
         """Classify / Regress: tf.Examples as rows of the model's inputs, one feature each."""
         neutral = self._request(request.model_spec)
         try:
-            neutral.inputs = _example_inputs(request.input, self.plane, neutral)
+            neutral.inputs = example_inputs(request.input, self.plane, neutral)
         except InvalidInput as exc:
             neutral.error = exc
         return await self._infer(neutral)
@@ -237,99 +238,8 @@ def _label_error(plane: DataPlane, request: InferenceRequest, exc: NotFound) -> 
     return exc
 
 
-def _text(item: bytes) -> Any:
-    try:
-        return item.decode("utf-8")
-    except UnicodeDecodeError:
-        return item
-
-
 def _bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode("utf-8")
-
-
-def _example_inputs(source: Any, plane: DataPlane, request: InferenceRequest) -> list[Tensor]:
-    """Each input of the model from the feature of the same name in every example."""
-    kind = source.WhichOneof("kind")
-    if kind is None:
-        raise InvalidInput("Input is empty")
-    if kind == "example_list":
-        examples, context = list(source.example_list.examples), None
-    else:
-        examples = list(source.example_list_with_context.examples)
-        context = source.example_list_with_context.context
-    if not examples:
-        raise InvalidInput("Input is empty")
-    model = plane.model(request.model, request.version, request.label)
-    tensors = []
-    for spec in model.signature.inputs:
-        rows = []
-        for example in examples:
-            feature = example.features.feature.get(spec.name)
-            if feature is None and context is not None:
-                feature = context.features.feature.get(spec.name)
-            if feature is None:
-                raise InvalidInput(f"an example has no feature {spec.name!r}")
-            rows.append(_feature_values(feature, spec))
-        tensors.append(Tensor(spec.name, rows))
-    return tensors
-
-
-def _feature_values(feature: Any, spec: Any) -> Any:
-    """One example's feature as one row of ``spec``: a value for [batch], a list for
-    [batch, n], reshaped for more dimensions."""
-    kind = feature.WhichOneof("kind")
-    values = list(getattr(feature, kind).value) if kind else []
-    if kind == "bytes_list":
-        values = [_text(v) for v in values]
-    inner = list(spec.shape[1:])
-    if not inner:
-        if len(values) != 1:
-            raise InvalidInput(f"feature {spec.name!r} must hold one value, not {len(values)}")
-        return values[0]
-    if len(inner) > 1 and all(isinstance(d, int) and d >= 0 for d in inner):
-        try:
-            return np.asarray(values).reshape(inner).tolist()
-        except ValueError:
-            raise InvalidInput(f"feature {spec.name!r} does not fill the shape {inner}") from None
-    return values
-
-
-def _classification(answer: InferenceResponse) -> tuple[np.ndarray, list[list[str]]]:
-    """Scores [batch, classes] and their labels: outputs named "scores" and "classes", else the
-    one float output, labelled by class index."""
-    outputs = answer.outputs
-    scores = outputs.get("scores")
-    if scores is None:
-        floats = [a for a in outputs.values() if a.dtype.kind == "f" and a.ndim == 2]
-        if len(floats) != 1:
-            raise InvalidInput(
-                f"model {answer.model!r} has no classification output: name it 'scores' "
-                "(and 'classes'), or give it one [batch, classes] float output"
-            )
-        scores = floats[0]
-    scores = scores.reshape(len(scores), -1)
-    classes = outputs.get("classes")
-    if classes is None:
-        labels = [[str(i) for i in range(scores.shape[1])] for _ in range(len(scores))]
-    else:
-        labels = [[_text(v) if isinstance(v, bytes) else str(v) for v in row]
-                  for row in classes.reshape(len(scores), -1)]  # fmt: skip
-    return scores, labels
-
-
-def _regression(answer: InferenceResponse) -> np.ndarray:
-    outputs = answer.outputs
-    value = outputs.get("outputs")
-    if value is None:
-        floats = [a for a in outputs.values() if a.dtype.kind == "f"]
-        if len(floats) != 1 or (floats[0].ndim == 2 and floats[0].shape[1] != 1):
-            raise InvalidInput(
-                f"model {answer.model!r} has no regression output: name it 'outputs', or give it "
-                "one [batch] or [batch, 1] float output"
-            )
-        value = floats[0]
-    return value.reshape(-1)
 
 
 def add_tfserving(server: Any, plane: DataPlane, keys: ApiKeys | None = None) -> tuple[str, ...]:

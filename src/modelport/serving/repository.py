@@ -12,7 +12,8 @@ poll of the model set is a fresh scan of the tree.
 A version folder is a positive integer holding exactly one model: ``*.onnx``, ``*.xml`` with its
 ``.bin`` (OpenVINO IR), ``*.tflite`` or ``*.gguf``. It is taken once complete: no file in it ends
 in ``.tmp``, ``.part``, ``.partial`` or ``.download``, and its listing (names, sizes, modification
-times) has not changed for ``settle`` seconds. A folder with no model or two, a name that is not a
+times) has not changed for ``settle`` seconds (at start-up, files untouched that long are taken at
+once). A folder with no model or two, a name that is not a
 valid model name and a version that is not a positive integer are logged once and skipped; the
 other models and versions serve on.
 """
