@@ -223,3 +223,28 @@ async def test_openvino_ir_beside_onnx_gives_the_same_answers(tmp_path: Path) ->
         onnx = (await client.post("/v2/models/mlp/infer", json=body)).json()["outputs"][0]
         ir = (await client.post("/v2/models/ir/infer", json=body)).json()["outputs"][0]
     np.testing.assert_allclose(ir["data"], onnx["data"], rtol=1e-5)
+
+
+@pytest.mark.anyio
+async def test_a_removed_version_folder_is_unloaded(tmp_path: Path) -> None:
+    import asyncio
+    import shutil
+
+    from modelport.serving.config import ServeConfig
+
+    repo = triton_tree(tmp_path / "models", names=("m",), versions=(1, 2))
+    folder = FolderRepository(repo, settle=0.0)
+    config = ServeConfig(version_policy="latest:2", poll_interval=0.1)
+    async with running_app(folder, config=config) as client:
+        assert (await client.get("/v2/models/m")).json()["versions"] == ["1", "2"]
+        shutil.rmtree(repo / "m" / "2")
+        for _ in range(100):  # 10 s at most
+            meta = (await client.get("/v2/models/m")).json()
+            if meta["versions"] == ["1"]:
+                break
+            await asyncio.sleep(0.1)
+        assert meta["versions"] == ["1"]
+        reply = await client.post("/v2/models/m/infer", json={"inputs": [
+            {"name": "input", "datatype": "FP32", "shape": [1, 4], "data": X.ravel().tolist()}
+        ]})  # fmt: skip
+        assert reply.json()["model_version"] == "1"

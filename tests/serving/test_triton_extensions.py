@@ -115,9 +115,10 @@ def test_perf_analyzer_measures_the_server(server: Launched, protocol: str) -> N
         pytest.skip("perf_analyzer cannot start: install nvidia-cuda-runtime-cu12 and libb64-0d")
     binary, env = found
     url = server.http if protocol == "http" else server.grpc
+    # loose stability: this checks that perf_analyzer runs and reports, not how fast (benchmarks/)
     command = [binary, "-m", "batched", "-u", url, "-i", protocol, "-b", "2",
                "--measurement-mode", "count_windows", "--measurement-request-count", "100",
-               "--stability-percentage", "100", "--max-trials", "3"]  # fmt: skip
+               "--stability-percentage", "1000", "--max-trials", "10"]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     throughput = re.search(r"Throughput: ([\d.]+) infer/sec", out.stdout)
