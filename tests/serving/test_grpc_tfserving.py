@@ -215,3 +215,37 @@ def test_the_server_never_imports_tensorflow(tmp_path: Path, server: Server) -> 
             "TFServing(None)\nprint('tensorflow' in sys.modules)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.anyio
+async def test_api_keys_guard_tf_serving_calls_but_not_health(served_registry: Registry) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from modelport.monitoring.metrics import Metrics
+    from modelport.serving.auth import ApiKeys
+    from modelport.serving.config import ServeConfig
+    from modelport.serving.dataplane import DataPlane
+    from modelport.serving.grpc_v2 import start_grpc
+    from modelport.serving.models import ModelSet
+
+    keys = ApiKeys.parse(["infer:infer-key-0123"])
+    models = ModelSet(served_registry, ServeConfig(), Metrics())
+    await models.start()
+    server, port = await start_grpc(DataPlane(models), "127.0.0.1", 0, keys)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            predict = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            request = predict_request("mlp", X)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await predict.Predict(request, timeout=10)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            reply = await predict.Predict(request, timeout=10,
+                                          metadata=[("x-api-key", "infer-key-0123")])  # fmt: skip
+            assert reply.model_spec.version.value == 1
+            health = health_pb2_grpc.HealthStub(channel)  # probes carry no key
+            answer = await health.Check(health_pb2.HealthCheckRequest(service="mlp"), timeout=5)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await server.stop(grace=None)
+        await models.stop()

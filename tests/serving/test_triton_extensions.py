@@ -57,6 +57,19 @@ def test_config_over_http_and_grpc(server: Launched) -> None:
     grpc.close()
 
 
+def test_trailing_slash_and_405_allow_still_hold(server: Launched) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{server.http}/v2/", timeout=5) as reply:
+        assert json.loads(reply.read())["extensions"][-2:] == ["model_configuration", "statistics"]
+    request = urllib.request.Request(f"http://{server.http}/v2/models/mlp/config", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=5)
+    assert caught.value.code == 405 and caught.value.headers["allow"] == "GET"
+
+
 def test_statistics_count_requests_and_nanoseconds(server: Launched) -> None:
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
