@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from modelport.errors import ModelportError
+from modelport.errors import MissingDependency, ModelportError
 from modelport.serving.dataplane import DataPlane
 
 log = logging.getLogger("modelport.serving")
@@ -74,9 +74,13 @@ def add_services(server: Any, plane: DataPlane, keys: Any = None) -> tuple[str, 
         from modelport.serving.grpc_tfserving import add_tfserving
         from modelport.serving.proto.tfserving import tfserving_messages
 
-        services += add_tfserving(server, plane, keys)
-        for proto in tfserving_messages().files:
-            pool.Add(proto)
+        try:
+            services += add_tfserving(server, plane, keys)
+        except MissingDependency as exc:  # the package is there but not whole: serve V2 only
+            log.warning("TF Serving's gRPC API is off: %s", exc)
+        else:
+            for proto in tfserving_messages().files:
+                pool.Add(proto)
     health_pb2_grpc.add_HealthServicer_to_server(Health(plane, services), server)
     services += ("grpc.health.v1.Health",)
     try:
