@@ -134,7 +134,7 @@ def test_a_new_version_is_taken_only_once_settled(tmp_path: Path) -> None:
     repo = triton_tree(tmp_path / "models", names=("m",), versions=(1,))
     hour_ago = time.time() - 3600
     os.utime(repo / "m" / "1" / "model.onnx", (hour_ago, hour_ago))
-    folder = FolderRepository(repo, settle=0.5)
+    folder = FolderRepository(repo, settle=1.0)
     assert sorted(folder.scan()["m"]) == [1]  # present at start-up and untouched: taken at once
     (repo / "m" / "2").mkdir()
     make_mlp_onnx(repo / "m" / "2" / "model.onnx")
@@ -144,7 +144,7 @@ def test_a_new_version_is_taken_only_once_settled(tmp_path: Path) -> None:
     assert sorted(folder.scan()["m"]) == [1]
     time.sleep(0.3)
     assert sorted(folder.scan()["m"]) == [1]  # 0.6 s since it appeared, 0.3 s since it changed
-    time.sleep(0.3)
+    time.sleep(1.0)
     assert sorted(folder.scan()["m"]) == [1, 2]
     record = folder.resolve("m:2")
     assert (record.format, folder.path(record)) == ("onnx", repo / "m" / "2" / "model.onnx")

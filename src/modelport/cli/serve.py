@@ -111,6 +111,13 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option(
+            help="The name --model-dir serves under (default: the folder's name).",
+            show_default=False,
+        ),
+    ] = None,
     tls_cert: Annotated[
         str | None,
         typer.Option(
@@ -125,13 +132,6 @@ def serve(
         str | None,
         typer.Option(
             help="Require client certificates signed by this CA (PEM) on both ports.",
-            show_default=False,
-        ),
-    ] = None,
-    model_name: Annotated[
-        str | None,
-        typer.Option(
-            help="The name --model-dir serves under (default: the folder's name).",
             show_default=False,
         ),
     ] = None,
