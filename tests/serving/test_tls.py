@@ -98,8 +98,17 @@ def client_context(pki: dict[str, Path], with_cert: bool) -> ssl.SSLContext:
 
 @pytest.fixture(scope="module")
 def tls_server(pki, model_dir, tmp_path_factory) -> Iterator[Launched]:
-    args = ["--model-dir", str(model_dir), "--tls-cert", str(pki["cert"]),
-            "--tls-key", str(pki["key"])]  # fmt: skip
+    """A repository of mlp (ONNX) and chat (SmolLM2 GGUF) behind TLS."""
+    from tests.generation.conftest import smollm2_path
+
+    repo = tmp_path_factory.mktemp("tls-repo")
+    (repo / "mlp" / "1").mkdir(parents=True)
+    shutil.copy(model_dir / "model.onnx", repo / "mlp" / "1" / "model.onnx")
+    (repo / "chat" / "1").mkdir(parents=True)
+    (repo / "chat" / "1" / "model.gguf").symlink_to(smollm2_path())
+    args = ["--model-repository", str(repo), "--tls-cert", str(pki["cert"]),
+            "--tls-key", str(pki["key"]), "--slots", "1", "--context", "256",
+            "--intra-op-threads", "1"]  # fmt: skip
     home = tmp_path_factory.mktemp("home")
     with launched(args, home, tls=client_context(pki, False)) as server:
         yield server
@@ -140,6 +149,19 @@ def test_https_and_grpc_tls_with_real_clients(tls_server: Launched, pki) -> None
     assert plain.returncode != 0
     untrusted = curl(f"https://{tls_server.http}/v2/health/ready")  # no CA: not trusted
     assert untrusted.returncode == 60, untrusted.stderr
+
+
+def test_openai_client_over_https(tls_server: Launched, pki) -> None:
+    import httpx
+    from openai import OpenAI
+
+    with httpx.Client(verify=client_context(pki, False)) as http:
+        client = OpenAI(base_url=f"https://localhost:{tls_server.http.rsplit(':', 1)[1]}/v1",
+                        api_key="unused", http_client=http, max_retries=0)  # fmt: skip
+        reply = client.chat.completions.create(
+            model="chat", max_tokens=4, messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert reply.model == "chat" and reply.usage.completion_tokens >= 1
 
 
 def test_client_certificates_required(pki, model_dir, tmp_path: Path) -> None:
