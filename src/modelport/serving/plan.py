@@ -4,9 +4,9 @@ For each served name, the references designate target versions ("digits:2" pins 
 follows the alias, "digits" follows the newest version; no references = every model carrying the
 serving alias, or every model of a repository folder). The policy adds versions reachable by
 version URL: "aliased" adds every version carrying an alias (a folder has none), "latest:N" the N
-newest, "specific" nothing. The default version (plain model
-URLs) is, in this order: the target of a reference naming an alias; the serving alias's target
-when that version is served; the newest version a reference designates.
+newest, "specific" nothing. The default version (plain model URLs) is, in this order: the target
+of a reference naming an alias; the serving alias's target when that version is served; the newest
+version a reference designates.
 """
 
 from __future__ import annotations
