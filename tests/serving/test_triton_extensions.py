@@ -138,3 +138,22 @@ def test_perf_analyzer_measures_the_server(server: Launched, protocol: str) -> N
     assert throughput and float(throughput.group(1)) > 0, out.stdout
     served = re.search(r"Server:\s+Inference count: (\d+)", out.stdout)  # from the stats calls
     assert served and int(served.group(1)) >= 200, out.stdout
+
+
+@pytest.mark.anyio
+async def test_config_and_stats_during_a_rollout(sqlite_registry, tmp_path: Path) -> None:
+    """The plain URL reaches a traffic split then: config describes its stable version."""
+    from modelport import rollouts
+    from tests.rollouts.conftest import fill
+    from tests.rollouts.test_traffic import LENIENT, served, split_of
+
+    versions = fill(sqlite_registry, tmp_path / "models")
+    rollouts.start(sqlite_registry, "digits", f"digits:{versions['disagreeing']}",
+                   plan="canary 50 600s", gates=LENIENT)  # fmt: skip
+    async with served(sqlite_registry) as (models, client):
+        await split_of(models)
+        config = await client.get("/v2/models/digits/config")
+        assert config.status_code == 200, config.text
+        assert config.json()["name"] == "digits" and config.json()["max_batch_size"] == 0
+        stats = await client.get("/v2/models/digits/stats")
+        assert stats.status_code == 200 and len(stats.json()["model_stats"]) >= 2
