@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,19 +46,26 @@ class Server:
         return self.process.returncode, out
 
 
-def start_server(registry: Registry, *args: str, env: dict | None = None) -> Server:
+def start_server(
+    registry: Registry | Path, *args: str, env: dict | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> Server:  # fmt: skip
+    """``modelport serve`` on free ports over ``registry`` (or a home folder), ready in 60 s;
+    ``tls`` is the client context that checks readiness over HTTPS."""
+    home = registry if isinstance(registry, Path) else registry.settings.home
     http_port, grpc_port = free_port(), free_port()
-    command = [sys.executable, "-m", "modelport", "--home", str(registry.settings.home), "serve",
+    command = [sys.executable, "-m", "modelport", "--home", str(home), "serve",
                "--http-port", str(http_port), "--grpc-port", str(grpc_port), *args]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env={**os.environ, **(env or {})})  # fmt: skip
     server = Server(process, f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}")
+    ready = f"{'https' if tls else 'http'}://{server.http}/v2/health/ready"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"the server exited: {process.communicate()[0]}")
         try:
-            with urllib.request.urlopen(f"http://{server.http}/v2/health/ready", timeout=1):
+            with urllib.request.urlopen(ready, timeout=1, context=tls):
                 return server
         except OSError:
             time.sleep(0.1)

@@ -96,6 +96,45 @@ def serve(
     max_queue: Annotated[
         int, typer.Option(help="Language models: requests waiting for a slot before 429.")
     ] = 64,
+    model_repository: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve a Triton / TF Serving / OVMS folder DIR/<name>/<version>/<model file> "
+            "instead of the catalogue, polled for new versions.",
+            show_default=False,
+        ),
+    ] = None,
+    model_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve one model folder (KServe's /mnt/models): <version>/<file> or the file.",
+            show_default=False,
+        ),
+    ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option(
+            help="The name --model-dir serves under (default: the folder's name).",
+            show_default=False,
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        str | None,
+        typer.Option(
+            help="TLS certificate (PEM chain) for HTTPS and gRPC; needs --tls-key.",
+            show_default=False,
+        ),
+    ] = None,
+    tls_key: Annotated[
+        str | None, typer.Option(help="TLS private key (PEM) of --tls-cert.", show_default=False)
+    ] = None,
+    tls_client_ca: Annotated[
+        str | None,
+        typer.Option(
+            help="Require client certificates signed by this CA (PEM) on both ports.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve models over HTTP and gRPC until Ctrl-C; alias moves are followed without restart.
     Language models (GGUF, encoders) answer the OpenAI API under /v1 on the same port."""
@@ -106,14 +145,18 @@ def serve(
     from modelport.serving.app import ServerOptions, run
     from modelport.serving.auth import ApiKeys
     from modelport.serving.config import BatchConfig, ServeConfig
+    from modelport.serving.repository import open_folder
+    from modelport.serving.tls import tls_options
 
+    tls = tls_options(tls_cert, tls_key, tls_client_ca)
+    source = open_folder(model_repository, model_dir, model_name, poll_interval) or registry()
     runtime = None
     if intra_op_threads is not None:
         from modelport.runtimes import RuntimeOptions
 
-        runtime = RuntimeOptions.from_settings(registry().settings,
+        runtime = RuntimeOptions.from_settings(source.settings,
                                                intra_op_threads=intra_op_threads)  # fmt: skip
-    keys = ApiKeys.parse([*(api_key or []), registry().settings.api_keys])
+    keys = ApiKeys.parse([*(api_key or []), source.settings.api_keys])
     config = ServeConfig(
         refs=tuple(refs or ()), alias=alias, version_policy=policy, poll_interval=poll_interval,
         batching=parse_batching(batch or [], BatchConfig(max_batch_size, max_queue_delay_us)),
@@ -126,8 +169,10 @@ def serve(
         generation=EngineOptions(slots=slots, context=context, max_queue=max_queue,
                                  threads=intra_op_threads or 0),
         tracing=Tracing.from_environment(os.environ),  # the standard OTEL_* settings
+        tls=tls,
     )  # fmt: skip
-    run(registry(), config, options, started=lambda *args: _started(host, keys, *args))
+    scheme = "https" if tls else "http"
+    run(source, config, options, started=lambda *args: _started(host, keys, *args, scheme))
     console.print("stopped")
 
 
@@ -168,10 +213,11 @@ def parse_size(text: str) -> int:
     return size
 
 
-def _started(host: str, keys: Any, models: Any, http_port: int, grpc_port: int | None) -> None:
+def _started(host: str, keys: Any, models: Any, http_port: int, grpc_port: int | None,
+             scheme: str = "http") -> None:  # fmt: skip
     from rich.table import Table
 
-    base = f"http://{host}:{http_port}"
+    base = f"{scheme}://{host}:{http_port}"
     table = Table("model", "version", "labels", "plain URL", "infer URL", title="serving")
     for name in models.names():
         labels = models.labels(name)
@@ -189,7 +235,8 @@ def _started(host: str, keys: Any, models: Any, http_port: int, grpc_port: int |
     for row in problems:
         where = row["name"] if row["version"] is None else f"{row['name']}:{row['version']}"
         console.print(f"[red]failed:[/] {where}: {row['reason']}", highlight=False)
-    grpc = f", gRPC on {host}:{grpc_port}" if grpc_port else ""
+    secure = " with TLS" if scheme == "https" else ""
+    grpc = f", gRPC{secure} on {host}:{grpc_port}" if grpc_port else ""
     auth = ", API keys required" if keys.enabled else ""
     console.print(f"listening on {base} (V2, TF-Serving, OpenAI /v1, /metrics){grpc}{auth}; "
                   "Ctrl-C stops", highlight=False)  # fmt: skip

@@ -51,13 +51,16 @@ class Histogram:
 class RequestSeries:
     """Counters of one (model, version, protocol)."""
 
-    __slots__ = ("labels", "success", "client_error", "server_error", "in_flight", "latency")
+    __slots__ = ("labels", "success", "client_error", "server_error", "in_flight", "latency",
+                 "failed_seconds", "last")  # fmt: skip
 
     def __init__(self, labels: str) -> None:
         self.labels = labels
         self.success = self.client_error = self.server_error = 0
         self.in_flight = 0
         self.latency = Histogram(LATENCY_BUCKETS)
+        self.failed_seconds = 0.0  # the part of latency.sum spent on failed requests
+        self.last = 0.0  # perf_counter() when the last request ended
 
 
 class ModelSeries:
@@ -91,12 +94,15 @@ class Request:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         series = self.series
-        series.latency.observe(perf_counter() - self.start)
+        series.last = ended = perf_counter()
+        series.latency.observe(ended - self.start)
         series.in_flight -= 1
         status = self.status if exc is None else getattr(exc, "status", 500)
         if status < 400:
             series.success += 1
-        elif status < 500:
+            return
+        series.failed_seconds += ended - self.start
+        if status < 500:
             series.client_error += 1
         else:
             series.server_error += 1
@@ -138,6 +144,25 @@ class Metrics:
         if series is None:
             series = self._models[key] = ModelSeries(_labels(model=model, version=str(version)))
         return series
+
+    def totals(self, model: str, version: int) -> dict[str, float]:
+        """Cumulative counts and seconds of one version, every protocol together (Triton's
+        statistics extension): requests that succeeded or failed, queue waits, model calls and
+        the rows they ran, and the perf_counter() time of the last request (0: none yet)."""
+        found = [s for (m, v, _), s in self._requests.items() if m == model and v == version]
+        latency = sum(s.latency.sum for s in found)
+        failed = sum(s.failed_seconds for s in found)
+        series = self._models.get((model, version))
+        empty = Histogram(())
+        queue, compute, rows = (series.queue, series.compute, series.batch_size) if series else (
+            empty, empty, empty)  # fmt: skip
+        return {
+            "success": sum(s.success for s in found), "success_seconds": latency - failed,
+            "fail": sum(s.client_error + s.server_error for s in found), "fail_seconds": failed,
+            "queue": queue.count, "queue_seconds": queue.sum,
+            "compute": compute.count, "compute_seconds": compute.sum, "rows": rows.sum,
+            "last": max((s.last for s in found), default=0.0),
+        }  # fmt: skip
 
     def nonfinite_outputs(self, model: str, version: int, protocol: str, values: int) -> None:
         """``values`` NaN or infinite numbers left the model in one reply."""

@@ -158,7 +158,7 @@ class Split:
         self.board = board
         self.name, self.version, self.record = stable.name, stable.version, stable.record
         self.signature, self.platform = stable.signature, stable.platform
-        self.labels = stable.labels
+        self.labels, self.batch = stable.labels, stable.batch
         candidate.share_cost(stable)  # both on the event loop, or both in threads
 
     @property

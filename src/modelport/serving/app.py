@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from modelport.registry import Registry
     from modelport.serving.config import ServeConfig
     from modelport.serving.llm import LanguageModels
+    from modelport.serving.tls import Tls
 
 log = logging.getLogger("modelport.serving")
 DEFAULT_MAX_BODY = 64 << 20
@@ -57,6 +58,7 @@ class ServerOptions:
     generation: EngineOptions | None = None  # language models: slots, context, queue
     tracing: Tracing | None = None  # OpenTelemetry spans per request (Tracing.from_environment)
     explain: ExplainOptions | None = None  # explanations' time budget and job bound
+    tls: Tls | None = None  # HTTPS and gRPC over TLS (serving/tls.py)
 
 
 class ServingApp:
@@ -75,6 +77,9 @@ class ServingApp:
         self.explain = rx = RestExplain(plane, explain)
         v2, tf = RestV2(plane), RestTFServing(plane, rx)
         ro = RestRollouts(plane.models)
+        from modelport.serving.triton import RestTriton
+
+        tr = RestTriton(plane)
         # fixed paths, then patterns by segment count; "{}" is a path parameter
         self._fixed: dict[tuple[str, str], tuple[Handler, str | None]] = {
             ("GET", "/v2/health/live"): (v2.live, None),
@@ -83,6 +88,7 @@ class ServingApp:
             ("GET", "/v2/repository/index"): (v2.repository_index, "admin"),
             ("POST", "/v2/repository/index"): (v2.repository_index, "admin"),
             ("GET", "/metrics"): (self._metrics, "infer"),
+            ("GET", "/v2/models/stats"): (tr.all_stats, "infer"),
         }
         if llm is not None:
             from modelport.serving.openai import OpenAI
@@ -105,6 +111,10 @@ class ServingApp:
             ("POST", "v2/models/{}/explain", rx.explain, "infer"),
             ("POST", "v2/models/{}/versions/{}/explain", rx.explain, "infer"),
             ("GET", "v2/models/{}/explain/{}", rx.job, "infer"),
+            ("GET", "v2/models/{}/config", tr.config, "infer"),
+            ("GET", "v2/models/{}/versions/{}/config", tr.config, "infer"),
+            ("GET", "v2/models/{}/stats", tr.stats, "infer"),
+            ("GET", "v2/models/{}/versions/{}/stats", tr.stats, "infer"),
             ("POST", "v2/repository/models/{}/load", v2.load, "admin"),
             ("POST", "v2/repository/models/{}/unload", v2.unload, "admin"),
             ("GET", "v1/models/{}", tf.status, "infer"),
@@ -376,6 +386,7 @@ async def serve(
         asgi, host=options.host, port=http_port, http="httptools", loop="none",
         lifespan="off", access_log=False, log_level="warning", server_header=False,
         date_header=False, timeout_keep_alive=30, proxy_headers=False,
+        ssl_context_factory=None if options.tls is None else lambda *_: options.tls.context(),
     ))  # fmt: skip
     grpc_server = grpc_port = None
     _stop_on_signals(http)
@@ -385,7 +396,7 @@ async def serve(
 
             grpc_server, grpc_port = await start_grpc(
                 plane, options.host, options.grpc_port, options.api_keys,
-                options.max_request_bytes, options.tracing,
+                options.max_request_bytes, tracing=options.tracing, tls=options.tls,
             )  # fmt: skip
         await models.start()
         http_task = asyncio.ensure_future(http.serve(sockets=[sock]))

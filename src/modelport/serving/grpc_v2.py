@@ -138,6 +138,24 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             response.raw_output_contents.append(to_raw(array))
         return response
 
+    @_rpc("infer")
+    async def ModelConfig(self, request: Any, context: Any) -> pb.ModelConfigResponse:
+        from google.protobuf import json_format
+
+        from modelport.serving.triton import model_config
+
+        config = model_config(self.plane, self.plane.model(request.name, request.version))
+        return pb.ModelConfigResponse(config=json_format.ParseDict(config, pb.ModelConfig()))
+
+    @_rpc("infer")
+    async def ModelStatistics(self, request: Any, context: Any) -> pb.ModelStatisticsResponse:
+        from google.protobuf import json_format
+
+        from modelport.serving.triton import model_statistics
+
+        stats = model_statistics(self.plane, request.name or None, request.version or None)
+        return json_format.ParseDict(stats, pb.ModelStatisticsResponse())
+
     @_rpc("admin")
     async def RepositoryIndex(self, request: Any, context: Any) -> pb.RepositoryIndexResponse:
         rows = self.plane.repository_index()
@@ -206,7 +224,7 @@ def _text(item: bytes) -> Any:
 
 async def start_grpc(
     plane: DataPlane, host: str, port: int, keys: ApiKeys | None = None,
-    max_message_bytes: int = 64 << 20, tracing: Any = None,
+    max_message_bytes: int = 64 << 20, tracing: Any = None, tls: Any = None,
 ) -> tuple[grpc.aio.Server, int]:  # fmt: skip
     """Start serving on ``host:port``; returns the server and its port (0 picks a free one).
     With ``tracing`` (monitoring.tracing.Tracing) each call gets a span."""
@@ -221,9 +239,15 @@ async def start_grpc(
         ("grpc.so_reuseport", 0),
     ])  # fmt: skip
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane, keys), server)
+    from modelport.serving.grpc_extras import add_services
+
+    add_services(server, plane, keys)  # TF Serving's services, health, reflection
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:  # a serving.tls.Tls: TLS, with client certificates when it has a client CA
+            bound = server.add_secure_port(address, tls.grpc_credentials())
     except RuntimeError as exc:
         bound, reason = 0, exc
     else:

@@ -54,7 +54,8 @@ class LoadedModel:
         self._series = series = metrics.model_series(self.name, self.version)
         self._cost = cost = cost or CallCost(0.0)
         self._batcher: Batcher | None = None
-        if batch is not None and batch.enabled:
+        self.batch = batch if batch is not None and batch.enabled else None  # dynamic batching
+        if self.batch is not None:
             self._batcher = Batcher(runtime, batch, executor, series, cost)
         self._in_flight = 0
         self._idle: asyncio.Event | None = None

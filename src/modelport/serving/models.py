@@ -80,6 +80,9 @@ class ModelSet:
         from modelport.rollouts.agent import RolloutAgent
 
         await self._reconcile()
+        if getattr(self.registry, "folder", False):  # a model repository folder: no rollouts
+            self._watcher = asyncio.create_task(self._watch(), name="modelport-folder-watcher")
+            return
         self._agent = RolloutAgent(self, self.registry, self.config.rollout_tick,
                                    self.config.rollout_key)  # fmt: skip
         await self._agent.start()

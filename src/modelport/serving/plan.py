@@ -2,10 +2,11 @@
 
 For each served name, the references designate target versions ("digits:2" pins 2, "digits@staging"
 follows the alias, "digits" follows the newest version; no references = every model carrying the
-serving alias). The policy adds versions reachable by version URL: "aliased" adds every version
-carrying an alias, "latest:N" the N newest, "specific" nothing. The default version (plain model
-URLs) is, in this order: the target of a reference naming an alias; the serving alias's target
-when that version is served; the newest version a reference designates.
+serving alias, or every model of a repository folder). The policy adds versions reachable by
+version URL: "aliased" adds every version carrying an alias (a folder has none), "latest:N" the N
+newest, "specific" nothing. The default version (plain model URLs) is, in this order: the target
+of a reference naming an alias; the serving alias's target when that version is served; the newest
+version a reference designates.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def make_plan(
     if config.refs:
         for ref in config.parsed_refs:
             refs.setdefault(ref.name, []).append(ref)
+    elif getattr(registry, "folder", False):  # a model repository folder: every model in it
+        refs = {name: [ModelRef(name)] for name in summaries}
     else:
         for s in summaries.values():
             if config.alias in s.aliases:
