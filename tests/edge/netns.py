@@ -106,8 +106,9 @@ def rx_bytes(namespace: str) -> int:
 
 
 class ResettingRelay:
-    """Listens on ``listen``, relays to ``target`` and resets (RST) every connection older
-    than ``every`` seconds or past ``after_bytes`` towards the device; counts those bytes.
+    """Listens on ``listen``, relays to ``target`` and resets (RST) every open connection each
+    ``every`` seconds (the link drops on a timer) and any past ``after_bytes`` towards the
+    device; counts those bytes.
     ``delay``: seconds each piece of data waits before it is passed on, either way (0.1: a
     200 ms round trip for requests and replies)."""
 
@@ -120,6 +121,7 @@ class ResettingRelay:
         delay: float = 0.0,
     ) -> None:
         self.target, self.every, self.after_bytes = target, every, after_bytes
+        self.started = time.monotonic()
         self.delay = delay
         self.sock = socket.create_server(listen)
         self.port = self.sock.getsockname()[1]
@@ -140,20 +142,21 @@ class ResettingRelay:
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
-            born = time.monotonic()
+            ticks = (time.monotonic() - self.started) // self.every + 1
+            until = self.started + ticks * self.every  # when the link next drops
             threading.Thread(
-                target=self._pipe, args=(client, upstream, False, born), daemon=True
+                target=self._pipe, args=(client, upstream, False, until), daemon=True
             ).start()
             threading.Thread(
-                target=self._pipe, args=(upstream, client, True, born), daemon=True
+                target=self._pipe, args=(upstream, client, True, until), daemon=True
             ).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, down: bool, born: float) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, down: bool, until: float) -> None:
         src.settimeout(0.05)
         sent = 0
         out = _Delayed(dst, self.delay, self._count if down else None)
         try:
-            while time.monotonic() - born < self.every and sent < self.after_bytes:
+            while time.monotonic() < until and sent < self.after_bytes:
                 try:
                     data = src.recv(16384)
                 except TimeoutError:
