@@ -388,6 +388,7 @@ async def serve(
                 options.max_request_bytes, options.tracing,
             )  # fmt: skip
         await models.start()
+        app.explain.warm()
         http_task = asyncio.ensure_future(http.serve(sockets=[sock]))
         while not http.started and not http_task.done():
             await asyncio.sleep(0.01)

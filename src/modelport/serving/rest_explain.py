@@ -105,6 +105,23 @@ class RestExplain:
             return 500, orjson.dumps({"error": f"explanation failed: {exc}"}), JSON
         return _encode(name, version, future.result(), None, job)
 
+    def warm(self) -> None:
+        """When a served version has a background set, load shap in the explain thread now
+        (in the background) rather than on the first explanation."""
+        from modelport.registry.attachments import PREFIX
+
+        models = self.plane.models
+        key = PREFIX + ex.KIND
+        for name in models.names():
+            for version in models.versions(name):
+                try:
+                    record = models.get(name, version).record
+                except ModelportError:  # not ready: its first explanation will load shap
+                    continue
+                if key in record.tags:
+                    self._executor.submit(ex.warm_up)
+                    return
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
