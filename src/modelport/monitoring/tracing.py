@@ -103,22 +103,25 @@ class RequestTrace:
     end. ``plane_in``/``plane_out``: the data plane got the decoded request / gave its reply;
     ``replying``: the reply started; ``status``: HTTP-like (500 and up mark the span an error)."""
 
-    __slots__ = ("span", "start", "plane_in", "plane_out", "replying", "stages", "status",
-                 "error", "attributes")  # fmt: skip
+    __slots__ = ("name", "context", "parent", "start", "plane_in", "plane_out", "replying",
+                 "stages", "status", "error", "attributes")  # fmt: skip
 
-    def __init__(self, span: Any, start: float) -> None:
-        self.span = span
+    def __init__(self, name: str, context: Any, parent: Any, start: float,
+                 attributes: dict[str, Any]) -> None:  # fmt: skip
+        self.name = name
+        self.context = context  # the server span's SpanContext
+        self.parent = parent  # the caller's (remote) SpanContext, None for a new trace
         self.start = start
         self.plane_in = self.plane_out = self.replying = None
         self.stages: list[tuple[str, float, float, dict[str, Any]]] = []
         self.status: int | None = None
         self.error: str | None = None
-        self.attributes: dict[str, Any] = {}
+        self.attributes = attributes
 
     @property
     def trace_id(self) -> str:
         """The W3C trace id (32 hex digits), as payload logs carry it."""
-        return format(self.span.get_span_context().trace_id, "032x")
+        return format(self.context.trace_id, "032x")
 
     def entered(self, model: str, version: int) -> None:
         """The data plane has the decoded request for ``model`` ``version``."""
@@ -147,10 +150,10 @@ class RequestTrace:
 
 
 class Tracing:
-    """The tracer, its span processor (batching to the exporter) and sampler; ``begin`` and
-    ``finish`` a request's trace. The request's server span goes through the SDK's tracer; its
-    stage spans, whose times are known when it ends, are handed to the processor as finished
-    spans directly (a quarter of the cost of starting and ending each)."""
+    """The span processor (batching to the SDK's exporter) and the sampler; ``begin`` and
+    ``finish`` a request's trace. Every span's times are known when the request ends, so its
+    spans are handed to the processor finished, with ids drawn as the SDK draws them (a quarter
+    of the cost of starting and ending each through a tracer)."""
 
     def __init__(self, provider: Any, processor: Any, sampler: Sampler) -> None:
         from opentelemetry import trace
@@ -159,10 +162,10 @@ class Tracing:
 
         self.provider = provider
         self.sampler = sampler
-        self.tracer = provider.get_tracer("modelport")
         self._processor = processor
         self._trace = trace
         self._finished = ReadableSpan
+        self._resource = _hashed_once(provider.resource)
         self._scope = InstrumentationScope("modelport")
         self._sampled = trace.TraceFlags(trace.TraceFlags.SAMPLED)
         self._epoch = time.time_ns() - int(perf_counter() * 1e9)  # perf_counter -> Unix ns
@@ -203,16 +206,18 @@ class Tracing:
               start: float | None = None) -> RequestTrace:  # fmt: skip
         """The trace of a sampled request (a server span), begun at ``start`` (now)."""
         start = perf_counter() if start is None else start
-        context = self._remote(parent) if parent else None
-        span = self.tracer.start_span(name, context, self._trace.SpanKind.SERVER, attributes,
-                                      start_time=self._ns(start))  # fmt: skip
-        return RequestTrace(span, start)
+        trace, remote = self._trace, None
+        if parent:
+            remote = trace.SpanContext(int(parent[0], 16), int(parent[1], 16), True,
+                                       trace.TraceFlags(1 if parent[2] else 0))  # fmt: skip
+        trace_id = remote.trace_id if remote is not None else random.getrandbits(128) or 1
+        context = trace.SpanContext(trace_id, random.getrandbits(64) or 1, False, self._sampled)
+        return RequestTrace(name, context, remote, start, attributes or {})
 
     def finish(self, trace: RequestTrace) -> None:
         """End the request's span, with a child span per stage: receive, queue, batch, compute,
         send (``compute`` under ``batch`` when batched)."""
-        end, ns, span = perf_counter(), self._ns, trace.span
-        parent = span.get_span_context()
+        end, parent = perf_counter(), trace.context
         received = trace.plane_in or trace.replying or end
         self._child("receive", parent, trace.start, received, {})
         batch = parent
@@ -223,31 +228,29 @@ class Tracing:
                 batch = child
         sending = trace.plane_out or trace.replying or received
         self._child("send", parent, sending, end, {})
-        span.set_attributes(trace.attributes)
+        status = None
         if (trace.status or 0) >= 500 or (trace.status is None and trace.error is not None):
             from opentelemetry.trace import Status, StatusCode
 
-            span.set_status(Status(StatusCode.ERROR, trace.error or str(trace.status)))
-        span.end(end_time=ns(end))
+            status = Status(StatusCode.ERROR, trace.error or str(trace.status))
+        self._end(trace.name, trace.context, trace.parent, trace.start, end, trace.attributes,
+                  self._trace.SpanKind.SERVER, status)  # fmt: skip
 
     def _child(self, name: str, parent: Any, start: float, end: float, attributes: dict) -> Any:
         """A finished stage span under ``parent`` (a span context); returns its context."""
-        context = self._trace.SpanContext(parent.trace_id, random.getrandbits(64), False,
+        context = self._trace.SpanContext(parent.trace_id, random.getrandbits(64) or 1, False,
                                           self._sampled)  # fmt: skip
-        self._processor.on_end(self._finished(
-            name, context, parent, self.provider.resource, attributes,
-            start_time=self._ns(start), end_time=self._ns(max(end, start)),
-            instrumentation_scope=self._scope,
-        ))  # fmt: skip
+        self._end(name, context, parent, start, end, attributes)
         return context
 
-    def _remote(self, parent: tuple[str, str, bool]) -> Any:
-        trace = self._trace
-        span_context = trace.SpanContext(
-            int(parent[0], 16), int(parent[1], 16), is_remote=True,
-            trace_flags=trace.TraceFlags(1 if parent[2] else 0),
-        )  # fmt: skip
-        return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+    def _end(self, name: str, context: Any, parent: Any, start: float, end: float,
+             attributes: dict, kind: Any = None, status: Any = None) -> None:  # fmt: skip
+        extra = {} if status is None else {"status": status}
+        self._processor.on_end(self._finished(
+            name, context, parent, self._resource, attributes,
+            kind=kind or self._trace.SpanKind.INTERNAL, start_time=self._ns(start),
+            end_time=self._ns(max(end, start)), instrumentation_scope=self._scope, **extra,
+        ))  # fmt: skip
 
     def _ns(self, stamp: float) -> int:
         return self._epoch + int(stamp * 1e9)
@@ -255,6 +258,18 @@ class Tracing:
     def shutdown(self) -> None:
         """Export what is buffered, then stop the exporter."""
         self.provider.shutdown()
+
+
+def _hashed_once(resource: Any) -> Any:
+    """The same resource with its hash computed once: the OTLP encoder groups every span by
+    resource, and a Resource hashes by serialising its attributes to JSON each time."""
+    digest = hash(resource)
+
+    class Resource(type(resource)):
+        def __hash__(self) -> int:
+            return digest
+
+    return Resource(dict(resource.attributes), resource.schema_url)
 
 
 def _provider(exporter: str, protocol: str, service: str, endpoint: str | None) -> tuple:
