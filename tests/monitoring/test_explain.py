@@ -226,6 +226,8 @@ async def test_past_the_budget_a_job_answers_later_and_jobs_are_bounded(client, 
 
     x, _clf = digits
     explainer = client._transport.app.explain
+    assert explainer.warm()  # digits has a background set: shap loads in the explain thread
+    explainer._executor.submit(lambda: None).result(timeout=120)  # warmed
     explainer.options = ExplainOptions(budget=0.05, max_jobs=1)
     gate = threading.Event()
     explainer._executor.submit(gate.wait, 30)  # the one explain thread is busy: requests wait

@@ -105,9 +105,9 @@ class RestExplain:
             return 500, orjson.dumps({"error": f"explanation failed: {exc}"}), JSON
         return _encode(name, version, future.result(), None, job)
 
-    def warm(self) -> None:
+    def warm(self) -> bool:
         """When a served version has a background set, load shap in the explain thread now
-        (in the background) rather than on the first explanation."""
+        (in the background) rather than on the first explanation; True if it does."""
         from modelport.registry.attachments import PREFIX
 
         models = self.plane.models
@@ -120,7 +120,8 @@ class RestExplain:
                     continue
                 if key in record.tags:
                     self._executor.submit(ex.warm_up)
-                    return
+                    return True
+        return False
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
