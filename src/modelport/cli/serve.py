@@ -96,6 +96,9 @@ def serve(
     max_queue: Annotated[
         int, typer.Option(help="Language models: requests waiting for a slot before 429.")
     ] = 64,
+    explain_budget: Annotated[
+        float, typer.Option(help="Seconds an explanation may take before it answers 202 + a job.")
+    ] = 1.0,
 ) -> None:
     """Serve models over HTTP and gRPC until Ctrl-C; alias moves are followed without restart.
     Language models (GGUF, encoders) answer the OpenAI API under /v1 on the same port."""
@@ -106,6 +109,7 @@ def serve(
     from modelport.serving.app import ServerOptions, run
     from modelport.serving.auth import ApiKeys
     from modelport.serving.config import BatchConfig, ServeConfig
+    from modelport.serving.rest_explain import ExplainOptions
 
     runtime = None
     if intra_op_threads is not None:
@@ -126,6 +130,7 @@ def serve(
         generation=EngineOptions(slots=slots, context=context, max_queue=max_queue,
                                  threads=intra_op_threads or 0),
         tracing=Tracing.from_environment(os.environ),  # the standard OTEL_* settings
+        explain=ExplainOptions(budget=explain_budget),
     )  # fmt: skip
     run(registry(), config, options, started=lambda *args: _started(host, keys, *args))
     console.print("stopped")

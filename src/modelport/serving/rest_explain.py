@@ -42,6 +42,12 @@ class ExplainOptions:
     max_jobs: int = 16  # explanations waiting or running at once; more is 429
     workers: int = 1  # threads running shap
 
+    def __post_init__(self) -> None:
+        if not self.budget >= 0:
+            raise InvalidInput(f"the explanation budget must be >= 0 seconds, not {self.budget!r}")
+        if self.max_jobs < 1 or self.workers < 1:
+            raise InvalidInput("explanations need max_jobs >= 1 and workers >= 1")
+
 
 class RestExplain:
     def __init__(self, plane: DataPlane, options: ExplainOptions | None = None) -> None:
