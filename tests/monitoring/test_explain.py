@@ -226,6 +226,8 @@ async def test_past_the_budget_a_job_answers_later_and_jobs_are_bounded(client, 
 
     x, _clf = digits
     explainer = client._transport.app.explain
+    assert explainer.warm()  # digits has a background set: shap loads in the explain thread
+    explainer._executor.submit(lambda: None).result(timeout=120)  # warmed
     explainer.options = ExplainOptions(budget=0.05, max_jobs=1)
     gate = threading.Event()
     explainer._executor.submit(gate.wait, 30)  # the one explain thread is busy: requests wait
@@ -250,3 +252,13 @@ async def test_past_the_budget_a_job_answers_later_and_jobs_are_bounded(client, 
     assert done.status_code == 200, done.text
     assert done.json()["job"] == job and done.json()["shape"] == [1, 64, 10]
     assert (await client.get(f"/v2/models/mlp/explain/{job}")).status_code == 404
+
+
+def test_explain_options_refuse_nonsense() -> None:
+    from modelport.errors import InvalidInput
+    from modelport.serving.rest_explain import ExplainOptions
+
+    assert ExplainOptions(budget=0).budget == 0  # every explanation becomes a job
+    for bad in ({"budget": -1.0}, {"budget": float("nan")}, {"max_jobs": 0}, {"workers": 0}):
+        with pytest.raises(InvalidInput):
+            ExplainOptions(**bad)

@@ -14,7 +14,8 @@ import pytest
 
 import modelport
 from modelport.errors import InvalidInput
-from modelport.monitoring.tracing import Sampler, Tracing, parse_traceparent
+from modelport.monitoring.sampling import Sampler, parse_traceparent
+from modelport.monitoring.tracing import Tracing
 from modelport.registry import Registry
 from modelport.settings import Settings
 from tests.conftest import make_mlp_onnx

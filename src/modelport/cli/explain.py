@@ -103,7 +103,7 @@ def show(ref: str, result: Explanation, top: int) -> None:
     import numpy as np
 
     console.print(f"{ref}: {result.method} attributions of {result.output!r}", highlight=False)
-    table = Table("row", "column", "f(x)", "E[f]", "sum of attributions", f"top {top} features")
+    table = Table("row", "column", "f(x)", "E\\[f]", "sum of attributions", f"top {top} features")
     for row in range(result.values.shape[0]):
         values, base, pred = result.values[row], result.base_values[row], result.prediction[row]
         column: Any = ""

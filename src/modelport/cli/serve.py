@@ -135,6 +135,9 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    explain_budget: Annotated[
+        float, typer.Option(help="Seconds an explanation may take before it answers 202 + a job.")
+    ] = 1.0,
 ) -> None:
     """Serve models over HTTP and gRPC until Ctrl-C; alias moves are followed without restart.
     Language models (GGUF, encoders) answer the OpenAI API under /v1 on the same port."""
@@ -146,6 +149,7 @@ def serve(
     from modelport.serving.auth import ApiKeys
     from modelport.serving.config import BatchConfig, ServeConfig
     from modelport.serving.repository import open_folder
+    from modelport.serving.rest_explain import ExplainOptions
     from modelport.serving.tls import tls_options
 
     tls = tls_options(tls_cert, tls_key, tls_client_ca)
@@ -170,6 +174,7 @@ def serve(
                                  threads=intra_op_threads or 0),
         tracing=Tracing.from_environment(os.environ),  # the standard OTEL_* settings
         tls=tls,
+        explain=ExplainOptions(budget=explain_budget),
     )  # fmt: skip
     scheme = "https" if tls else "http"
     run(source, config, options, started=lambda *args: _started(host, keys, *args, scheme))

@@ -147,3 +147,16 @@ def explain(runtime: Runtime, x: np.ndarray, background: np.ndarray, output: str
             result = explainer(x, max_evals=max(500, 2 * features + 1), silent=True)
         values, base = np.asarray(result.values), np.asarray(result.base_values)
     return Explanation(name, method, values, np.array(base), model(x))
+
+
+def warm_up() -> None:
+    """Import shap and compile its numba code on a toy model (seconds, once per process), so
+    the first real explanation does not pay for it."""
+    try:
+        import shap
+    except ImportError:
+        return
+    masker = shap.maskers.Independent(np.zeros((2, 4)), max_samples=MAX_BACKGROUND)
+    for model in (lambda rows: rows.sum(axis=1), lambda rows: rows[:, :2]):  # 1-D, 2-D outputs
+        shap.explainers.Permutation(model, masker, seed=0)(np.ones((1, 4)), max_evals=500,
+                                                           silent=True)  # fmt: skip

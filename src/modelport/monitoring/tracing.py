@@ -31,71 +31,10 @@ from time import perf_counter
 from typing import Any
 
 from modelport.errors import InvalidInput
+from modelport.monitoring.sampling import Sampler, parse_traceparent
 
 TRACE: ContextVar[RequestTrace | None] = ContextVar("modelport_trace", default=None)
-SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
-            "parentbased_always_off", "parentbased_traceidratio")  # fmt: skip
-_HEX = frozenset("0123456789abcdef")
-_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 NEW_TRACE: tuple = ()  # a sampled request without a (valid) traceparent
-
-
-def parse_traceparent(value: str | bytes | None) -> tuple[str, str, bool] | None:
-    """(trace id, parent span id, sampled) of a W3C ``traceparent``, None when absent or malformed.
-
-    parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")[2] is True
-    """
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    value = value.strip()
-    parts = value.split("-")
-    if len(parts) < 4:
-        return None
-    version, trace_id, span_id, flags = parts[:4]
-    if len(version) != 2 or version == "ff" or not _HEX.issuperset(version):
-        return None
-    if (version == "00" and len(parts) != 4) or len(flags) != 2 or not _HEX.issuperset(flags):
-        return None
-    if len(trace_id) != 32 or trace_id == _ZERO_TRACE or not _HEX.issuperset(trace_id):
-        return None
-    if len(span_id) != 16 or span_id == _ZERO_SPAN or not _HEX.issuperset(span_id):
-        return None
-    return trace_id, span_id, bool(int(flags, 16) & 1)
-
-
-class Sampler:
-    """The OpenTelemetry head samplers, decided before any span exists.
-
-    Sampler("parentbased_traceidratio", "0.01").sample(None)   # True for 1 root in 100
-    """
-
-    def __init__(self, name: str = "parentbased_always_on", arg: str | None = None) -> None:
-        name = name.strip().lower()
-        if name not in SAMPLERS:
-            raise InvalidInput(f"OTEL_TRACES_SAMPLER {name!r} is not one of {', '.join(SAMPLERS)}")
-        ratio = 1.0
-        if name.endswith("traceidratio"):
-            try:
-                ratio = float(arg) if arg not in (None, "") else 1.0
-            except ValueError:
-                raise InvalidInput(f"OTEL_TRACES_SAMPLER_ARG {arg!r} is not a ratio") from None
-            if not 0.0 <= ratio <= 1.0:
-                raise InvalidInput(f"OTEL_TRACES_SAMPLER_ARG {arg!r} is not between 0 and 1")
-        elif name.endswith("always_off"):
-            ratio = 0.0
-        self.name, self.ratio = name, ratio
-        self.parent_based = name.startswith("parentbased_")
-        self._bound = int(ratio * (1 << 64))
-
-    def sample(self, parent: tuple[str, str, bool] | None) -> bool:
-        """Whether a request with this parsed ``traceparent`` (or none) is recorded."""
-        if parent is not None:
-            if self.parent_based:
-                return parent[2]
-            return int(parent[0][16:], 16) < self._bound  # the trace id's low 64 bits
-        return random.getrandbits(64) < self._bound
 
 
 class RequestTrace:
@@ -103,22 +42,25 @@ class RequestTrace:
     end. ``plane_in``/``plane_out``: the data plane got the decoded request / gave its reply;
     ``replying``: the reply started; ``status``: HTTP-like (500 and up mark the span an error)."""
 
-    __slots__ = ("span", "start", "plane_in", "plane_out", "replying", "stages", "status",
-                 "error", "attributes")  # fmt: skip
+    __slots__ = ("name", "context", "parent", "start", "plane_in", "plane_out", "replying",
+                 "stages", "status", "error", "attributes")  # fmt: skip
 
-    def __init__(self, span: Any, start: float) -> None:
-        self.span = span
+    def __init__(self, name: str, context: Any, parent: Any, start: float,
+                 attributes: dict[str, Any]) -> None:  # fmt: skip
+        self.name = name
+        self.context = context  # the server span's SpanContext
+        self.parent = parent  # the caller's (remote) SpanContext, None for a new trace
         self.start = start
         self.plane_in = self.plane_out = self.replying = None
         self.stages: list[tuple[str, float, float, dict[str, Any]]] = []
         self.status: int | None = None
         self.error: str | None = None
-        self.attributes: dict[str, Any] = {}
+        self.attributes = attributes
 
     @property
     def trace_id(self) -> str:
         """The W3C trace id (32 hex digits), as payload logs carry it."""
-        return format(self.span.get_span_context().trace_id, "032x")
+        return format(self.context.trace_id, "032x")
 
     def entered(self, model: str, version: int) -> None:
         """The data plane has the decoded request for ``model`` ``version``."""
@@ -147,10 +89,10 @@ class RequestTrace:
 
 
 class Tracing:
-    """The tracer, its span processor (batching to the exporter) and sampler; ``begin`` and
-    ``finish`` a request's trace. The request's server span goes through the SDK's tracer; its
-    stage spans, whose times are known when it ends, are handed to the processor as finished
-    spans directly (a quarter of the cost of starting and ending each)."""
+    """The span processor (batching to the SDK's exporter) and the sampler; ``begin`` and
+    ``finish`` a request's trace. Every span's times are known when the request ends, so its
+    spans are handed to the processor finished, with ids drawn as the SDK draws them (a quarter
+    of the cost of starting and ending each through a tracer)."""
 
     def __init__(self, provider: Any, processor: Any, sampler: Sampler) -> None:
         from opentelemetry import trace
@@ -159,10 +101,10 @@ class Tracing:
 
         self.provider = provider
         self.sampler = sampler
-        self.tracer = provider.get_tracer("modelport")
         self._processor = processor
         self._trace = trace
         self._finished = ReadableSpan
+        self._resource = _hashed_once(provider.resource)
         self._scope = InstrumentationScope("modelport")
         self._sampled = trace.TraceFlags(trace.TraceFlags.SAMPLED)
         self._epoch = time.time_ns() - int(perf_counter() * 1e9)  # perf_counter -> Unix ns
@@ -203,16 +145,18 @@ class Tracing:
               start: float | None = None) -> RequestTrace:  # fmt: skip
         """The trace of a sampled request (a server span), begun at ``start`` (now)."""
         start = perf_counter() if start is None else start
-        context = self._remote(parent) if parent else None
-        span = self.tracer.start_span(name, context, self._trace.SpanKind.SERVER, attributes,
-                                      start_time=self._ns(start))  # fmt: skip
-        return RequestTrace(span, start)
+        trace, remote = self._trace, None
+        if parent:
+            remote = trace.SpanContext(int(parent[0], 16), int(parent[1], 16), True,
+                                       trace.TraceFlags(1 if parent[2] else 0))  # fmt: skip
+        trace_id = remote.trace_id if remote is not None else random.getrandbits(128) or 1
+        context = trace.SpanContext(trace_id, random.getrandbits(64) or 1, False, self._sampled)
+        return RequestTrace(name, context, remote, start, attributes or {})
 
     def finish(self, trace: RequestTrace) -> None:
         """End the request's span, with a child span per stage: receive, queue, batch, compute,
         send (``compute`` under ``batch`` when batched)."""
-        end, ns, span = perf_counter(), self._ns, trace.span
-        parent = span.get_span_context()
+        end, parent = perf_counter(), trace.context
         received = trace.plane_in or trace.replying or end
         self._child("receive", parent, trace.start, received, {})
         batch = parent
@@ -223,31 +167,29 @@ class Tracing:
                 batch = child
         sending = trace.plane_out or trace.replying or received
         self._child("send", parent, sending, end, {})
-        span.set_attributes(trace.attributes)
+        status = None
         if (trace.status or 0) >= 500 or (trace.status is None and trace.error is not None):
             from opentelemetry.trace import Status, StatusCode
 
-            span.set_status(Status(StatusCode.ERROR, trace.error or str(trace.status)))
-        span.end(end_time=ns(end))
+            status = Status(StatusCode.ERROR, trace.error or str(trace.status))
+        self._end(trace.name, trace.context, trace.parent, trace.start, end, trace.attributes,
+                  self._trace.SpanKind.SERVER, status)  # fmt: skip
 
     def _child(self, name: str, parent: Any, start: float, end: float, attributes: dict) -> Any:
         """A finished stage span under ``parent`` (a span context); returns its context."""
-        context = self._trace.SpanContext(parent.trace_id, random.getrandbits(64), False,
+        context = self._trace.SpanContext(parent.trace_id, random.getrandbits(64) or 1, False,
                                           self._sampled)  # fmt: skip
-        self._processor.on_end(self._finished(
-            name, context, parent, self.provider.resource, attributes,
-            start_time=self._ns(start), end_time=self._ns(max(end, start)),
-            instrumentation_scope=self._scope,
-        ))  # fmt: skip
+        self._end(name, context, parent, start, end, attributes)
         return context
 
-    def _remote(self, parent: tuple[str, str, bool]) -> Any:
-        trace = self._trace
-        span_context = trace.SpanContext(
-            int(parent[0], 16), int(parent[1], 16), is_remote=True,
-            trace_flags=trace.TraceFlags(1 if parent[2] else 0),
-        )  # fmt: skip
-        return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+    def _end(self, name: str, context: Any, parent: Any, start: float, end: float,
+             attributes: dict, kind: Any = None, status: Any = None) -> None:  # fmt: skip
+        extra = {} if status is None else {"status": status}
+        self._processor.on_end(self._finished(
+            name, context, parent, self._resource, attributes,
+            kind=kind or self._trace.SpanKind.INTERNAL, start_time=self._ns(start),
+            end_time=self._ns(max(end, start)), instrumentation_scope=self._scope, **extra,
+        ))  # fmt: skip
 
     def _ns(self, stamp: float) -> int:
         return self._epoch + int(stamp * 1e9)
@@ -255,6 +197,18 @@ class Tracing:
     def shutdown(self) -> None:
         """Export what is buffered, then stop the exporter."""
         self.provider.shutdown()
+
+
+def _hashed_once(resource: Any) -> Any:
+    """The same resource with its hash computed once: the OTLP encoder groups every span by
+    resource, and a Resource hashes by serialising its attributes to JSON each time."""
+    digest = hash(resource)
+
+    class Resource(type(resource)):
+        def __hash__(self) -> int:
+            return digest
+
+    return Resource(dict(resource.attributes), resource.schema_url)
 
 
 def _provider(exporter: str, protocol: str, service: str, endpoint: str | None) -> tuple:

@@ -399,6 +399,7 @@ async def serve(
                 options.max_request_bytes, tracing=options.tracing, tls=options.tls,
             )  # fmt: skip
         await models.start()
+        app.explain.warm()
         http_task = asyncio.ensure_future(http.serve(sockets=[sock]))
         while not http.started and not http_task.done():
             await asyncio.sleep(0.01)

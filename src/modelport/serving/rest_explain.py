@@ -42,6 +42,12 @@ class ExplainOptions:
     max_jobs: int = 16  # explanations waiting or running at once; more is 429
     workers: int = 1  # threads running shap
 
+    def __post_init__(self) -> None:
+        if not self.budget >= 0:
+            raise InvalidInput(f"the explanation budget must be >= 0 seconds, not {self.budget!r}")
+        if self.max_jobs < 1 or self.workers < 1:
+            raise InvalidInput("explanations need max_jobs >= 1 and workers >= 1")
+
 
 class RestExplain:
     def __init__(self, plane: DataPlane, options: ExplainOptions | None = None) -> None:
@@ -104,6 +110,24 @@ class RestExplain:
         if exc is not None:
             return 500, orjson.dumps({"error": f"explanation failed: {exc}"}), JSON
         return _encode(name, version, future.result(), None, job)
+
+    def warm(self) -> bool:
+        """When a served version has a background set, load shap in the explain thread now
+        (in the background) rather than on the first explanation; True if it does."""
+        from modelport.registry.attachments import PREFIX
+
+        models = self.plane.models
+        key = PREFIX + ex.KIND
+        for name in models.names():
+            for version in models.versions(name):
+                try:
+                    record = models.get(name, version).record
+                except ModelportError:  # not ready: its first explanation will load shap
+                    continue
+                if key in record.tags:
+                    self._executor.submit(ex.warm_up)
+                    return True
+        return False
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
