@@ -110,7 +110,7 @@ def tls_server(pki, model_dir, tmp_path_factory) -> Iterator[Launched]:
             "--tls-key", str(pki["key"]), "--slots", "1", "--context", "256",
             "--intra-op-threads", "1"]  # fmt: skip
     home = tmp_path_factory.mktemp("home")
-    with launched(args, home, tls=client_context(pki, False)) as server:
+    with launched(args, home, tls=client_context(pki, False), models=("mlp",)) as server:
         yield server
 
 

@@ -27,7 +27,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
         make_mlp_onnx(tmp / "models" / name / str(version) / "model.onnx", seed=version)
     args = ["--model-repository", str(tmp / "models"), "--policy", "latest:2",
             "--batch", "batched=8:300"]  # fmt: skip
-    with launched(args, tmp / "home") as server:
+    with launched(args, tmp / "home", models=("mlp", "batched")) as server:
         yield server
 
 
