@@ -193,10 +193,10 @@ def test_embeddings_float_and_base64_are_bit_identical(client) -> None:
             {
                 "model": "smol",
                 "messages": [{"role": "user", "content": "x"}],
-                "response_format": {"type": "json_object"},
+                "response_format": {"type": "xml"},
             },
             400,
-            "not supported",
+            "response_format",
         ),
         ("embeddings", {"model": "bert:2", "input": []}, 400, "input"),
         ("embeddings", {"model": "bert:2", "input": ""}, 400, "input"),

@@ -58,6 +58,10 @@ class Engine:
         )
         return self.encode(text)
 
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token (UTF-8 may split over tokens)."""
+        return self.model.piece(token)
+
     def submit(self, prompt: Sequence[int], params: SamplingParams, on_event: OnEvent) -> Handle:
         return self.scheduler.submit(prompt, params, on_event)
 

