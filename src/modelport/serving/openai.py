@@ -167,8 +167,8 @@ class OpenAI:
                 events[index].append(event)
         finally:
             run.cancel()
-        completion = sum(e[-1].completion_tokens for e in events.values() if e)
-        record(series, run, n_prompt, completion)
+        completion = run.completion
+        record(series, run, n_prompt)
         choices = []
         for index, seen in events.items():
             choice: dict[str, Any] = {
@@ -190,7 +190,6 @@ class OpenAI:
         shapes: list[Logprobs] | None,
     ) -> AsyncIterator[bytes]:  # fmt: skip
         meta = {**meta, "object": "chat.completion.chunk" if chat else "text_completion"}
-        completion = 0
         if chat:
             for index in range(len(run.handles)):
                 delta = {"role": "assistant", "content": ""}
@@ -200,8 +199,6 @@ class OpenAI:
             if not event.text and event.finish is None and event.logprob is None:
                 continue
             reason = _finish_reason(event.finish)
-            if event.finish is not None:
-                completion += event.completion_tokens
             choice: dict[str, Any] = {"index": index}
             if chat:
                 choice["delta"] = {"content": event.text} if event.text else {}
@@ -213,9 +210,10 @@ class OpenAI:
             if usage:
                 chunk["usage"] = None
             yield sse(orjson.dumps(chunk))
-        record(series, run, n_prompt, completion)
+        record(series, run, n_prompt)
         if usage:
-            yield sse(orjson.dumps({**meta, "choices": [], "usage": _usage(n_prompt, completion)}))
+            final = {**meta, "choices": [], "usage": _usage(n_prompt, run.completion)}
+            yield sse(orjson.dumps(final))
         yield sse(b"[DONE]")
 
     async def _embeddings(self, body: bytes, headers: dict[bytes, bytes]) -> Reply:

