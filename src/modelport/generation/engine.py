@@ -37,7 +37,8 @@ class Engine:
         self.model = model
         self.template = template
         self.bos_text, self.eos_text = bos, eos
-        self.scheduler = Scheduler(model, options.max_queue, options.prefill_chunk)
+        timeouts = (options.first_token_timeout, options.token_gap_timeout)
+        self.scheduler = Scheduler(model, options.max_queue, options.prefill_chunk, timeouts)
 
     @property
     def context(self) -> int:

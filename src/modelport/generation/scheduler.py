@@ -1,6 +1,6 @@
 """Continuous batching: one decode loop for every sequence of a model, on its own thread.
 
-    scheduler = Scheduler(model, max_queue=64, prefill_chunk=256)
+    scheduler = Scheduler(model, max_queue=64, prefill_chunk=256, timeouts=(300.0, 60.0))
     handle = scheduler.submit(prompt_ids, SamplingParams(max_tokens=32), on_event)
     handle.cancel()             # the slot is free before the next decode step
     scheduler.close()
@@ -10,14 +10,15 @@ the sequences still prefilling, so a long prompt never stalls the streams alread
 sequences join between steps as slots free up. A finished sequence leaves its cache in its slot;
 the next prompt sharing a prefix with it (a repeated system prompt) reuses that prefix instead
 of computing it again. Waiting sequences beyond ``max_queue`` are refused (``Overloaded``).
+A sequence without its first token ``timeouts[0]`` seconds after it was submitted, or without
+a next token ``timeouts[1]`` seconds after the last, ends with ``finish="timeout: ..."`` and
+frees its slot (the whole generation has no limit).
 A sequence with a grammar (``SamplingParams.grammar``) samples only tokens the grammar allows;
 with ``SamplingParams.logprobs`` each event carries the token's log-probability.
 """
 
 from __future__ import annotations
 
-import codecs
-import itertools
 import logging
 import threading
 from collections import deque
@@ -26,60 +27,19 @@ from time import perf_counter
 
 from modelport.errors import InvalidInput, Overloaded
 from modelport.generation.base import BatchModel, OnEvent, SamplingParams, TokenEvent
-from modelport.generation.sampling import log_probs, make_rng, sample
-from modelport.generation.stops import StopFilter
+from modelport.generation.sampling import log_probs, sample
+from modelport.generation.sequence import Handle
 
 log = logging.getLogger("modelport.generation")
-_ids = itertools.count(1)
-
-
-class Handle:
-    """One submitted sequence; ``cancel`` is safe from any thread, at any time."""
-
-    __slots__ = (
-        "id",
-        "prompt",
-        "params",
-        "on_event",
-        "rng",
-        "stops",
-        "utf8",
-        "slot",
-        "pos",
-        "pending",
-        "generated",
-        "cancelled",
-        "done",
-        "submitted",
-        "cached",
-        "constraint",
-        "_wake",
-    )
-
-    def __init__(self, prompt: list[int], params: SamplingParams, on_event: OnEvent, wake) -> None:
-        self.id = next(_ids)
-        self.prompt, self.params, self.on_event = prompt, params, on_event
-        self.rng = make_rng(params.seed)
-        self.stops = StopFilter(params.stop)
-        self.utf8 = codecs.getincrementaldecoder("utf-8")("replace")
-        self.slot: int | None = None
-        self.pos = 0  # tokens of this sequence in the slot's cache
-        self.pending: list[int] = []
-        self.generated = 0
-        self.cancelled = self.done = False
-        self.submitted = perf_counter()
-        self.cached = 0  # prompt tokens reused from the slot's cache
-        self.constraint = None
-        self._wake = wake
-
-    def cancel(self) -> None:
-        self.cancelled = True
-        self._wake()
 
 
 class Scheduler:
-    def __init__(self, model: BatchModel, max_queue: int = 64, prefill_chunk: int = 256) -> None:
+    def __init__(
+        self, model: BatchModel, max_queue: int = 64, prefill_chunk: int = 256,
+        timeouts: tuple[float, float] = (300.0, 60.0),
+    ) -> None:  # fmt: skip
         self.model = model
+        self.first_token_timeout, self.token_gap_timeout = timeouts
         self.max_queue = max_queue
         self.prefill_chunk = max(1, min(prefill_chunk, model.batch))
         self._waiting: deque[Handle] = deque()
@@ -207,8 +167,23 @@ class Scheduler:
         return best, best_len
 
     def _reap(self) -> None:
-        for handle in [h for h in self._running if h.cancelled]:
-            self._finish(handle, "cancelled")
+        now = perf_counter()
+        for handle in [*self._running, *self._waiting]:
+            if handle.cancelled:
+                self._finish(handle, "cancelled")
+                continue
+            late = self._late(handle, now)
+            if late is not None:
+                self._finish(handle, late)
+
+    def _late(self, handle: Handle, now: float) -> str | None:
+        """Why ``handle`` has waited too long for its next token (None: it has not)."""
+        if handle.generated == 0:
+            if now - handle.submitted > self.first_token_timeout:
+                return f"timeout: no first token within {self.first_token_timeout:g} s"
+        elif now - handle.last > self.token_gap_timeout:
+            return f"timeout: no next token within {self.token_gap_timeout:g} s"
+        return None
 
     def _step(self) -> None:
         rows: list[tuple[int, int, int, bool]] = []
@@ -257,6 +232,10 @@ class Scheduler:
 
     def _advance(self, handle: Handle, logits) -> None:
         p = handle.params
+        late = self._late(handle, perf_counter())
+        if late is not None:
+            self._finish(handle, late)
+            return
         token = self._choose(handle, logits)
         if token is None:
             self._finish(handle, "error: the grammar allows no next token")
@@ -278,6 +257,7 @@ class Scheduler:
             self._finish(handle, "length", text + handle.stops.flush(), token, lp, top)
             return
         handle.pending = [token]
+        handle.last = perf_counter()
         n = len(handle.prompt)
         self._emit(handle, TokenEvent(text, token, None, n, handle.generated, lp, top))
 

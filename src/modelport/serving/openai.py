@@ -26,7 +26,7 @@ from modelport.serving.llm import EMBED, GENERATE, LanguageModels
 from modelport.serving.logprobs import Logprobs
 from modelport.serving.openai_request import MAX_N, BadParam, check_request, sampling_params
 from modelport.serving.rest_v2 import Reply, parse_json
-from modelport.serving.sequences import Run, record
+from modelport.serving.sequences import Run, failure, record
 from modelport.serving.streaming import SSE_HEADERS, Stream, sse
 
 JSON = [(b"content-type", b"application/json")]
@@ -169,6 +169,10 @@ class OpenAI:
             run.cancel()
         completion = run.completion
         record(series, run, n_prompt)
+        for seen in events.values():
+            error = failure(seen[-1].finish if seen else None)
+            if error is not None:
+                raise error
         choices = []
         for index, seen in events.items():
             choice: dict[str, Any] = {
@@ -196,6 +200,11 @@ class OpenAI:
                 choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
                 yield sse(orjson.dumps({**meta, "choices": [choice]}))
         async for index, event in run.events():
+            error = failure(event.finish)
+            if error is not None:  # the SDK raises on an event carrying "error"
+                yield sse(error_reply(error)[1])
+                run.cancel()
+                return
             if not event.text and event.finish is None and event.logprob is None:
                 continue
             reason = _finish_reason(event.finish)

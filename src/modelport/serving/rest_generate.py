@@ -17,11 +17,11 @@ from typing import Any
 
 import orjson
 
-from modelport.errors import BackendError, InvalidInput
+from modelport.errors import InvalidInput
 from modelport.serving.llm import GENERATE, LanguageModels
 from modelport.serving.openai_request import check_request, sampling_params
 from modelport.serving.rest_v2 import JSON, Reply, parse_json
-from modelport.serving.sequences import Run, record
+from modelport.serving.sequences import Run, failure, record
 from modelport.serving.streaming import SSE_HEADERS, Stream, sse
 
 PARAMETERS = ("max_tokens", "temperature", "top_p", "stop", "seed", "stream")
@@ -45,8 +45,9 @@ class RestGenerate:
         finally:
             run.cancel()
         record(series, run, n_prompt)
-        if why is not None and why.startswith("error"):
-            raise BackendError(f"generation failed: {why}")
+        error = failure(why)
+        if error is not None:
+            raise error
         reply = {**head, "text_output": "".join(texts), "finish_reason": why}
         return 200, orjson.dumps(reply), JSON
 
@@ -61,8 +62,9 @@ class RestGenerate:
     ) -> AsyncIterator[bytes]:
         async for _, event in run.events():
             why = event.finish
-            if why is not None and why.startswith("error"):
-                yield sse(orjson.dumps({"error": f"generation failed: {why}"}))
+            error = failure(why)
+            if error is not None:
+                yield sse(orjson.dumps({"error": error.message}))
             elif event.text or why is not None:
                 data = {**head, "text_output": event.text}
                 if why is not None:

@@ -5,6 +5,7 @@
         ...
     run.cancel()                                 # every sequence, freed within one step
     record(series, run, n_prompt)                # time to first token, tokens, per token
+    failure(event.finish)                        # the error a "timeout: ..." finish means
 
 The engine calls back on its decode thread; events cross to the event loop in one queue.
 """
@@ -16,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from modelport.errors import ModelportError
+from modelport.errors import BackendError, ModelportError, Timeout
 from modelport.generation.base import SamplingParams, TokenEvent
 
 
@@ -69,3 +70,14 @@ def record(series: Any, run: Run, n_prompt: int, completion: int | None = None) 
     first = run.first or end
     series.first_token(first - run.started)
     series.finished(n_prompt, completion, end - run.started, end - first)
+
+
+def failure(finish: str | None) -> ModelportError | None:
+    """The error a sequence's finish stands for: a timeout (504) or a backend failure (500)."""
+    if finish is None:
+        return None
+    if finish.startswith("timeout"):
+        return Timeout(f"generation stopped: {finish}")
+    if finish.startswith("error"):
+        return BackendError(f"generation failed: {finish}")
+    return None
