@@ -39,7 +39,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
 
 def wait_idle(server: Server) -> None:
     with urllib.request.urlopen(f"http://{server.http}/metrics", timeout=5) as reply:
-        assert b'modelport_generation_running_sequences{' in reply.read()
+        assert b"modelport_generation_running_sequences{" in reply.read()
     deadline = time.monotonic() + 30
     while metric(server, "modelport_generation_running_sequences") > 0:
         assert time.monotonic() < deadline, "a timed-out sequence kept its slot"
