@@ -20,6 +20,7 @@ from modelport.registry import Registry
 from modelport.settings import Settings
 from tests.generation.conftest import build_bert, smollm2_path
 from tests.serving.test_e2e_tritonclient import Server, start_server
+from tests.serving.test_openai import openai_client, stopped_cleanly
 
 PERSON = {
     "type": "object",
@@ -56,16 +57,12 @@ def server(tmp_path_factory, checkpoints) -> Iterator[Server]:
         reg, "smol", "bert:2", "sentiment:2", "--slots", "2", "--context", "512",
         "--intra-op-threads", "1",
     )  # fmt: skip
-    try:
-        yield server
-    finally:
-        code, output = server.stop()
-        assert code == 0, output
+    yield from stopped_cleanly(server)
 
 
 @pytest.fixture(scope="module")
 def client(server: Server):
-    return openai.OpenAI(base_url=f"http://{server.http}/v1", api_key="unused", max_retries=0)
+    return openai_client(server)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from modelport.settings import Settings
 from tests.generation.conftest import smollm2_path
 from tests.serving.test_e2e_tritonclient import Server, start_server
 from tests.serving.test_llm_protocols import events, post
-from tests.serving.test_openai import metric
+from tests.serving.test_openai import metric, openai_client, stopped_cleanly
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +30,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
     # one decode step takes more than a millisecond: every sequence stalls after its first token
     server = start_server(reg, "smol", "--slots", "2", "--context", "256",
                           "--intra-op-threads", "1", "--token-gap-timeout", "0.001")  # fmt: skip
-    try:
-        yield server
-    finally:
-        code, output = server.stop()
-        assert code == 0, output
+    yield from stopped_cleanly(server)
 
 
 def wait_idle(server: Server) -> None:
@@ -47,7 +43,7 @@ def wait_idle(server: Server) -> None:
 
 
 def test_timeouts_are_openai_errors_and_free_the_slot(server) -> None:
-    client = openai.OpenAI(base_url=f"http://{server.http}/v1", api_key="-", max_retries=0)
+    client = openai_client(server)
     ask = dict(model="smol", prompt="Once upon a time", max_tokens=50)
     with pytest.raises(openai.InternalServerError) as info:
         client.completions.create(**ask)
