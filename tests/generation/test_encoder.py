@@ -87,3 +87,17 @@ def test_sequence_classifiers_convert_with_a_probability_parity(registry, tmp_pa
     np.testing.assert_allclose(logits, expected, atol=1e-4)
     with pytest.raises(InvalidInput, match="not an encoder"):
         classifier.embed(TEXTS)
+
+
+def test_the_cli_converts_a_classifier_and_prints_its_parity(registry, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    folder = build_bert(tmp_path / "clf-cli", classes=2)
+    base = [sys.executable, "-m", "modelport", "--home", str(registry.settings.home)]
+    for args in (["register", str(folder), "--name", "clf-cli"],
+                 ["convert", "clf-cli:1", "--to", "onnx-encoder"]):  # fmt: skip
+        proc = subprocess.run(base + args, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    assert "registered clf-cli:2 (onnx, fp32" in proc.stdout
+    assert "same class on 100% of 8 sentences" in proc.stdout
