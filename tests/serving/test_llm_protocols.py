@@ -395,3 +395,16 @@ def test_v2_text_infer_refuses_bytes_that_are_not_utf8(server) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=30)
     assert info.value.code == 400 and "UTF-8" in json.loads(info.value.read())["error"]
+
+
+def test_v2_grpc_infer_takes_text_too(server) -> None:
+    import tritonclient.grpc as grpcclient
+
+    triton = grpcclient.InferenceServerClient(server.grpc)
+    text = grpcclient.InferInput("text_input", [3], "BYTES")
+    text.set_data_from_numpy(TEXTS)
+    logits = triton.infer("sentiment", [text]).as_numpy("logits")
+    tensor = {"name": "text_input", "datatype": "BYTES", "shape": [3], "data": list(TEXTS)}
+    rest = json.loads(post(server, "/v2/models/sentiment/infer", {"inputs": [tensor]})[1])
+    np.testing.assert_allclose(logits, np.reshape(rest["outputs"][0]["data"], (3, 3)), atol=1e-6)
+    triton.close()
