@@ -36,7 +36,14 @@ def json_grammar(schema: dict[str, Any] | None) -> str:
         )
     try:
         return json_schema_to_gbnf(json.dumps(schema))
-    except (ValueError, KeyError, TypeError, AssertionError, NotImplementedError) as exc:
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        AssertionError,
+        NotImplementedError,
+        RecursionError,
+    ) as exc:
         raise InvalidInput(f"the JSON schema cannot be followed: {exc}") from None
 
 
