@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from time import perf_counter
 
 from modelport.errors import InvalidInput, Overloaded
@@ -124,8 +124,9 @@ class Scheduler:
                     self._cond.wait()
                 if self._closed:
                     break
+                self._reap(self._waiting)  # the queue is shared with submit(): under the lock
                 self._admit()
-            self._reap()
+            self._reap(self._running)
             if self._running:
                 try:
                     self._step()
@@ -166,9 +167,10 @@ class Scheduler:
                 best, best_len = slot, n
         return best, best_len
 
-    def _reap(self) -> None:
+    def _reap(self, handles: Iterable[Handle]) -> None:
+        """End the cancelled and the late among ``handles``."""
         now = perf_counter()
-        for handle in [*self._running, *self._waiting]:
+        for handle in list(handles):
             if handle.cancelled:
                 self._finish(handle, "cancelled")
                 continue
