@@ -281,6 +281,8 @@ def events(raw: bytes) -> list[dict]:
 def test_v2_generate_and_generate_stream_agree(client, server) -> None:
     params = {"max_tokens": 12, "temperature": 0}
     ask = {"text_input": "The capital of France is", "parameters": params}
+    with urllib.request.urlopen(f"http://{server.http}/v2", timeout=10) as reply:
+        assert "generate" in json.loads(reply.read())["extensions"]
     status, raw, kind = post(server, "/v2/models/smol/generate", ask)
     assert status == 200 and kind == "application/json"
     whole = json.loads(raw)

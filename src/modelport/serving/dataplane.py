@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from modelport.serving.models import LoadedModel, ModelSet
 
 SERVER_NAME = "modelport"
-EXTENSIONS = ("binary_tensor_data", "model_repository", "tfserving_rest", "metrics")
+EXTENSIONS = ("binary_tensor_data", "model_repository", "tfserving_rest", "metrics", "generate")
 
 
 class DataPlane:
