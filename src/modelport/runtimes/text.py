@@ -6,8 +6,8 @@
     runtime.signature    # text_input: string[-1] -> embedding float32[-1, 384] (or logits)
     runtime.predict({"text_input": np.array(["a sentence"], dtype=object)})
 
-Strings or UTF-8 bytes (the binary extension's length-prefixed elements) of any shape are one
-text each; an encoder answers mean-pooled, normalised vectors, a classifier its logits.
+Each element, a string or UTF-8 bytes (the binary extension's length-prefixed elements), is
+one text; an encoder answers mean-pooled, normalised vectors, a classifier its logits.
 """
 
 from __future__ import annotations
