@@ -410,3 +410,11 @@ def test_v2_grpc_infer_takes_text_too(server) -> None:
     rest = json.loads(post(server, "/v2/models/sentiment/infer", {"inputs": [tensor]})[1])
     np.testing.assert_allclose(logits, np.reshape(rest["outputs"][0]["data"], (3, 3)), atol=1e-6)
     triton.close()
+
+
+def test_embedding_lists_past_openais_2048_are_split_not_refused(client) -> None:
+    texts = [f"item {i}" for i in range(2100)]
+    reply = client.embeddings.create(model="bert:2", input=texts, encoding_format="float")
+    assert [d.index for d in reply.data] == list(range(2100))
+    last = client.embeddings.create(model="bert:2", input=texts[-1], encoding_format="float")
+    np.testing.assert_allclose(reply.data[-1].embedding, last.data[0].embedding, atol=1e-5)

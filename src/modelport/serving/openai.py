@@ -30,7 +30,6 @@ from modelport.serving.sequences import Run, failure, record
 from modelport.serving.streaming import SSE_HEADERS, Stream, sse
 
 JSON = [(b"content-type", b"application/json")]
-MAX_EMBED_INPUTS = 2048
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -234,8 +233,6 @@ class OpenAI:
             raise BadParam("input", "'input' must be a non-empty string or array of strings")
         if not all(isinstance(t, str) and t for t in texts):
             raise BadParam("input", "every 'input' item must be a non-empty string")
-        if len(texts) > MAX_EMBED_INPUTS:
-            raise BadParam("input", f"'input' takes at most {MAX_EMBED_INPUTS} strings")
         fmt = request.get("encoding_format", "float")
         if fmt not in ("float", "base64"):
             raise BadParam("encoding_format", "'encoding_format' must be 'float' or 'base64'")
