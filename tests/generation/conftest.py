@@ -96,11 +96,12 @@ def tiny_qwen2(tmp_path_factory) -> Path:
     return build_causal_lm(tmp_path_factory.mktemp("qwen2") / "tiny-qwen2", "qwen2", seed=1)
 
 
-def build_bert(folder: Path, config: dict | None = None) -> Path:
-    """A BERT encoder from a config with random weights, and a WordPiece tokenizer."""
+def build_bert(folder: Path, config: dict | None = None, classes: int = 0) -> Path:
+    """A BERT encoder from a config with random weights, and a WordPiece tokenizer (a sequence
+    classifier over ``classes`` labels when given)."""
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
 
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -136,5 +137,8 @@ def build_bert(folder: Path, config: dict | None = None) -> Path:
     settings.update(config or {})
     settings.setdefault("vocab_size", tokenizer.get_vocab_size())
     torch.manual_seed(0)
-    BertModel(BertConfig(**settings)).eval().save_pretrained(folder, safe_serialization=True)
+    if classes:
+        settings["num_labels"] = classes
+    kind = BertForSequenceClassification if classes else BertModel
+    kind(BertConfig(**settings)).eval().save_pretrained(folder, safe_serialization=True)
     return folder

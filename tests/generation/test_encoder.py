@@ -69,5 +69,32 @@ def test_long_lists_are_split_into_batches(registry) -> None:
 
 
 def test_only_encoder_checkpoints_convert(registry, tmp_path) -> None:
-    with pytest.raises(InvalidInput, match="not a Hugging Face encoder"):
+    with pytest.raises(InvalidInput, match="not a Hugging Face encoder or sequence classifier"):
         convert_encoder(registry, "bert:2")
+
+
+def test_sequence_classifiers_convert_with_a_probability_parity(registry, tmp_path) -> None:
+    """Through the real command line, which prints the parity."""
+    import subprocess
+    import sys
+
+    folder = build_bert(tmp_path / "clf", classes=2)
+    base = [sys.executable, "-m", "modelport", "--home", str(registry.settings.home)]
+    for args in (["register", str(folder), "--name", "clf"],
+                 ["convert", "clf:1", "--to", "onnx-encoder"]):  # fmt: skip
+        proc = subprocess.run(base + args, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    assert "registered clf:2 (onnx, fp32" in proc.stdout
+    assert "same class on 100% of 8 sentences" in proc.stdout
+    assert registry.resolve("clf:1").tags["task"] == "text-classification"
+    fp32 = registry.resolve("clf:2")
+    assert fp32.transform_params["output"] == "logits"
+    assert fp32.transform_params["max_prob_diff"] <= 1e-4
+    assert fp32.transform_params["argmax_agreement"] == 1.0
+    assert fp32.metrics["parity_max_prob_diff"] == fp32.transform_params["max_prob_diff"]
+    classifier = open_encoder(registry.path(fp32).parent)
+    logits, _ = classifier.classify(TEXTS)
+    expected = reference_vectors(folder, TEXTS, classify=True)
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    with pytest.raises(InvalidInput, match="not an encoder"):
+        classifier.embed(TEXTS)

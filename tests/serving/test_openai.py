@@ -47,6 +47,11 @@ def server(llm_registry: Registry) -> Iterator[Server]:
         "--intra-op-threads",
         "1",
     )
+    yield from stopped_cleanly(server)
+
+
+def stopped_cleanly(server: Server) -> Iterator[Server]:
+    """A module fixture's body: the server, then a check that it stopped with exit code 0."""
     try:
         yield server
     finally:
@@ -54,9 +59,13 @@ def server(llm_registry: Registry) -> Iterator[Server]:
         assert code == 0, output
 
 
+def openai_client(server: Server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"http://{server.http}/v1", api_key="unused", max_retries=0)
+
+
 @pytest.fixture(scope="module")
 def client(server: Server):
-    return openai.OpenAI(base_url=f"http://{server.http}/v1", api_key="unused", max_retries=0)
+    return openai_client(server)
 
 
 def metric(server: Server, name: str) -> float:
@@ -193,10 +202,10 @@ def test_embeddings_float_and_base64_are_bit_identical(client) -> None:
             {
                 "model": "smol",
                 "messages": [{"role": "user", "content": "x"}],
-                "response_format": {"type": "json_object"},
+                "response_format": {"type": "xml"},
             },
             400,
-            "not supported",
+            "response_format",
         ),
         ("embeddings", {"model": "bert:2", "input": []}, 400, "input"),
         ("embeddings", {"model": "bert:2", "input": ""}, 400, "input"),

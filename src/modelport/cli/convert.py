@@ -135,6 +135,11 @@ def _language_model(
             f"next-token agreement {p['next_token_agreement']:.2%} over {p['tokens']} "
             f"tokens, perplexity {p['perplexity_fp32']:.3f} -> {p['perplexity']:.3f}"
         )
+    elif "max_prob_diff" in p:
+        parity = (
+            f"class probabilities within {p['max_prob_diff']:.2g} of transformers, same class "
+            f"on {p['argmax_agreement']:.0%} of {p['sentences']} sentences"
+        )
     else:
         parity = (
             f"cosine against transformers mean {p['mean_cosine']:.6f}, least "

@@ -138,6 +138,12 @@ def serve(
     explain_budget: Annotated[
         float, typer.Option(help="Seconds an explanation may take before it answers 202 + a job.")
     ] = 1.0,
+    first_token_timeout: Annotated[
+        float, typer.Option(help="Language models: seconds to the first token (queue included).")
+    ] = 300.0,
+    token_gap_timeout: Annotated[
+        float, typer.Option(help="Language models: seconds allowed between two tokens.")
+    ] = 60.0,
 ) -> None:
     """Serve models over HTTP and gRPC until Ctrl-C; alias moves are followed without restart.
     Language models (GGUF, encoders) answer the OpenAI API under /v1 on the same port."""
@@ -171,7 +177,9 @@ def serve(
         host=host, http_port=http_port, grpc_port=grpc_port or None, api_keys=keys,
         max_request_bytes=parse_size(max_request_size),
         generation=EngineOptions(slots=slots, context=context, max_queue=max_queue,
-                                 threads=intra_op_threads or 0),
+                                 threads=intra_op_threads or 0,
+                                 first_token_timeout=first_token_timeout,
+                                 token_gap_timeout=token_gap_timeout),
         tracing=Tracing.from_environment(os.environ),  # the standard OTEL_* settings
         tls=tls,
         explain=ExplainOptions(budget=explain_budget),

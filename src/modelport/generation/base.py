@@ -4,6 +4,7 @@ backend must do.
     params = SamplingParams(max_tokens=64, temperature=0.0, stop=("\\n\\n",), seed=1)
     handle = engine.submit(prompt_ids, params, on_event)   # on_event(TokenEvent) per token
     handle.cancel()                                        # freed within one decode step
+    SamplingParams(logprobs=5, grammar=JSON_GBNF)          # log-probabilities, constrained output
 
 A backend (`BatchModel`) only decodes rows of (sequence slot, token, position) and hands back
 logits; slots, admission, chunked prefill, sampling, stop strings and cancellation live in the
@@ -21,6 +22,7 @@ import numpy as np
 from modelport.errors import InvalidInput
 
 MAX_TOKENS_LIMIT = 1 << 16
+MAX_LOGPROBS = 20
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class SamplingParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    logprobs: int | None = None  # alternatives reported with each token's log-probability
+    grammar: str | None = None  # a GBNF grammar the generated text must follow
 
     def __post_init__(self) -> None:
         if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int):
@@ -46,6 +50,14 @@ class SamplingParams:
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
             raise InvalidInput(f"seed must be an integer, got {self.seed!r}")
+        if self.logprobs is not None and (
+            isinstance(self.logprobs, bool)
+            or not isinstance(self.logprobs, int)
+            or not 0 <= self.logprobs <= MAX_LOGPROBS
+        ):
+            raise InvalidInput(
+                f"logprobs must be an integer between 0 and {MAX_LOGPROBS}, got {self.logprobs!r}"
+            )
 
 
 def _number(value: object) -> bool:
@@ -55,16 +67,38 @@ def _number(value: object) -> bool:
 @dataclass(frozen=True, slots=True)
 class TokenEvent:
     """One step of a sequence: new text (possibly empty while a stop string is held back) and,
-    on the last event, why it finished ("stop", "length" or "cancelled")."""
+    on the last event, why it finished ("stop", "length", "cancelled" or "error: ...").
+
+    With ``SamplingParams.logprobs`` set, ``logprob`` is the model's log-softmax of ``token``
+    at its position and ``top`` the most likely (token, logprob) pairs there; both are unset on
+    a token that ends the sequence without being part of its text (an end of turn, the token
+    completing a stop string)."""
 
     text: str
     token: int | None
     finish: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    logprob: float | None = None
+    top: tuple[tuple[int, float], ...] = ()
 
 
 OnEvent = Callable[[TokenEvent], None]
+
+
+class Constraint(Protocol):
+    """A grammar followed while decoding one sequence (made by ``BatchModel.constrain``).
+
+    ``allows(token)`` tells whether the token may come next; ``mask(logits)`` sets the logits
+    of every token that may not to -inf, in place; ``accept(token)`` advances the grammar."""
+
+    def allows(self, token: int) -> bool: ...
+
+    def mask(self, logits: np.ndarray) -> None: ...
+
+    def accept(self, token: int) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class BatchModel(Protocol):
@@ -74,6 +108,8 @@ class BatchModel(Protocol):
     row that asked for them, in order. ``forget(slot, start)`` drops that slot's cache from
     position ``start`` on. ``tokenize`` parses special tokens written in the text and adds
     none. ``piece(token)`` is the token's bytes (UTF-8 may split over pieces).
+    ``constrain(grammar)`` compiles a GBNF grammar for one sequence (``InvalidInput`` if it
+    does not parse).
     """
 
     slots: int
@@ -89,5 +125,7 @@ class BatchModel(Protocol):
     def tokenize(self, text: str) -> list[int]: ...
 
     def piece(self, token: int) -> bytes: ...
+
+    def constrain(self, grammar: str) -> Constraint: ...
 
     def close(self) -> None: ...

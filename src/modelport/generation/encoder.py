@@ -2,9 +2,11 @@
 
     encoder = open_encoder(Path("checkout-folder"), threads=2)
     vectors, tokens = encoder.embed(["a sentence", "another"])   # mean-pooled, L2-normalised
+    scores, tokens = encoder.classify(["great film"])             # a classifier's logits
 
 The folder holds ``model.onnx`` (inputs input_ids, attention_mask[, token_type_ids]; output
-the last hidden state) and the checkpoint's ``tokenizer.json``. Long lists are split into
+the last hidden state, or a sequence classifier's ``logits``) and the checkpoint's
+``tokenizer.json``. Long lists are split into
 batches of ``batch`` texts, so a client never has to.
 """
 
@@ -47,9 +49,22 @@ class Encoder:
         self.tokenizer = tokenizer
         self.batch = batch
         self.inputs = {i.name for i in session.get_inputs()}
+        output = session.get_outputs()[0]
+        self.classifier = output.name == "logits"
+        self.width = output.shape[-1] if isinstance(output.shape[-1], int) else -1
 
     def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
         """Vectors for ``texts`` and the number of tokens they took."""
+        return self._run(texts, pool=True)
+
+    def classify(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
+        """A sequence classifier's logits for ``texts`` and the number of tokens they took."""
+        return self._run(texts, pool=False)
+
+    def _run(self, texts: Sequence[str], pool: bool) -> tuple[np.ndarray, int]:
+        if pool == self.classifier:
+            want = "an encoder" if pool else "a sequence classifier"
+            raise InvalidInput(f"this model is not {want}")
         out, tokens = [], 0
         for start in range(0, len(texts), self.batch):
             encodings = self.tokenizer.encode_batch(list(texts[start : start + self.batch]))
@@ -58,8 +73,8 @@ class Encoder:
             feed = {"input_ids": ids, "attention_mask": mask}
             if "token_type_ids" in self.inputs:
                 feed["token_type_ids"] = np.zeros_like(ids)
-            hidden = self.session.run(None, feed)[0]
-            out.append(mean_pool(hidden, mask))
+            first = self.session.run(None, feed)[0]
+            out.append(mean_pool(first, mask) if pool else first.astype(np.float32))
             tokens += int(mask.sum())
         return np.concatenate(out), tokens
 

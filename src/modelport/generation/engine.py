@@ -37,7 +37,8 @@ class Engine:
         self.model = model
         self.template = template
         self.bos_text, self.eos_text = bos, eos
-        self.scheduler = Scheduler(model, options.max_queue, options.prefill_chunk)
+        timeouts = (options.first_token_timeout, options.token_gap_timeout)
+        self.scheduler = Scheduler(model, options.max_queue, options.prefill_chunk, timeouts)
 
     @property
     def context(self) -> int:
@@ -57,6 +58,10 @@ class Engine:
             self.template, chat.check_messages(messages), self.bos_text, self.eos_text
         )
         return self.encode(text)
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token (UTF-8 may split over tokens)."""
+        return self.model.piece(token)
 
     def submit(self, prompt: Sequence[int], params: SamplingParams, on_event: OnEvent) -> Handle:
         return self.scheduler.submit(prompt, params, on_event)

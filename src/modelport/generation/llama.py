@@ -3,6 +3,7 @@
     model = LlamaModel.load(Path("smollm2.gguf"), EngineOptions(slots=4, context=2048))
     logits = model.decode([(0, token, 0, True)])     # several sequences in one llama_decode
     model.forget(0, 0)
+    grammar = model.constrain(gbnf_text)             # llama.cpp's grammar sampler, one sequence
 
 One llama.cpp context holds ``slots`` sequences (sequence id = slot), each with ``context``
 positions; the weights are memory-mapped. Only what the scheduler needs is bound here.
@@ -123,6 +124,9 @@ class LlamaModel:
         n = self.lib.llama_token_to_piece(self._vocab, token, buf, 256, 0, True)
         return buf.raw[: max(n, 0)].decode("utf-8", "replace")
 
+    def constrain(self, grammar: str) -> Grammar:
+        return Grammar(self.lib, self._vocab, grammar)
+
     @property
     def bos(self) -> int:
         return self.lib.llama_vocab_bos(self._vocab)
@@ -137,6 +141,45 @@ class LlamaModel:
             self.lib.llama_free(self._ctx)
             self.lib.llama_model_free(self._model)
             self._ctx = self._model = None
+
+
+class Grammar:
+    """A GBNF grammar on llama.cpp's grammar sampler (a ``Constraint``): it only masks logits,
+    the scheduler samples."""
+
+    def __init__(self, lib, vocab, text: str) -> None:
+        self.lib = lib
+        self._sampler = lib.llama_sampler_init_grammar(vocab, text.encode(), b"root")
+        if not self._sampler:
+            raise InvalidInput("the grammar does not parse (llama.cpp GBNF)")
+        self._one = (lib.llama_token_data * 1)()
+        self._one_array = lib.llama_token_data_array(self._one, 1, -1, False)
+
+    def allows(self, token: int) -> bool:
+        self._one[0].id, self._one[0].logit, self._one[0].p = token, 0.0, 0.0
+        self._one_array.size, self._one_array.selected = 1, -1
+        self.lib.llama_sampler_apply(self._sampler, ctypes.byref(self._one_array))
+        return self._one[0].logit != -np.inf
+
+    def mask(self, logits: np.ndarray) -> None:
+        data = np.zeros(len(logits), dtype=_TOKEN_DATA)
+        data["id"] = np.arange(len(logits), dtype=np.int32)
+        data["logit"] = logits
+        pointer = data.ctypes.data_as(ctypes.POINTER(self.lib.llama_token_data))
+        array = self.lib.llama_token_data_array(pointer, len(logits), -1, False)
+        self.lib.llama_sampler_apply(self._sampler, ctypes.byref(array))
+        logits[data["id"]] = data["logit"]
+
+    def accept(self, token: int) -> None:
+        self.lib.llama_sampler_accept(self._sampler, token)
+
+    def close(self) -> None:
+        if self._sampler:
+            self.lib.llama_sampler_free(self._sampler)
+            self._sampler = None
+
+
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
 
 def open_gguf(path: Path, options: EngineOptions):

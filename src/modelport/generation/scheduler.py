@@ -1,6 +1,6 @@
 """Continuous batching: one decode loop for every sequence of a model, on its own thread.
 
-    scheduler = Scheduler(model, max_queue=64, prefill_chunk=256)
+    scheduler = Scheduler(model, max_queue=64, prefill_chunk=256, timeouts=(300.0, 60.0))
     handle = scheduler.submit(prompt_ids, SamplingParams(max_tokens=32), on_event)
     handle.cancel()             # the slot is free before the next decode step
     scheduler.close()
@@ -10,72 +10,36 @@ the sequences still prefilling, so a long prompt never stalls the streams alread
 sequences join between steps as slots free up. A finished sequence leaves its cache in its slot;
 the next prompt sharing a prefix with it (a repeated system prompt) reuses that prefix instead
 of computing it again. Waiting sequences beyond ``max_queue`` are refused (``Overloaded``).
+A sequence without its first token ``timeouts[0]`` seconds after it was submitted, or without
+a next token ``timeouts[1]`` seconds after the last, ends with ``finish="timeout: ..."`` and
+frees its slot (the whole generation has no limit).
+A sequence with a grammar (``SamplingParams.grammar``) samples only tokens the grammar allows;
+with ``SamplingParams.logprobs`` each event carries the token's log-probability.
 """
 
 from __future__ import annotations
 
-import codecs
-import itertools
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from time import perf_counter
 
 from modelport.errors import InvalidInput, Overloaded
 from modelport.generation.base import BatchModel, OnEvent, SamplingParams, TokenEvent
-from modelport.generation.sampling import make_rng, sample
-from modelport.generation.stops import StopFilter
+from modelport.generation.sampling import log_probs, sample
+from modelport.generation.sequence import Handle
 
 log = logging.getLogger("modelport.generation")
-_ids = itertools.count(1)
-
-
-class Handle:
-    """One submitted sequence; ``cancel`` is safe from any thread, at any time."""
-
-    __slots__ = (
-        "id",
-        "prompt",
-        "params",
-        "on_event",
-        "rng",
-        "stops",
-        "utf8",
-        "slot",
-        "pos",
-        "pending",
-        "generated",
-        "cancelled",
-        "done",
-        "submitted",
-        "cached",
-        "_wake",
-    )
-
-    def __init__(self, prompt: list[int], params: SamplingParams, on_event: OnEvent, wake) -> None:
-        self.id = next(_ids)
-        self.prompt, self.params, self.on_event = prompt, params, on_event
-        self.rng = make_rng(params.seed)
-        self.stops = StopFilter(params.stop)
-        self.utf8 = codecs.getincrementaldecoder("utf-8")("replace")
-        self.slot: int | None = None
-        self.pos = 0  # tokens of this sequence in the slot's cache
-        self.pending: list[int] = []
-        self.generated = 0
-        self.cancelled = self.done = False
-        self.submitted = perf_counter()
-        self.cached = 0  # prompt tokens reused from the slot's cache
-        self._wake = wake
-
-    def cancel(self) -> None:
-        self.cancelled = True
-        self._wake()
 
 
 class Scheduler:
-    def __init__(self, model: BatchModel, max_queue: int = 64, prefill_chunk: int = 256) -> None:
+    def __init__(
+        self, model: BatchModel, max_queue: int = 64, prefill_chunk: int = 256,
+        timeouts: tuple[float, float] = (300.0, 60.0),
+    ) -> None:  # fmt: skip
         self.model = model
+        self.first_token_timeout, self.token_gap_timeout = timeouts
         self.max_queue = max_queue
         self.prefill_chunk = max(1, min(prefill_chunk, model.batch))
         self._waiting: deque[Handle] = deque()
@@ -118,17 +82,27 @@ class Scheduler:
     def submit(self, prompt: Sequence[int], params: SamplingParams, on_event: OnEvent) -> Handle:
         self.check_prompt(len(prompt), params.max_tokens)
         handle = Handle(list(prompt), params, on_event, self._wake)
+        if params.grammar is not None:
+            constrain = getattr(self.model, "constrain", None)
+            if constrain is None:
+                raise InvalidInput("this model's backend cannot constrain its output")
+            handle.constraint = constrain(params.grammar)
         with self._cond:
-            if self._closed:
-                raise Overloaded("the model is shutting down", retry_after=1)
             waiting = len(self._waiting) - len(self._free)  # the rest take a free slot next step
-            if waiting >= self.max_queue:
-                raise Overloaded(
-                    f"{waiting} requests are already waiting for this model",
-                    retry_after=1,
+            refused = None
+            if self._closed:
+                refused = Overloaded("the model is shutting down", retry_after=1)
+            elif waiting >= self.max_queue:
+                refused = Overloaded(
+                    f"{waiting} requests are already waiting for this model", retry_after=1
                 )
-            self._waiting.append(handle)
-            self._cond.notify()
+            else:
+                self._waiting.append(handle)
+                self._cond.notify()
+        if refused is not None:
+            if handle.constraint is not None:
+                handle.constraint.close()
+            raise refused
         return handle
 
     def close(self) -> None:
@@ -150,8 +124,9 @@ class Scheduler:
                     self._cond.wait()
                 if self._closed:
                     break
+                self._reap(self._waiting)  # the queue is shared with submit(): under the lock
                 self._admit()
-            self._reap()
+            self._reap(self._running)
             if self._running:
                 try:
                     self._step()
@@ -166,7 +141,7 @@ class Scheduler:
         while self._free and self._waiting:
             handle = self._waiting.popleft()
             if handle.cancelled:
-                self._emit(handle, TokenEvent("", None, "cancelled"))
+                self._finish(handle, "cancelled")
                 continue
             slot, common = self._best_slot(handle.prompt)
             self._free.remove(slot)
@@ -192,9 +167,25 @@ class Scheduler:
                 best, best_len = slot, n
         return best, best_len
 
-    def _reap(self) -> None:
-        for handle in [h for h in self._running if h.cancelled]:
-            self._finish(handle, "cancelled")
+    def _reap(self, handles: Iterable[Handle]) -> None:
+        """End the cancelled and the late among ``handles``."""
+        now = perf_counter()
+        for handle in list(handles):
+            if handle.cancelled:
+                self._finish(handle, "cancelled")
+                continue
+            late = self._late(handle, now)
+            if late is not None:
+                self._finish(handle, late)
+
+    def _late(self, handle: Handle, now: float) -> str | None:
+        """Why ``handle`` has waited too long for its next token (None: it has not)."""
+        if handle.generated == 0:
+            if now - handle.submitted > self.first_token_timeout:
+                return f"timeout: no first token within {self.first_token_timeout:g} s"
+        elif now - handle.last > self.token_gap_timeout:
+            return f"timeout: no next token within {self.token_gap_timeout:g} s"
+        return None
 
     def _step(self) -> None:
         rows: list[tuple[int, int, int, bool]] = []
@@ -224,10 +215,37 @@ class Scheduler:
         for handle, row in zip(owners, logits, strict=True):
             self._advance(handle, row)
 
+    def _choose(self, handle: Handle, logits) -> int | None:
+        """The next token; under a grammar, the sampled token if the grammar allows it, else
+        one sampled again among the tokens it allows (None: it allows none)."""
+        p, grammar = handle.params, handle.constraint
+        token = sample(logits, p.temperature, p.top_p, handle.rng)
+        if grammar is None:
+            return token
+        if not grammar.allows(token):
+            masked = logits.copy()
+            grammar.mask(masked)
+            if not masked.max() > -float("inf"):
+                return None
+            token = sample(masked, p.temperature, p.top_p, handle.rng)
+        if token not in self.model.eos:
+            grammar.accept(token)
+        return token
+
     def _advance(self, handle: Handle, logits) -> None:
         p = handle.params
-        token = sample(logits, p.temperature, p.top_p, handle.rng)
+        late = self._late(handle, perf_counter())
+        if late is not None:
+            self._finish(handle, late)
+            return
+        token = self._choose(handle, logits)
+        if token is None:
+            self._finish(handle, "error: the grammar allows no next token")
+            return
         handle.generated += 1
+        lp, top = None, ()
+        if p.logprobs is not None:
+            lp, top = log_probs(logits, token, p.logprobs)
         if token in self.model.eos:
             self._finish(
                 handle, "stop", handle.stops.flush() + handle.utf8.decode(b"", True), token
@@ -238,12 +256,17 @@ class Scheduler:
             self._finish(handle, "stop", text, token)
             return
         if handle.generated >= p.max_tokens or handle.pos + 1 >= self.model.context:
-            self._finish(handle, "length", text + handle.stops.flush(), token)
+            self._finish(handle, "length", text + handle.stops.flush(), token, lp, top)
             return
         handle.pending = [token]
-        self._emit(handle, TokenEvent(text, token, None, len(handle.prompt), handle.generated))
+        handle.last = perf_counter()
+        n = len(handle.prompt)
+        self._emit(handle, TokenEvent(text, token, None, n, handle.generated, lp, top))
 
-    def _finish(self, handle: Handle, why: str, text: str = "", token: int | None = None) -> None:
+    def _finish(
+        self, handle: Handle, why: str, text: str = "", token: int | None = None,
+        logprob: float | None = None, top: tuple = (),
+    ) -> None:  # fmt: skip
         if handle.done:
             return
         if handle in self._running:
@@ -251,8 +274,11 @@ class Scheduler:
             self._free.append(handle.slot)
         elif handle in self._waiting:
             self._waiting.remove(handle)
-        event = TokenEvent(text, token, why, len(handle.prompt), handle.generated)
-        self._emit(handle, event)
+        if handle.constraint is not None:
+            handle.constraint.close()
+            handle.constraint = None
+        n = len(handle.prompt)
+        self._emit(handle, TokenEvent(text, token, why, n, handle.generated, logprob, top))
 
     def _emit(self, handle: Handle, event: TokenEvent) -> None:
         if event.finish is not None:

@@ -99,9 +99,17 @@ class ServingApp:
                                   ("/v1/completions", oa.completions),
                                   ("/v1/embeddings", oa.embeddings)):  # fmt: skip
                 self._fixed[("POST", path)] = (handler, "infer")
+        extra: tuple[tuple[str, str, Handler, str], ...] = ()
+        if llm is not None:
+            from modelport.serving.rest_generate import RestGenerate
+
+            gen = RestGenerate(llm)
+            extra = tuple(("POST", f"v2/models/{{}}{v}/{verb}", getattr(gen, verb), "infer")
+                          for v in ("", "/versions/{}")
+                          for verb in ("generate", "generate_stream"))  # fmt: skip
         self._patterns: dict[int, list[tuple[str, tuple[str, ...], Handler, str]]] = {}
         self._seen: dict[tuple[str, str], tuple[Handler, str | None, list[str]]] = {}
-        for method, pattern, handler, role in (
+        for method, pattern, handler, role in extra + (
             ("GET", "v2/models/{}", v2.model_metadata, "infer"),
             ("GET", "v2/models/{}/ready", v2.model_ready, "infer"),
             ("POST", "v2/models/{}/infer", v2.infer, "infer"),

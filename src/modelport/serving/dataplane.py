@@ -36,6 +36,7 @@ EXTENSIONS = (
     "metrics",
     "model_configuration",
     "statistics",
+    "generate",
 )
 
 

@@ -23,6 +23,7 @@ from modelport.errors import BackendError, InvalidInput, ModelportError, NotFoun
 from modelport.monitoring.metrics import Metrics
 from modelport.registry import ModelVersion, Registry
 from modelport.runtimes import Runtime, RuntimeOptions, open_artifact
+from modelport.runtimes.text import TextRuntime, is_text_model
 from modelport.serving.batching import check_batchable
 from modelport.serving.config import BatchConfig, ServeConfig
 from modelport.serving.cost import CallCost
@@ -353,9 +354,12 @@ class ModelSet:
         options = self.config.runtime
         if options is None:
             options = RuntimeOptions.from_settings(self.registry.settings)
-        runtime = open_artifact(
-            self.registry.path(record), record.format, record.signature, options
-        )
+        if is_text_model(record):  # an encoder or classifier: text in, tokenizer in the loop
+            runtime = TextRuntime.load(self.registry.path(record), None, options)
+        else:
+            runtime = open_artifact(
+                self.registry.path(record), record.format, record.signature, options
+            )
         try:
             seconds = warm_up(runtime)
             batch = self._batching(name, runtime.signature)

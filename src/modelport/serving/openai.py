@@ -3,8 +3,9 @@
     api = OpenAI(LanguageModels(registry))
     status, payload, headers = await api.chat(body, headers)    # JSON, or an SSE Stream
 
-Decode the request, ask the engine, encode the reply; errors use OpenAI's error schema. The
-``model`` field is a registry reference: ``name``, ``name:3`` or ``name@alias``.
+Decode the request (``openai_request``), ask the engine, encode the reply (log-probabilities
+in ``logprobs``); errors use OpenAI's error schema. The ``model`` field is a registry
+reference: ``name``, ``name:3`` or ``name@alias``.
 """
 
 from __future__ import annotations
@@ -14,21 +15,21 @@ import base64
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 import orjson
 
 from modelport.errors import InvalidInput, ModelportError, Overloaded
-from modelport.generation.base import SamplingParams, TokenEvent
 from modelport.serving.llm import EMBED, GENERATE, LanguageModels
+from modelport.serving.logprobs import Logprobs
+from modelport.serving.openai_request import MAX_N, BadParam, check_request, sampling_params
 from modelport.serving.rest_v2 import Reply, parse_json
+from modelport.serving.sequences import Run, failure, record
 from modelport.serving.streaming import SSE_HEADERS, Stream, sse
 
 JSON = [(b"content-type", b"application/json")]
-MAX_N = 8
-MAX_STOPS = 4
-MAX_EMBED_INPUTS = 2048
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -37,12 +38,6 @@ ERROR_TYPES = {
     413: "invalid_request_error",
     429: "rate_limit_error",
 }
-
-
-class BadParam(InvalidInput):
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 def error_reply(exc: ModelportError) -> Reply:
@@ -68,108 +63,6 @@ def openai_errors(handler: Callable[..., Awaitable[Reply]]) -> Callable[..., Awa
 
     wrapped.__name__ = handler.__name__
     return wrapped
-
-
-def _params(request: dict[str, Any], choice: int) -> SamplingParams:
-    stop = request.get("stop")
-    if stop is None:
-        stops: tuple[str, ...] = ()
-    elif isinstance(stop, str):
-        stops = (stop,)
-    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
-        stops = tuple(stop)
-    else:
-        raise BadParam("stop", "'stop' must be a string or an array of strings")
-    if len(stops) > MAX_STOPS:
-        raise BadParam("stop", f"'stop' takes at most {MAX_STOPS} strings")
-    seed = request.get("seed")
-    for name, value in (
-        ("temperature", request.get("temperature", 1.0)),
-        ("top_p", request.get("top_p", 1.0)),
-    ):
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise BadParam(name, f"'{name}' must be a number")
-    try:
-        return SamplingParams(
-            max_tokens=request["_max_tokens"],
-            temperature=float(request.get("temperature", 1.0)),
-            top_p=float(request.get("top_p", 1.0)),
-            stop=stops,
-            seed=seed + choice if isinstance(seed, int) and not isinstance(seed, bool) else seed,
-        )
-    except InvalidInput as exc:
-        param = next(
-            (
-                p
-                for p in ("max_tokens", "temperature", "top_p", "seed")
-                if exc.message.startswith(p)
-            ),
-            None,
-        )
-        raise BadParam(param or "", exc.message) from None
-
-
-def _check_request(request: dict[str, Any], engine: Any, prompts: list[list[int]]) -> int:
-    """Validate what does not depend on the prompt's content; the n of choices per prompt."""
-    for unsupported in ("logprobs", "top_logprobs", "tools", "response_format"):
-        value = request.get(unsupported)
-        if value not in (None, False) and not (
-            unsupported == "response_format" and value == {"type": "text"}
-        ):
-            raise BadParam(unsupported, f"'{unsupported}' is not supported by this server")
-    n = request.get("n", 1)
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
-        raise BadParam("n", f"'n' must be an integer between 1 and {MAX_N}, got {n!r}")
-    max_tokens = request.get("max_completion_tokens", request.get("max_tokens"))
-    longest = max(len(p) for p in prompts)
-    if max_tokens is None:
-        max_tokens = max(engine.context - longest, 1)
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise BadParam("max_tokens", f"'max_tokens' must be an integer >= 1, got {max_tokens!r}")
-    try:
-        engine.check(longest, max_tokens)
-    except InvalidInput as exc:
-        raise BadParam("messages" if "messages" in request else "prompt", exc.message) from None
-    request["_max_tokens"] = max_tokens
-    _params(request, 0)
-    return n
-
-
-class _Run:
-    """Sequences submitted together (prompts x n); their events in one queue, tagged by index."""
-
-    def __init__(self, engine: Any, prompts: list[list[int]], n: int, request: dict) -> None:
-        loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[tuple[int, TokenEvent]] = asyncio.Queue()
-        self.handles = []
-        self.started = time.perf_counter()
-        self.first: float | None = None
-        try:
-            for p, prompt in enumerate(prompts):
-                for c in range(n):
-                    index = p * n + c
-
-                    def put(event: TokenEvent, index: int = index) -> None:
-                        loop.call_soon_threadsafe(self.queue.put_nowait, (index, event))
-
-                    self.handles.append(engine.submit(prompt, _params(request, c), put))
-        except ModelportError:
-            self.cancel()
-            raise
-
-    def cancel(self) -> None:
-        for handle in self.handles:
-            handle.cancel()
-
-    async def events(self) -> AsyncIterator[tuple[int, TokenEvent]]:
-        open_ = len(self.handles)
-        while open_:
-            index, event = await self.queue.get()
-            if self.first is None and event.token is not None:
-                self.first = time.perf_counter()
-            if event.finish is not None:
-                open_ -= 1
-            yield index, event
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
@@ -241,14 +134,14 @@ class OpenAI:
     async def _generate(
         self, request: dict, version: Any, engine: Any, prompts: list[list[int]], chat: bool
     ) -> Reply:
-        n = _check_request(request, engine, prompts)
+        n = check_request(request, engine, prompts)
         stream = request.get("stream", False)
         if not isinstance(stream, bool):
             raise BadParam("stream", "'stream' must be a boolean")
         options = request.get("stream_options") or {}
         if not isinstance(options, dict):
             raise BadParam("stream_options", "'stream_options' must be an object")
-        run = _Run(engine, prompts, n, request)
+        run = Run(engine, prompts, n, partial(sampling_params, request))
         series = self.models.metrics.series(
             version.name, version.version, "chat" if chat else "text_completion"
         )
@@ -260,31 +153,33 @@ class OpenAI:
             "system_fingerprint": f"{version.ref}:{version.sha256[:12]}",
         }
         n_prompt = sum(len(p) for p in prompts) * n
+        shapes = None
+        if request["_logprobs"] is not None:
+            shapes = [Logprobs(engine, chat) for _ in run.handles]
         if stream:
-            chunks = self._stream(
-                run, meta, chat, n_prompt, bool(options.get("include_usage")), series
-            )
+            include = bool(options.get("include_usage"))
+            chunks = self._stream(run, meta, chat, n_prompt, include, series, shapes)
             return 200, Stream(chunks, run.cancel), SSE_HEADERS
-        texts: dict[int, list[str]] = {}
-        reasons: dict[int, str | None] = {}
-        completion = 0
+        events: dict[int, list] = {i: [] for i in range(len(run.handles))}
         try:
             async for index, event in run.events():
-                texts.setdefault(index, []).append(event.text)
-                if event.finish is not None:
-                    reasons[index] = event.finish
-                    completion += event.completion_tokens
+                events[index].append(event)
         finally:
             run.cancel()
-        _record(series, run, n_prompt, completion)
+        completion = run.completion
+        record(series, run, n_prompt)
+        for seen in events.values():
+            error = failure(seen[-1].finish if seen else None)
+            if error is not None:
+                raise error
         choices = []
-        for index in range(len(run.handles)):
-            text = "".join(texts.get(index, []))
+        for index, seen in events.items():
             choice: dict[str, Any] = {
                 "index": index,
-                "logprobs": None,
-                "finish_reason": _finish_reason(reasons.get(index)),
+                "logprobs": None if shapes is None else shapes[index].of(seen),
+                "finish_reason": _finish_reason(seen[-1].finish if seen else None),
             }
+            text = "".join(e.text for e in seen)
             if chat:
                 choice["message"] = {"role": "assistant", "content": text}
             else:
@@ -294,55 +189,39 @@ class OpenAI:
         return 200, orjson.dumps(reply), JSON
 
     async def _stream(
-        self, run: _Run, meta: dict, chat: bool, n_prompt: int, usage: bool, series: Any
-    ) -> AsyncIterator[bytes]:
+        self, run: Run, meta: dict, chat: bool, n_prompt: int, usage: bool, series: Any,
+        shapes: list[Logprobs] | None,
+    ) -> AsyncIterator[bytes]:  # fmt: skip
         meta = {**meta, "object": "chat.completion.chunk" if chat else "text_completion"}
-        completion = 0
         if chat:
             for index in range(len(run.handles)):
                 delta = {"role": "assistant", "content": ""}
-                yield sse(
-                    orjson.dumps(
-                        {
-                            **meta,
-                            "choices": [
-                                {
-                                    "index": index,
-                                    "delta": delta,
-                                    "logprobs": None,
-                                    "finish_reason": None,
-                                }
-                            ],
-                        }
-                    )
-                )
+                choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
+                yield sse(orjson.dumps({**meta, "choices": [choice]}))
         async for index, event in run.events():
-            if not event.text and event.finish is None:
+            error = failure(event.finish)
+            if error is not None:  # the SDK raises on an event carrying "error"
+                yield sse(error_reply(error)[1])
+                run.cancel()
+                return
+            if not event.text and event.finish is None and event.logprob is None:
                 continue
             reason = _finish_reason(event.finish)
-            if event.finish is not None:
-                completion += event.completion_tokens
+            choice: dict[str, Any] = {"index": index}
             if chat:
-                choice = {
-                    "index": index,
-                    "delta": {"content": event.text} if event.text else {},
-                    "logprobs": None,
-                    "finish_reason": reason,
-                }
+                choice["delta"] = {"content": event.text} if event.text else {}
             else:
-                choice = {
-                    "index": index,
-                    "text": event.text,
-                    "logprobs": None,
-                    "finish_reason": reason,
-                }
+                choice["text"] = event.text
+            choice["logprobs"] = None if shapes is None else shapes[index].of([event])
+            choice["finish_reason"] = reason
             chunk = {**meta, "choices": [choice]}
             if usage:
                 chunk["usage"] = None
             yield sse(orjson.dumps(chunk))
-        _record(series, run, n_prompt, completion)
+        record(series, run, n_prompt)
         if usage:
-            yield sse(orjson.dumps({**meta, "choices": [], "usage": _usage(n_prompt, completion)}))
+            final = {**meta, "choices": [], "usage": _usage(n_prompt, run.completion)}
+            yield sse(orjson.dumps(final))
         yield sse(b"[DONE]")
 
     async def _embeddings(self, body: bytes, headers: dict[bytes, bytes]) -> Reply:
@@ -354,8 +233,6 @@ class OpenAI:
             raise BadParam("input", "'input' must be a non-empty string or array of strings")
         if not all(isinstance(t, str) and t for t in texts):
             raise BadParam("input", "every 'input' item must be a non-empty string")
-        if len(texts) > MAX_EMBED_INPUTS:
-            raise BadParam("input", f"'input' takes at most {MAX_EMBED_INPUTS} strings")
         fmt = request.get("encoding_format", "float")
         if fmt not in ("float", "base64"):
             raise BadParam("encoding_format", "'encoding_format' must be 'float' or 'base64'")
@@ -375,10 +252,3 @@ class OpenAI:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
         return 200, orjson.dumps(reply), JSON
-
-
-def _record(series: Any, run: _Run, n_prompt: int, completion: int) -> None:
-    end = time.perf_counter()
-    first = run.first or end
-    series.first_token(first - run.started)
-    series.finished(n_prompt, completion, end - run.started, end - first)
