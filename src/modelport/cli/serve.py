@@ -55,8 +55,9 @@ def serve(
     api_key: Annotated[
         list[str] | None,
         typer.Option(
-            help="ROLE:KEY, role 'infer' or 'admin'; repeatable. Env MODELPORT_API_KEYS "
-            "(comma-separated). No key: open server.",
+            help="ROLE:KEY or NAME=ROLE:KEY, role 'infer' or 'admin'; repeatable. Env "
+            "MODELPORT_API_KEYS (comma-separated). No key: open server, loopback only unless "
+            "--allow-unauthenticated.",
             show_default=False,
         ),
     ] = None,
@@ -96,6 +97,55 @@ def serve(
     max_queue: Annotated[
         int, typer.Option(help="Language models: requests waiting for a slot before 429.")
     ] = 64,
+    allow_unauthenticated: Annotated[
+        bool,
+        typer.Option(help="Serve a non-loopback address without API keys (admin routes off)."),
+    ] = False,
+    admin_routes: Annotated[
+        bool | None,
+        typer.Option(
+            "--admin-routes/--no-admin-routes",
+            help="Repository load/unload and rollout routes (default: on, except on a server "
+            "open to the network without keys).",
+            show_default=False,
+        ),
+    ] = None,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(
+            help="Requests per second per API key (or client address); 429 above. "
+            "Env MODELPORT_RATE_LIMIT; 0 = off.",
+            show_default=False,
+            min=0,
+        ),
+    ] = None,
+    burst: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests a key may send at once under --rate-limit (default: one "
+            "second's worth). Env MODELPORT_RATE_BURST.",
+            show_default=False,
+            min=0,
+        ),
+    ] = None,
+    concurrency_limit: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests in flight per API key (or client address); 429 above. "
+            "Env MODELPORT_CONCURRENCY_LIMIT; 0 = off.",
+            show_default=False,
+            min=0,
+        ),
+    ] = None,
+    max_inflight: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests in flight on the whole server; 503 above, before latency "
+            "collapses. Env MODELPORT_MAX_INFLIGHT; 0 = off.",
+            show_default=False,
+            min=0,
+        ),
+    ] = None,
 ) -> None:
     """Serve models over HTTP and gRPC until Ctrl-C; alias moves are followed without restart.
     Language models (GGUF, encoders) answer the OpenAI API under /v1 on the same port."""
@@ -103,6 +153,7 @@ def serve(
     from modelport.serving.app import ServerOptions, run
     from modelport.serving.auth import ApiKeys
     from modelport.serving.config import BatchConfig, ServeConfig
+    from modelport.serving.limits import Limits
 
     runtime = None
     if intra_op_threads is not None:
@@ -110,7 +161,14 @@ def serve(
 
         runtime = RuntimeOptions.from_settings(registry().settings,
                                                intra_op_threads=intra_op_threads)  # fmt: skip
-    keys = ApiKeys.parse([*(api_key or []), registry().settings.api_keys])
+    settings = registry().settings
+    keys = ApiKeys.parse([*(api_key or []), settings.api_keys])
+    limits = Limits(
+        rate=settings.rate_limit if rate_limit is None else rate_limit,
+        burst=settings.rate_burst if burst is None else burst,
+        concurrency=settings.concurrency_limit if concurrency_limit is None else concurrency_limit,
+        max_inflight=settings.max_inflight if max_inflight is None else max_inflight,
+    )
     config = ServeConfig(
         refs=tuple(refs or ()), alias=alias, version_policy=policy, poll_interval=poll_interval,
         batching=parse_batching(batch or [], BatchConfig(max_batch_size, max_queue_delay_us)),
@@ -122,6 +180,7 @@ def serve(
         max_request_bytes=parse_size(max_request_size),
         generation=EngineOptions(slots=slots, context=context, max_queue=max_queue,
                                  threads=intra_op_threads or 0),
+        limits=limits, allow_unauthenticated=allow_unauthenticated, admin_routes=admin_routes,
     )  # fmt: skip
     run(registry(), config, options, started=lambda *args: _started(host, keys, *args))
     console.print("stopped")
@@ -186,6 +245,8 @@ def _started(host: str, keys: Any, models: Any, http_port: int, grpc_port: int |
         where = row["name"] if row["version"] is None else f"{row['name']}:{row['version']}"
         console.print(f"[red]failed:[/] {where}: {row['reason']}", highlight=False)
     grpc = f", gRPC on {host}:{grpc_port}" if grpc_port else ""
-    auth = ", API keys required" if keys.enabled else ""
+    auth = ", API keys required" if keys.required else ""
+    if not keys.admin_routes:
+        auth += ", admin routes off"
     console.print(f"listening on {base} (V2, TF-Serving, OpenAI /v1, /metrics){grpc}{auth}; "
                   "Ctrl-C stops", highlight=False)  # fmt: skip

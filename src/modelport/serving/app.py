@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 import zlib
@@ -21,10 +22,20 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from modelport.errors import Conflict, InvalidInput, ModelportError, NotFound, PayloadTooLarge
+from modelport.errors import (
+    Conflict,
+    InvalidInput,
+    ModelportError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from modelport.registry.audit import acting_as
 from modelport.rollouts.split import ROUTE, route_of
 from modelport.serving.auth import ApiKeys, token_from
 from modelport.serving.dataplane import DataPlane
+from modelport.serving.exposure import guard
+from modelport.serving.limits import Limiter, Limits
 from modelport.serving.rest_rollouts import RestRollouts
 from modelport.serving.rest_tfserving import RestTFServing
 from modelport.serving.rest_v2 import Reply, RestV2, error_reply
@@ -53,6 +64,9 @@ class ServerOptions:
     api_keys: ApiKeys | None = None
     max_request_bytes: int = DEFAULT_MAX_BODY
     generation: EngineOptions | None = None  # language models: slots, context, queue
+    limits: Limits = Limits()  # per-client rate and concurrency, global in-flight cap
+    allow_unauthenticated: bool = False  # serve a non-loopback address without keys
+    admin_routes: bool | None = None  # None: on unless open to the network without keys
 
 
 class ServingApp:
@@ -61,8 +75,10 @@ class ServingApp:
     def __init__(
         self, plane: DataPlane, metrics: Metrics, keys: ApiKeys | None = None,
         max_body: int = DEFAULT_MAX_BODY, llm: LanguageModels | None = None,
+        limits: Limits | None = None,
     ) -> None:  # fmt: skip
         self.plane = plane
+        self.limiter = Limiter(limits) if limits is not None and limits.enabled else None
         self.metrics = metrics
         self.keys = keys or ApiKeys()
         self.max_body = max_body
@@ -158,40 +174,60 @@ class ServingApp:
                 await _lifespan(receive, send)
             return
         headers: dict[bytes, bytes] = {}
+        role = who = client = None
         try:
-            handler, role, params = self.route(scope["method"], scope["path"])
-            headers = dict(scope["headers"])
-            if role is not None and self.keys.enabled:
-                token = token_from(headers.get(b"authorization"), headers.get(b"x-api-key"))
-                self.keys.check(token, role)
-            body = b""
-            if scope["method"] == "POST":
-                body = await self._read(receive, headers.get(b"content-length"))
-                encoding = headers.get(b"content-encoding")
-                if encoding is not None:  # a small body may inflate up to the limit
-                    body = await _off_loop(self.max_body, inflate, body, encoding, self.max_body)
-            route = route_of(headers)  # a rollout's sticky key or version override, if any
-            if route is None:
-                status, payload, extra = await handler(body, headers, *params)
-            else:
-                token = ROUTE.set(route)
-                try:
+            try:
+                handler, role, params = self.route(scope["method"], scope["path"])
+                headers = dict(scope["headers"])
+                if role is not None and self.keys.enabled:
+                    token = token_from(headers.get(b"authorization"), headers.get(b"x-api-key"))
+                    who = self.keys.check(token, role)
+                if role is not None and self.limiter is not None:
+                    client = self._admit(who, scope)
+                body = b""
+                if scope["method"] == "POST":
+                    body = await self._read(receive, headers.get(b"content-length"))
+                    encoding = headers.get(b"content-encoding")
+                    if encoding is not None:  # a small body may inflate up to the limit
+                        limit = self.max_body
+                        body = await _off_loop(limit, inflate, body, encoding, limit)
+                route = route_of(headers)  # a rollout's sticky key or version override, if any
+                if role == "admin":
+                    status, payload, extra = await self._admin(handler, body, headers, params,
+                                                               scope, who)  # fmt: skip
+                elif route is None:
                     status, payload, extra = await handler(body, headers, *params)
-                finally:
-                    ROUTE.reset(token)
-            if isinstance(payload, Stream):
-                await payload.send(send, receive, status, extra)
-                return
-        except ModelportError as exc:
-            status, payload, extra = error_reply(exc)
-        except _MethodNotAllowed as exc:
-            status, payload = 405, _METHOD_NOT_ALLOWED
-            extra = [*_JSON, (b"allow", str(exc).encode())]
-        except Exception as exc:  # a bug must still answer JSON and leave the server up
-            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
-            status = 500
-            payload = orjson.dumps({"error": f"internal error: {type(exc).__name__}"})
-            extra = _JSON
+                else:
+                    token = ROUTE.set(route)
+                    try:
+                        status, payload, extra = await handler(body, headers, *params)
+                    finally:
+                        ROUTE.reset(token)
+                if isinstance(payload, Stream):
+                    await payload.send(send, receive, status, extra)
+                    return
+            except ModelportError as exc:
+                status, payload, extra = error_reply(exc)
+                retry = getattr(exc, "retry_after", None)
+                if retry is not None:
+                    extra = [*extra, (b"retry-after", b"%d" % retry)]
+                if role == "admin" and isinstance(exc, Unauthorized):
+                    await self._audit("admin_denied", scope, who, [], status)
+            except _MethodNotAllowed as exc:
+                status, payload = 405, _METHOD_NOT_ALLOWED
+                extra = [*_JSON, (b"allow", str(exc).encode())]
+            except Exception as exc:  # a bug must still answer JSON and leave the server up
+                log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+                status = 500
+                payload = orjson.dumps({"error": f"internal error: {type(exc).__name__}"})
+                extra = _JSON
+            await self._send(send, status, payload, extra, headers)
+        finally:
+            if client is not None:
+                self.limiter.release(client)
+
+    async def _send(self, send: Callable, status: int, payload: bytes, extra: list,
+                    headers: dict[bytes, bytes]) -> None:  # fmt: skip
         if len(payload) >= COMPRESS_ABOVE:
             accept = headers.get(b"accept-encoding")
             coding = accepted_coding(accept) if accept is not None else None
@@ -201,6 +237,40 @@ class ServingApp:
         reply_headers = [*extra, (b"content-length", b"%d" % len(payload))]  # else: chunked
         await send({"type": "http.response.start", "status": status, "headers": reply_headers})
         await send({"type": "http.response.body", "body": payload})
+
+    def _admit(self, who: str | None, scope: dict) -> str:
+        """The client a request counts against (its key's name, else its address), admitted."""
+        client = who or client_address(scope)
+        self.limiter.admit(client)
+        return client
+
+    async def _admin(self, handler: Handler, body: bytes, headers: dict[bytes, bytes],
+                     params: list[str], scope: dict, who: str | None) -> Reply:  # fmt: skip
+        """An admin route, run as its caller (registry writes record who) and audited."""
+        action = _ADMIN_ACTIONS.get(handler.__name__, "admin_request")
+        try:
+            with acting_as(who or "unauthenticated", client_address(scope)):
+                result = await handler(body, headers, *params)
+        except ModelportError as exc:
+            await self._audit(action, scope, who, params, exc.status)
+            raise
+        await self._audit(action, scope, who, params, result[0])
+        return result
+
+    async def _audit(self, action: str, scope: dict, who: str | None, params: list[str],
+                     status: int) -> None:  # fmt: skip
+        """One audit entry for an admin route's use; a failure to write it is logged."""
+        audit = self.plane.models.registry.audit
+        detail = {"method": scope["method"], "path": scope["path"], "status": status}
+
+        def work() -> None:
+            with acting_as(who or "unauthenticated", client_address(scope)):
+                audit.append(action, params[0] if params else None, None, **detail)
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, work)
+        except Exception:
+            log.exception("could not write the audit entry for %s %s", *detail.values())
 
     async def _read(self, receive: Callable, declared: bytes | None) -> bytes:
         limit = self.max_body
@@ -305,6 +375,15 @@ class _MethodNotAllowed(Exception):
     pass
 
 
+_ADMIN_ACTIONS = {"load": "load", "unload": "unload"}  # handler name -> audit action
+
+
+def client_address(scope: dict) -> str:
+    """``host:port`` of the peer (the balancer's, behind one), or ``"unknown"``."""
+    peer = scope.get("client")
+    return f"{peer[0]}:{peer[1]}" if peer else "unknown"
+
+
 async def _lifespan(receive: Callable, send: Callable) -> None:
     """Models start and stop in ``serve``; the app only acknowledges the lifespan protocol."""
     while True:
@@ -341,7 +420,8 @@ def build(registry: Registry, config: ServeConfig, options: ServerOptions) -> tu
     models = ModelSet(registry, config, metrics)
     plane = DataPlane(models, timeout=config.request_timeout)
     llm = LanguageModels(registry, options.generation, tuple(r.name for r in config.parsed_refs))
-    app = ServingApp(plane, metrics, options.api_keys, options.max_request_bytes, llm)
+    app = ServingApp(plane, metrics, options.api_keys, options.max_request_bytes, llm,
+                     options.limits)  # fmt: skip
     return models, metrics, plane, app
 
 
@@ -354,6 +434,9 @@ async def serve(
     """Load the models, serve HTTP (and gRPC) until cancelled or signalled, then unload."""
     import uvicorn
 
+    keys = guard(options.host, options.api_keys or ApiKeys(), options.allow_unauthenticated,
+                 options.admin_routes)  # fmt: skip
+    options = dataclasses.replace(options, api_keys=keys)
     sock = listen(options.host, options.http_port)
     http_port = sock.getsockname()[1]
     models, _metrics, plane, app = build(registry, config, options)
@@ -369,7 +452,7 @@ async def serve(
             from modelport.serving.grpc_v2 import start_grpc
 
             grpc_server, grpc_port = await start_grpc(
-                plane, options.host, options.grpc_port, options.api_keys, options.max_request_bytes
+                plane, options.host, options.grpc_port, keys, options.max_request_bytes
             )
         await models.start()
         http_task = asyncio.ensure_future(http.serve(sockets=[sock]))
