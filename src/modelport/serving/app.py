@@ -174,7 +174,8 @@ class ServingApp:
                 await _lifespan(receive, send)
             return
         headers: dict[bytes, bytes] = {}
-        role = who = client = None
+        role = who = client = token = None
+        params: list[str] = []
         try:
             try:
                 handler, role, params = self.route(scope["method"], scope["path"])
@@ -198,11 +199,11 @@ class ServingApp:
                 elif route is None:
                     status, payload, extra = await handler(body, headers, *params)
                 else:
-                    token = ROUTE.set(route)
+                    routed = ROUTE.set(route)
                     try:
                         status, payload, extra = await handler(body, headers, *params)
                     finally:
-                        ROUTE.reset(token)
+                        ROUTE.reset(routed)
                 if isinstance(payload, Stream):
                     await payload.send(send, receive, status, extra)
                     return
@@ -211,8 +212,9 @@ class ServingApp:
                 retry = getattr(exc, "retry_after", None)
                 if retry is not None:
                     extra = [*extra, (b"retry-after", b"%d" % retry)]
-                if role == "admin" and isinstance(exc, Unauthorized):
-                    await self._audit("admin_denied", scope, who, [], status)
+                if role == "admin" and isinstance(exc, Unauthorized):  # who tried, if known
+                    who = self.keys.name_of(token) or ("invalid key" if token else None)
+                    await self._audit("admin_denied", scope, who, params, status)
             except _MethodNotAllowed as exc:
                 status, payload = 405, _METHOD_NOT_ALLOWED
                 extra = [*_JSON, (b"allow", str(exc).encode())]
