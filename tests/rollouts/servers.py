@@ -1,9 +1,11 @@
-"""`modelport serve` processes for rollout tests: free ports, output to a file (a pipe nobody
-reads would fill and stall the server), readiness polled, stopped by SIGTERM or killed."""
+"""`modelport serve` processes for tests: free ports, output to a file (a pipe nobody reads
+would fill and stall the server), readiness polled, stopped by SIGTERM or killed; and an nginx
+configuration balancing several of them."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,8 +44,9 @@ class Serve:
         self.process.wait()
 
 
-def serve(home: Path, *args: str, env: dict | None = None, log: Path | None = None) -> Serve:
-    port = free_port()
+def serve(home: Path, *args: str, env: dict | None = None, log: Path | None = None,
+          port: int | None = None) -> Serve:  # fmt: skip
+    port = port or free_port()
     log = log or home.parent / f"serve-{port}.log"
     command = [sys.executable, "-m", "modelport", "--home", str(home), "serve",
                "--http-port", str(port), "--grpc-port", "0", *args]  # fmt: skip
@@ -62,3 +65,39 @@ def serve(home: Path, *args: str, env: dict | None = None, log: Path | None = No
             time.sleep(0.1)
     server.stop()
     raise AssertionError(f"the server was not ready in 60 s: {server.output()[-3000:]}")
+
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def nginx_conf(folder: Path, port: int, upstreams: list[int]) -> Path:
+    servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in upstreams)
+    temp = " ".join(f"{kind}_temp_path {folder}/{kind};"
+                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))  # fmt: skip
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf = folder / "nginx.conf"
+    conf.write_text(f"""{user}
+worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  {temp}
+  upstream modelport {{
+{servers}
+    keepalive 16;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://modelport;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_next_upstream error timeout non_idempotent;
+    }}
+  }}
+}}
+""")
+    return conf

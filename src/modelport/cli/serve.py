@@ -137,6 +137,14 @@ def serve(
             min=0,
         ),
     ] = None,
+    drain_timeout: Annotated[
+        float,
+        typer.Option(
+            help="On SIGTERM: stop accepting, then wait this long at most for requests "
+            "in flight before exiting (seconds).",
+            min=0,
+        ),
+    ] = 30.0,
     max_inflight: Annotated[
         int | None,
         typer.Option(
@@ -181,6 +189,7 @@ def serve(
         generation=EngineOptions(slots=slots, context=context, max_queue=max_queue,
                                  threads=intra_op_threads or 0),
         limits=limits, allow_unauthenticated=allow_unauthenticated, admin_routes=admin_routes,
+        drain_timeout=drain_timeout,
     )  # fmt: skip
     run(registry(), config, options, started=lambda *args: _started(host, keys, *args))
     console.print("stopped")

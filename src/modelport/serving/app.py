@@ -67,6 +67,7 @@ class ServerOptions:
     limits: Limits = Limits()  # per-client rate and concurrency, global in-flight cap
     allow_unauthenticated: bool = False  # serve a non-loopback address without keys
     admin_routes: bool | None = None  # None: on unless open to the network without keys
+    drain_timeout: float = 30.0  # on SIGTERM: longest wait for requests in flight, seconds
 
 
 class ServingApp:
@@ -446,6 +447,7 @@ async def serve(
         app, host=options.host, port=http_port, http="httptools", loop="none",
         lifespan="off", access_log=False, log_level="warning", server_header=False,
         date_header=False, timeout_keep_alive=30, proxy_headers=False,
+        timeout_graceful_shutdown=options.drain_timeout,
     ))  # fmt: skip
     grpc_server = grpc_port = None
     _stop_on_signals(http)
@@ -473,7 +475,8 @@ async def serve(
 
 
 def _stop_on_signals(http: Any) -> None:
-    """SIGINT and SIGTERM stop the server gracefully: unload the models, then return (exit 0)."""
+    """SIGINT and SIGTERM stop the server gracefully: stop accepting, close idle connections,
+    finish the requests in flight (up to ``drain_timeout``), unload the models, return (exit 0)."""
     import signal
 
     def stop() -> None:
