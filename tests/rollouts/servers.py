@@ -84,6 +84,7 @@ error_log {folder}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
   access_log off;
+  client_body_buffer_size 1m;
   {temp}
   upstream modelport {{
 {servers}

@@ -92,9 +92,9 @@ def _flood(url: str, key: str, count: int, replies: list) -> None:
 
 def test_a_noisy_key_is_limited_and_the_other_is_not(served_registry, tmp_path) -> None:
     home = served_registry.settings.home
+    keys = {"MODELPORT_API_KEYS": f"noisy=infer:{NOISY},quiet=infer:{QUIET}"}
     server = serve(home, "--rate-limit", "40", "--burst", "8", "--concurrency-limit", "2",
-                   log=tmp_path / "serve.log",
-                   env={"MODELPORT_API_KEYS": f"noisy=infer:{NOISY},quiet=infer:{QUIET}"})  # fmt: skip
+                   log=tmp_path / "serve.log", env=keys)  # fmt: skip
     try:
         noisy: list[httpx.Response] = []
         floods = [threading.Thread(target=_flood, args=(server.url, NOISY, 60, noisy))
