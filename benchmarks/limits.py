@@ -151,6 +151,12 @@ def report(rows: list[dict], markdown: bool) -> None:
               f"{r['noisy_rps']:.0f}" if "noisy_rps" in r else "-",
               f"{r['noisy_refused']:.1%}" if "noisy_refused" in r else "-"]
              for r in rows]  # fmt: skip
+    one, five, fifteen = os.getloadavg()
+    load = f"load average {one:.1f} {five:.1f} {fifteen:.1f} at the end"
+    if markdown:
+        print(load + "\n")
+    else:
+        console.print(load)
     if markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))

@@ -14,6 +14,7 @@ and the balancer's own share comes out of it.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -140,6 +141,12 @@ def report(rows: list[dict], delays: list[float], markdown: bool) -> None:
               f"{r['p99_ms']:.2f}", str(r["errors"] + r["timeouts"])] for r in rows]  # fmt: skip
     moved = (f"alias move seen by all 3 replicas after {statistics.median(delays):.2f} s median, "
              f"{max(delays):.2f} s max (poll interval {POLL} s, {len(delays)} moves)")  # fmt: skip
+    one, five, fifteen = os.getloadavg()
+    load = f"load average {one:.1f} {five:.1f} {fifteen:.1f} at the end"
+    if markdown:
+        print(load + "\n")
+    else:
+        console.print(load)
     if markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
