@@ -25,12 +25,19 @@ from pathlib import Path
 import httpx
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.serving import ensure_wrk, free_port, lua_post, stop, tutorial_mlp, wait_ready  # noqa: E402
+from benchmarks.serving import (  # noqa: E402
+    ensure_wrk,
+    free_port,
+    lua_post,
+    print_table,
+    stop,
+    tutorial_mlp,
+    wait_ready,
+)
 
 from modelport import register  # noqa: E402
 from modelport.registry import Registry  # noqa: E402
@@ -151,22 +158,7 @@ def report(rows: list[dict], markdown: bool) -> None:
               f"{r['noisy_rps']:.0f}" if "noisy_rps" in r else "-",
               f"{r['noisy_refused']:.1%}" if "noisy_refused" in r else "-"]
              for r in rows]  # fmt: skip
-    one, five, fifteen = os.getloadavg()
-    load = f"load average {one:.1f} {five:.1f} {fifteen:.1f} at the end"
-    if markdown:
-        print(load + "\n")
-    else:
-        console.print(load)
-    if markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for row in cells:
-            print("| " + " | ".join(row) + " |")
-        return
-    table = Table(*head, title="a quiet key beside a noisy one")
-    for row in cells:
-        table.add_row(*row)
-    console.print(table)
+    print_table("a quiet key beside a noisy one", head, cells, markdown)
 
 
 if __name__ == "__main__":

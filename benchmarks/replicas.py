@@ -14,9 +14,7 @@ and the balancer's own share comes out of it.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,14 +23,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.serving import ensure_wrk, lua_post, run_wrk, tutorial_mlp  # noqa: E402
-from tests.pgserver import PostgresServer, free_port  # noqa: E402
-from tests.rollouts.servers import NGINX, nginx_conf, serve  # noqa: E402
+from benchmarks.serving import ensure_wrk, lua_post, print_table, run_wrk, tutorial_mlp  # noqa: E402
+from tests.pgserver import PostgresServer  # noqa: E402
+from tests.rollouts.servers import balancer, serve  # noqa: E402
 
 from modelport import register  # noqa: E402
 from modelport.registry import Registry  # noqa: E402
@@ -41,24 +38,6 @@ from modelport.settings import Settings  # noqa: E402
 console = Console()
 POLL = 0.5
 CONNECTIONS = 16
-
-
-def balancer(work: Path, ports: list[int]) -> tuple[subprocess.Popen, str]:
-    folder = work / f"nginx-{len(ports)}"
-    folder.mkdir()
-    port = free_port()
-    conf = nginx_conf(folder, port, ports)
-    proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(folder)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise SystemExit("nginx did not answer")
 
 
 def convergence(registry: Registry, replicas: list, moves: int = 5) -> list[float]:
@@ -116,13 +95,11 @@ def main() -> None:
                 direct = run_wrk(wrk, replicas[0].url + path, script, CONNECTIONS, args.duration)
                 rows.append({"setup": "1 replica, direct (no balancer)", **direct})
                 for n in (1, 2, 3):
-                    proc, base = balancer(work, [r.port for r in replicas[:n]])
-                    try:
+                    folder = work / f"nginx-{n}"
+                    folder.mkdir()
+                    with balancer(folder, [r.port for r in replicas[:n]]) as base:
                         run_wrk(wrk, base + path, script, CONNECTIONS, 2)
                         result = run_wrk(wrk, base + path, script, CONNECTIONS, args.duration)
-                    finally:
-                        proc.terminate()
-                        proc.wait()
                     rows.append({"setup": f"{n} behind nginx", **result})
                 delays = convergence(registry, replicas)
             finally:
@@ -141,24 +118,11 @@ def report(rows: list[dict], delays: list[float], markdown: bool) -> None:
               f"{r['p99_ms']:.2f}", str(r["errors"] + r["timeouts"])] for r in rows]  # fmt: skip
     moved = (f"alias move seen by all 3 replicas after {statistics.median(delays):.2f} s median, "
              f"{max(delays):.2f} s max (poll interval {POLL} s, {len(delays)} moves)")  # fmt: skip
-    one, five, fifteen = os.getloadavg()
-    load = f"load average {one:.1f} {five:.1f} {fifteen:.1f} at the end"
+    print_table(f"replicas, wrk -c {CONNECTIONS}", head, cells, markdown)
     if markdown:
-        print(load + "\n")
+        print(moved)
     else:
-        console.print(load)
-    if markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for row in cells:
-            print("| " + " | ".join(row) + " |")
-        print(f"\n{moved}")
-        return
-    table = Table(*head, title=f"replicas, wrk -c {CONNECTIONS}")
-    for row in cells:
-        table.add_row(*row)
-    console.print(table)
-    console.print(moved)
+        console.print(moved)
 
 
 if __name__ == "__main__":

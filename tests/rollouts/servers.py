@@ -4,6 +4,7 @@ configuration balancing several of them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +69,17 @@ def serve(home: Path, *args: str, env: dict | None = None, log: Path | None = No
     raise AssertionError(f"the server was not ready in 60 s: {server.output()[-3000:]}")
 
 
+def wait_for(predicate, what: str, limit: float = 60.0):
+    """``predicate()``'s first truthy value, polled every 0.05 s for at most ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
@@ -102,3 +115,27 @@ http {{
 }}
 """)
     return conf
+
+
+@contextlib.contextmanager
+def balancer(folder: Path, upstreams: list[int]) -> Iterator[str]:
+    """nginx in front of ``upstreams`` on a free port until the block ends; yields its URL."""
+    port = free_port()
+    conf = nginx_conf(folder, port, upstreams)
+    proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{url}/v2/health/ready"), "nginx to answer", limit=30)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return reply.status == 200
+    except OSError:
+        return False

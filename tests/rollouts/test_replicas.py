@@ -21,6 +21,7 @@ from tests.pgserver import PostgresServer, free_port
 from tests.rollouts.conftest import fill, inputs
 from tests.rollouts.load import Load
 from tests.rollouts.servers import NGINX, Serve, nginx_conf, serve
+from tests.rollouts.servers import wait_for as _wait
 
 GATES = Gates(window=0.5, span=4, consecutive=3, min_window_samples=5, max_p99_ratio=3.0,
               latency_floor_ms=1.0)  # fmt: skip
@@ -64,16 +65,6 @@ def _wait_http(url: str) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"{url} never answered")
-
-
-def _wait(predicate, what: str, limit: float = 60.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _answer(base: str, row: np.ndarray, key: str) -> np.ndarray:

@@ -5,7 +5,6 @@ flight and exits 0; a rolling restart of every replica under a paced load fails 
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -14,10 +13,11 @@ import pytest
 
 from modelport.registry import Registry
 from modelport.settings import Settings
-from tests.pgserver import PostgresServer, free_port
+from tests.pgserver import PostgresServer
 from tests.rollouts.conftest import fill, inputs
 from tests.rollouts.load import Load
-from tests.rollouts.servers import NGINX, nginx_conf, serve
+from tests.rollouts.servers import balancer, serve
+from tests.rollouts.servers import wait_for as _wait
 
 POLL = 0.5
 
@@ -34,38 +34,15 @@ def cluster(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) 
     versions = fill(registry, tmp / "models")
     args = ("--poll-interval", str(POLL))
     replicas = [serve(tmp / f"home{i}", *args, env=env, log=tmp / f"r{i}.log") for i in range(3)]
-    port = free_port()
-    conf = nginx_conf(tmp, port, [r.port for r in replicas])
-    balancer = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        _wait(lambda: _get(f"http://127.0.0.1:{port}/v2/health/ready") == 200, "nginx")
-        yield {"registry": registry, "versions": versions, "replicas": replicas, "env": env,
-               "url": f"http://127.0.0.1:{port}", "tmp": tmp, "args": args}  # fmt: skip
+        with balancer(tmp, [r.port for r in replicas]) as url:
+            yield {"registry": registry, "versions": versions, "replicas": replicas, "env": env,
+                   "url": url, "tmp": tmp, "args": args}  # fmt: skip
     finally:
-        balancer.terminate()
-        balancer.wait(timeout=30)
         for replica in replicas:
             replica.stop()
         registry.close()
         postgres.drop_database(database)
-
-
-def _get(url: str) -> int | None:
-    try:
-        return httpx.get(url, timeout=2).status_code
-    except httpx.HTTPError:
-        return None
-
-
-def _wait(predicate, what: str, limit: float = 30.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _served(base: str) -> list[int]:
