@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from modelport.errors import Busy, InvalidInput, Overloaded
 from modelport.serving.config import ServeConfig
 from modelport.serving.limits import Limiter, Limits
+from tests.pgserver import free_port
 from tests.rollouts.servers import serve
 from tests.serving.conftest import v2_input
 
@@ -93,8 +95,9 @@ def _flood(url: str, key: str, count: int, replies: list) -> None:
 def test_a_noisy_key_is_limited_and_the_other_is_not(served_registry, tmp_path) -> None:
     home = served_registry.settings.home
     keys = {"MODELPORT_API_KEYS": f"noisy=infer:{NOISY},quiet=infer:{QUIET}"}
+    grpc_port = free_port()
     server = serve(home, "--rate-limit", "40", "--burst", "8", "--concurrency-limit", "2",
-                   log=tmp_path / "serve.log", env=keys)  # fmt: skip
+                   "--grpc-port", str(grpc_port), log=tmp_path / "serve.log", env=keys)  # fmt: skip
     try:
         noisy: list[httpx.Response] = []
         floods = [threading.Thread(target=_flood, args=(server.url, NOISY, 60, noisy))
@@ -117,8 +120,32 @@ def test_a_noisy_key_is_limited_and_the_other_is_not(served_registry, tmp_path) 
             error = reply.json()["error"]
             assert "noisy" in error and ("per second" in error or "in flight" in error)
         assert len(quiet) >= 5 and [r.status_code for r in quiet] == [200] * len(quiet)
+        _grpc_limited(grpc_port)
     finally:
         assert server.stop() == 0
+
+
+def _grpc_limited(port: int) -> None:
+    """Over gRPC the same keys meet the same limits (RESOURCE_EXHAUSTED, the other key not)."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+    time.sleep(0.5)  # the noisy key's bucket refills after the HTTP flood
+    try:
+        codes = []
+        for _ in range(80):  # faster than 40 a second, even on a loaded machine
+            try:
+                client.is_model_ready("mlp", headers={"x-api-key": NOISY})
+                codes.append("OK")
+            except InferenceServerException as exc:
+                assert "noisy is over its limit" in exc.message()
+                codes.append(exc.status())
+        assert codes[0] == "OK" and codes.count("OK") >= 8  # the burst, then refusals
+        assert set(codes) == {"OK", "StatusCode.RESOURCE_EXHAUSTED"}
+        assert client.is_model_ready("mlp", headers={"x-api-key": QUIET})
+    finally:
+        client.close()
 
 
 @pytest.mark.anyio
@@ -130,14 +157,16 @@ async def test_addresses_without_keys_and_the_global_cap(served_registry) -> Non
     await models.start()
     try:
 
-        def client(address: str) -> httpx.AsyncClient:
-            transport = httpx.ASGITransport(app=app, client=(address, 4000))
+        def client(address: str, port: int = 4000) -> httpx.AsyncClient:
+            transport = httpx.ASGITransport(app=app, client=(address, port))
             return httpx.AsyncClient(transport=transport, base_url="http://modelport")
 
-        async with client("10.0.0.1") as one, client("10.0.0.2") as two:
-            first = [await one.post("/v2/models/mlp/infer", json=BODY) for _ in range(3)]
+        async with client("10.0.0.1") as one, client("10.0.0.2") as two, \
+                client("10.0.0.1", 4001) as again:  # fmt: skip
+            first = [await one.post("/v2/models/mlp/infer", json=BODY) for _ in range(2)]
+            first.append(await again.post("/v2/models/mlp/infer", json=BODY))  # a new connection
             assert [r.status_code for r in first] == [200, 200, 429]
-            assert "10.0.0.1" in first[2].json()["error"]
+            assert "10.0.0.1 is over" in first[2].json()["error"]
             assert (await two.post("/v2/models/mlp/infer", json=BODY)).status_code == 200
             assert (await one.get("/v2/health/live")).status_code == 200  # probes pass
             addresses = [f"10.0.1.{i}" for i in range(12)]

@@ -242,8 +242,9 @@ class ServingApp:
         await send({"type": "http.response.body", "body": payload})
 
     def _admit(self, who: str | None, scope: dict) -> str:
-        """The client a request counts against (its key's name, else its address), admitted."""
-        client = who or client_address(scope)
+        """The client a request counts against (its key's name, else its host), admitted."""
+        peer = scope.get("client")
+        client = who or (peer[0] if peer else "unknown")
         self.limiter.admit(client)
         return client
 
@@ -425,6 +426,7 @@ def build(registry: Registry, config: ServeConfig, options: ServerOptions) -> tu
     llm = LanguageModels(registry, options.generation, tuple(r.name for r in config.parsed_refs))
     app = ServingApp(plane, metrics, options.api_keys, options.max_request_bytes, llm,
                      options.limits)  # fmt: skip
+    plane.limiter = app.limiter  # gRPC counts against the same limits
     return models, metrics, plane, app
 
 
