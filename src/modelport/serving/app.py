@@ -30,8 +30,8 @@ from modelport.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from modelport.registry.audit import acting_as
 from modelport.rollouts.split import ROUTE, route_of
+from modelport.serving import admin
 from modelport.serving.auth import ApiKeys, token_from
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.exposure import guard
@@ -195,8 +195,10 @@ class ServingApp:
                         body = await _off_loop(limit, inflate, body, encoding, limit)
                 route = route_of(headers)  # a rollout's sticky key or version override, if any
                 if role == "admin":
-                    status, payload, extra = await self._admin(handler, body, headers, params,
-                                                               scope, who)  # fmt: skip
+                    registry = self.plane.models.registry
+                    status, payload, extra = await admin.run(
+                        registry, handler, body, headers, params, scope, who
+                    )
                 elif route is None:
                     status, payload, extra = await handler(body, headers, *params)
                 else:
@@ -215,7 +217,8 @@ class ServingApp:
                     extra = [*extra, (b"retry-after", b"%d" % retry)]
                 if role == "admin" and isinstance(exc, Unauthorized):  # who tried, if known
                     who = self.keys.name_of(token) or ("invalid key" if token else None)
-                    await self._audit("admin_denied", scope, who, params, status)
+                    await admin.record(self.plane.models.registry, "admin_denied", scope, who,
+                                       params, status)  # fmt: skip
             except _MethodNotAllowed as exc:
                 status, payload = 405, _METHOD_NOT_ALLOWED
                 extra = [*_JSON, (b"allow", str(exc).encode())]
@@ -247,34 +250,6 @@ class ServingApp:
         client = who or (peer[0] if peer else "unknown")
         self.limiter.admit(client)
         return client
-
-    async def _admin(self, handler: Handler, body: bytes, headers: dict[bytes, bytes],
-                     params: list[str], scope: dict, who: str | None) -> Reply:  # fmt: skip
-        """An admin route, run as its caller (registry writes record who) and audited."""
-        action = _ADMIN_ACTIONS.get(handler.__name__, "admin_request")
-        try:
-            with acting_as(who or "unauthenticated", client_address(scope)):
-                result = await handler(body, headers, *params)
-        except ModelportError as exc:
-            await self._audit(action, scope, who, params, exc.status)
-            raise
-        await self._audit(action, scope, who, params, result[0])
-        return result
-
-    async def _audit(self, action: str, scope: dict, who: str | None, params: list[str],
-                     status: int) -> None:  # fmt: skip
-        """One audit entry for an admin route's use; a failure to write it is logged."""
-        audit = self.plane.models.registry.audit
-        detail = {"method": scope["method"], "path": scope["path"], "status": status}
-
-        def work() -> None:
-            with acting_as(who or "unauthenticated", client_address(scope)):
-                audit.append(action, params[0] if params else None, None, **detail)
-
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, work)
-        except Exception:
-            log.exception("could not write the audit entry for %s %s", *detail.values())
 
     async def _read(self, receive: Callable, declared: bytes | None) -> bytes:
         limit = self.max_body
@@ -377,15 +352,6 @@ def inflate(body: bytes, encoding: bytes, limit: int) -> bytes:
 
 class _MethodNotAllowed(Exception):
     pass
-
-
-_ADMIN_ACTIONS = {"load": "load", "unload": "unload"}  # handler name -> audit action
-
-
-def client_address(scope: dict) -> str:
-    """``host:port`` of the peer (the balancer's, behind one), or ``"unknown"``."""
-    peer = scope.get("client")
-    return f"{peer[0]}:{peer[1]}" if peer else "unknown"
 
 
 async def _lifespan(receive: Callable, send: Callable) -> None:
