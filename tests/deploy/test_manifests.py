@@ -1,6 +1,7 @@
 """The Helm chart rendered by Helm's own engine (helm-python-sdk) with several value sets, and the
 KServe manifests built by kustomize: every resulting manifest passes ``kubernetes-validate``
-(strict, so a misspelt field fails); the chart's container command starts a real server."""
+(strict, so a misspelt field fails); the chart's container command, with its ConfigMap and
+Secret as the environment, starts a real server that applies the chart's keys and limits."""
 
 from __future__ import annotations
 
@@ -143,7 +144,7 @@ def test_the_kserve_manifests() -> None:
 
 
 def test_the_charts_command_starts_a_server(tmp_path, served_registry) -> None:
-    kinds = by_kind(render(VALUES["minimal"]))
+    kinds = by_kind(render({**VALUES["minimal"], "limits": {"rate": 0.5, "burst": 2}}))
     container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     port, grpc = free_port(), free_port()
     ports = {"8080": str(port), "8081": str(grpc)}
@@ -167,10 +168,12 @@ def test_the_charts_command_starts_a_server(tmp_path, served_registry) -> None:
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        metadata = httpx.get(f"http://127.0.0.1:{port}/v2/models/mlp", timeout=5,
-                             headers={"X-API-Key": KEY.split(":", 1)[1]})  # fmt: skip
-        assert metadata.status_code == 200 and metadata.json()["name"] == "mlp"
         assert httpx.get(f"http://127.0.0.1:{port}/v2/models/mlp", timeout=5).status_code == 401
+        key = {"X-API-Key": KEY.split(":", 1)[1]}
+        replies = [httpx.get(f"http://127.0.0.1:{port}/v2/models/mlp", timeout=5, headers=key)
+                   for _ in range(3)]  # fmt: skip
+        assert replies[0].json()["name"] == "mlp"
+        assert [r.status_code for r in replies] == [200, 200, 429]  # the ConfigMap's limits
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
