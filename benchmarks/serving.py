@@ -178,6 +178,24 @@ def lua_post(path: Path, body_file: Path, headers: dict[str, str]) -> Path:
     return path
 
 
+def print_table(title: str, head: list[str], cells: list[list[str]], markdown: bool) -> None:
+    """A rich table, or a Markdown one, ending with the machine's load average."""
+    one, five, fifteen = os.getloadavg()
+    load = f"load average {one:.1f} {five:.1f} {fifteen:.1f} at the end"
+    if markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for row in cells:
+            print("| " + " | ".join(row) + " |")
+        print(f"\n{load}")
+        return
+    table = Table(*head, title=title)
+    for row in cells:
+        table.add_row(*row)
+    console.print(table)
+    console.print(load)
+
+
 # -- servers ---------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@
     ├── PayloadTooLarge            413  request body over the configured limit
     ├── Overloaded                 429  a bounded queue is full; retry after ``retry_after`` s
     ├── NotReady                   503  model not loaded yet / being swapped
+    │   └── Busy                   503  the server is at its concurrency limit; shed, retry later
     ├── Timeout                    504  request took longer than its deadline
     ├── BackendError               500  a runtime or framework failed on valid input
     │   └── MissingDependency      500  an optional extra is not installed
@@ -70,6 +71,12 @@ class Overloaded(ModelportError):
 
 class NotReady(ModelportError):
     status = 503
+
+
+class Busy(NotReady):
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Timeout(ModelportError):

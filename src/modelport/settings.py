@@ -63,8 +63,14 @@ class Settings(BaseSettings):
     graph_optimization: str = "all"
     # batch: chunks and model batches are sized from a row's bytes and this budget
     batch_memory_budget: int = 1 << 30
-    # serving: API keys (``name=key`` or ``key``, comma-separated) added to ``--api-key``
+    # serving: API keys (``ROLE:KEY`` or ``NAME=ROLE:KEY``, comma-separated) added to ``--api-key``
     api_keys: str = ""
+    # serving limits (0: off): requests per second and burst per API key (or client address),
+    # requests in flight per key, and in flight on the whole server (503 above it)
+    rate_limit: float = 0.0
+    rate_burst: int = 0
+    concurrency_limit: int = 0
+    max_inflight: int = 0
     # the CLI prints a traceback for unexpected errors
     debug: bool = False
     # defaults for the options of ``modelport serve`` and ``modelport batch``, one variable per

@@ -94,3 +94,18 @@ def test_a_file_hashed_once_is_not_read_again_until_it_is_written(
     registry.path("m")
     registry.path("m")
     assert len(hashed) == 3
+
+
+def test_the_same_bytes_under_another_file_name_check_out(
+    sqlite_registry: Registry, tmp_path: Path
+) -> None:
+    first = make_mlp_onnx(tmp_path / "first.onnx")
+    second = tmp_path / "second.onnx"
+    second.write_bytes(first.read_bytes())
+    one = modelport.register(first, "mlp", registry=sqlite_registry)
+    two = modelport.register(second, "mlp", registry=sqlite_registry)
+    assert one.sha256 == two.sha256
+    assert sqlite_registry.path("mlp:1").name == "first.onnx"
+    path = sqlite_registry.path("mlp:2")
+    assert path.name == "second.onnx" and path.read_bytes() == first.read_bytes()
+    assert sqlite_registry.path("mlp:1").is_file()

@@ -1,14 +1,18 @@
-"""`modelport serve` processes for rollout tests: free ports, output to a file (a pipe nobody
-reads would fill and stall the server), readiness polled, stopped by SIGTERM or killed."""
+"""`modelport serve` processes for tests: free ports, output to a file (a pipe nobody reads
+would fill and stall the server), readiness polled, stopped by SIGTERM or killed; and an nginx
+configuration balancing several of them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +47,9 @@ class Serve:
 
 
 def serve(home: Path, *args: str, env: dict | None = None, log: Path | None = None,
-          ports_by_settings: bool = False) -> Serve:  # fmt: skip
+          ports_by_settings: bool = False, port: int | None = None) -> Serve:  # fmt: skip
     """``ports_by_settings``: give the ports as MODELPORT_SERVE__* variables, not flags."""
-    port = free_port()
+    port = port or free_port()
     log = log or home.parent / f"serve-{port}.log"
     ports = {"MODELPORT_SERVE__HTTP_PORT": str(port), "MODELPORT_SERVE__GRPC_PORT": "0"}
     flags = [] if ports_by_settings else ["--http-port", str(port), "--grpc-port", "0"]
@@ -65,3 +69,75 @@ def serve(home: Path, *args: str, env: dict | None = None, log: Path | None = No
             time.sleep(0.1)
     server.stop()
     raise AssertionError(f"the server was not ready in 60 s: {server.output()[-3000:]}")
+
+
+def wait_for(predicate, what: str, limit: float = 60.0):
+    """``predicate()``'s first truthy value, polled every 0.05 s for at most ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def nginx_conf(folder: Path, port: int, upstreams: list[int]) -> Path:
+    servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in upstreams)
+    temp = " ".join(f"{kind}_temp_path {folder}/{kind};"
+                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))  # fmt: skip
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf = folder / "nginx.conf"
+    conf.write_text(f"""{user}
+worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_buffer_size 1m;
+  {temp}
+  upstream modelport {{
+{servers}
+    keepalive 16;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://modelport;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_next_upstream error timeout non_idempotent;
+    }}
+  }}
+}}
+""")
+    return conf
+
+
+@contextlib.contextmanager
+def balancer(folder: Path, upstreams: list[int]) -> Iterator[str]:
+    """nginx in front of ``upstreams`` on a free port until the block ends; yields its URL."""
+    port = free_port()
+    conf = nginx_conf(folder, port, upstreams)
+    proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{url}/v2/health/ready"), "nginx to answer", limit=30)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return reply.status == 200
+    except OSError:
+        return False

@@ -4,8 +4,6 @@ replica hands the lease over, and promotion drops no request through the balance
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,45 +20,12 @@ from modelport.settings import Settings
 from tests.pgserver import PostgresServer, free_port
 from tests.rollouts.conftest import fill, inputs
 from tests.rollouts.load import Load
-from tests.rollouts.servers import Serve, serve
+from tests.rollouts.servers import NGINX, Serve, nginx_conf, serve
+from tests.rollouts.servers import wait_for as _wait
 
 GATES = Gates(window=0.5, span=4, consecutive=3, min_window_samples=5, max_p99_ratio=3.0,
               latency_floor_ms=1.0)  # fmt: skip
 LENIENT = Gates(max_error_rate=0.99, max_p99_ratio=1000, min_agreement=0.01, max_shift=1.0)
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def nginx_conf(folder: Path, port: int, upstreams: list[int]) -> Path:
-    servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in upstreams)
-    temp = " ".join(f"{kind}_temp_path {folder}/{kind};"
-                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))  # fmt: skip
-    user = "user root;" if os.geteuid() == 0 else ""
-    conf = folder / "nginx.conf"
-    conf.write_text(f"""{user}
-worker_processes 1;
-daemon off;
-pid {folder}/nginx.pid;
-error_log {folder}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  {temp}
-  upstream modelport {{
-{servers}
-    keepalive 16;
-  }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://modelport;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_next_upstream error timeout non_idempotent;
-    }}
-  }}
-}}
-""")
-    return conf
 
 
 @pytest.fixture
@@ -100,16 +65,6 @@ def _wait_http(url: str) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"{url} never answered")
-
-
-def _wait(predicate, what: str, limit: float = 60.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _answer(base: str, row: np.ndarray, key: str) -> np.ndarray:

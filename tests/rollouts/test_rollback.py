@@ -109,3 +109,6 @@ def test_a_good_candidate_is_promoted_through_every_step_with_no_failed_request(
                      ("canary 2/3 (50%)", "canary 3/3 (100%)")]  # fmt: skip
     assert log[-1].action == "promote" and "every gate passed" in log[-1].evidence["reason"]
     assert registry.resolve("digits@production").version == versions["good"]
+    moved = registry.audit.entries(action="alias_set")[-1]  # the audit log says who moved it
+    assert (moved.actor, moved.source) == (log[-1].actor, "rollout controller")
+    assert [e.action for e in registry.audit.entries()][-2:] == ["rollout_start", "alias_set"]

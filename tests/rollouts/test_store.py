@@ -109,6 +109,21 @@ def test_operator_commands_and_their_log(registry: Registry, versions):
     ]  # fmt: skip
 
 
+def test_operator_commands_are_audited(registry: Registry, versions):
+    rollouts.start(registry, "digits", f"digits:{versions['good']}", plan=PLAN)
+    rollouts.pause(registry, "digits", reason="looking at it")
+    rollouts.resume(registry, "digits")
+    rollouts.promote(registry, "digits")
+    entries = registry.audit.entries()[-5:]
+    assert [(e.action, e.actor, e.source) for e in entries] == [
+        ("rollout_start", "tester", "cli"), ("rollout_pause", "tester", "cli"),
+        ("rollout_resume", "tester", "cli"), ("alias_set", "tester", "cli"),
+        ("rollout_promote", "tester", "cli"),
+    ]  # fmt: skip
+    assert entries[1].detail["reason"] == "looking at it"
+    assert entries[-1].detail["candidate"] == versions["good"] and entries[-1].model == "digits"
+
+
 def test_a_stale_writer_loses_the_compare_and_set(registry: Registry, versions):
     r = rollouts.start(registry, "digits", f"digits:{versions['good']}", plan=PLAN)
     rollouts.pause(registry, "digits")

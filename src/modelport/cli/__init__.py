@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from modelport._version import __version__
+from modelport.cli import audit as audit_cmd
 from modelport.cli import batch as batch_cmd
 from modelport.cli import compress as compress_cmds
 from modelport.cli import convert as convert_cmds
@@ -64,6 +65,7 @@ app.command("register")(registry_cmds.register)
 app.command("list")(registry_cmds.list_)
 app.command("show")(registry_cmds.show)
 app.command("history")(registry_cmds.history)
+app.command("audit")(audit_cmd.audit)
 app.add_typer(registry_cmds.alias_app, name="alias")
 app.command("rollback")(registry_cmds.rollback)
 app.command("export")(registry_cmds.export)

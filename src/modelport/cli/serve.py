@@ -55,8 +55,9 @@ def serve(
     api_key: Annotated[
         list[str] | None,
         typer.Option(
-            help="ROLE:KEY, role 'infer' or 'admin'; repeatable. Env MODELPORT_API_KEYS "
-            "(comma-separated). No key: open server.",
+            help="ROLE:KEY or NAME=ROLE:KEY, role 'infer' or 'admin'; repeatable. Env "
+            "MODELPORT_API_KEYS (comma-separated). No key: open server, loopback only unless "
+            "--allow-unauthenticated.",
             show_default=False,
         ),
     ] = None,
@@ -144,6 +145,63 @@ def serve(
     token_gap_timeout: Annotated[
         float, typer.Option(help="Language models: seconds allowed between two tokens.")
     ] = 60.0,
+    allow_unauthenticated: Annotated[
+        bool,
+        typer.Option(help="Serve a non-loopback address without API keys (admin routes off)."),
+    ] = False,
+    admin_routes: Annotated[
+        bool | None,
+        typer.Option(
+            "--admin-routes/--no-admin-routes",
+            help="Repository load/unload and rollout routes (default: on, except on a server "
+            "open to the network without keys).",
+            show_default=False,
+        ),
+    ] = None,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(
+            help="Requests per second per API key (or client address); 429 above. "
+            "Env MODELPORT_RATE_LIMIT; 0 = off.",
+            show_default=False,
+            min=0,
+        ),
+    ] = None,
+    burst: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests a key may send at once under --rate-limit (default: one "
+            "second's worth). Env MODELPORT_RATE_BURST.",
+            show_default=False,
+            min=0,
+        ),
+    ] = None,
+    concurrency_limit: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests in flight per API key (or client address); 429 above. "
+            "Env MODELPORT_CONCURRENCY_LIMIT; 0 = off.",
+            show_default=False,
+            min=0,
+        ),
+    ] = None,
+    drain_timeout: Annotated[
+        float,
+        typer.Option(
+            help="On SIGTERM: stop accepting, then wait this long at most for requests "
+            "in flight before exiting (seconds).",
+            min=0,
+        ),
+    ] = 30.0,
+    max_inflight: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests in flight on the whole server; 503 above, before latency "
+            "collapses. Env MODELPORT_MAX_INFLIGHT; 0 = off.",
+            show_default=False,
+            min=0,
+        ),
+    ] = None,
 ) -> None:
     """Serve models over HTTP and gRPC until Ctrl-C; alias moves are followed without restart.
     Language models (GGUF, encoders) answer the OpenAI API under /v1 on the same port."""
@@ -154,6 +212,7 @@ def serve(
     from modelport.serving.app import ServerOptions, run
     from modelport.serving.auth import ApiKeys
     from modelport.serving.config import BatchConfig, ServeConfig
+    from modelport.serving.limits import Limits
     from modelport.serving.repository import open_folder
     from modelport.serving.rest_explain import ExplainOptions
     from modelport.serving.tls import tls_options
@@ -166,7 +225,14 @@ def serve(
 
         runtime = RuntimeOptions.from_settings(source.settings,
                                                intra_op_threads=intra_op_threads)  # fmt: skip
-    keys = ApiKeys.parse([*(api_key or []), source.settings.api_keys])
+    settings = source.settings
+    keys = ApiKeys.parse([*(api_key or []), settings.api_keys])
+    limits = Limits(
+        rate=settings.rate_limit if rate_limit is None else rate_limit,
+        burst=settings.rate_burst if burst is None else burst,
+        concurrency=settings.concurrency_limit if concurrency_limit is None else concurrency_limit,
+        max_inflight=settings.max_inflight if max_inflight is None else max_inflight,
+    )
     config = ServeConfig(
         refs=tuple(refs or ()), alias=alias, version_policy=policy, poll_interval=poll_interval,
         batching=parse_batching(batch or [], BatchConfig(max_batch_size, max_queue_delay_us)),
@@ -183,6 +249,8 @@ def serve(
         tracing=Tracing.from_environment(os.environ),  # the standard OTEL_* settings
         tls=tls,
         explain=ExplainOptions(budget=explain_budget),
+        limits=limits, allow_unauthenticated=allow_unauthenticated, admin_routes=admin_routes,
+        drain_timeout=drain_timeout,
     )  # fmt: skip
     scheme = "https" if tls else "http"
     run(source, config, options, started=lambda *args: _started(host, keys, *args, scheme))
@@ -250,6 +318,8 @@ def _started(host: str, keys: Any, models: Any, http_port: int, grpc_port: int |
         console.print(f"[red]failed:[/] {where}: {row['reason']}", highlight=False)
     secure = " with TLS" if scheme == "https" else ""
     grpc = f", gRPC{secure} on {host}:{grpc_port}" if grpc_port else ""
-    auth = ", API keys required" if keys.enabled else ""
+    auth = ", API keys required" if keys.required else ""
+    if not keys.admin_routes:
+        auth += ", admin routes off"
     console.print(f"listening on {base} (V2, TF-Serving, OpenAI /v1, /metrics){grpc}{auth}; "
                   "Ctrl-C stops", highlight=False)  # fmt: skip

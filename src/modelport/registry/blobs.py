@@ -138,9 +138,13 @@ class BlobStore:
                     shutil.copyfile(source, target)
             try:
                 os.rename(staging, folder)
-            except OSError:  # another process laid it out first
-                if not folder.is_dir():
+            except OSError:  # another process laid it out first, or a version with the same
+                if not folder.is_dir():  # bytes under other file names did: add the missing
                     raise
+                for rel, _ in files:
+                    if not (folder / rel).is_file():
+                        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(staging / rel, folder / rel)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return folder

@@ -20,7 +20,7 @@ metadata = sa.MetaData()
 # The catalogue's layout. A release that changes it raises SCHEMA_VERSION and adds the step that
 # takes a catalogue from the version before to the new one. Steps alter existing tables only:
 # tables new to a version are made by ``create_all`` before the steps run.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
 
 meta = sa.Table(
@@ -280,4 +280,15 @@ def _fleet_tables(conn: Connection) -> None:
 
 
 MIGRATIONS[3] = _fleet_tables
+
+
+def _audit_log(conn: Connection) -> None:
+    """Version 4: the append-only audit log (registry/audit.py), with its refusing triggers."""
+    from modelport.registry import audit
+
+    audit.table.create(conn, checkfirst=True)
+
+
+MIGRATIONS[4] = _audit_log
+from modelport.registry import audit as _audit  # noqa: E402,F401  (its table joins ``metadata``)
 from modelport.registry import fleet as _fleet  # noqa: E402,F401  (its tables join ``metadata``)

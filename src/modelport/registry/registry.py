@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from modelport.errors import Conflict, InvalidInput, NotFound
+from modelport.registry import audit
 from modelport.registry import catalog as c
 from modelport.registry.artifact import Artifact
 from modelport.registry.blobs import BlobStore
@@ -67,6 +68,11 @@ class Registry:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @property
+    def audit(self) -> audit.AuditLog:
+        """The append-only record of admin actions (see ``modelport.registry.audit``)."""
+        return audit.AuditLog(self)
 
     @property
     def rollouts(self) -> RolloutStore:
@@ -500,11 +506,18 @@ class Registry:
         self._log(conn, model_id, action, alias=alias, version=number, from_version=current)
 
     def _log(self, conn: Connection, model_id: int, action: str, **fields: Any) -> None:
+        """The model's event, and the same action in the audit log (one transaction)."""
+        actor = self.settings.user
         conn.execute(
             sa.insert(c.events).values(
-                model_id=model_id, at=c.utcnow(), actor=self.settings.user, action=action, **fields
+                model_id=model_id, at=c.utcnow(), actor=actor, action=action, **fields
             )
         )
+        name = conn.execute(sa.select(c.models.c.name).where(c.models.c.id == model_id)).scalar()
+        alias, version = fields.get("alias"), fields.get("version")
+        target = alias if alias is not None else None if version is None else f"version {version}"
+        audit.record(conn, actor, action, name, target, version=version,
+                     from_version=fields.get("from_version"))  # fmt: skip
 
 
 def borrowing(fn: Callable[..., Any]) -> Callable[..., Any]:

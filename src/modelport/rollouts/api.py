@@ -76,11 +76,12 @@ def start(
     now = time.time()
     width = int(gates.window * 1000)
     progress = Progress.starting(now, int(now * 1000) // width * width - width)
-    return registry.rollouts.create(
+    rollout = registry.rollouts.create(
         name, alias=alias, stable=stable.version, candidate=chosen.version,
         candidate_alias=ref.alias, plan=parsed.to_dict(), gates=gates.to_dict(),
         state=state_of(parsed, 0), progress=progress.to_dict(), evidence=evidence,
     )  # fmt: skip
+    return _audited(registry, "start", rollout, plan=parsed.text)
 
 
 def get(registry: Registry, name: str) -> Rollout:
@@ -100,7 +101,8 @@ def pause(registry: Registry, name: str, reason: str = "paused by an operator") 
     rollout = _active(registry, name)
     operate(rollout.state, "pause")
     decision = ("pause", registry.settings.user, {"reason": reason})
-    return registry.rollouts.update(rollout, state="paused", reason=reason, decision=decision)
+    rollout = registry.rollouts.update(rollout, state="paused", reason=reason, decision=decision)
+    return _audited(registry, "pause", rollout, reason=reason)
 
 
 def resume(registry: Registry, name: str) -> Rollout:
@@ -113,25 +115,35 @@ def resume(registry: Registry, name: str) -> Rollout:
     plan, gates = Plan.from_dict(rollout.plan), Gates.from_dict(rollout.gates)
     now, width = time.time(), int(gates.window * 1000)
     progress = Progress.starting(now, int(now * 1000) // width * width - width)
-    return registry.rollouts.update(
+    rollout = registry.rollouts.update(
         rollout, state=state_of(plan, rollout.step), progress=progress.to_dict(), reason="",
         decision=("resume", registry.settings.user, {"step": plan.describe(rollout.step)}),
     )  # fmt: skip
+    return _audited(registry, "resume", rollout)
 
 
 def promote(registry: Registry, name: str) -> Rollout:
     """Move the serving alias to the candidate now, skipping the remaining steps."""
     rollout = _active(registry, name)
     operate(rollout.state, "promote")
-    return finish(registry, rollout, "promote", registry.settings.user,
+    done = finish(registry, rollout, "promote", registry.settings.user,
                   {"reason": "promoted by an operator"})  # fmt: skip
+    return _audited(registry, "promote", done)
 
 
 def abort(registry: Registry, name: str, reason: str = "aborted by an operator") -> Rollout:
     """End the rollout; stable keeps serving."""
     rollout = _active(registry, name)
     operate(rollout.state, "abort")
-    return finish(registry, rollout, "abort", registry.settings.user, {"reason": reason})
+    done = finish(registry, rollout, "abort", registry.settings.user, {"reason": reason})
+    return _audited(registry, "abort", done, reason=reason)
+
+
+def _audited(registry: Registry, verb: str, rollout: Rollout, **detail: Any) -> Rollout:
+    registry.audit.append(f"rollout_{verb}", rollout.name, f"rollout #{rollout.id}",
+                          stable=rollout.stable, candidate=rollout.candidate,
+                          alias=rollout.alias, **detail)  # fmt: skip
+    return rollout
 
 
 def describe(rollout: Rollout) -> str:

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from modelport.errors import NotFound
+from modelport.registry.audit import acting_as
 from modelport.rollouts.decide import Decision, Progress, Window, decide, state_of
 from modelport.rollouts.gates import Gates
 from modelport.rollouts.plan import Plan
@@ -137,7 +138,8 @@ class Controller:
                      plan.describe(step))  # fmt: skip
             return "advance"
         rollout = self.store.update(rollout, progress=decision.progress.to_dict())
-        finish(self.registry, rollout, decision.action, self.actor, evidence)
+        with acting_as(self.actor, "rollout controller"):  # the audit log's alias move is ours
+            finish(self.registry, rollout, decision.action, self.actor, evidence)
         return decision.action
 
 

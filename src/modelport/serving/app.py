@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 import zlib
@@ -21,10 +22,20 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from modelport.errors import Conflict, InvalidInput, ModelportError, NotFound, PayloadTooLarge
+from modelport.errors import (
+    Conflict,
+    InvalidInput,
+    ModelportError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from modelport.rollouts.split import ROUTE, route_of
+from modelport.serving import admin
 from modelport.serving.auth import ApiKeys, token_from
 from modelport.serving.dataplane import DataPlane
+from modelport.serving.exposure import guard
+from modelport.serving.limits import Limiter, Limits
 from modelport.serving.rest_explain import ExplainOptions, RestExplain
 from modelport.serving.rest_rollouts import RestRollouts
 from modelport.serving.rest_tfserving import RestTFServing
@@ -59,6 +70,10 @@ class ServerOptions:
     tracing: Tracing | None = None  # OpenTelemetry spans per request (Tracing.from_environment)
     explain: ExplainOptions | None = None  # explanations' time budget and job bound
     tls: Tls | None = None  # HTTPS and gRPC over TLS (serving/tls.py)
+    limits: Limits = Limits()  # per-client rate and concurrency, global in-flight cap
+    allow_unauthenticated: bool = False  # serve a non-loopback address without keys
+    admin_routes: bool | None = None  # None: on unless open to the network without keys
+    drain_timeout: float = 30.0  # on SIGTERM: longest wait for requests in flight, seconds
 
 
 class ServingApp:
@@ -68,8 +83,10 @@ class ServingApp:
         self, plane: DataPlane, metrics: Metrics, keys: ApiKeys | None = None,
         max_body: int = DEFAULT_MAX_BODY, llm: LanguageModels | None = None,
         explain: ExplainOptions | None = None,
+        limits: Limits | None = None,
     ) -> None:  # fmt: skip
         self.plane = plane
+        self.limiter = Limiter(limits) if limits is not None and limits.enabled else None
         self.metrics = metrics
         self.keys = keys or ApiKeys()
         self.max_body = max_body
@@ -185,40 +202,65 @@ class ServingApp:
                 await _lifespan(receive, send)
             return
         headers: dict[bytes, bytes] = {}
+        role = who = client = token = None
+        params: list[str] = []
         try:
-            handler, role, params = self.route(scope["method"], scope["path"])
-            headers = dict(scope["headers"])
-            if role is not None and self.keys.enabled:
-                token = token_from(headers.get(b"authorization"), headers.get(b"x-api-key"))
-                self.keys.check(token, role)
-            body = b""
-            if scope["method"] == "POST":
-                body = await self._read(receive, headers.get(b"content-length"))
-                encoding = headers.get(b"content-encoding")
-                if encoding is not None:  # a small body may inflate up to the limit
-                    body = await _off_loop(self.max_body, inflate, body, encoding, self.max_body)
-            route = route_of(headers)  # a rollout's sticky key or version override, if any
-            if route is None:
-                status, payload, extra = await handler(body, headers, *params)
-            else:
-                token = ROUTE.set(route)
-                try:
+            try:
+                handler, role, params = self.route(scope["method"], scope["path"])
+                headers = dict(scope["headers"])
+                if role is not None and self.keys.enabled:
+                    token = token_from(headers.get(b"authorization"), headers.get(b"x-api-key"))
+                    who = self.keys.check(token, role)
+                if role is not None and self.limiter is not None:
+                    client = self._admit(who, scope)
+                body = b""
+                if scope["method"] == "POST":
+                    body = await self._read(receive, headers.get(b"content-length"))
+                    encoding = headers.get(b"content-encoding")
+                    if encoding is not None:  # a small body may inflate up to the limit
+                        limit = self.max_body
+                        body = await _off_loop(limit, inflate, body, encoding, limit)
+                route = route_of(headers)  # a rollout's sticky key or version override, if any
+                if role == "admin":
+                    registry = self.plane.models.registry
+                    status, payload, extra = await admin.run(
+                        registry, handler, body, headers, params, scope, who
+                    )
+                elif route is None:
                     status, payload, extra = await handler(body, headers, *params)
-                finally:
-                    ROUTE.reset(token)
-            if isinstance(payload, Stream):
-                await payload.send(send, receive, status, extra)
-                return
-        except ModelportError as exc:
-            status, payload, extra = error_reply(exc)
-        except _MethodNotAllowed as exc:
-            status, payload = 405, _METHOD_NOT_ALLOWED
-            extra = [*_JSON, (b"allow", str(exc).encode())]
-        except Exception as exc:  # a bug must still answer JSON and leave the server up
-            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
-            status = 500
-            payload = orjson.dumps({"error": f"internal error: {type(exc).__name__}"})
-            extra = _JSON
+                else:
+                    routed = ROUTE.set(route)
+                    try:
+                        status, payload, extra = await handler(body, headers, *params)
+                    finally:
+                        ROUTE.reset(routed)
+                if isinstance(payload, Stream):
+                    await payload.send(send, receive, status, extra)
+                    return
+            except ModelportError as exc:
+                status, payload, extra = error_reply(exc)
+                retry = getattr(exc, "retry_after", None)
+                if retry is not None:
+                    extra = [*extra, (b"retry-after", b"%d" % retry)]
+                if role == "admin" and isinstance(exc, Unauthorized):  # who tried, if known
+                    who = self.keys.name_of(token) or ("invalid key" if token else None)
+                    await admin.record(self.plane.models.registry, "admin_denied", scope, who,
+                                       params, status)  # fmt: skip
+            except _MethodNotAllowed as exc:
+                status, payload = 405, _METHOD_NOT_ALLOWED
+                extra = [*_JSON, (b"allow", str(exc).encode())]
+            except Exception as exc:  # a bug must still answer JSON and leave the server up
+                log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+                status = 500
+                payload = orjson.dumps({"error": f"internal error: {type(exc).__name__}"})
+                extra = _JSON
+            await self._send(send, status, payload, extra, headers)
+        finally:
+            if client is not None:
+                self.limiter.release(client)
+
+    async def _send(self, send: Callable, status: int, payload: bytes, extra: list,
+                    headers: dict[bytes, bytes]) -> None:  # fmt: skip
         if len(payload) >= COMPRESS_ABOVE:
             accept = headers.get(b"accept-encoding")
             coding = accepted_coding(accept) if accept is not None else None
@@ -228,6 +270,13 @@ class ServingApp:
         reply_headers = [*extra, (b"content-length", b"%d" % len(payload))]  # else: chunked
         await send({"type": "http.response.start", "status": status, "headers": reply_headers})
         await send({"type": "http.response.body", "body": payload})
+
+    def _admit(self, who: str | None, scope: dict) -> str:
+        """The client a request counts against (its key's name, else its host), admitted."""
+        peer = scope.get("client")
+        client = who or (peer[0] if peer else "unknown")
+        self.limiter.admit(client)
+        return client
 
     async def _read(self, receive: Callable, declared: bytes | None) -> bytes:
         limit = self.max_body
@@ -369,7 +418,8 @@ def build(registry: Registry, config: ServeConfig, options: ServerOptions) -> tu
     plane = DataPlane(models, timeout=config.request_timeout)
     llm = LanguageModels(registry, options.generation, tuple(r.name for r in config.parsed_refs))
     app = ServingApp(plane, metrics, options.api_keys, options.max_request_bytes, llm,
-                     options.explain)  # fmt: skip
+                     options.explain, options.limits)  # fmt: skip
+    plane.limiter = app.limiter  # gRPC counts against the same limits
     return models, metrics, plane, app
 
 
@@ -382,6 +432,9 @@ async def serve(
     """Load the models, serve HTTP (and gRPC) until cancelled or signalled, then unload."""
     import uvicorn
 
+    keys = guard(options.host, options.api_keys or ApiKeys(), options.allow_unauthenticated,
+                 options.admin_routes)  # fmt: skip
+    options = dataclasses.replace(options, api_keys=keys)
     sock = listen(options.host, options.http_port)
     http_port = sock.getsockname()[1]
     models, _metrics, plane, app = build(registry, config, options)
@@ -395,6 +448,7 @@ async def serve(
         lifespan="off", access_log=False, log_level="warning", server_header=False,
         date_header=False, timeout_keep_alive=30, proxy_headers=False,
         ssl_context_factory=None if options.tls is None else lambda *_: options.tls.context(),
+        timeout_graceful_shutdown=options.drain_timeout,
     ))  # fmt: skip
     grpc_server = grpc_port = None
     _stop_on_signals(http)
@@ -403,8 +457,8 @@ async def serve(
             from modelport.serving.grpc_v2 import start_grpc
 
             grpc_server, grpc_port = await start_grpc(
-                plane, options.host, options.grpc_port, options.api_keys,
-                options.max_request_bytes, tracing=options.tracing, tls=options.tls,
+                plane, options.host, options.grpc_port, keys, options.max_request_bytes,
+                tracing=options.tracing, tls=options.tls,
             )  # fmt: skip
         await models.start()
         app.explain.warm()
@@ -427,7 +481,8 @@ async def serve(
 
 
 def _stop_on_signals(http: Any) -> None:
-    """SIGINT and SIGTERM stop the server gracefully: unload the models, then return (exit 0)."""
+    """SIGINT and SIGTERM stop the server gracefully: stop accepting, close idle connections,
+    finish the requests in flight (up to ``drain_timeout``), unload the models, return (exit 0)."""
     import signal
 
     def stop() -> None:

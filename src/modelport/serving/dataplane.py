@@ -26,6 +26,7 @@ from modelport.serving.messages import InferenceRequest, InferenceResponse, Tens
 from modelport.uri import parse_version, validate_alias, validate_name
 
 if TYPE_CHECKING:
+    from modelport.serving.limits import Limiter
     from modelport.serving.models import LoadedModel, ModelSet
 
 SERVER_NAME = "modelport"
@@ -44,6 +45,7 @@ class DataPlane:
     def __init__(self, models: ModelSet, timeout: float = 30.0) -> None:
         self.models = models
         self.timeout = timeout
+        self.limiter: Limiter | None = None  # per-client limits, shared by the transports
 
     # -- health and metadata -------------------------------------------------------------------
 

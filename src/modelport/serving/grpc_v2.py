@@ -23,6 +23,7 @@ from modelport.errors import (
     ModelportError,
     NotFound,
     NotReady,
+    Overloaded,
     PayloadTooLarge,
     Timeout,
     Unauthorized,
@@ -45,6 +46,7 @@ _CODES = (  # most specific first
     (NotReady, grpc.StatusCode.UNAVAILABLE),
     (Timeout, grpc.StatusCode.DEADLINE_EXCEEDED),
     (PayloadTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 # which typed field of InferTensorContents carries each datatype
 _CONTENTS = {
@@ -68,13 +70,22 @@ def _rpc(role: str | None) -> Callable:
     def wrap(method: Callable) -> Callable:
         @functools.wraps(method)
         async def call(self: InferenceServicer, request: Any, context: Any) -> Any:
+            who = client = None
+            limiter = self.plane.limiter
             try:
                 if role is not None and self.keys.enabled:
                     metadata = dict(context.invocation_metadata() or ())
                     token = token_from(metadata.get("authorization"), metadata.get("x-api-key"))
-                    self.keys.check(token, role)
+                    who = self.keys.check(token, role)
+                if role is not None and limiter is not None:
+                    name = who or _peer_host(context.peer())
+                    limiter.admit(name)
+                    client = name
                 return await method(self, request, context)
             except ModelportError as exc:
+                retry = getattr(exc, "retry_after", None)
+                if retry is not None:
+                    context.set_trailing_metadata((("retry-after", str(retry)),))
                 await context.abort(status_code(exc), exc.message)
             except Exception as exc:
                 if isinstance(exc, grpc.aio.AbortError):
@@ -82,10 +93,20 @@ def _rpc(role: str | None) -> Callable:
                 log.exception("unexpected error in gRPC %s", method.__name__)
                 details = f"internal error: {type(exc).__name__}"
                 await context.abort(grpc.StatusCode.INTERNAL, details)
+            finally:
+                if client is not None:
+                    limiter.release(client)
 
         return call
 
     return wrap
+
+
+def _peer_host(peer: str) -> str:
+    """``10.0.0.7`` from gRPC's ``ipv4:10.0.0.7:5555`` (``ipv6:[::1]:5555``: ``::1``)."""
+    address = peer.partition(":")[2]
+    host = address.rpartition(":")[0] if address.count(":") else address
+    return host.strip("[]") or peer
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):

@@ -12,6 +12,7 @@ Catalogue calls (and the candidate's warm load on start) run on a worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import TYPE_CHECKING, Any
 
 from modelport.errors import InvalidInput, NotFound
@@ -33,8 +34,9 @@ class RestRollouts:
         return self.models.registry
 
     async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, lambda: fn(*args, **kwargs))
+        loop = asyncio.get_running_loop()  # in the caller's context: the audit log's actor
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(None, lambda: context.run(fn, *args, **kwargs))
 
     async def status(self, body: bytes, headers: dict[bytes, bytes], name: str) -> Reply:
         from modelport import rollouts
