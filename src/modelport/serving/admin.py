@@ -46,7 +46,10 @@ async def run(
 
 async def record(registry: Registry, action: str, scope: dict, who: str | None,
                  params: list[str], status: int) -> None:  # fmt: skip
-    """One audit entry for an admin route's use, on a worker thread; a failure is logged."""
+    """One audit entry for an admin route's use, on a worker thread; a failure is logged. A
+    model-repository folder has no catalogue and so no audit log: nothing is recorded."""
+    if getattr(registry, "audit", None) is None:
+        return
     detail = {"method": scope["method"], "path": scope["path"], "status": status}
 
     def work() -> None:
@@ -56,4 +59,4 @@ async def record(registry: Registry, action: str, scope: dict, who: str | None,
     try:
         await asyncio.get_running_loop().run_in_executor(None, work)
     except Exception:
-        log.exception("could not write the audit entry for %s %s", *detail.values())
+        log.exception("could not write the audit entry for %s %s (%s)", *detail.values())
