@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     batch_memory_budget: int = 1 << 30
     # serving: API keys (``name=key`` or ``key``, comma-separated) added to ``--api-key``
     api_keys: str = ""
+    # serving: the payload log (a folder, an fsspec URL or an http(s) CloudEvents URL; "" off)
+    payload_log: str = ""
+    payload_sample: float = Field(default=1.0, ge=0.0, le=1.0)
     # the CLI prints a traceback for unexpected errors
     debug: bool = False
 

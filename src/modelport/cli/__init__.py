@@ -15,6 +15,7 @@ from modelport.cli import convert as convert_cmds
 from modelport.cli import edge as edge_cmds
 from modelport.cli import fleet as _fleet_cmds  # noqa: F401  (registers the fleet commands)
 from modelport.cli import llm as llm_cmds
+from modelport.cli import monitor as monitor_cmds
 from modelport.cli import predict as predict_cmd
 from modelport.cli import registry as registry_cmds
 from modelport.cli import rollout as rollout_cmds
@@ -76,6 +77,7 @@ app.add_typer(edge_cmds.edge_app, name="edge")
 app.command("generate")(llm_cmds.generate)
 app.command("chat")(llm_cmds.chat)
 app.command("embed")(llm_cmds.embed)
+app.add_typer(monitor_cmds.monitor_app, name="monitor")
 
 
 def main() -> None:

@@ -170,6 +170,25 @@ class Registry:
         c.write(self.engine, work)
         return self.get(target.ref)
 
+    def set_tag(self, ref: str | ModelRef, key: str, value: str) -> ModelVersion:
+        """Set one tag of a version (its artifact stays immutable): a derived record such as
+        reference statistics, ``value`` ``"sha256:<digest>"`` naming a blob that gc keeps."""
+        target = self.resolve(ref)
+        clean = check_tags({key: value})
+
+        def work(conn: Connection) -> None:
+            model_id = self._model_id(conn, target.name)
+            version_id = self._version_id(conn, model_id, target.name, target.version)
+            conn.execute(
+                sa.update(c.versions)
+                .where(c.versions.c.id == version_id)
+                .values(tags={**target.tags, **clean})
+            )
+            self._log(conn, model_id, "tag_set", version=target.version, detail=clean)
+
+        c.write(self.engine, work)
+        return self.get(target.ref)
+
     def remove_alias(self, name: str, alias: str) -> None:
         validate_alias(alias)
 
@@ -373,9 +392,13 @@ class Registry:
     def gc(self, grace_seconds: float = 600.0, dry_run: bool = False) -> GcReport:
         """Remove blobs no version references, stale partial writes and unused checkouts."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(c.versions.c.files, c.versions.c.sha256)).all()
-        referenced = {f["sha256"] for files, _ in rows for f in files}
-        return self.files.sweep(referenced, {sha for _, sha in rows}, grace_seconds, dry_run)
+            rows = conn.execute(
+                sa.select(c.versions.c.files, c.versions.c.sha256, c.versions.c.tags)
+            ).all()
+        referenced = {f["sha256"] for files, _, _ in rows for f in files}
+        referenced |= {value[7:] for _, _, tags in rows for value in (tags or {}).values()
+                       if value.startswith("sha256:")}  # fmt: skip
+        return self.files.sweep(referenced, {sha for _, sha, _ in rows}, grace_seconds, dry_run)
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -27,12 +27,13 @@ from modelport.serving.auth import ApiKeys, token_from
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.rest_rollouts import RestRollouts
 from modelport.serving.rest_tfserving import RestTFServing
-from modelport.serving.rest_v2 import Reply, RestV2, error_reply
+from modelport.serving.rest_v2 import Reply, RestV2, error_reply, parse_json, reply
 from modelport.serving.streaming import Stream
 
 if TYPE_CHECKING:
     from modelport.generation.options import EngineOptions
     from modelport.monitoring.metrics import Metrics
+    from modelport.monitoring.monitor import Monitor, MonitorOptions
     from modelport.registry import Registry
     from modelport.serving.config import ServeConfig
     from modelport.serving.llm import LanguageModels
@@ -53,6 +54,7 @@ class ServerOptions:
     api_keys: ApiKeys | None = None
     max_request_bytes: int = DEFAULT_MAX_BODY
     generation: EngineOptions | None = None  # language models: slots, context, queue
+    monitor: MonitorOptions | None = None  # payload log, drift, feedback (default: no log)
 
 
 class ServingApp:
@@ -67,6 +69,7 @@ class ServingApp:
         self.keys = keys or ApiKeys()
         self.max_body = max_body
         self.llm = llm
+        self.monitor: Monitor | None = None  # set by build(); serves the feedback route
         v2, tf = RestV2(plane), RestTFServing(plane)
         ro = RestRollouts(plane.models)
         # fixed paths, then patterns by segment count; "{}" is a path parameter
@@ -96,6 +99,7 @@ class ServingApp:
             ("GET", "v2/models/{}/versions/{}", v2.model_metadata, "infer"),
             ("GET", "v2/models/{}/versions/{}/ready", v2.model_ready, "infer"),
             ("POST", "v2/models/{}/versions/{}/infer", v2.infer, "infer"),
+            ("POST", "v2/models/{}/feedback", self._feedback, "infer"),
             ("POST", "v2/repository/models/{}/load", v2.load, "admin"),
             ("POST", "v2/repository/models/{}/unload", v2.unload, "admin"),
             ("GET", "v1/models/{}", tf.status, "infer"),
@@ -224,6 +228,11 @@ class ServingApp:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def _feedback(self, body: bytes, headers: dict[bytes, bytes], name: str) -> Reply:
+        if self.monitor is None:
+            raise NotFound("this server does not monitor its models")
+        return reply(self.monitor.feedback(name, parse_json(body)))
+
     async def _metrics(self, body: bytes, headers: dict[bytes, bytes]) -> Reply:
         content_type = self.metrics.content_type.encode()
         text = self.metrics.render()
@@ -342,6 +351,11 @@ def build(registry: Registry, config: ServeConfig, options: ServerOptions) -> tu
     plane = DataPlane(models, timeout=config.request_timeout)
     llm = LanguageModels(registry, options.generation, tuple(r.name for r in config.parsed_refs))
     app = ServingApp(plane, metrics, options.api_keys, options.max_request_bytes, llm)
+    from modelport.monitoring.monitor import Monitor, MonitorOptions
+
+    app.monitor = monitor = Monitor(registry, options.monitor or MonitorOptions())
+    plane.observers.append(monitor.observe)
+    metrics.collectors.append(monitor.render)
     return models, metrics, plane, app
 
 
@@ -372,6 +386,7 @@ async def serve(
                 plane, options.host, options.grpc_port, options.api_keys, options.max_request_bytes
             )
         await models.start()
+        app.monitor.start()
         http_task = asyncio.ensure_future(http.serve(sockets=[sock]))
         while not http.started and not http_task.done():
             await asyncio.sleep(0.01)
@@ -383,6 +398,7 @@ async def serve(
         if grpc_server is not None:
             await grpc_server.stop(grace=1.0)
         await models.stop()
+        app.monitor.stop()
         if app.llm is not None:
             await app.llm.close()
 

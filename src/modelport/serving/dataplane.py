@@ -13,7 +13,8 @@ protocol. Everything raises ``modelport.errors``; transports map ``.status`` to 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +36,9 @@ class DataPlane:
     def __init__(self, models: ModelSet, timeout: float = 30.0) -> None:
         self.models = models
         self.timeout = timeout
+        # called after each reply as observe(request, model, feed, response, started); each must
+        # be quick and never raise (monitoring hands its work to its own threads)
+        self.observers: list[Callable[..., None]] = []
 
     # -- health and metadata -------------------------------------------------------------------
 
@@ -86,6 +90,7 @@ class DataPlane:
         """The one call of every transport: resolve the model, check and decode the inputs
         against its signature, run it (within the timeout), check the outputs; counted in the
         metrics whatever the outcome, once the model is known."""
+        started = perf_counter() if self.observers else 0.0
         model = self.model(request.model, request.version, request.label)
         with self.models.metrics.request(model.name, model.version, request.protocol):
             if request.error is not None:  # the transport could not decode the request
@@ -107,7 +112,10 @@ class DataPlane:
                         for name in nonfinite)  # fmt: skip
             self.models.metrics.nonfinite_outputs(model.name, model.version, request.protocol,
                                                   count)  # fmt: skip
-        return InferenceResponse(model.name, model.version, outputs, request.id, nonfinite)
+        response = InferenceResponse(model.name, model.version, outputs, request.id, nonfinite)
+        for observe in self.observers:
+            observe(request, model, feed, response, started)
+        return response
 
     # -- repository ----------------------------------------------------------------------------
 
