@@ -108,9 +108,6 @@ def _predicted(outputs: dict) -> tuple[str, np.ndarray]:
 def _labels(request_id: str, label: Any, kind: str, predicted: np.ndarray) -> np.ndarray:
     """The label(s) of one request: a number for one row, or a list of one per row."""
     values = label if isinstance(label, list) else [label]
-    if len(values) != len(predicted):
-        raise InvalidInput(f"request {request_id!r} predicted {len(predicted)} rows but has "
-                           f"{len(values)} labels")  # fmt: skip
     for value in values:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidInput(f"the label of request {request_id!r} must be a number, got "
@@ -118,4 +115,7 @@ def _labels(request_id: str, label: Any, kind: str, predicted: np.ndarray) -> np
         if kind == "accuracy" and (not float(value).is_integer() or value < 0):
             raise InvalidInput(f"the label of request {request_id!r} must be a class index "
                                f"(an integer >= 0), got {value!r}")  # fmt: skip
+    if len(values) != len(predicted):
+        raise InvalidInput(f"request {request_id!r} predicted {len(predicted)} rows but has "
+                           f"{len(values)} labels")  # fmt: skip
     return np.asarray(values, np.float64)

@@ -78,6 +78,7 @@ class Monitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._scored = 0.0
+        self.refreshes = 0  # drift scorings so far
 
     # -- the request path (event loop) ---------------------------------------------------------
 
@@ -134,6 +135,7 @@ class Monitor:
         for drift in list(self._drift.values()):
             if drift is not None:
                 drift.refresh()
+        self.refreshes += 1
 
     def _drain(self) -> None:
         """Bin the backlog, grouped by version, into the drift windows."""
