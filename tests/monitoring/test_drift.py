@@ -63,8 +63,8 @@ async def test_half_a_standard_deviation_is_flagged_within_two_refreshes(
         score = metric(text, "modelport_drift_score", model="mlp", version="1",
                        feature="input[2]", method=method)  # fmt: skip
         assert score is not None and score > 0.1, method
-    assert metric(text, "modelport_drift_score", model="mlp", version="1",
-                  feature="probabilities.class", method="js") is not None  # output drift
+    output = {"model": "mlp", "version": "1", "feature": "probabilities.class", "method": "js"}
+    assert metric(text, "modelport_drift_score", **output) is not None  # output drift
 
 
 def test_a_million_stable_rows_raise_no_flag(monitored_registry) -> None:
@@ -93,7 +93,9 @@ def test_categorical_features_use_their_values() -> None:
     assert [f.kind for f in reference.features] == ["numeric", "categorical"]
     assert reference.features[1].cuts.tolist() == [0, 1, 2, 3]
     drift = Drift(reference, DriftOptions(window=2000, min_rows=500))
-    moved = np.column_stack([rng.standard_normal(2000), rng.choice(4, 2000, p=[.7, .1, .1, .1])])
+    moved = np.column_stack(
+        [rng.standard_normal(2000), rng.choice(4, 2000, p=[0.7, 0.1, 0.1, 0.1])]
+    )
     drift.add(moved)
     drift.refresh()
     assert drift.flagged == {"x[0]": False, "x[1]": True}

@@ -66,8 +66,9 @@ async def test_realized_and_estimated_accuracy(monitored_registry) -> None:
         assert monitor.feedbacks.realized("mlp", 1) == 0.5  # nothing of a refused call counts
         for labels, why in ((["cat"], "number"), ([True], "number"), ([1.5], "class index"),
                             ([[0, 1]], "5 rows")):  # fmt: skip
-            bad = await client.post("/v2/models/mlp/feedback",
-                                    json={"request_ids": ["q0"], "ground_truth": labels})
+            bad = await client.post(
+                "/v2/models/mlp/feedback", json={"request_ids": ["q0"], "ground_truth": labels}
+            )
             assert bad.status_code == 400 and why in bad.json()["error"], bad.text
         for body in ([1, 2], {"request_ids": "q0", "ground_truth": [0]},
                      {"request_ids": ["q0"], "ground_truth": []}):  # fmt: skip
@@ -85,12 +86,14 @@ async def test_a_regressor_reports_its_error(tmp_path: Path, monitored_registry)
     x = np.arange(8, dtype=np.float32).reshape(2, 4)  # sums 6 and 22
     async with monitored_app(monitored_registry, MonitorOptions()) as (client, _monitor):
         assert (await predict(client, "summer", "s1", x)).ravel().tolist() == [6.0, 22.0]
-        reply = await client.post("/v2/models/summer/feedback",
-                                  json={"request_ids": ["s1"], "ground_truth": [[7, 20.5]]})
+        reply = await client.post(
+            "/v2/models/summer/feedback", json={"request_ids": ["s1"], "ground_truth": [[7, 20.5]]}
+        )
         assert reply.status_code == 200 and reply.json()["realized"] == {"1": 1.25}
         text = (await client.get("/metrics")).text
-        wrong_model = await client.post("/v2/models/mlp/feedback",
-                                        json={"request_ids": ["s1"], "ground_truth": [1]})
+        wrong_model = await client.post(
+            "/v2/models/mlp/feedback", json={"request_ids": ["s1"], "ground_truth": [1]}
+        )
         assert wrong_model.status_code == 404  # ids are per model
     assert metric(text, "modelport_prediction_error", model="summer", version="1",
                   metric="mae") == 1.25  # fmt: skip

@@ -18,13 +18,15 @@ monitor_app = typer.Typer(help="Watch served models: reference data, feedback, d
 @monitor_app.command("baseline")
 def baseline(
     ref: Annotated[str, typer.Argument(help="The version: 'digits:3', 'digits@production'.")],
-    data: Annotated[Path, typer.Option(help="Training or evaluation inputs (NPY, NPZ, CSV, "
-                                       "Parquet, JSON).")],  # fmt: skip
+    data: Annotated[
+        Path, typer.Option(help="Training or evaluation inputs (NPY, NPZ, CSV, Parquet, JSON).")
+    ],  # fmt: skip
 ) -> None:
     """Store reference statistics on a version: per-feature bins and quantiles, and the
     distribution of its outputs (the model runs on DATA). Drift is measured against them."""
     from modelport.datafiles import read_numbers
-    from modelport.monitoring.reference import TAG, baseline as compute, load_reference
+    from modelport.monitoring.reference import TAG, load_reference
+    from modelport.monitoring.reference import baseline as compute
 
     version = compute(registry(), ref, read_numbers(data))
     reference = load_reference(registry(), version)
@@ -37,8 +39,12 @@ def baseline(
 @monitor_app.command("feedback")
 def feedback(
     model: Annotated[str, typer.Argument(help="The served model's name.")],
-    labels: Annotated[Path, typer.Option(help="CSV (request_id,label) or JSON "
-                                         '{"request_ids": [...], "ground_truth": [...]}.')],
+    labels: Annotated[
+        Path,
+        typer.Option(
+            help='CSV (request_id,label) or JSON {"request_ids": [...], "ground_truth": [...]}.'
+        ),
+    ],
     url: Annotated[str, typer.Option(help="The server.")] = "http://127.0.0.1:8080",
     api_key: Annotated[str | None, typer.Option(help="An 'infer' API key.")] = None,
 ) -> None:
@@ -55,8 +61,10 @@ def report(
     ref: Annotated[str, typer.Argument(help="The version whose reference to compare against.")],
     log: Annotated[str, typer.Option(help="The payload log: a folder or fsspec URL.")],
     output: Annotated[Path, typer.Option(help="report.html, or a .png of the plots.")],
-    since: Annotated[str | None, typer.Option(help="Only events after this: an ISO time or an "
-                                              "age like 90m, 24h, 7d.")] = None,  # fmt: skip
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only events after this: an ISO time or an age like 90m, 24h, 7d."),
+    ] = None,  # fmt: skip
 ) -> None:
     """Drift per feature with plots, distributions against the reference, latency and volume
     over time, from the payload log; no raw rows in the output."""

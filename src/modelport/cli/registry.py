@@ -26,8 +26,11 @@ def register(
     parent: Annotated[str | None, typer.Option(help="The version this one came from.")] = None,
     reference_data: Annotated[
         Path | None,
-        typer.Option(help="Training or evaluation inputs: store reference statistics for drift "
-                     "(as 'modelport monitor baseline' does).", show_default=False),
+        typer.Option(
+            help="Training or evaluation inputs: store reference statistics for drift "
+            "(as 'modelport monitor baseline' does).",
+            show_default=False,
+        ),
     ] = None,
     json_out: JsonFlag = False,
 ) -> None:

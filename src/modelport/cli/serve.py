@@ -98,29 +98,36 @@ def serve(
     ] = 64,
     payload_log: Annotated[
         str | None,
-        typer.Option(help="Log requests and replies to a folder or fsspec URL (Parquet) or an "
-                     "http(s) URL (CloudEvents). Env MODELPORT_PAYLOAD_LOG. Default: off.",
-                     show_default=False),
+        typer.Option(
+            help="Log requests and replies to a folder or fsspec URL (Parquet) or an "
+            "http(s) URL (CloudEvents). Env MODELPORT_PAYLOAD_LOG. Default: off.",
+            show_default=False,
+        ),
     ] = None,
     payload_sample: Annotated[
         float | None,
-        typer.Option(help="Share of requests logged, 0-1 (env MODELPORT_PAYLOAD_SAMPLE, "
-                     "default 1).", show_default=False),
+        typer.Option(
+            help="Share of requests logged, 0-1 (env MODELPORT_PAYLOAD_SAMPLE, default 1).",
+            show_default=False,
+        ),
     ] = None,
     payload_model: Annotated[
         list[str] | None,
-        typer.Option(help="Log only this model; repeatable (default: every model).",
-                     show_default=False),
+        typer.Option(
+            help="Log only this model; repeatable (default: every model).", show_default=False
+        ),
     ] = None,
     payload_redact: Annotated[
         list[str] | None,
-        typer.Option(help="An input or output left out of the log; repeatable.",
-                     show_default=False),
+        typer.Option(
+            help="An input or output left out of the log; repeatable.", show_default=False
+        ),
     ] = None,
     payload_hash: Annotated[
         list[str] | None,
-        typer.Option(help="An input or output logged as a SHA-256 per row; repeatable.",
-                     show_default=False),
+        typer.Option(
+            help="An input or output logged as a SHA-256 per row; repeatable.", show_default=False
+        ),
     ] = None,
     drift_window: Annotated[
         int, typer.Option(help="Rows in each version's drift window.", min=10)
@@ -131,10 +138,10 @@ def serve(
 ) -> None:
     """Serve models over HTTP and gRPC until Ctrl-C; alias moves are followed without restart.
     Language models (GGUF, encoders) answer the OpenAI API under /v1 on the same port."""
+    from modelport.cli.monitor import monitor_options
     from modelport.generation.options import EngineOptions
     from modelport.serving.app import ServerOptions, run
     from modelport.serving.auth import ApiKeys
-    from modelport.cli.monitor import monitor_options
     from modelport.serving.config import BatchConfig, ServeConfig
 
     runtime = None

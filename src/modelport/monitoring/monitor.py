@@ -151,7 +151,7 @@ class Monitor:
             outputs = {k: np.concatenate([o[k] for _, o in items]) for k in items[0][1]}
             _, ins = input_columns(self._signatures[key], feed)
             names, outs = output_columns(outputs)
-            expected = drift.reference.names[len(drift.reference.names) - drift.reference.outputs:]
+            expected = drift.reference.names[len(drift.reference.names) - drift.reference.outputs :]
             if names != expected:  # the client asked for some outputs only: no output drift
                 outs = np.full((len(ins), len(expected)), np.nan)
             drift.add(np.hstack([ins, outs]))

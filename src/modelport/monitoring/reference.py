@@ -142,7 +142,8 @@ def input_columns(signature: Signature, feed: Mapping[str, np.ndarray]) -> tuple
                 "statistics take numeric inputs of one or two dimensions (rows, features)"
             )
         column = array.reshape(len(array), -1).astype(np.float64, copy=False)
-        names += [spec.name] if array.ndim == 1 else [f"{spec.name}[{j}]" for j in range(column.shape[1])]
+        width = column.shape[1]
+        names += [spec.name] if array.ndim == 1 else [f"{spec.name}[{j}]" for j in range(width)]
         parts.append(column)
     return names, np.hstack(parts) if len(parts) > 1 else parts[0]
 

@@ -33,8 +33,10 @@ SHOWN = 12  # feature distributions drawn, the most drifted first
 BUCKETS = 48  # time buckets of the latency and volume plots
 
 
-def write_report(registry: Registry, ref: str, log: str, output: Path,
-                 since: str | None = None, options: DriftOptions | None = None) -> dict:  # fmt: skip
+def write_report(
+    registry: Registry, ref: str, log: str, output: Path, since: str | None = None,
+    options: DriftOptions | None = None,
+) -> dict:  # fmt: skip
     """Write ``output`` (.html or .png); returns a summary (rows, events, flagged...)."""
     if output.suffix.lower() not in (".html", ".png"):
         raise InvalidInput(f"cannot write {output.name}: the report is .html or .png")
@@ -124,8 +126,9 @@ def _scan(reference: Reference, version: Any, log: str, since: datetime | None) 
     if not times:
         raise NotFound(f"the payload log of {version.ref} has no events"
                        + (f" since {since.isoformat()}" if since else ""))  # fmt: skip
-    return {"counts": counts, "times": np.concatenate(times), "rows": int(sum(r.sum() for r in rows)),
-            "latency": np.concatenate(latencies), "row_counts": np.concatenate(rows)}  # fmt: skip
+    row_counts = np.concatenate(rows)
+    return {"counts": counts, "times": np.concatenate(times), "rows": int(row_counts.sum()),
+            "latency": np.concatenate(latencies), "row_counts": row_counts}  # fmt: skip
 
 
 def _values(column: Any, rows: int) -> np.ndarray:
@@ -204,12 +207,13 @@ def _html(ref: str, tally: dict, table: list[dict], image: bytes, since: str | N
     first, last = (datetime.fromtimestamp(t / 1e6, UTC).isoformat(timespec="seconds")
                    for t in (tally["times"].min(), tally["times"].max()))  # fmt: skip
     flagged = sum(r["flagged"] for r in table)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(ref)} drift</title>
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>{html.escape(ref)} drift</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}tr.drift{{background:#fdd}}</style>
 </head><body><h1>Drift report: {html.escape(ref)}</h1>
-<p>{tally['rows']} rows in {len(tally['times'])} events from {first} to {last}
-{'(since ' + html.escape(since) + ')' if since else ''}; {flagged} of {len(table)} features
+<p>{tally["rows"]} rows in {len(tally["times"])} events from {first} to {last}
+{"(since " + html.escape(since) + ")" if since else ""}; {flagged} of {len(table)} features
 drifted.</p><img alt="drift plots" src="data:image/png;base64,{base64.b64encode(image).decode()}">
 <table><tr><th>feature</th><th>kind</th><th>PSI</th><th>KS</th><th>JS</th><th>drifted</th></tr>
 {rows}</table></body></html>

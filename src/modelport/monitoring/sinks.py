@@ -149,7 +149,7 @@ def _list_column(arrays: list[np.ndarray | None]) -> Any:
     sizes = np.array([0 if a is None else a.size for a in arrays], np.int64)
     offsets = np.zeros(len(arrays) + 1, np.int32)
     np.cumsum(sizes, out=offsets[1:])
-    if dtype == object or dtype.kind in "US":
+    if dtype.kind in "OUS":
         values = pa.array([str(v) if not isinstance(v, bytes) else v.decode("utf-8", "replace")
                            for a in present for v in a.ravel()], pa.string())  # fmt: skip
     else:
