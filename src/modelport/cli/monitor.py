@@ -77,7 +77,7 @@ def report(
 
 
 def monitor_options(settings: Any, log: str | None, sample: float | None, models: Any,
-                    redact: Any, hashed: Any, window: int, refresh: float) -> Any:  # fmt: skip
+                    masks: Any, window: int, refresh: float) -> Any:  # fmt: skip
     """The server's MonitorOptions from ``serve``'s options, on top of the settings."""
     from modelport.errors import InvalidInput
     from modelport.monitoring.drift import DriftOptions
@@ -87,8 +87,14 @@ def monitor_options(settings: Any, log: str | None, sample: float | None, models
     sample = settings.payload_sample if sample is None else sample
     if not 0.0 <= sample <= 1.0:
         raise InvalidInput(f"--payload-sample must be between 0 and 1, got {sample}")
+    how: dict[str, list[str]] = {"redact": [], "hash": []}
+    for mask in masks or ():
+        name, _, action = mask.partition("=")
+        if action not in how or not name:
+            raise InvalidInput(f"--payload-mask {mask!r} is not NAME=redact or NAME=hash")
+        how[action].append(name)
     payload = PayloadOptions(sample=sample, models=tuple(models or ()),
-                             redact=tuple(redact or ()), hash=tuple(hashed or ()))  # fmt: skip
+                             redact=tuple(how["redact"]), hash=tuple(how["hash"]))  # fmt: skip
     drift = DriftOptions(window=window, min_rows=min(1000, window // 2))
     return MonitorOptions(payload_log=log or settings.payload_log or None, payload=payload,
                           drift_options=drift, refresh=refresh)  # fmt: skip

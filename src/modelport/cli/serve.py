@@ -117,16 +117,12 @@ def serve(
             help="Log only this model; repeatable (default: every model).", show_default=False
         ),
     ] = None,
-    payload_redact: Annotated[
+    payload_mask: Annotated[
         list[str] | None,
         typer.Option(
-            help="An input or output left out of the log; repeatable.", show_default=False
-        ),
-    ] = None,
-    payload_hash: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="An input or output logged as a SHA-256 per row; repeatable.", show_default=False
+            help="NAME=redact (an input or output left out of the log) or NAME=hash (logged as "
+            "a SHA-256 per row); repeatable.",
+            show_default=False,
         ),
     ] = None,
     drift_window: Annotated[
@@ -163,8 +159,7 @@ def serve(
         generation=EngineOptions(slots=slots, context=context, max_queue=max_queue,
                                  threads=intra_op_threads or 0),
         monitor=monitor_options(registry().settings, payload_log, payload_sample,
-                                payload_model, payload_redact, payload_hash, drift_window,
-                                drift_refresh),
+                                payload_model, payload_mask, drift_window, drift_refresh),
     )  # fmt: skip
     run(registry(), config, options, started=lambda *args: _started(host, keys, *args))
     console.print("stopped")

@@ -114,9 +114,12 @@ class Reference:
         """Counts [features, max bins] of ``columns`` [rows, features] (NaN rows skipped)."""
         width = max(f.bins for f in self.features)
         counts = np.zeros((len(self.features), width), np.int64)
+        by_feature = np.ascontiguousarray(columns.T)  # one copy; each feature's values in a row
         for j, feature in enumerate(self.features):
-            values = columns[:, j]
-            values = values[np.isfinite(values)]
+            values = by_feature[j]
+            finite = np.isfinite(values)
+            if not finite.all():
+                values = values[finite]
             counts[j, : feature.bins] = np.bincount(feature.bin(values), minlength=feature.bins)
         return counts
 

@@ -29,7 +29,7 @@ from modelport.monitoring.reference import Reference, load_reference
 if TYPE_CHECKING:
     from modelport.registry import Registry
 
-SHOWN = 12  # feature distributions drawn, the most drifted first
+SHOWN = 8  # feature distributions drawn, the most drifted first
 BUCKETS = 48  # time buckets of the latency and volume plots
 
 
@@ -107,7 +107,8 @@ def _scan(reference: Reference, version: Any, log: str, since: datetime | None) 
     counts = np.zeros((len(reference.features), width), np.int64)
     times, latencies, rows = [], [], []
     columns = ["time", "latency_ms", "rows", *wanted, *outs]
-    for batch in data.to_batches(columns=columns, filter=where, batch_size=65536):
+    for batch in data.to_batches(columns=columns, filter=where, batch_size=65536,
+                                 batch_readahead=1, fragment_readahead=1):
         if not batch.num_rows:
             continue
         n = batch.column("rows").to_numpy()
@@ -169,7 +170,8 @@ def _figure(reference: Reference, tally: dict, expected: np.ndarray, psi: np.nda
         if k == 0:
             ax.legend(fontsize=7)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
+    fig.subplots_adjust(left=0.05, right=0.98, top=0.95, bottom=0.04)
+    fig.savefig(buffer, format="png")
     plt.close(fig)
     return buffer.getvalue()
 
@@ -179,9 +181,10 @@ def _time_plots(volume: Any, latency: Any, tally: dict) -> None:
     edges = np.linspace(times.min(), times.max() + 1e-6, BUCKETS + 1)
     which = np.clip(np.searchsorted(edges, times, side="right") - 1, 0, BUCKETS - 1)
     rows = np.bincount(which, weights=tally["row_counts"], minlength=BUCKETS)
-    stamps = [datetime.fromtimestamp(t, UTC) for t in (edges[:-1] + edges[1:]) / 2]
+    start = datetime.fromtimestamp(edges[0], UTC).isoformat(timespec="seconds")
+    stamps = ((edges[:-1] + edges[1:]) / 2 - edges[0]) / 60  # minutes since the first event
     volume.plot(stamps, rows, color="#1f77b4")
-    volume.set_title("rows per interval", fontsize=9)
+    volume.set_title(f"rows per {(edges[1] - edges[0]) / 60:.3g} min", fontsize=9)
     order = np.argsort(which, kind="stable")
     split = np.split(tally["latency"][order], np.cumsum(np.bincount(which, minlength=BUCKETS))[:-1])
     for q, color in ((50, "#1f77b4"), (99, "#d62728")):
@@ -191,6 +194,7 @@ def _time_plots(volume: Any, latency: Any, tally: dict) -> None:
     latency.legend(fontsize=7)
     for ax in (volume, latency):
         ax.tick_params(labelsize=6)
+        ax.set_xlabel(f"minutes since {start}", fontsize=7)
 
 
 def _html(ref: str, tally: dict, table: list[dict], image: bytes, since: str | None) -> str:
