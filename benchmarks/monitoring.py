@@ -1,6 +1,6 @@
 """Model monitoring costs, side by side in one run: payload logging, drift, a dead sink, reports.
 
-    .venv/bin/python benchmarks/monitoring.py [--duration 10] [--rounds 2] [--dead-seconds 60]
+    .venv/bin/python benchmarks/monitoring.py [--duration 10] [--rounds 3] [--dead-seconds 60]
                                               [--rows 1000000] [--markdown]
 
 1. Serving cost: the same 64-feature MLP (64 -> 128 -> 64 -> 10, the digits shape) served by
@@ -87,6 +87,21 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def served(port: int, model: str) -> float:
+    text = scrape(port)
+    return sum(value(text, rf'modelport_requests_total\{{model="{model}",version="1",'
+                           rf'protocol="rest",outcome="{o}"\}}')
+               for o in ("success", "client_error", "server_error"))  # fmt: skip
+
+
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         return response.read().decode()
@@ -115,24 +130,30 @@ def serving_cost(wrk: str, work: Path, script: Path, duration: float, rounds: in
             try:
                 url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
                 run_wrk(wrk, url, script, CONNECTIONS, 2)  # warm-up
-                before = rss_mib(proc.pid)
+                before, cpu, count = rss_mib(proc.pid), cpu_seconds(proc.pid), served(port, model)
                 result = run_wrk(wrk, url, script, CONNECTIONS, duration)
+                result["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - cpu) / (served(port, model)
+                                                                         - count)  # fmt: skip
                 result["rss_growth_mib"] = rss_mib(proc.pid) - before
                 runs[config].append(result)
             finally:
                 stop(proc)
             console.print(f"round {n + 1} {config}: {result['rps']:.0f} req/s, "
-                          f"p99 {result['p99_ms']:.2f} ms", highlight=False)  # fmt: skip
+                          f"p99 {result['p99_ms']:.2f} ms, {result['cpu_us']:.0f} us CPU a "
+                          "request", highlight=False)  # fmt: skip
     rows = []
     for config in CONFIGS:
         rps = statistics.median(r["rps"] for r in runs[config])
         p99 = statistics.median(r["p99_ms"] for r in runs[config])
+        cpu = statistics.median(r["cpu_us"] for r in runs[config])
         growth = max(r["rss_growth_mib"] for r in runs[config])
-        rows.append({"config": config, "rps": rps, "p99_ms": p99, "rss_growth_mib": growth,
+        rows.append({"config": config, "rps": rps, "p99_ms": p99, "cpu_us": cpu,
+                     "rss_growth_mib": growth,
                      "errors": sum(r["errors"] for r in runs[config])})  # fmt: skip
     base = rows[0]
     for row in rows:
         row["throughput_cost_pct"] = 100 * (1 - row["rps"] / base["rps"])
+        row["cpu_cost_pct"] = 100 * (row["cpu_us"] / base["cpu_us"] - 1)
         row["p99_delta_ms"] = row["p99_ms"] - base["p99_ms"]
     return rows
 
@@ -237,12 +258,14 @@ def report_cost(work: Path, pixels: np.ndarray, rows: int) -> dict:
 
 
 def report(serving: list, dead: dict | None, built: dict | None, markdown: bool) -> None:
-    table = Table("configuration", "req/s", "cost", "p99 ms", "p99 +ms", "RSS growth MiB",
-                  "errors", title=f"serving, wrk {CONNECTIONS} connections")  # fmt: skip
+    table = Table("configuration", "req/s", "cost", "CPU us/req", "CPU cost", "p99 ms",
+                  "p99 +ms", "RSS growth MiB", "errors",
+                  title=f"serving, wrk {CONNECTIONS} connections")  # fmt: skip
     for r in serving:
         table.add_row(r["config"], f"{r['rps']:.0f}", f"{r['throughput_cost_pct']:+.1f}%",
-                      f"{r['p99_ms']:.2f}", f"{r['p99_delta_ms']:+.2f}",
-                      f"{r['rss_growth_mib']:+.1f}", str(r["errors"]))  # fmt: skip
+                      f"{r['cpu_us']:.0f}", f"{r['cpu_cost_pct']:+.1f}%", f"{r['p99_ms']:.2f}",
+                      f"{r['p99_delta_ms']:+.2f}", f"{r['rss_growth_mib']:+.1f}",
+                      str(r["errors"]))  # fmt: skip
     console.print(table)
     if dead:
         console.print(
@@ -268,7 +291,7 @@ def report(serving: list, dead: dict | None, built: dict | None, markdown: bool)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dead-seconds", type=float, default=60.0)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--only", choices=("serving", "dead", "report"), default=None)

@@ -28,20 +28,31 @@ SHOWN = 5  # unknown ids named in an error
 
 
 class Feedback:
-    def __init__(self, capacity: int = 100_000, window: int = 1000) -> None:
+    def __init__(self, capacity: int = 100_000, window: int = 1000,
+                 max_bytes: int = 64 << 20) -> None:  # fmt: skip
         if capacity < 1 or window < 1:
             raise InvalidInput("feedback capacity and window must be >= 1")
-        self.capacity, self.window = capacity, window
-        self._predictions: OrderedDict[tuple[str, str], tuple[int, dict]] = OrderedDict()
+        self.capacity, self.window, self.max_bytes = capacity, window, max_bytes
+        self._predictions: OrderedDict[tuple[str, str], tuple[int, dict, int]] = OrderedDict()
+        self._bytes = 0
         self._labelled: dict[tuple[str, int], deque] = {}
         self._confidence: dict[tuple[str, int], deque] = {}
         self.kinds: dict[tuple[str, int], str] = {}  # "accuracy" or "mae"
 
     def remember(self, model: str, request_id: str, version: int, outputs: dict) -> None:
+        """Keep ``outputs`` under the id; the oldest go past ``capacity`` ids or ``max_bytes``."""
         predictions = self._predictions
-        predictions[model, request_id] = (version, outputs)
-        if len(predictions) > self.capacity:
-            predictions.popitem(last=False)
+        nbytes = 0
+        for array in outputs.values():
+            nbytes += array.nbytes
+        old = predictions.pop((model, request_id), None)
+        if old is not None:
+            self._bytes -= old[2]
+        predictions[model, request_id] = (version, outputs, nbytes)
+        self._bytes += nbytes
+        while len(predictions) > self.capacity or (self._bytes > self.max_bytes
+                                                   and len(predictions) > 1):  # fmt: skip
+            self._bytes -= predictions.popitem(last=False)[1][2]
 
     def join(self, model: str, ids: Sequence[Any], labels: Sequence[Any]) -> dict[str, Any]:
         """Record ground truth for ``ids`` (all or none: an unknown id or a label of the wrong
@@ -58,7 +69,7 @@ class Feedback:
                            f"(the last {self.capacity} are kept)")  # fmt: skip
         rows = []
         for request_id, label in zip(ids, labels, strict=True):
-            version, outputs = self._predictions[model, request_id]
+            version, outputs, _ = self._predictions[model, request_id]
             kind, predicted = _predicted(outputs)
             rows.append((version, kind, predicted, _labels(request_id, label, kind, predicted)))
         for version, kind, predicted, truth in rows:
@@ -83,7 +94,7 @@ class Feedback:
 
     def estimated(self, model: str, version: int) -> float | None:
         ring = self._confidence.get((model, version))
-        return float(np.mean(ring)) if ring else None
+        return float(np.mean(list(ring))) if ring else None  # list(): one atomic copy
 
     def series(self) -> list[tuple[str, int, str, float]]:
         """(model, version, kind, value) of every figure known now."""
@@ -93,7 +104,7 @@ class Feedback:
                 out.append((model, version, self.kinds[model, version], float(np.mean(scored))))
         for (model, version), ring in list(self._confidence.items()):
             if ring:
-                out.append((model, version, "estimated", float(np.mean(ring))))
+                out.append((model, version, "estimated", float(np.mean(list(ring)))))
         return out
 
 

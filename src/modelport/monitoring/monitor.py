@@ -189,7 +189,8 @@ class Monitor:
                                      method=method)  # fmt: skip
                     score_lines.append(f"modelport_drift_score{{{labels}}} {_number(value)}")
                 labels = _labels(model=name, version=str(version), feature=feature)
-                flag_lines.append(f"modelport_drift_flagged{{{labels}}} {int(flagged[feature])}")
+                flag = int(flagged.get(feature, False))  # scored by another thread meanwhile
+                flag_lines.append(f"modelport_drift_flagged{{{labels}}} {flag}")
         out += ["# HELP modelport_drift_score Drift of a feature against the version's reference.",
                 "# TYPE modelport_drift_score gauge", *score_lines,
                 "# HELP modelport_drift_flagged 1 when a feature's drift is past its threshold.",

@@ -120,15 +120,17 @@ class PayloadLogger:
         counts = self.counts.get(event.model)
         if counts is None:
             counts = self.counts[event.model] = Counts()
-        sample = self.options.sample
-        if sample < 1.0 and random.random() >= sample:
+        options = self.options
+        if options.sample < 1.0 and random.random() >= options.sample:
             return
         counts.offered += 1
-        nbytes = sum(a.nbytes for a in event.inputs.values()) + sum(
-            a.nbytes for a in event.outputs.values()
-        )
-        if (len(self._queue) >= self.options.capacity
-                or self._added - self._removed + nbytes > self.options.max_bytes):  # fmt: skip
+        nbytes = 0
+        for array in event.inputs.values():
+            nbytes += array.nbytes
+        for array in event.outputs.values():
+            nbytes += array.nbytes
+        if (len(self._queue) >= options.capacity
+                or self._added - self._removed + nbytes > options.max_bytes):  # fmt: skip
             counts.dropped += 1
             return
         event.nbytes = nbytes
@@ -176,6 +178,7 @@ class PayloadLogger:
             failures = 0
             for event in events:
                 self.counts[event.model].sent += 1
+            self._tick()  # under steady load the queue is never empty: roll by age here too
 
     def _take(self, most: int) -> list[Event]:
         queue, events = self._queue, []

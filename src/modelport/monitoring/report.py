@@ -107,8 +107,9 @@ def _scan(reference: Reference, version: Any, log: str, since: datetime | None) 
     counts = np.zeros((len(reference.features), width), np.int64)
     times, latencies, rows = [], [], []
     columns = ["time", "latency_ms", "rows", *wanted, *outs]
-    for batch in data.to_batches(columns=columns, filter=where, batch_size=65536,
-                                 batch_readahead=1, fragment_readahead=1):
+    for batch in data.to_batches(
+        columns=columns, filter=where, batch_size=65536, batch_readahead=1, fragment_readahead=1
+    ):
         if not batch.num_rows:
             continue
         n = batch.column("rows").to_numpy()

@@ -87,18 +87,24 @@ class ParquetSink:
     def _table(self, events: list[Event]) -> Any:
         import pyarrow as pa
 
+        times, ids, traces, versions, latencies, rows = zip(
+            *[(e.time, e.request_id, e.trace_id, e.version, e.latency, _rows(e.inputs))
+              for e in events], strict=True)  # fmt: skip
         columns: dict[str, Any] = {
-            "time": pa.array(np.array([e.time * 1e6 for e in events], np.int64),
+            "time": pa.array((np.array(times) * 1e6).astype(np.int64),
                              pa.timestamp("us", tz="UTC")),
-            "request_id": pa.array([e.request_id for e in events], pa.string()),
-            "trace_id": pa.array([e.trace_id for e in events], pa.string()),
-            "model": pa.array([e.model for e in events], pa.string()),
-            "version": pa.array([e.version for e in events], pa.int32()),
-            "latency_ms": pa.array([e.latency * 1e3 for e in events], pa.float64()),
-            "rows": pa.array([_rows(e.inputs) for e in events], pa.int32()),
+            "request_id": pa.array(ids, pa.string()),
+            "trace_id": pa.array(traces, pa.string()),
+            "model": pa.array([events[0].model] * len(events), pa.string()),
+            "version": pa.array(versions, pa.int32()),
+            "latency_ms": pa.array(np.array(latencies) * 1e3, pa.float64()),
+            "rows": pa.array(rows, pa.int32()),
         }  # fmt: skip
+        masking = self.options.redact or self.options.hash
         for prefix, attr in (("input", "inputs"), ("output", "outputs")):
-            tensors = [redacted(getattr(e, attr), self.options) for e in events]
+            tensors = [getattr(e, attr) for e in events]
+            if masking:
+                tensors = [redacted(t, self.options) for t in tensors]
             for name in tensors[0]:
                 columns[f"{prefix}.{name}"] = _list_column([t.get(name) for t in tensors])
         return pa.table(columns)
@@ -146,7 +152,7 @@ def _list_column(arrays: list[np.ndarray | None]) -> Any:
 
     present = [a for a in arrays if a is not None]
     dtype = np.result_type(*[a.dtype for a in present]) if present else np.dtype("float32")
-    sizes = np.array([0 if a is None else a.size for a in arrays], np.int64)
+    sizes = np.fromiter((0 if a is None else a.size for a in arrays), np.int64, len(arrays))
     offsets = np.zeros(len(arrays) + 1, np.int32)
     np.cumsum(sizes, out=offsets[1:])
     if dtype.kind in "OUS":
