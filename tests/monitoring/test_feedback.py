@@ -54,9 +54,10 @@ async def test_realized_and_estimated_accuracy(monitored_registry) -> None:
             "request_ids": [f"q{i}" for i in range(20)], "ground_truth": labels})  # fmt: skip
         assert reply.status_code == 200, reply.text
         assert reply.json() == {"model": "mlp", "joined": 100, "realized": {"1": 0.5}}
+        expected = np.concatenate(probabilities).max(axis=1).mean()  # over all 100 rows
         deadline = time.monotonic() + 10
-        while monitor.feedbacks.estimated("mlp", 1) is None:
-            assert time.monotonic() < deadline
+        while monitor.feedbacks.estimated("mlp", 1) != pytest.approx(expected, abs=1e-6):
+            assert time.monotonic() < deadline, "the estimate never took in every row"
             await anyio.sleep(0.02)
         text = (await client.get("/metrics")).text
 
@@ -76,7 +77,6 @@ async def test_realized_and_estimated_accuracy(monitored_registry) -> None:
             assert bad.status_code == 400 and "error" in bad.json()
     assert metric(text, "modelport_accuracy", model="mlp", version="1", kind="realized") == 0.5
     estimated = metric(text, "modelport_accuracy", model="mlp", version="1", kind="estimated")
-    expected = np.concatenate(probabilities).max(axis=1).mean()
     assert estimated == pytest.approx(expected, abs=1e-6)
 
 

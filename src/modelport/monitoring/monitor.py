@@ -14,9 +14,10 @@ scores drift every ``refresh`` s; ``render`` writes the gauges from what it scor
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import threading
-import uuid
 from collections import deque
 from dataclasses import dataclass
 from time import monotonic, perf_counter
@@ -28,7 +29,7 @@ from modelport.errors import InvalidInput
 from modelport.monitoring.drift import Drift, DriftOptions
 from modelport.monitoring.feedback import Feedback
 from modelport.monitoring.metrics import _labels, _number
-from modelport.monitoring.payload import Event, PayloadLogger, PayloadOptions, now
+from modelport.monitoring.payload import PayloadLogger, PayloadOptions, now
 from modelport.monitoring.reference import (
     input_columns,
     load_reference,
@@ -90,8 +91,9 @@ class Monitor:
             self.feedbacks.remember(name, request_id, version, outputs)
         logger = self.logger
         if logger is not None and logger.wants(name):
-            logger.offer(Event(now(), request_id or uuid.uuid4().hex, request.traceparent, name,
-                               version, feed, outputs, latency))  # fmt: skip
+            request_id = request_id or f"{_PREFIX}-{next(_SERIAL)}"
+            logger.offer(now(), request_id, request.traceparent, name, version, feed, outputs,
+                         latency)  # fmt: skip
         if self.options.drift and self._drift.get((name, version), True) is not None:
             if len(self._backlog) < self.options.backlog:
                 self._backlog.append((name, version, feed, outputs))
@@ -212,6 +214,9 @@ class Monitor:
 
 
 _LOCK = threading.Lock()  # the backlog drains in one thread at a time
+# ids of requests that came without one: unique per process start, cheap on the request path
+_PREFIX = os.urandom(6).hex()
+_SERIAL = itertools.count(1)
 
 
 def _sink_args(options: MonitorOptions) -> dict[str, Any]:

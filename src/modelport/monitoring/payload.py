@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -37,8 +37,7 @@ MAX_BACKOFF = 5.0
 OUTCOMES = ("sent", "dropped", "failed")
 
 
-@dataclass(slots=True)
-class Event:
+class Event(NamedTuple):
     time: float  # seconds since the epoch
     request_id: str
     traceparent: str | None
@@ -47,7 +46,7 @@ class Event:
     inputs: dict[str, np.ndarray]
     outputs: dict[str, np.ndarray]
     latency: float  # seconds
-    nbytes: int = 0
+    nbytes: int = 0  # of the tensors, counted against ``max_bytes`` while queued
 
     @property
     def trace_id(self) -> str:
@@ -116,26 +115,28 @@ class PayloadLogger:
     def wants(self, model: str) -> bool:
         return not self._models or model in self._models
 
-    def offer(self, event: Event) -> None:
-        counts = self.counts.get(event.model)
+    def offer(self, time: float, request_id: str, traceparent: str | None, model: str,
+              version: int, inputs: dict, outputs: dict, latency: float) -> None:  # fmt: skip
+        """Queue one event (the arguments of ``Event``), or count it dropped."""
+        counts = self.counts.get(model)
         if counts is None:
-            counts = self.counts[event.model] = Counts()
+            counts = self.counts[model] = Counts()
         options = self.options
         if options.sample < 1.0 and random.random() >= options.sample:
             return
         counts.offered += 1
         nbytes = 0
-        for array in event.inputs.values():
+        for array in inputs.values():
             nbytes += array.nbytes
-        for array in event.outputs.values():
+        for array in outputs.values():
             nbytes += array.nbytes
         if (len(self._queue) >= options.capacity
                 or self._added - self._removed + nbytes > options.max_bytes):  # fmt: skip
             counts.dropped += 1
             return
-        event.nbytes = nbytes
         self._added += nbytes
-        self._queue.append(event)
+        self._queue.append(Event(time, request_id, traceparent, model, version, inputs, outputs,
+                                 latency, nbytes))  # fmt: skip
 
     # -- the writer ----------------------------------------------------------------------------
 

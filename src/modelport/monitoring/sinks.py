@@ -20,6 +20,7 @@ request body) and the reply (``...response``, a V2 response body), with ``ce-spe
 from __future__ import annotations
 
 import http.client
+import operator
 import os
 import socket
 import time
@@ -30,7 +31,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from modelport.errors import InvalidInput, MissingDependency
-from modelport.monitoring.payload import Event, PayloadOptions, redacted
+from modelport.monitoring.payload import Event, PayloadOptions, redacted, trace_id
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
@@ -85,28 +86,31 @@ class ParquetSink:
             self._close(model)
 
     def _table(self, events: list[Event]) -> Any:
+        """One row per event; the tensors' values as list columns, built a column at a time."""
         import pyarrow as pa
 
-        times, ids, traces, versions, latencies, rows = zip(
-            *[(e.time, e.request_id, e.trace_id, e.version, e.latency, _rows(e.inputs))
-              for e in events], strict=True)  # fmt: skip
+        times, ids, traces, _, versions, inputs, outputs, latencies, _ = zip(*events, strict=True)
         columns: dict[str, Any] = {
             "time": pa.array((np.array(times) * 1e6).astype(np.int64),
                              pa.timestamp("us", tz="UTC")),
             "request_id": pa.array(ids, pa.string()),
-            "trace_id": pa.array(traces, pa.string()),
+            "trace_id": pa.array([trace_id(t) if t else "" for t in traces], pa.string()),
             "model": pa.array([events[0].model] * len(events), pa.string()),
             "version": pa.array(versions, pa.int32()),
             "latency_ms": pa.array(np.array(latencies) * 1e3, pa.float64()),
-            "rows": pa.array(rows, pa.int32()),
+            "rows": None,
         }  # fmt: skip
         masking = self.options.redact or self.options.hash
-        for prefix, attr in (("input", "inputs"), ("output", "outputs")):
-            tensors = [getattr(e, attr) for e in events]
+        first = _pick(inputs, next(iter(inputs[0]), None))
+        try:
+            columns["rows"] = pa.array(list(map(len, first)), pa.int32())
+        except TypeError:  # a scalar input: one row
+            columns["rows"] = pa.array([a.shape[0] if a.ndim else 1 for a in first], pa.int32())
+        for prefix, tensors in (("input", inputs), ("output", outputs)):
             if masking:
                 tensors = [redacted(t, self.options) for t in tensors]
             for name in tensors[0]:
-                columns[f"{prefix}.{name}"] = _list_column([t.get(name) for t in tensors])
+                columns[f"{prefix}.{name}"] = _list_column(_pick(tensors, name))
         return pa.table(columns)
 
     def _start(self, model: str, schema: Any) -> _File:
@@ -120,7 +124,10 @@ class ParquetSink:
         final = f"{folder}/{name}"
         path = f"{folder}/.{name}" if self.local else final
         handle = self.fs.open(path, "wb")
-        writer = pq.ParquetWriter(handle, schema, compression="zstd")
+        writer = pq.ParquetWriter(  # no dictionaries nor statistics for tensor values: costly
+            handle, schema, compression="zstd", use_dictionary=["model", "trace_id"],
+            write_statistics=["time", "version", "latency_ms", "rows"],
+        )  # fmt: skip
         return _File(handle, writer, schema, path, final, time.monotonic())
 
     def _close(self, model: str) -> None:
@@ -140,10 +147,12 @@ class _File:
         self.path, self.final, self.started = path, final, started
 
 
-def _rows(tensors: dict[str, np.ndarray]) -> int:
-    for array in tensors.values():
-        return len(array) if array.ndim else 1
-    return 0
+def _pick(tensors: tuple[dict, ...] | list[dict], name: Any) -> list:
+    """``name``'s array of each event (None where an event lacks it)."""
+    try:
+        return list(map(operator.itemgetter(name), tensors))
+    except KeyError:
+        return [t.get(name) for t in tensors]
 
 
 def _list_column(arrays: list[np.ndarray | None]) -> Any:
@@ -151,16 +160,21 @@ def _list_column(arrays: list[np.ndarray | None]) -> Any:
     import pyarrow as pa
 
     present = [a for a in arrays if a is not None]
-    dtype = np.result_type(*[a.dtype for a in present]) if present else np.dtype("float32")
-    sizes = np.fromiter((0 if a is None else a.size for a in arrays), np.int64, len(arrays))
+    dtype = np.result_type(*{a.dtype for a in present}) if present else np.dtype("float32")
+    sizes = [0 if a is None else a.size for a in arrays]
     offsets = np.zeros(len(arrays) + 1, np.int32)
     np.cumsum(sizes, out=offsets[1:])
     if dtype.kind in "OUS":
         values = pa.array([str(v) if not isinstance(v, bytes) else v.decode("utf-8", "replace")
                            for a in present for v in a.ravel()], pa.string())  # fmt: skip
+    elif not present:
+        values = pa.array(np.zeros(0, dtype))
     else:
-        flat = [a.ravel() for a in present]
-        values = pa.array(np.concatenate(flat) if flat else np.zeros(0, dtype))
+        try:  # one copy when the events share their trailing dimensions (the usual case)
+            flat = np.concatenate(present).reshape(-1)
+        except ValueError:
+            flat = np.concatenate([a.reshape(-1) for a in present])
+        values = pa.array(flat.astype(dtype, copy=False))
     mask = pa.array([a is None for a in arrays]) if len(present) < len(arrays) else None
     return pa.ListArray.from_arrays(pa.array(offsets), values, mask=mask)
 
