@@ -2,14 +2,15 @@
 
     logger = PayloadLogger(ParquetSink("/var/log/modelport"), sample=0.1, capacity=10_000)
     logger.start()                         # the writer thread
-    logger.offer(event)                    # on the request path: a sample draw and an append
+    logger.offer(time, id, traceparent, model, version, inputs, outputs, latency)  # request path
     logger.stop()                          # writes what is queued, closes the sink
 
 ``offer`` never blocks and never raises: a full queue (``capacity`` events or ``max_bytes`` of
-tensors) drops the event and counts it. The writer takes events in batches and hands them to the
-sink; a sink that raises fails its whole batch (counted), and the writer waits a little longer
-after each failure in a row (at most ``MAX_BACKOFF`` s) so a dead sink costs no CPU while the
-queue fills and drops. Every offered event ends up counted once: sent, dropped or failed.
+tensors) drops the event and counts it. The writer takes events in batches (a full ``batch``,
+or what came in ``interval`` seconds) and hands them to the sink; a sink that raises fails its
+whole batch (counted), and the writer waits a little longer after each failure in a row (at
+most ``MAX_BACKOFF`` s) so a dead sink costs no CPU while the queue fills and drops. Every
+offered event ends up counted once: sent, dropped or failed.
 
 Events carry the request id (the client's, else a new one), the trace id of a W3C
 ``traceparent`` (else ""), model, version, input and output tensors and the latency. Inputs or
@@ -34,6 +35,7 @@ from modelport.monitoring.metrics import _labels
 
 log = logging.getLogger("modelport.monitoring")
 MAX_BACKOFF = 5.0
+POLL = 0.05  # seconds between the writer's looks at the queue while a batch fills
 OUTCOMES = ("sent", "dropped", "failed")
 
 
@@ -94,7 +96,7 @@ class PayloadOptions:
     capacity: int = 10_000
     max_bytes: int = 64 << 20
     batch: int = 4096
-    interval: float = 0.2  # seconds between the writer's looks at an empty queue
+    interval: float = 1.0  # seconds the writer waits for a batch to fill before writing
     redact: tuple[str, ...] = ()
     hash: tuple[str, ...] = ()
     models: tuple[str, ...] = field(default=())  # empty: every model
@@ -159,12 +161,12 @@ class PayloadLogger:
     def _run(self) -> None:
         failures = 0
         while True:
+            self._wait()
             events = self._take(self.options.batch)
             if not events:
                 if self._stop.is_set():
                     return
                 self._tick()
-                self._stop.wait(self.options.interval)
                 continue
             try:
                 self.sink.write(events)
@@ -180,6 +182,16 @@ class PayloadLogger:
             for event in events:
                 self.counts[event.model].sent += 1
             self._tick()  # under steady load the queue is never empty: roll by age here too
+
+    def _wait(self) -> None:
+        """Until a full batch is queued, ``interval`` has passed, or the logger stops: a sink
+        call has a fixed cost (a Parquet row group, a file write), so fewer larger calls."""
+        deadline = time.monotonic() + self.options.interval
+        while len(self._queue) < self.options.batch and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(left, POLL))
 
     def _take(self, most: int) -> list[Event]:
         queue, events = self._queue, []

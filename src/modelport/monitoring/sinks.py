@@ -73,7 +73,7 @@ class ParquetSink:
             if current is None:
                 current = self._open[model] = self._start(model, table.schema)
             current.writer.write_table(table)
-            if current.handle.tell() >= self.roll_bytes:
+            if current.size() >= self.roll_bytes:
                 self._close(model)
 
     def tick(self) -> None:
@@ -123,9 +123,11 @@ class ParquetSink:
         name = f"{stamp}-{os.getpid()}-{self._seq}.parquet"
         final = f"{folder}/{name}"
         path = f"{folder}/.{name}" if self.local else final
-        handle = self.fs.open(path, "wb")
+        # a local file is written by Arrow itself, without the GIL; others through fsspec
+        handle = None if self.local else self.fs.open(path, "wb")
         writer = pq.ParquetWriter(  # no dictionaries nor statistics for tensor values: costly
-            handle, schema, compression="zstd", use_dictionary=["model", "trace_id"],
+            path if handle is None else handle, schema, compression="zstd",
+            use_dictionary=["model", "trace_id"],
             write_statistics=["time", "version", "latency_ms", "rows"],
         )  # fmt: skip
         return _File(handle, writer, schema, path, final, time.monotonic())
@@ -133,7 +135,8 @@ class ParquetSink:
     def _close(self, model: str) -> None:
         current = self._open.pop(model)
         current.writer.close()
-        current.handle.close()
+        if current.handle is not None:
+            current.handle.close()
         if current.path != current.final:
             self.fs.mv(current.path, current.final)
 
@@ -145,6 +148,10 @@ class _File:
                  started: float) -> None:  # fmt: skip
         self.handle, self.writer, self.schema = handle, writer, schema
         self.path, self.final, self.started = path, final, started
+
+    def size(self) -> int:
+        """Bytes written so far (the row groups; the footer comes at close)."""
+        return os.path.getsize(self.path) if self.handle is None else self.handle.tell()
 
 
 def _pick(tensors: tuple[dict, ...] | list[dict], name: Any) -> list:
