@@ -54,7 +54,7 @@ class MonitorOptions:
     drift: bool = True
     drift_options: DriftOptions = DriftOptions()
     refresh: float = 5.0
-    interval: float = 0.25
+    interval: float = 1.0  # seconds between drains of the drift backlog
     backlog: int = 20_000
     feedback_capacity: int = 100_000
     accuracy_window: int = 1000

@@ -168,9 +168,8 @@ def _list_column(arrays: list[np.ndarray | None]) -> Any:
 
     present = [a for a in arrays if a is not None]
     dtype = np.result_type(*{a.dtype for a in present}) if present else np.dtype("float32")
-    sizes = [0 if a is None else a.size for a in arrays]
     offsets = np.zeros(len(arrays) + 1, np.int32)
-    np.cumsum(sizes, out=offsets[1:])
+    np.cumsum(np.array([0 if a is None else a.size for a in arrays], np.int64), out=offsets[1:])
     if dtype.kind in "OUS":
         values = pa.array([str(v) if not isinstance(v, bytes) else v.decode("utf-8", "replace")
                            for a in present for v in a.ravel()], pa.string())  # fmt: skip
