@@ -86,7 +86,7 @@ def test_served_log_feedback_and_report(home: Path) -> None:
             predicted["c0"].argmax(axis=1).tolist()]}))  # fmt: skip
         out = run(home, "monitor", "feedback", "mlp", "--labels", str(home / "one.json"),
                   "--url", f"http://{server.http}").stdout  # fmt: skip
-        assert "25 labelled rows joined; realized version 1: 1.0000" in out
+        assert "25 labelled rows joined; realized accuracy version 1: 1.0000" in out
         err = run(home, "monitor", "feedback", "mlp", "--labels", str(labels),
                   "--url", f"http://{server.http}", ok=False)  # fmt: skip
         assert "predicted 25 rows but has 1 labels" in err.stderr and "(400)" in err.stderr

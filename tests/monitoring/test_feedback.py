@@ -53,7 +53,8 @@ async def test_realized_and_estimated_accuracy(monitored_registry) -> None:
         reply = await client.post("/v2/models/mlp/feedback", json={
             "request_ids": [f"q{i}" for i in range(20)], "ground_truth": labels})  # fmt: skip
         assert reply.status_code == 200, reply.text
-        assert reply.json() == {"model": "mlp", "joined": 100, "realized": {"1": 0.5}}
+        assert reply.json() == {"model": "mlp", "joined": 100, "metric": "accuracy",
+                                "realized": {"1": 0.5}}  # fmt: skip
         expected = np.concatenate(probabilities).max(axis=1).mean()  # over all 100 rows
         deadline = time.monotonic() + 10
         while monitor.feedbacks.estimated("mlp", 1) != pytest.approx(expected, abs=1e-6):
@@ -90,6 +91,7 @@ async def test_a_regressor_reports_its_error(tmp_path: Path, monitored_registry)
             "/v2/models/summer/feedback", json={"request_ids": ["s1"], "ground_truth": [[7, 20.5]]}
         )
         assert reply.status_code == 200 and reply.json()["realized"] == {"1": 1.25}
+        assert reply.json()["metric"] == "mae"
         text = (await client.get("/metrics")).text
         wrong_model = await client.post(
             "/v2/models/mlp/feedback", json={"request_ids": ["s1"], "ground_truth": [1]}
@@ -97,3 +99,24 @@ async def test_a_regressor_reports_its_error(tmp_path: Path, monitored_registry)
         assert wrong_model.status_code == 404  # ids are per model
     assert metric(text, "modelport_prediction_error", model="summer", version="1",
                   metric="mae") == 1.25  # fmt: skip
+
+
+async def test_a_classifier_with_a_label_output(tmp_path: Path, monitored_registry) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    iris = load_iris()
+    x, y = iris.data.astype(np.float32), iris.target
+    model = LogisticRegression(max_iter=300).fit(x, y)
+    modelport.register(model, "iris", registry=monitored_registry, sample_input=x[:1],
+                       alias="production")  # fmt: skip
+    rows = x[::10]  # 15 rows
+    async with monitored_app(monitored_registry, MonitorOptions()) as (client, _monitor):
+        reply = await client.post("/v2/models/iris/infer", json=infer_body(rows, "i1"))
+        outputs = {o["name"]: o for o in reply.json()["outputs"]}
+        label = next(o for o in outputs.values() if o["datatype"].startswith("INT"))
+        feedback = await client.post("/v2/models/iris/feedback", json={
+            "request_ids": ["i1"], "ground_truth": [y[::10].tolist()]})  # fmt: skip
+    expected = float(np.mean(np.asarray(label["data"]) == y[::10]))
+    assert feedback.json()["metric"] == "accuracy"
+    assert feedback.json()["realized"] == {"1": pytest.approx(expected)}

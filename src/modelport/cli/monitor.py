@@ -52,8 +52,9 @@ def feedback(
     body = _labels(labels)
     answer = _post(f"{url.rstrip('/')}/v2/models/{model}/feedback", body, api_key)
     realized = ", ".join(f"version {v}: {a:.4f}" for v, a in answer["realized"].items())
-    console.print(f"{model}: {answer['joined']} labelled rows joined; realized {realized}",
-                  highlight=False)  # fmt: skip
+    metric = "accuracy" if answer["metric"] == "accuracy" else "mean absolute error"
+    console.print(f"{model}: {answer['joined']} labelled rows joined; realized {metric} "
+                  f"{realized}", highlight=False)  # fmt: skip
 
 
 @monitor_app.command("report")

@@ -7,10 +7,11 @@
     feedback.estimate("digits", 3, probabilities)            # confidence-based, no labels
 
 Predictions are kept for the last ``capacity`` request ids (oldest forgotten first). A
-classifier (an output of per-class scores) is scored by accuracy, anything else by mean absolute
-error; ``window`` labelled rows make the realized figure. For outputs that are probabilities the
-estimate is the mean top-class probability of the last ``window`` predictions: the accuracy a
-calibrated classifier expects (the confidence-based estimate NannyML calls CBPE).
+classifier (an integer label output, or one of per-class scores) is scored by accuracy, anything
+else by mean absolute error; ``window`` labelled rows make the realized figure. For outputs that
+are probabilities the estimate is the mean top-class probability of the last ``window``
+predictions: the accuracy a calibrated classifier expects (the confidence-based estimate NannyML
+calls CBPE).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class Feedback:
             scored = self._labelled.setdefault(key, deque(maxlen=self.window))
             scored.extend((predicted == truth) if kind == "accuracy" else np.abs(predicted - truth))
         versions = sorted({r[0] for r in rows})
-        return {"model": model, "joined": sum(len(r[3]) for r in rows),
+        return {"model": model, "joined": sum(len(r[3]) for r in rows), "metric": rows[0][1],
                 "realized": {str(v): self.realized(model, v) for v in versions}}  # fmt: skip
 
     def realized(self, model: str, version: int) -> float | None:
@@ -109,11 +110,19 @@ class Feedback:
 
 
 def _predicted(outputs: dict) -> tuple[str, np.ndarray]:
+    """("accuracy", classes) for a classifier: its integer label output, else the arg-max of its
+    scores; ("mae", values) for anything else."""
+    for value in outputs.values():
+        array = np.asarray(value)
+        if array.dtype.kind in "iu" and array.ndim in (1, 2) and array.size == len(array):
+            return "accuracy", array.reshape(len(array)).astype(np.float64)
     names, columns = output_columns(outputs)
     if not names:
         raise InvalidInput("the model's outputs are not numeric: there is nothing to score")
-    kind = "accuracy" if names[0].endswith(".class") else "mae"
-    return kind, columns[:, 0]
+    for j, name in enumerate(names):
+        if name.endswith(".class"):
+            return "accuracy", columns[:, j]
+    return "mae", columns[:, 0]
 
 
 def _labels(request_id: str, label: Any, kind: str, predicted: np.ndarray) -> np.ndarray:
