@@ -185,7 +185,9 @@ def _time_plots(volume: Any, latency: Any, tally: dict) -> None:
     start = datetime.fromtimestamp(edges[0], UTC).isoformat(timespec="seconds")
     stamps = ((edges[:-1] + edges[1:]) / 2 - edges[0]) / 60  # minutes since the first event
     volume.plot(stamps, rows, color="#1f77b4")
-    volume.set_title(f"rows per {(edges[1] - edges[0]) / 60:.3g} min", fontsize=9)
+    step = edges[1] - edges[0]
+    volume.set_title(f"rows per {step:.3g} s" if step < 60 else f"rows per {step / 60:.3g} min",
+                     fontsize=9)  # fmt: skip
     order = np.argsort(which, kind="stable")
     split = np.split(tally["latency"][order], np.cumsum(np.bincount(which, minlength=BUCKETS))[:-1])
     for q, color in ((50, "#1f77b4"), (99, "#d62728")):
