@@ -103,3 +103,24 @@ def test_categorical_features_use_their_values() -> None:
     drift.add(np.column_stack([rng.standard_normal(2000), np.full(2000, 9.0)]))  # unseen value
     drift.refresh()
     assert drift.scores["x[1]"]["js"] > 0.9
+
+
+@pytest.mark.anyio
+async def test_the_drift_backlog_is_bounded(monitored_registry, tmp_path) -> None:
+    import modelport
+    from tests.conftest import make_mlp_onnx
+
+    modelport.register(make_mlp_onnx(tmp_path / "other.onnx", seed=9), "unreferenced",
+                       registry=monitored_registry, alias="production")  # fmt: skip
+    rows = np.zeros((100, FEATURES), np.float32)  # 1,600 bytes a request
+    options = MonitorOptions(backlog=5, backlog_bytes=4000, interval=60)  # no drain meanwhile
+    async with monitored_app(monitored_registry, options) as (client, monitor):
+        for _ in range(4):
+            reply = await client.post("/v2/models/unreferenced/infer", json=infer_body(rows))
+            assert reply.status_code == 200
+        assert len(monitor._backlog) == 0 and monitor.skipped == 0  # no reference: not queued
+        for _ in range(4):
+            await client.post("/v2/models/mlp/infer", json=infer_body(rows))
+        assert len(monitor._backlog) == 2 and monitor.skipped == 2  # 4,000 bytes hold two
+        text = (await client.get("/metrics")).text
+    assert 'model="unreferenced"' not in text.split("modelport_drift_score", 1)[-1]

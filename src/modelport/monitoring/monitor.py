@@ -7,9 +7,11 @@
 
 ``observe`` does three cheap things: offer the event to the payload logger (sampling, a bounded
 append), remember the prediction under the client's request id for feedback, and append the
-request to the drift backlog (bounded: past ``backlog`` requests they are skipped and counted).
-A background thread bins the backlog into each version's drift window every ``interval`` s and
-scores drift every ``refresh`` s; ``render`` writes the gauges from what it scored last.
+request to the drift backlog (bounded: past ``backlog`` requests or ``backlog_bytes`` of tensors
+they are skipped and counted; a version whose registry record has no reference tag is never
+queued). A background thread bins the backlog into each version's drift window every
+``interval`` s and scores drift every ``refresh`` s; ``render`` writes the gauges from what it
+scored last.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from modelport.monitoring.feedback import Feedback
 from modelport.monitoring.metrics import _labels, _number
 from modelport.monitoring.payload import PayloadLogger, PayloadOptions, now
 from modelport.monitoring.reference import (
+    TAG,
     input_columns,
     load_reference,
     output_columns,
@@ -56,6 +59,7 @@ class MonitorOptions:
     refresh: float = 5.0
     interval: float = 1.0  # seconds between drains of the drift backlog
     backlog: int = 20_000
+    backlog_bytes: int = 64 << 20
     feedback_capacity: int = 100_000
     accuracy_window: int = 1000
 
@@ -74,6 +78,7 @@ class Monitor:
         self.feedbacks = Feedback(options.feedback_capacity, options.accuracy_window)
         self._backlog: deque = deque()
         self.skipped = 0  # requests the drift backlog had no room for
+        self._queued = self._drained = 0  # bytes of inputs into and out of the backlog
         self._drift: dict[tuple[str, int], Drift | None] = {}  # None: the version has no reference
         self._signatures: dict[tuple[str, int], Any] = {}
         self._stop = threading.Event()
@@ -94,11 +99,26 @@ class Monitor:
             request_id = request_id or f"{_PREFIX}-{next(_SERIAL)}"
             logger.offer(now(), request_id, request.traceparent, name, version, feed, outputs,
                          latency)  # fmt: skip
-        if self.options.drift and self._drift.get((name, version), True) is not None:
-            if len(self._backlog) < self.options.backlog:
-                self._backlog.append((name, version, feed, outputs))
+        if self.options.drift and self._tracked(model, name, version):
+            nbytes = 0
+            for array in feed.values():
+                nbytes += array.nbytes
+            room = self.options.backlog_bytes - (self._queued - self._drained)
+            if len(self._backlog) < self.options.backlog and nbytes <= room:
+                self._queued += nbytes
+                self._backlog.append((name, version, feed, outputs, nbytes))
             else:
                 self.skipped += 1
+
+    def _tracked(self, model: Any, name: str, version: int) -> bool:
+        """Whether the version may have a drift window: False once it is known to have none
+        (its record carries no reference tag, or the thread found none), without any I/O."""
+        state = self._drift.get((name, version), _UNKNOWN)
+        if state is _UNKNOWN:
+            record = getattr(model, "record", None)
+            if record is not None and record.version == version and TAG not in record.tags:
+                self._drift[name, version] = state = None
+        return state is not None
 
     def feedback(self, model: str, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -143,7 +163,8 @@ class Monitor:
         """Bin the backlog, grouped by version, into the drift windows."""
         backlog, groups = self._backlog, {}
         while backlog:
-            name, version, feed, outputs = backlog.popleft()
+            name, version, feed, outputs, nbytes = backlog.popleft()
+            self._drained += nbytes
             groups.setdefault((name, version), []).append((feed, outputs))
         for key, items in groups.items():
             drift = self._tracker(key)
@@ -214,6 +235,7 @@ class Monitor:
 
 
 _LOCK = threading.Lock()  # the backlog drains in one thread at a time
+_UNKNOWN = object()
 # ids of requests that came without one: unique per process start, cheap on the request path
 _PREFIX = os.urandom(6).hex()
 _SERIAL = itertools.count(1)
