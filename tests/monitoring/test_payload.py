@@ -222,3 +222,21 @@ def test_trace_ids_only_from_valid_traceparents() -> None:
                 "00-00000000000000000000000000000000-b7ad6b7169203331-01",
                 "00-0AF7651916CD43DD8448EB211C8031ZZ-b7ad6b7169203331-01"):  # fmt: skip
         assert trace_id(bad) == ""
+
+
+def test_a_batch_whose_tensors_change_is_written_whole(tmp_path: Path) -> None:
+    """Versions of one model with other tensor types in one batch: a file for each kind."""
+    from modelport.monitoring.payload import Event
+    from modelport.monitoring.sinks import SLICE, ParquetSink
+
+    sink = ParquetSink(str(tmp_path), PayloadOptions())
+    floats = {"input": np.ones((1, 4), np.float32)}
+    ints = {"input": np.ones((1, 4), np.int64)}
+    first = SLICE + 3  # the change falls inside the second slice
+    events = [Event(time.time(), f"e{i}", None, "mlp", 1 if i < first else 2,
+                    floats if i < first else ints, {}, 0.001) for i in range(SLICE + 6)]  # fmt: skip
+    sink.write(events)
+    sink.close()
+    table, files = read_log(tmp_path)
+    assert len(files) == 2 and table.num_rows == SLICE + 6
+    assert sorted(table.column("request_id").to_pylist()) == sorted(e.request_id for e in events)

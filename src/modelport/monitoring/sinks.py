@@ -34,6 +34,7 @@ from modelport.errors import InvalidInput, MissingDependency
 from modelport.monitoring.payload import Event, PayloadOptions, redacted, trace_id
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
+SLICE = 256  # events turned into columns between two hand-backs of the GIL
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 
 
@@ -61,20 +62,35 @@ class ParquetSink:
         self._seq = 0
 
     def write(self, events: list[Event]) -> None:
+        """Columns built ``SLICE`` events at a time, handing the GIL back between slices (the
+        event loop never waits long for this thread, even when the OS preempts it); one row
+        group per model and kind of tensors."""
+        import pyarrow as pa
+
         groups: dict[str, list[Event]] = {}
         for event in events:
             groups.setdefault(event.model, []).append(event)
         for model, group in groups.items():
-            table = self._table(group)
-            current = self._open.get(model)
-            if current is not None and not current.schema.equals(table.schema):
-                self._close(model)
-                current = None
-            if current is None:
-                current = self._open[model] = self._start(model, table.schema)
-            current.writer.write_table(table)
-            if current.size() >= self.roll_bytes:
-                self._close(model)
+            pending: list[Any] = []
+            for start in range(0, len(group), SLICE):
+                table = self._table(group[start : start + SLICE])
+                if pending and not pending[0].schema.equals(table.schema):
+                    self._append(model, pa.concat_tables(pending))
+                    pending = []
+                pending.append(table)
+                time.sleep(0)
+            self._append(model, pa.concat_tables(pending))
+
+    def _append(self, model: str, table: Any) -> None:
+        current = self._open.get(model)
+        if current is not None and not current.schema.equals(table.schema):
+            self._close(model)
+            current = None
+        if current is None:
+            current = self._open[model] = self._start(model, table.schema)
+        current.writer.write_table(table)
+        if current.size() >= self.roll_bytes:
+            self._close(model)
 
     def tick(self) -> None:
         for model in [m for m, f in self._open.items()
