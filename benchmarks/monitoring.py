@@ -244,8 +244,12 @@ def report_cost(work: Path, pixels: np.ndarray, rows: int) -> dict:
         })  # fmt: skip
         read = ["time", "latency_ms", "rows", "input.input", "output.probabilities"]
         columnar += table.select(read).nbytes
-        pq.write_table(table, log / f"part-{start_row // chunk:03d}.parquet", compression="zstd",
-                       row_group_size=4096)  # as the server's writer: a row group per batch
+        pq.write_table(
+            table,
+            log / f"part-{start_row // chunk:03d}.parquet",
+            compression="zstd",
+            row_group_size=4096,
+        )  # as the server's writer: a row group per batch
     output = work / "report.html"
     child = subprocess.run(
         [sys.executable, "-c", _REPORT_CHILD, str(work / "home"), str(work / "replay"),

@@ -234,7 +234,8 @@ def test_a_batch_whose_tensors_change_is_written_whole(tmp_path: Path) -> None:
     ints = {"input": np.ones((1, 4), np.int64)}
     first = SLICE + 3  # the change falls inside the second slice
     events = [Event(time.time(), f"e{i}", None, "mlp", 1 if i < first else 2,
-                    floats if i < first else ints, {}, 0.001) for i in range(SLICE + 6)]  # fmt: skip
+                    floats if i < first else ints, {}, 0.001)
+              for i in range(SLICE + 6)]  # fmt: skip
     sink.write(events)
     sink.close()
     table, files = read_log(tmp_path)
