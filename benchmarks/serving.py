@@ -65,13 +65,13 @@ class OnnxModel(MLModel):
 """
 
 
-def tutorial_mlp(path: Path) -> Path:
-    """784 -> dense 128 relu -> dense 64 relu -> dense 10 softmax, random weights."""
+def tutorial_mlp(path: Path, n_in: int = 784) -> Path:
+    """784 (``n_in``) -> dense 128 relu -> dense 64 relu -> dense 10 softmax, random weights."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    sizes = [784, 128, 64, 10]
+    sizes = [n_in, 128, 64, 10]
     nodes, inits, previous = [], [], "input"
     for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
         w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
@@ -86,7 +86,7 @@ def tutorial_mlp(path: Path) -> Path:
         previous = act
     graph = helper.make_graph(
         nodes, "tutorial_mlp",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 784])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", n_in])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 10])], inits,
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     rate_burst: int = 0
     concurrency_limit: int = 0
     max_inflight: int = 0
+    # serving: the payload log (a folder, an fsspec URL or an http(s) CloudEvents URL; "" off)
+    payload_log: str = ""
+    payload_sample: float = Field(default=1.0, ge=0.0, le=1.0)
     # the CLI prints a traceback for unexpected errors
     debug: bool = False
     # defaults for the options of ``modelport serve`` and ``modelport batch``, one variable per

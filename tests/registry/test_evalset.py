@@ -24,7 +24,7 @@ def test_an_evaluation_set_round_trips_and_survives_gc(reg: Registry, tmp_path) 
     y = np.arange(40) % 3
     np.savez(tmp_path / "eval.npz", input=x, label=y)
     version = evalset.store(reg, "mlp:1", tmp_path / "eval.npz")
-    assert version.tags[f"attachment.{evalset.KIND}"]
+    assert version.tags[evalset.TAG]
     assert reg.gc(grace_seconds=0).removed_blobs == 0
     data = evalset.stored(reg, reg.resolve("mlp"))
     np.testing.assert_array_equal(data["input"], x)

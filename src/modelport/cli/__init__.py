@@ -17,6 +17,7 @@ from modelport.cli import edge as edge_cmds
 from modelport.cli import explain as explain_cmd
 from modelport.cli import fleet as _fleet_cmds  # noqa: F401  (registers the fleet commands)
 from modelport.cli import llm as llm_cmds
+from modelport.cli import monitor as monitor_cmds
 from modelport.cli import predict as predict_cmd
 from modelport.cli import registry as registry_cmds
 from modelport.cli import rollout as rollout_cmds
@@ -89,6 +90,7 @@ app.command("generate")(llm_cmds.generate)
 app.command("chat")(llm_cmds.chat)
 app.command("embed")(llm_cmds.embed)
 app.command("explain")(explain_cmd.explain)
+app.add_typer(monitor_cmds.monitor_app, name="monitor")
 
 
 def main() -> None:

@@ -25,12 +25,25 @@ def register(
     tag: Annotated[list[str] | None, typer.Option(help="key=value, repeatable.")] = None,
     description: Annotated[str, typer.Option(help="Free-form description.")] = "",
     parent: Annotated[str | None, typer.Option(help="The version this one came from.")] = None,
+    reference_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Training or evaluation inputs: store reference statistics for drift "
+            "(as 'modelport monitor baseline' does).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Register a model file as the next version of NAME."""
     from modelport.api import register as do_register
     from modelport.errors import InvalidInput
 
+    reference = None
+    if reference_data is not None:
+        from modelport.datafiles import read_numbers
+
+        reference = read_numbers(reference_data)
     metrics = parse_pairs(metric, "metric")
     for key, value in metrics.items():
         try:
@@ -41,13 +54,15 @@ def register(
         path,
         name,
         registry=registry(),
-        alias=alias,
+        alias=alias if reference is None else None,  # set once the reference is stored
         metrics={k: float(v) for k, v in metrics.items()},
         tags=parse_pairs(tag, "tag"),
         description=description,
         parent=parent,
         transform="manual" if parent else None,
     )
+    if reference is not None:
+        version = _with_reference(version, reference, alias)
     if json_out:
         print_json(version.to_dict())
         return
@@ -56,6 +71,20 @@ def register(
         f"registered [bold]{version.ref}[/]{aliases}  {version.format}  "
         f"{human_size(version.size)}  sha256:{version.sha256[:12]}"
     )
+
+
+def _with_reference(version: Any, data: Any, alias: str | None) -> Any:
+    """Store reference statistics on a new version (then point ``alias`` at it); a version the
+    data does not match is removed again."""
+    from modelport.errors import InvalidInput
+    from modelport.monitoring.reference import baseline
+
+    try:
+        version = baseline(registry(), version.ref, data)
+    except InvalidInput:
+        registry().delete(version.ref)
+        raise
+    return registry().set_alias(version.name, alias, version.version) if alias else version
 
 
 def list_(
@@ -338,7 +367,7 @@ def eval_set(
     rows = len(next(iter(arrays.values()))) if arrays else 0
     if json_out:
         print_json({"ref": version.ref, "rows": rows, "labels": evalset.LABEL in arrays,
-                    "sha256": version.tags[f"attachment.{evalset.KIND}"]})  # fmt: skip
+                    "sha256": version.tags[evalset.TAG]})  # fmt: skip
         return
     labelled = "with labels" if evalset.LABEL in arrays else "without labels"
     console.print(f"stored an evaluation set of {rows:,} rows ({labelled}) with {version.ref}",

@@ -202,11 +202,47 @@ def serve(
             min=0,
         ),
     ] = None,
+    payload_log: Annotated[
+        str | None,
+        typer.Option(
+            help="Log requests and replies to a folder or fsspec URL (Parquet) or an "
+            "http(s) URL (CloudEvents). Env MODELPORT_PAYLOAD_LOG. Default: off.",
+            show_default=False,
+        ),
+    ] = None,
+    payload_sample: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of requests logged, 0-1 (env MODELPORT_PAYLOAD_SAMPLE, default 1).",
+            show_default=False,
+        ),
+    ] = None,
+    payload_model: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Log only this model; repeatable (default: every model).", show_default=False
+        ),
+    ] = None,
+    payload_mask: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=redact (an input or output left out of the log) or NAME=hash (logged as "
+            "a SHA-256 per row); repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    drift_window: Annotated[
+        int, typer.Option(help="Rows in each version's drift window.", min=10)
+    ] = 10_000,
+    drift_refresh: Annotated[
+        float, typer.Option(help="Seconds between drift scores.", min=0.1)
+    ] = 5.0,
 ) -> None:
     """Serve models over HTTP and gRPC until Ctrl-C; alias moves are followed without restart.
     Language models (GGUF, encoders) answer the OpenAI API under /v1 on the same port."""
     import os
 
+    from modelport.cli.monitor import monitor_options
     from modelport.generation.options import EngineOptions
     from modelport.monitoring.tracing import Tracing
     from modelport.serving.app import ServerOptions, run
@@ -251,6 +287,8 @@ def serve(
         explain=ExplainOptions(budget=explain_budget),
         limits=limits, allow_unauthenticated=allow_unauthenticated, admin_routes=admin_routes,
         drain_timeout=drain_timeout,
+        monitor=monitor_options(source.settings, payload_log, payload_sample,
+                                payload_model, payload_mask, drift_window, drift_refresh),
     )  # fmt: skip
     scheme = "https" if tls else "http"
     run(source, config, options, started=lambda *args: _started(host, keys, *args, scheme))

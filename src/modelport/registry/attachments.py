@@ -14,10 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
-from modelport.registry import catalog as c
 from modelport.uri import ModelRef, validate_name
 
 if TYPE_CHECKING:
@@ -32,24 +28,7 @@ def attach(registry: Registry, ref: str | ModelRef, kind: str, path: Path) -> Mo
     validate_name(kind, "attachment kind")
     version = registry.resolve(ref)
     digest, _size = registry.blobs.put_file(path)
-    key = PREFIX + kind
-
-    def work(conn: Connection) -> None:
-        model_id = registry._model_id(conn, version.name)
-        version_id = registry._version_id(conn, model_id, version.name, version.version)
-        tags = conn.execute(
-            sa.select(c.versions.c.tags).where(c.versions.c.id == version_id)
-        ).scalar_one()
-        conn.execute(
-            sa.update(c.versions)
-            .where(c.versions.c.id == version_id)
-            .values(tags={**(tags or {}), key: digest})
-        )
-        registry._log(conn, model_id, "attach", version=version.version,
-                      detail={"kind": kind, "sha256": digest})  # fmt: skip
-
-    c.write(registry.engine, work)
-    return registry.get(ModelRef(version.name, version=version.version))
+    return registry.set_tag(ModelRef(version.name, version=version.version), PREFIX + kind, digest)
 
 
 def attachment(registry: Registry, version: ModelVersion, kind: str) -> Path | None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from modelport.datafiles import read_numbers
 from modelport.errors import InvalidInput
-from modelport.registry.attachments import attach, attachment
+from modelport.registry.attachments import PREFIX, attach, attachment
 
 if TYPE_CHECKING:
     from modelport.registry.records import ModelVersion
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from modelport.signature import Signature
 
 KIND = "evaluation-set"
+TAG = PREFIX + KIND  # the version tag naming the blob
 LABEL = "label"
 
 

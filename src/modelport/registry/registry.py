@@ -176,6 +176,23 @@ class Registry:
         c.write(self.engine, work)
         return self.get(target.ref)
 
+    def set_tag(self, ref: str | ModelRef, key: str, value: str) -> ModelVersion:
+        """Set one tag of a version (its artifact stays immutable), e.g. the reference of a file
+        attached to it (``registry.attachments``: evaluation sets, reference statistics)."""
+        target = self.resolve(ref)
+        clean = check_tags({key: value})
+
+        def work(conn: Connection) -> None:
+            model_id = self._model_id(conn, target.name)
+            version_id = self._version_id(conn, model_id, target.name, target.version)
+            where = c.versions.c.id == version_id
+            tags = conn.execute(sa.select(c.versions.c.tags).where(where)).scalar_one() or {}
+            conn.execute(sa.update(c.versions).where(where).values(tags={**tags, **clean}))
+            self._log(conn, model_id, "tag_set", version=target.version, detail=clean)
+
+        c.write(self.engine, work)
+        return self.get(target.ref)
+
     def remove_alias(self, name: str, alias: str) -> None:
         validate_alias(alias)
 

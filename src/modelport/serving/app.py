@@ -39,12 +39,13 @@ from modelport.serving.limits import Limiter, Limits
 from modelport.serving.rest_explain import ExplainOptions, RestExplain
 from modelport.serving.rest_rollouts import RestRollouts
 from modelport.serving.rest_tfserving import RestTFServing
-from modelport.serving.rest_v2 import Reply, RestV2, error_reply
+from modelport.serving.rest_v2 import Reply, RestV2, error_reply, parse_json, reply
 from modelport.serving.streaming import Stream
 
 if TYPE_CHECKING:
     from modelport.generation.options import EngineOptions
     from modelport.monitoring.metrics import Metrics
+    from modelport.monitoring.monitor import Monitor, MonitorOptions
     from modelport.monitoring.tracing import Tracing
     from modelport.registry import Registry
     from modelport.serving.config import ServeConfig
@@ -74,6 +75,7 @@ class ServerOptions:
     allow_unauthenticated: bool = False  # serve a non-loopback address without keys
     admin_routes: bool | None = None  # None: on unless open to the network without keys
     drain_timeout: float = 30.0  # on SIGTERM: longest wait for requests in flight, seconds
+    monitor: MonitorOptions | None = None  # payload log, drift, feedback (default: no log)
 
 
 class ServingApp:
@@ -92,6 +94,7 @@ class ServingApp:
         self.max_body = max_body
         self.llm = llm
         self.explain = rx = RestExplain(plane, explain)
+        self.monitor: Monitor | None = None  # set by build(); serves the feedback route
         v2, tf = RestV2(plane), RestTFServing(plane, rx)
         ro = RestRollouts(plane.models)
         from modelport.serving.triton import RestTriton
@@ -140,6 +143,7 @@ class ServingApp:
             ("GET", "v2/models/{}/versions/{}/config", tr.config, "infer"),
             ("GET", "v2/models/{}/stats", tr.stats, "infer"),
             ("GET", "v2/models/{}/versions/{}/stats", tr.stats, "infer"),
+            ("POST", "v2/models/{}/feedback", self._feedback, "infer"),
             ("POST", "v2/repository/models/{}/load", v2.load, "admin"),
             ("POST", "v2/repository/models/{}/unload", v2.unload, "admin"),
             ("GET", "v1/models/{}", tf.status, "infer"),
@@ -300,6 +304,11 @@ class ServingApp:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def _feedback(self, body: bytes, headers: dict[bytes, bytes], name: str) -> Reply:
+        if self.monitor is None:
+            raise NotFound("this server does not monitor its models")
+        return reply(self.monitor.feedback(name, parse_json(body)))
+
     async def _metrics(self, body: bytes, headers: dict[bytes, bytes]) -> Reply:
         content_type = self.metrics.content_type.encode()
         text = self.metrics.render()
@@ -420,6 +429,11 @@ def build(registry: Registry, config: ServeConfig, options: ServerOptions) -> tu
     app = ServingApp(plane, metrics, options.api_keys, options.max_request_bytes, llm,
                      options.explain, options.limits)  # fmt: skip
     plane.limiter = app.limiter  # gRPC counts against the same limits
+    from modelport.monitoring.monitor import Monitor, MonitorOptions
+
+    app.monitor = monitor = Monitor(registry, options.monitor or MonitorOptions())
+    plane.observers.append(monitor.observe)
+    metrics.collectors.append(monitor.render)
     return models, metrics, plane, app
 
 
@@ -462,6 +476,7 @@ async def serve(
             )  # fmt: skip
         await models.start()
         app.explain.warm()
+        app.monitor.start()
         http_task = asyncio.ensure_future(http.serve(sockets=[sock]))
         while not http.started and not http_task.done():
             await asyncio.sleep(0.01)
@@ -474,6 +489,7 @@ async def serve(
             await grpc_server.stop(grace=1.0)
         await models.stop()
         app.explain.close()
+        app.monitor.stop()
         if app.llm is not None:
             await app.llm.close()
         if options.tracing is not None:

@@ -13,7 +13,8 @@ protocol. Everything raises ``modelport.errors``; transports map ``.status`` to 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,6 +47,9 @@ class DataPlane:
         self.models = models
         self.timeout = timeout
         self.limiter: Limiter | None = None  # per-client limits, shared by the transports
+        # called after each reply as observe(request, model, feed, response, started); each must
+        # be quick and never raise (monitoring hands its work to its own threads)
+        self.observers: list[Callable[..., None]] = []
 
     # -- health and metadata -------------------------------------------------------------------
 
@@ -97,6 +101,7 @@ class DataPlane:
         """The one call of every transport: resolve the model, check and decode the inputs
         against its signature, run it (within the timeout), check the outputs; counted in the
         metrics whatever the outcome, once the model is known."""
+        started = perf_counter() if self.observers else 0.0
         model = self.model(request.model, request.version, request.label)
         trace = TRACE.get()  # None unless tracing is on and this request is sampled
         if trace is not None:
@@ -123,7 +128,10 @@ class DataPlane:
                                                   count)  # fmt: skip
         if trace is not None:
             trace.answered()
-        return InferenceResponse(model.name, model.version, outputs, request.id, nonfinite)
+        response = InferenceResponse(model.name, model.version, outputs, request.id, nonfinite)
+        for observe in self.observers:
+            observe(request, model, feed, response, started)
+        return response
 
     # -- repository ----------------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ class InferenceRequest:
     protocol: str = "python"  # the metrics label: "rest", "grpc", "tfserving", ...
     id: str | None = None
     error: ModelportError | None = None  # why the transport could not decode the rest
+    traceparent: str | None = None  # the W3C trace context header, as received
 
 
 @dataclass(slots=True)

@@ -103,6 +103,9 @@ class RestV2:
         self, body: bytes, headers: dict[bytes, bytes], name: str, version: str | None = None
     ) -> Reply:
         request = InferenceRequest(name, [], version, protocol="rest")
+        traceparent = headers.get(b"traceparent")
+        if traceparent is not None:
+            request.traceparent = traceparent.decode("latin-1")
         binary: list[bool] | bool = False
         try:
             binary = _decode(request, body, headers.get(HEADER_LENGTH))

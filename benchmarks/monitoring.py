@@ -1,0 +1,321 @@
+"""Model monitoring costs, side by side in one run: payload logging, drift, a dead sink, reports.
+
+    .venv/bin/python benchmarks/monitoring.py [--duration 10] [--rounds 3] [--dead-seconds 60]
+                                              [--rows 1000000] [--markdown]
+
+1. Serving cost: the same 64-feature MLP (64 -> 128 -> 64 -> 10, the digits shape) served by
+   `modelport serve` under `wrk` (8 connections, one V2 JSON request of one digits row) in three
+   configurations, each started fresh and measured ``--rounds`` times in turn: monitoring off
+   (no reference, no payload log), drift tracking on (the version has reference statistics), and
+   100% payload logging to Parquet. Throughput and p99 are the median over rounds; the server's
+   RSS is read before and after each measurement.
+2. Dead sink: payload logging to a CloudEvents URL where nothing listens, under the same load for
+   ``--dead-seconds`` (the issue asks for 5 minutes; one minute by default keeps the run short):
+   the server's RSS growth and sent + dropped + failed against the requests it served.
+3. Report: a payload log of ``--rows`` events of one row x 64 features (digits rows, two features
+   shifted) written as rolled Parquet files, then `modelport monitor report` in a child process:
+   wall time, peak RSS over the RSS after imports, the columnar size of what it reads, HTML size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.serving import (  # noqa: E402
+    ensure_wrk,
+    free_port,
+    lua_post,
+    run_wrk,
+    stop,
+    tutorial_mlp,
+    wait_ready,
+)
+
+console = Console()
+CONNECTIONS = 8
+CONFIGS = ("off", "drift", "payload log")
+
+
+def setup(work: Path) -> np.ndarray:
+    """Register ``plain`` and ``tracked`` (the same MLP; tracked has reference statistics)."""
+    from sklearn.datasets import load_digits
+
+    import modelport
+    from modelport.monitoring.reference import baseline
+    from modelport.registry import Registry
+
+    pixels = (load_digits().data / 16.0).astype(np.float32)
+    model = tutorial_mlp(work / "mlp64.onnx", n_in=64)
+    with Registry.open(work / "home") as registry:
+        modelport.register(model, "plain", registry=registry, alias="production")
+        modelport.register(model, "tracked", registry=registry, alias="production")
+        baseline(registry, "tracked:1", pixels)
+    return pixels
+
+
+def start(work: Path, model: str, *extra: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    args = [sys.executable, "-m", "modelport", "--home", str(work / "home"), "serve", model,
+            "--http-port", str(port), "--grpc-port", "0", "--intra-op-threads", "1",
+            *extra]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(f"http://127.0.0.1:{port}/v2/models/{model}/ready", proc)
+    return proc, port
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def served(port: int, model: str) -> float:
+    text = scrape(port)
+    return sum(value(text, rf'modelport_requests_total\{{model="{model}",version="1",'
+                           rf'protocol="rest",outcome="{o}"\}}')
+               for o in ("success", "client_error", "server_error"))  # fmt: skip
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+def value(text: str, pattern: str) -> float:
+    found = re.search(rf"^{pattern} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def request_script(work: Path, pixels: np.ndarray) -> Path:
+    """The wrk script POSTing one digits row as V2 JSON."""
+    body = work / "body.json"
+    body.write_text(json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 64],
+                                            "data": pixels[0].tolist()}]}))  # fmt: skip
+    return lua_post(work / "post.lua", body, {"Content-Type": "application/json"})
+
+
+def serving_cost(wrk: str, work: Path, script: Path, duration: float, rounds: int) -> list:
+    runs: dict[str, list[dict]] = {c: [] for c in CONFIGS}
+    for n in range(rounds):
+        for config in CONFIGS:
+            model = "tracked" if config == "drift" else "plain"
+            extra = ["--payload-log", str(work / f"log-{n}")] if config == "payload log" else []
+            proc, port = start(work, model, *extra)
+            try:
+                url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
+                run_wrk(wrk, url, script, CONNECTIONS, 2)  # warm-up
+                before, cpu, count = rss_mib(proc.pid), cpu_seconds(proc.pid), served(port, model)
+                result = run_wrk(wrk, url, script, CONNECTIONS, duration)
+                result["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - cpu) / (served(port, model)
+                                                                         - count)  # fmt: skip
+                result["rss_growth_mib"] = rss_mib(proc.pid) - before
+                runs[config].append(result)
+            finally:
+                stop(proc)
+            console.print(f"round {n + 1} {config}: {result['rps']:.0f} req/s, "
+                          f"p99 {result['p99_ms']:.2f} ms, {result['cpu_us']:.0f} us CPU a "
+                          "request", highlight=False)  # fmt: skip
+    rows = []
+    for config in CONFIGS:
+        rps = statistics.median(r["rps"] for r in runs[config])
+        p99 = statistics.median(r["p99_ms"] for r in runs[config])
+        cpu = statistics.median(r["cpu_us"] for r in runs[config])
+        growth = max(r["rss_growth_mib"] for r in runs[config])
+        rows.append({"config": config, "rps": rps, "p99_ms": p99, "cpu_us": cpu,
+                     "rss_growth_mib": growth,
+                     "errors": sum(r["errors"] for r in runs[config])})  # fmt: skip
+    base = rows[0]
+    for row in rows:
+        row["throughput_cost_pct"] = 100 * (1 - row["rps"] / base["rps"])
+        row["cpu_cost_pct"] = 100 * (row["cpu_us"] / base["cpu_us"] - 1)
+        row["p99_delta_ms"] = row["p99_ms"] - base["p99_ms"]
+    return rows
+
+
+def dead_sink(wrk: str, work: Path, script: Path, seconds: float) -> dict:
+    dead = f"http://127.0.0.1:{free_port()}/events"  # nothing listens there
+    proc, port = start(work, "plain", "--payload-log", dead)
+    samples: list[float] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(1.0):
+            samples.append(rss_mib(proc.pid))
+
+    try:
+        url = f"http://127.0.0.1:{port}/v2/models/plain/infer"
+        run_wrk(wrk, url, script, CONNECTIONS, 2)  # warm-up: the queue fills, drops begin
+        before = rss_mib(proc.pid)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        result = run_wrk(wrk, url, script, CONNECTIONS, seconds)
+        done.set()
+        sampler.join()
+        deadline = time.monotonic() + 60
+        while True:  # every queued event is counted once the writer has given up on it
+            text = scrape(port)
+            if value(text, r'modelport_payload_queue_depth\{model="plain"\}') == 0:
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        stop(proc)
+    outcome = {o: value(text, rf'modelport_payload_events_total\{{model="plain",outcome="{o}"\}}')
+               for o in ("sent", "dropped", "failed")}  # fmt: skip
+    served = sum(value(text, rf'modelport_requests_total\{{model="plain",version="1",'
+                             rf'protocol="rest",outcome="{o}"\}}')
+                 for o in ("success", "client_error", "server_error"))  # fmt: skip
+    return {"seconds": seconds, "rps": result["rps"], "served": served, **outcome,
+            "accounted": sum(outcome.values()), "rss_before_mib": before,
+            "rss_max_growth_mib": max(samples) - before if samples else 0.0}  # fmt: skip
+
+
+_REPORT_CHILD = """
+import resource, sys, time
+from pathlib import Path
+from modelport.monitoring.report import write_report
+from modelport.registry import Registry
+import matplotlib.pyplot, pyarrow.dataset, numpy
+start_rss = int(open("/proc/self/statm").read().split()[1]) * 4096
+started = time.perf_counter()
+with Registry.open(sys.argv[1]) as registry:
+    summary = write_report(registry, "tracked:1", sys.argv[2], Path(sys.argv[3]))
+seconds = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(seconds, start_rss, peak, summary["rows"], summary["flagged"])
+"""
+
+
+def report_cost(work: Path, pixels: np.ndarray, rows: int) -> dict:
+    import onnxruntime as ort
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    log = work / "replay" / "tracked"
+    log.mkdir(parents=True)
+    session = ort.InferenceSession(str(work / "mlp64.onnx"))
+    rng = np.random.default_rng(0)
+    columnar = 0
+    chunk = 100_000
+    for start_row in range(0, rows, chunk):
+        n = min(chunk, rows - start_row)
+        x = pixels[rng.integers(0, len(pixels), n)]
+        x[:, [10, 20]] += 0.3  # two features move
+        (y,) = session.run(None, {"input": x})
+        offsets_in = pa.array(np.arange(0, 64 * n + 1, 64, dtype=np.int32))
+        offsets_out = pa.array(np.arange(0, 10 * n + 1, 10, dtype=np.int32))
+        now = int(time.time() * 1e6) - (rows - start_row) * 1000
+        table = pa.table({
+            "time": pa.array(now + np.arange(n) * 1000, pa.timestamp("us", tz="UTC")),
+            "request_id": pa.array([f"r{start_row + i}" for i in range(n)]),
+            "trace_id": pa.array([""] * n), "model": pa.array(["tracked"] * n),
+            "version": pa.array(np.ones(n, np.int32)),
+            "latency_ms": pa.array(rng.gamma(2.0, 0.3, n)),
+            "rows": pa.array(np.ones(n, np.int32)),
+            "input.input": pa.ListArray.from_arrays(offsets_in, pa.array(x.ravel())),
+            "output.probabilities": pa.ListArray.from_arrays(offsets_out, pa.array(y.ravel())),
+        })  # fmt: skip
+        read = ["time", "latency_ms", "rows", "input.input", "output.probabilities"]
+        columnar += table.select(read).nbytes
+        pq.write_table(
+            table,
+            log / f"part-{start_row // chunk:03d}.parquet",
+            compression="zstd",
+            row_group_size=4096,
+        )  # as the server's writer: a row group per batch
+    output = work / "report.html"
+    child = subprocess.run(
+        [sys.executable, "-c", _REPORT_CHILD, str(work / "home"), str(work / "replay"),
+         str(output)], capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    seconds, start_rss, peak = float(child[0]), int(child[1]), int(child[2])
+    return {"rows": int(child[3]), "flagged": int(child[4]), "seconds": seconds,
+            "columnar_mib": columnar / 2**20, "peak_over_imports_mib": (peak - start_rss) / 2**20,
+            "peak_rss_mib": peak / 2**20, "html_kib": output.stat().st_size / 1024,
+            "log_mib": sum(p.stat().st_size for p in log.iterdir()) / 2**20}  # fmt: skip
+
+
+def report(serving: list, dead: dict | None, built: dict | None, markdown: bool) -> None:
+    table = Table("configuration", "req/s", "cost", "CPU us/req", "CPU cost", "p99 ms",
+                  "p99 +ms", "RSS growth MiB", "errors",
+                  title=f"serving, wrk {CONNECTIONS} connections")  # fmt: skip
+    for r in serving:
+        table.add_row(r["config"], f"{r['rps']:.0f}", f"{r['throughput_cost_pct']:+.1f}%",
+                      f"{r['cpu_us']:.0f}", f"{r['cpu_cost_pct']:+.1f}%", f"{r['p99_ms']:.2f}",
+                      f"{r['p99_delta_ms']:+.2f}", f"{r['rss_growth_mib']:+.1f}",
+                      str(r["errors"]))  # fmt: skip
+    console.print(table)
+    if dead:
+        console.print(
+            f"dead sink for {dead['seconds']:.0f}s: {dead['rps']:.0f} req/s, served "
+            f"{dead['served']:.0f}, sent {dead['sent']:.0f} + dropped {dead['dropped']:.0f} + "
+            f"failed {dead['failed']:.0f} = {dead['accounted']:.0f}; RSS growth at most "
+            f"{dead['rss_max_growth_mib']:.1f} MiB (from {dead['rss_before_mib']:.0f} MiB)",
+            highlight=False,
+        )
+    if built:
+        console.print(
+            f"report on {built['rows']} rows x 64 features ({built['log_mib']:.0f} MiB of Parquet,"
+            f" {built['columnar_mib']:.0f} MiB columnar): {built['seconds']:.1f}s, peak RSS "
+            f"{built['peak_rss_mib']:.0f} MiB ({built['peak_over_imports_mib']:.0f} MiB over "
+            f"the imports), HTML {built['html_kib']:.0f} KiB, {built['flagged']} features "
+            "flagged",
+            highlight=False,
+        )
+    if markdown:
+        print(json.dumps({"serving": serving, "dead": dead, "report": built}, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dead-seconds", type=float, default=60.0)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=("serving", "dead", "report"), default=None)
+    parser.add_argument("--markdown", action="store_true", help="also print the figures as JSON")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    with tempfile.TemporaryDirectory(prefix="modelport-monitoring-") as tmp:
+        work = Path(tmp)
+        pixels = setup(work)
+        script = request_script(work, pixels)
+        serving = dead = built = None
+        if args.only in (None, "serving"):
+            serving = serving_cost(wrk, work, script, args.duration, args.rounds)
+        if args.only in (None, "dead"):
+            dead = dead_sink(wrk, work, script, args.dead_seconds)
+        if args.only in (None, "report"):
+            built = report_cost(work, pixels, args.rows)
+        report(serving or [], dead, built, args.markdown)
+
+
+if __name__ == "__main__":
+    main()

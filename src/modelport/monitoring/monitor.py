@@ -1,0 +1,254 @@
+"""The server's model monitor: payload log, drift and accuracy, fed from one data plane hook.
+
+    monitor = Monitor(registry, MonitorOptions(payload_log="/var/log/modelport"), metrics)
+    plane.observers.append(monitor.observe)    # called after each reply, on the event loop
+    monitor.start(); ...; monitor.stop()
+    monitor.feedback("digits", {"request_ids": [...], "ground_truth": [...]})
+
+``observe`` does three cheap things: offer the event to the payload logger (sampling, a bounded
+append), remember the prediction under the client's request id for feedback, and append the
+request to the drift backlog (bounded: past ``backlog`` requests or ``backlog_bytes`` of tensors
+they are skipped and counted; a version whose registry record has no reference tag is never
+queued). A background thread bins the backlog into each version's drift window every
+``interval`` s and scores drift every ``refresh`` s; ``render`` writes the gauges from what it
+scored last.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+from collections import deque
+from dataclasses import dataclass
+from time import monotonic, perf_counter, sleep
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelport.errors import InvalidInput
+from modelport.monitoring.drift import Drift, DriftOptions
+from modelport.monitoring.feedback import Feedback
+from modelport.monitoring.metrics import _labels, _number
+from modelport.monitoring.payload import PayloadLogger, PayloadOptions, now
+from modelport.monitoring.reference import (
+    TAG,
+    input_columns,
+    load_reference,
+    output_columns,
+    probabilities,
+)
+
+if TYPE_CHECKING:
+    from modelport.registry import Registry
+
+log = logging.getLogger("modelport.monitoring")
+
+
+@dataclass(frozen=True)
+class MonitorOptions:
+    """``payload_log``: a folder, an fsspec URL or an http(s) CloudEvents URL (None: off)."""
+
+    payload_log: str | None = None
+    payload: PayloadOptions = PayloadOptions()
+    roll_bytes: int = 64 << 20
+    roll_seconds: float = 300.0
+    drift: bool = True
+    drift_options: DriftOptions = DriftOptions()
+    refresh: float = 5.0
+    interval: float = 1.0  # seconds between drains of the drift backlog
+    backlog: int = 20_000
+    backlog_bytes: int = 64 << 20
+    feedback_capacity: int = 100_000
+    accuracy_window: int = 1000
+
+
+class Monitor:
+    def __init__(self, registry: Registry, options: MonitorOptions | None = None) -> None:
+        from modelport.monitoring.sinks import open_sink
+
+        self.registry = registry
+        self.options = options = options or MonitorOptions()
+        self.logger: PayloadLogger | None = None
+        if options.payload_log:
+            sink = open_sink(options.payload_log, options.payload,
+                             **_sink_args(options))  # fmt: skip
+            self.logger = PayloadLogger(sink, options.payload)
+        self.feedbacks = Feedback(options.feedback_capacity, options.accuracy_window)
+        self._backlog: deque = deque()
+        self.skipped = 0  # requests the drift backlog had no room for
+        self._queued = self._drained = 0  # bytes of inputs into and out of the backlog
+        self._drift: dict[tuple[str, int], Drift | None] = {}  # None: the version has no reference
+        self._signatures: dict[tuple[str, int], Any] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._scored = 0.0
+        self.refreshes = 0  # drift scorings so far
+
+    # -- the request path (event loop) ---------------------------------------------------------
+
+    def observe(self, request: Any, model: Any, feed: dict, response: Any, started: float) -> None:
+        latency = perf_counter() - started
+        name, version, outputs = response.model, response.version, response.outputs
+        request_id = request.id or None  # gRPC sends "" for no id
+        if request_id is not None:
+            self.feedbacks.remember(name, request_id, version, outputs)
+        logger = self.logger
+        if logger is not None and logger.wants(name):
+            request_id = request_id or f"{_PREFIX}-{next(_SERIAL)}"
+            logger.offer(now(), request_id, request.traceparent, name, version, feed, outputs,
+                         latency)  # fmt: skip
+        if self.options.drift and self._tracked(model, name, version):
+            nbytes = 0
+            for array in feed.values():
+                nbytes += array.nbytes
+            room = self.options.backlog_bytes - (self._queued - self._drained)
+            if len(self._backlog) < self.options.backlog and nbytes <= room:
+                self._queued += nbytes
+                self._backlog.append((name, version, feed, outputs, nbytes))
+            else:
+                self.skipped += 1
+
+    def _tracked(self, model: Any, name: str, version: int) -> bool:
+        """Whether the version may have a drift window: False once it is known to have none
+        (its record carries no reference tag, or the thread found none), without any I/O."""
+        state = self._drift.get((name, version), _UNKNOWN)
+        if state is _UNKNOWN:
+            record = getattr(model, "record", None)
+            if record is not None and record.version == version and TAG not in record.tags:
+                self._drift[name, version] = state = None
+        return state is not None
+
+    def feedback(self, model: str, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise InvalidInput("the feedback body must be a JSON object")
+        return self.feedbacks.join(model, body.get("request_ids"), body.get("ground_truth"))
+
+    # -- the background thread -----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.logger is not None:
+            self.logger.start()
+        self._thread = threading.Thread(target=self._run, name="modelport-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10.0)
+            self._thread = None
+        if self.logger is not None:
+            self.logger.stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.options.interval):
+            try:
+                with _LOCK:
+                    self._drain()
+                    if monotonic() - self._scored >= self.options.refresh:
+                        self.refresh()
+            except Exception:  # a monitoring bug must not stop the monitoring thread
+                log.exception("model monitoring failed; trying again")
+
+    def refresh(self) -> None:
+        """Score every drift window now."""
+        self._scored = monotonic()
+        for drift in list(self._drift.values()):
+            if drift is not None:
+                drift.refresh()
+        self.refreshes += 1
+
+    def _drain(self) -> None:
+        """Bin the backlog, grouped by version, into the drift windows."""
+        backlog, groups = self._backlog, {}
+        while backlog:
+            name, version, feed, outputs, nbytes = backlog.popleft()
+            self._drained += nbytes
+            groups.setdefault((name, version), []).append((feed, outputs))
+        for key, everything in groups.items():
+            drift = self._tracker(key)
+            if drift is None:
+                continue
+            for start in range(0, len(everything), SLICE):
+                self._bin(key, drift, everything[start : start + SLICE])
+                sleep(0)  # hand the GIL back to the event loop between slices
+
+    def _bin(self, key: tuple[str, int], drift: Drift, items: list) -> None:
+        feed = {k: np.concatenate([f[k] for f, _ in items]) for k in items[0][0]}
+        outputs = {k: np.concatenate([o[k] for _, o in items]) for k in items[0][1]}
+        _, ins = input_columns(self._signatures[key], feed)
+        names, outs = output_columns(outputs)
+        expected = drift.reference.names[len(drift.reference.names) - drift.reference.outputs :]
+        if names != expected:  # the client asked for some outputs only: no output drift
+            outs = np.full((len(ins), len(expected)), np.nan)
+        drift.add(np.hstack([ins, outs]))
+        probs = probabilities(outputs)
+        if probs is not None:
+            self.feedbacks.estimate(key[0], key[1], probs)
+
+    def _tracker(self, key: tuple[str, int]) -> Drift | None:
+        if key in self._drift:
+            return self._drift[key]
+        drift = None
+        try:
+            record = self.registry.resolve(f"{key[0]}:{key[1]}")
+            reference = load_reference(self.registry, record)
+            if reference is not None:
+                drift = Drift(reference, self.options.drift_options)
+                self._signatures[key] = record.signature
+        except Exception as exc:
+            log.warning("%s:%d: no drift tracking: %s", key[0], key[1], exc)
+        self._drift[key] = drift
+        return drift
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def render(self) -> list[str]:
+        out = list(self.logger.render()) if self.logger is not None else []
+        score_lines, flag_lines = [], []
+        for (name, version), drift in sorted(self._drift.items()):
+            if drift is None:
+                continue
+            flagged = drift.flagged
+            for feature, by_method in drift.scores.items():
+                for method, value in by_method.items():
+                    labels = _labels(model=name, version=str(version), feature=feature,
+                                     method=method)  # fmt: skip
+                    score_lines.append(f"modelport_drift_score{{{labels}}} {_number(value)}")
+                labels = _labels(model=name, version=str(version), feature=feature)
+                flag = int(flagged.get(feature, False))  # scored by another thread meanwhile
+                flag_lines.append(f"modelport_drift_flagged{{{labels}}} {flag}")
+        out += ["# HELP modelport_drift_score Drift of a feature against the version's reference.",
+                "# TYPE modelport_drift_score gauge", *score_lines,
+                "# HELP modelport_drift_flagged 1 when a feature's drift is past its threshold.",
+                "# TYPE modelport_drift_flagged gauge", *flag_lines]  # fmt: skip
+        out += ["# HELP modelport_accuracy Realized (labelled) and estimated accuracy.",
+                "# TYPE modelport_accuracy gauge"]  # fmt: skip
+        errors = []
+        for name, version, kind, value in self.feedbacks.series():
+            if kind == "mae":
+                labels = _labels(model=name, version=str(version), metric="mae")
+                errors.append(f"modelport_prediction_error{{{labels}}} {_number(value)}")
+                continue
+            kind = "realized" if kind == "accuracy" else kind
+            labels = _labels(model=name, version=str(version), kind=kind)
+            out.append(f"modelport_accuracy{{{labels}}} {_number(value)}")
+        out += ["# HELP modelport_prediction_error Realized mean absolute error of a regressor.",
+                "# TYPE modelport_prediction_error gauge", *errors]  # fmt: skip
+        return out
+
+
+_LOCK = threading.Lock()  # the backlog drains in one thread at a time
+_UNKNOWN = object()
+SLICE = 256  # requests binned between two hand-backs of the GIL
+# ids of requests that came without one: unique per process start, cheap on the request path
+_PREFIX = os.urandom(6).hex()
+_SERIAL = itertools.count(1)
+
+
+def _sink_args(options: MonitorOptions) -> dict[str, Any]:
+    dest = options.payload_log or ""
+    if dest.startswith(("http://", "https://")):
+        return {}
+    return {"roll_bytes": options.roll_bytes, "roll_seconds": options.roll_seconds}

@@ -1,0 +1,126 @@
+"""Drift against a version's reference: in the real server, and over a long stable replay."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import numpy as np
+import pytest
+
+from modelport.monitoring.drift import Drift, DriftOptions
+from modelport.monitoring.monitor import MonitorOptions
+from modelport.monitoring.reference import Reference, load_reference
+from modelport.signature import Signature, TensorSpec
+from tests.monitoring.conftest import FEATURES, infer_body, metric, monitored_app
+
+WINDOW = 2000
+
+
+async def refreshed(monitor, after: int, seconds: float = 20.0) -> None:
+    """Wait (bounded) until the monitor has scored drift ``after`` times."""
+    deadline = time.monotonic() + seconds
+    while monitor.refreshes < after:
+        assert time.monotonic() < deadline, "drift was not refreshed in time"
+        await anyio.sleep(0.02)
+
+
+async def send(client, rows: np.ndarray, per_request: int = 100) -> None:
+    for start in range(0, len(rows), per_request):
+        reply = await client.post("/v2/models/mlp/infer",
+                                  json=infer_body(rows[start : start + per_request]))  # fmt: skip
+        assert reply.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_half_a_standard_deviation_is_flagged_within_two_refreshes(
+    monitored_registry,
+) -> None:
+    rng = np.random.default_rng(7)
+    options = MonitorOptions(drift_options=DriftOptions(window=WINDOW, min_rows=500),
+                             refresh=0.5, interval=0.05)  # fmt: skip
+    async with monitored_app(monitored_registry, options) as (client, monitor):
+        await send(client, rng.standard_normal((WINDOW, FEATURES)).astype(np.float32))
+        await refreshed(monitor, monitor.refreshes + 2)
+        text = (await client.get("/metrics")).text
+        for j in range(FEATURES):
+            flag = metric(text, "modelport_drift_flagged", model="mlp", version="1",
+                          feature=f"input[{j}]")  # fmt: skip
+            assert flag == 0, f"stable feature {j} flagged"
+        psi = metric(text, "modelport_drift_score", model="mlp", version="1", feature="input[0]",
+                     method="psi")  # fmt: skip
+        assert psi is not None and psi < 0.05
+
+        shifted = rng.standard_normal((WINDOW, FEATURES)).astype(np.float32)
+        shifted[:, 2] += 0.5  # the reference is N(0, 1): half a standard deviation
+        await send(client, shifted)
+        await refreshed(monitor, monitor.refreshes + 2)
+        text = (await client.get("/metrics")).text
+    flags = {j: metric(text, "modelport_drift_flagged", model="mlp", version="1",
+                       feature=f"input[{j}]") for j in range(FEATURES)}  # fmt: skip
+    assert flags == {0: 0, 1: 0, 2: 1, 3: 0}
+    for method in ("psi", "ks", "js"):
+        score = metric(text, "modelport_drift_score", model="mlp", version="1",
+                       feature="input[2]", method=method)  # fmt: skip
+        assert score is not None and score > 0.1, method
+    output = {"model": "mlp", "version": "1", "feature": "probabilities.class", "method": "js"}
+    assert metric(text, "modelport_drift_score", **output) is not None  # output drift
+
+
+def test_a_million_stable_rows_raise_no_flag(monitored_registry) -> None:
+    reference = load_reference(monitored_registry, monitored_registry.resolve("mlp:1"))
+    drift = Drift(reference)  # the server's defaults: 10,000 rows, thresholds
+    rng = np.random.default_rng(11)
+    classes = rng.choice(reference.features[-1].cuts, p=reference.features[-1].probs[:-1],
+                         size=1_000_000)  # fmt: skip
+    worst = 0.0
+    for start in range(0, 1_000_000, 10_000):
+        rows = np.empty((10_000, FEATURES + 1))
+        rows[:, :FEATURES] = rng.standard_normal((10_000, FEATURES))
+        rows[:, FEATURES] = classes[start : start + 10_000]
+        drift.add(rows)
+        drift.refresh()
+        assert drift.rows <= 10_000 and not any(drift.flagged.values()), drift.scores
+        worst = max(worst, max(s["psi"] for s in drift.scores.values()))
+    assert 0 < worst < DriftOptions().psi / 4
+
+
+def test_categorical_features_use_their_values() -> None:
+    signature = Signature((TensorSpec("x", "float32", (-1, 2)),))
+    rng = np.random.default_rng(3)
+    x = np.column_stack([rng.standard_normal(4000), rng.integers(0, 4, 4000)])
+    reference = Reference.compute(signature, {"x": x}, {})
+    assert [f.kind for f in reference.features] == ["numeric", "categorical"]
+    assert reference.features[1].cuts.tolist() == [0, 1, 2, 3]
+    drift = Drift(reference, DriftOptions(window=2000, min_rows=500))
+    moved = np.column_stack(
+        [rng.standard_normal(2000), rng.choice(4, 2000, p=[0.7, 0.1, 0.1, 0.1])]
+    )
+    drift.add(moved)
+    drift.refresh()
+    assert drift.flagged == {"x[0]": False, "x[1]": True}
+    assert "ks" not in drift.scores["x[1]"] and drift.scores["x[1]"]["js"] > 0.1
+    drift.add(np.column_stack([rng.standard_normal(2000), np.full(2000, 9.0)]))  # unseen value
+    drift.refresh()
+    assert drift.scores["x[1]"]["js"] > 0.9
+
+
+@pytest.mark.anyio
+async def test_the_drift_backlog_is_bounded(monitored_registry, tmp_path) -> None:
+    import modelport
+    from tests.conftest import make_mlp_onnx
+
+    modelport.register(make_mlp_onnx(tmp_path / "other.onnx", seed=9), "unreferenced",
+                       registry=monitored_registry, alias="production")  # fmt: skip
+    rows = np.zeros((100, FEATURES), np.float32)  # 1,600 bytes a request
+    options = MonitorOptions(backlog=5, backlog_bytes=4000, interval=60)  # no drain meanwhile
+    async with monitored_app(monitored_registry, options) as (client, monitor):
+        for _ in range(4):
+            reply = await client.post("/v2/models/unreferenced/infer", json=infer_body(rows))
+            assert reply.status_code == 200
+        assert len(monitor._backlog) == 0 and monitor.skipped == 0  # no reference: not queued
+        for _ in range(4):
+            await client.post("/v2/models/mlp/infer", json=infer_body(rows))
+        assert len(monitor._backlog) == 2 and monitor.skipped == 2  # 4,000 bytes hold two
+        text = (await client.get("/metrics")).text
+    assert 'model="unreferenced"' not in text.split("modelport_drift_score", 1)[-1]
