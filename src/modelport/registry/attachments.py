@@ -28,7 +28,8 @@ def attach(registry: Registry, ref: str | ModelRef, kind: str, path: Path) -> Mo
     validate_name(kind, "attachment kind")
     version = registry.resolve(ref)
     digest, _size = registry.blobs.put_file(path)
-    return registry.set_tag(ModelRef(version.name, version=version.version), PREFIX + kind, digest)
+    ref = ModelRef(version.name, version=version.version)
+    return registry.set_tag(ref, PREFIX + kind, digest, action="attach")
 
 
 def attachment(registry: Registry, version: ModelVersion, kind: str) -> Path | None:

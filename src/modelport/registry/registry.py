@@ -176,7 +176,8 @@ class Registry:
         c.write(self.engine, work)
         return self.get(target.ref)
 
-    def set_tag(self, ref: str | ModelRef, key: str, value: str) -> ModelVersion:
+    def set_tag(self, ref: str | ModelRef, key: str, value: str,
+                action: str = "tag_set") -> ModelVersion:  # fmt: skip
         """Set one tag of a version (its artifact stays immutable), e.g. the reference of a file
         attached to it (``registry.attachments``: evaluation sets, reference statistics)."""
         target = self.resolve(ref)
@@ -188,7 +189,7 @@ class Registry:
             where = c.versions.c.id == version_id
             tags = conn.execute(sa.select(c.versions.c.tags).where(where)).scalar_one() or {}
             conn.execute(sa.update(c.versions).where(where).values(tags={**tags, **clean}))
-            self._log(conn, model_id, "tag_set", version=target.version, detail=clean)
+            self._log(conn, model_id, action, version=target.version, detail=clean)
 
         c.write(self.engine, work)
         return self.get(target.ref)
