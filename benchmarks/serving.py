@@ -73,8 +73,8 @@ def tutorial_mlp(path: Path, n_in: int = 784) -> Path:
     rng = np.random.default_rng(0)
     sizes = [n_in, 128, 64, 10]
     nodes, inits, previous = [], [], "input"
-    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
-        w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
+    for i, (rows, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        w = (rng.standard_normal((rows, n_out)) / np.sqrt(rows)).astype(np.float32)
         inits += [numpy_helper.from_array(w, f"w{i}"),
                   numpy_helper.from_array(np.zeros(n_out, np.float32), f"b{i}")]  # fmt: skip
         nodes += [helper.make_node("MatMul", [previous, f"w{i}"], [f"m{i}"]),
