@@ -68,9 +68,11 @@ def test_bad_values_are_the_errors_settings_give(environment, values: dict[str, 
 
 
 def test_plain_variables_are_read_without_pydantic(tmp_path: Path) -> None:
-    code = ("import sys; from modelport.batch.config import BatchSettings; "
-            "s = BatchSettings.read(); print(s.home, s.intra_op_threads, s.batch_memory_budget); "
-            "print(sorted(m for m in ('pydantic', 'pydantic_settings') if m in sys.modules))")  # fmt: skip
+    code = (
+        "import sys; from modelport.batch.config import BatchSettings\n"
+        "s = BatchSettings.read(); print(s.home, s.intra_op_threads, s.batch_memory_budget)\n"
+        "print(sorted(m for m in ('pydantic', 'pydantic_settings') if m in sys.modules))"
+    )
     env = {k: v for k, v in os.environ.items() if not k.lower().startswith("modelport_")}
     env.update(MODELPORT_HOME=str(tmp_path), MODELPORT_INTRA_OP_THREADS="2",
                MODELPORT_BATCH_MEMORY_BUDGET="64MiB")  # fmt: skip
