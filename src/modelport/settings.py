@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modelport.home import blob_folder, catalogue_url
 from modelport.sizes import parse_size  # noqa: F401  (where it was first defined)
 
 
@@ -79,8 +80,8 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'registry.db'}"
+        return catalogue_url(self.home, self.database_url)
 
     @property
     def resolved_blob_dir(self) -> Path:
-        return self.blob_dir or self.home / "blobs"
+        return blob_folder(self.home, self.blob_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -103,8 +104,11 @@ def test_what_it_cannot_read_is_left_to_a_registry(catalogue: Registry, tmp_path
 def test_reading_imports_no_sqlalchemy(catalogue: Registry) -> None:
     code = ("import sys; from pathlib import Path; from modelport.batch.config import "
             "BatchSettings; from modelport.registry.reader import open_reader\n"
-            f"with open_reader(BatchSettings(home=Path({str(catalogue.settings.home)!r}))) as r:\n"
+            f"home = Path({str(catalogue.settings.home)!r})\n"
+            "with open_reader(BatchSettings.read(home=home)) as r:\n"
             "    print(r.resolve('m@production').ref, type(r).__name__)\n"
             "print(sorted(m for m in ('sqlalchemy', 'pydantic') if m in sys.modules))")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if not k.lower().startswith("modelport_")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
     assert out.stdout.split("\n")[:2] == ["m:2 CatalogReader", "[]"], out.stderr

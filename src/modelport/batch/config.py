@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from modelport.home import blob_folder, catalogue_url
 from modelport.sizes import parse_size
 
 _PREFIX = "modelport_"
@@ -29,21 +30,13 @@ class BatchSettings:
     """What batch reads of ``Settings``; small, frozen and picklable (a Dask worker gets it)."""
 
     home: Path
-    database_url: str | None = None
-    blob_dir: Path | None = None
+    resolved_database_url: str
+    resolved_blob_dir: Path
     verify_on_load: bool = True
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     graph_optimization: str = "all"
     batch_memory_budget: int = 1 << 30
-
-    @property
-    def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'registry.db'}"
-
-    @property
-    def resolved_blob_dir(self) -> Path:
-        return self.blob_dir or self.home / "blobs"
 
     @classmethod
     def of(cls, settings: Any) -> BatchSettings:
@@ -59,11 +52,12 @@ class BatchSettings:
 
             return cls.of(Settings(**overrides))
         values = {**plain, **overrides}
-        home = values.pop("home", None) or Path.home() / ".modelport"  # Settings' default
+        home = Path(values.pop("home", None) or Path.home() / ".modelport")  # Settings' default
+        home = home.expanduser().absolute()
         blob_dir = values.pop("blob_dir", None)
-        return cls(home=Path(home).expanduser().absolute(),
-                   blob_dir=None if blob_dir is None else Path(blob_dir).expanduser().absolute(),
-                   **values)  # fmt: skip
+        blob_dir = None if blob_dir is None else Path(blob_dir).expanduser().absolute()
+        return cls(home, catalogue_url(home, values.pop("database_url", None)),
+                   blob_folder(home, blob_dir), **values)  # fmt: skip
 
 
 def _plain_environment() -> dict[str, Any] | None:

@@ -114,5 +114,6 @@ def _registry(settings: Any) -> Registry:
     from modelport.registry.registry import Registry
     from modelport.settings import Settings
 
-    names = ("home", "database_url", "blob_dir", "verify_on_load")
-    return Registry(Settings(**{name: getattr(settings, name) for name in names}))
+    return Registry(Settings(home=settings.home, database_url=settings.resolved_database_url,
+                             blob_dir=settings.resolved_blob_dir,
+                             verify_on_load=settings.verify_on_load))  # fmt: skip
