@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/batch.py                          # 10M rows, NPY and Parquet
     .venv/bin/python benchmarks/batch.py --rows 1000000 --rounds 1 --formats npy
+    .venv/bin/python benchmarks/batch.py --first-part 5 --formats npy   # only the start-up
 
 The digits MLP of the demo (64 -> 128 -> 64 -> 10). For each format, rounds alternate:
 ``python -m modelport batch`` (start-up included, default flags but the batch size) against
@@ -95,10 +96,10 @@ def make_inputs(folder: Path, rows: int, formats: list[str]) -> dict[str, Path]:
 
 
 def launch(args: list[str], env: dict[str, str], watch: Path | None = None,
-           kill_after: Path | None = None) -> dict[str, float]:  # fmt: skip
+           kill_after: Path | None = None, stop: bool = False) -> dict[str, float]:  # fmt: skip
     """Run a command under the launcher: wall seconds, peak RSS (MiB), and the seconds until
     ``watch`` appeared (polled every millisecond); with ``kill_after``, SIGKILL the command
-    once that file exists."""
+    once that file exists; with ``stop``, once ``watch`` does (the first part's figures only)."""
     proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     first_line = proc.stdout.readline().split()
@@ -112,6 +113,10 @@ def launch(args: list[str], env: dict[str, str], watch: Path | None = None,
             os.kill(child, signal.SIGKILL)  # the job itself; the launcher then exits
             proc.communicate()
             return {"killed": 1.0}
+        if first is not None and stop:
+            os.kill(child, signal.SIGKILL)
+            proc.communicate()
+            return {"first": first, "first_cpu": first_cpu}
         if first is not None and kill_after is None:
             break
         time.sleep(0.001)
@@ -161,6 +166,22 @@ def compare(ref: str, model: Path, inputs: dict[str, Path], work: Path, env: dic
     return times
 
 
+def first_parts(ref: str, inputs: dict[str, Path], work: Path, env: dict[str, str], runs: int,
+                batch_size: int) -> None:  # fmt: skip
+    """Only the start: ``runs`` jobs per format, each stopped at its first committed part."""
+    cli = [sys.executable, "-m", "modelport", "batch", ref, "--quiet", "--batch-size",
+           str(batch_size)]  # fmt: skip
+    for fmt, source in inputs.items():
+        for _ in range(runs):
+            output = work / f"first.{fmt}"
+            shutil.rmtree(parts_of(output), ignore_errors=True)
+            result = launch([*cli, "-i", str(source), "-o", str(output)], env,
+                            watch=parts_of(output) / "part-000000.arrow", stop=True)  # fmt: skip
+            console.print(f"{fmt}: first part at {result['first']:.2f} s, CPU "
+                          f"{result['first_cpu']:.2f} s, load average "
+                          f"{os.getloadavg()[0]:.1f}")  # fmt: skip
+
+
 def kill_and_resume(ref: str, source: Path, work: Path, env: dict[str, str],
                     rows: int) -> tuple[int, bool]:  # fmt: skip
     """(parts left by the killed run, whether the resumed output is byte-identical)."""
@@ -190,6 +211,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--formats", default="npy,parquet")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--first-part", type=int, default=0, metavar="N",
+                        help="only time the first part of N jobs per format")  # fmt: skip
     args = parser.parse_args()
     formats = args.formats.split(",")
     work = Path(tempfile.mkdtemp(prefix="bench-batch-", dir=args.workdir))
@@ -202,6 +225,9 @@ def main() -> None:
         console.print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
         ref, model = make_model(home)
         inputs = make_inputs(work, args.rows, formats)
+        if args.first_part:
+            first_parts(ref, inputs, work, env, args.first_part, args.batch_size)
+            return
         times = compare(ref, model, inputs, work, env, args.rounds, args.batch_size)
         table = Table(title=f"{args.rows:,} digits rows, batch size {args.batch_size}, whole "
                             f"processes, median of {args.rounds}")  # fmt: skip

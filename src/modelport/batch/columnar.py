@@ -12,7 +12,6 @@ the ``Runtime`` protocol stays ``load``, ``signature``, ``predict``, ``close``.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,8 @@ def load_model(spec: JobSpec) -> tuple[Runtime, frozenset[str]]:
                 and for_format("onnx", spec.backend).name == "onnxruntime":  # fmt: skip
             rewritten = feature_major_graph(registry.path(version), version.signature, wanted)
             if rewritten is not None:
+                import tempfile
+
                 graph, names, signature = rewritten
                 with tempfile.TemporaryDirectory(prefix="modelport-batch-") as tmp:
                     path = Path(tmp) / "feature-major.onnx"
