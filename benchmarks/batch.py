@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/batch.py                          # 10M rows, NPY and Parquet
     .venv/bin/python benchmarks/batch.py --rows 1000000 --rounds 1 --formats npy
+    .venv/bin/python benchmarks/batch.py --first-part 5 --formats npy   # only the start-up
 
 The digits MLP of the demo (64 -> 128 -> 64 -> 10). For each format, rounds alternate:
 ``python -m modelport batch`` (start-up included, default flags but the batch size) against
@@ -10,7 +11,9 @@ threads (one call per core side by side, one intra-op thread each), the same out
 written; no bad-row checks, no parts, no resume. Both run under a small launcher that reports
 the process's wall time and peak RSS (``wait4``). Then:
 
-- the time from start to the first committed part (``part-000000.arrow`` renamed into place);
+- the time from start to the first committed part (``part-000000.arrow`` renamed into place),
+  and the CPU time the process had used by then (all its threads; on a shared machine the wall
+  time moves with the load, the CPU time much less);
 - kill and resume: a job killed (SIGKILL) half way and run again gives the same bytes as a job
   that was never interrupted;
 - memory: peak RSS at ``--rows`` against a tenth of them.
@@ -19,6 +22,7 @@ the process's wall time and peak RSS (``wait4``). Then:
 from __future__ import annotations
 
 import argparse
+import compileall
 import filecmp
 import os
 import shutil
@@ -92,10 +96,10 @@ def make_inputs(folder: Path, rows: int, formats: list[str]) -> dict[str, Path]:
 
 
 def launch(args: list[str], env: dict[str, str], watch: Path | None = None,
-           kill_after: Path | None = None) -> dict[str, float]:  # fmt: skip
+           kill_after: Path | None = None, stop: bool = False) -> dict[str, float]:  # fmt: skip
     """Run a command under the launcher: wall seconds, peak RSS (MiB), and the seconds until
     ``watch`` appeared (polled every millisecond); with ``kill_after``, SIGKILL the command
-    once that file exists."""
+    once that file exists; with ``stop``, once ``watch`` does (the first part's figures only)."""
     proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     first_line = proc.stdout.readline().split()
@@ -104,11 +108,15 @@ def launch(args: list[str], env: dict[str, str], watch: Path | None = None,
     while proc.poll() is None and (watch is not None or kill_after is not None):
         now = time.monotonic()
         if watch is not None and first is None and watch.exists():
-            first = now - started
+            first, first_cpu = now - started, cpu_seconds(child)
         if kill_after is not None and kill_after.exists():
             os.kill(child, signal.SIGKILL)  # the job itself; the launcher then exits
             proc.communicate()
             return {"killed": 1.0}
+        if first is not None and stop:
+            os.kill(child, signal.SIGKILL)
+            proc.communicate()
+            return {"first": first, "first_cpu": first_cpu}
         if first is not None and kill_after is None:
             break
         time.sleep(0.001)
@@ -117,7 +125,15 @@ def launch(args: list[str], env: dict[str, str], watch: Path | None = None,
     if int(code) != 0:
         raise SystemExit(f"{' '.join(args)} failed ({code}): {err}")
     return {"seconds": float(ended) - started, "rss": int(maxrss) / 1024,
-            "first": float("nan") if first is None else first}  # fmt: skip
+            "first": float("nan") if first is None else first,
+            "first_cpu": float("nan") if first is None else first_cpu}  # fmt: skip
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far: what the first part
+    cost, whatever else shares the cores."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def parts_of(output: Path) -> Path:
@@ -132,12 +148,14 @@ def compare(ref: str, model: Path, inputs: dict[str, Path], work: Path, env: dic
     times: dict[str, dict[str, list[float]]] = {}
     for fmt, source in inputs.items():
         mine, theirs = work / f"modelport.{fmt}", work / f"reference.{fmt}"
-        runs = times[fmt] = {"modelport": [], "reference": [], "first": [], "rss": []}
+        runs = times[fmt] = {"modelport": [], "reference": [], "first": [], "first_cpu": [],
+                             "rss": []}  # fmt: skip
         for _ in range(rounds):
             result = launch([*cli, "-i", str(source), "-o", str(mine)], env,
                             watch=parts_of(mine) / "part-000000.arrow")  # fmt: skip
             runs["modelport"].append(result["seconds"])
             runs["first"].append(result["first"])
+            runs["first_cpu"].append(result["first_cpu"])
             runs["rss"].append(result["rss"])
             threads = str(os.cpu_count() or 1)
             result = launch([*reference, str(source), str(theirs), "--batch-size",
@@ -146,6 +164,22 @@ def compare(ref: str, model: Path, inputs: dict[str, Path], work: Path, env: dic
             mine.unlink()
             theirs.unlink()
     return times
+
+
+def first_parts(ref: str, inputs: dict[str, Path], work: Path, env: dict[str, str], runs: int,
+                batch_size: int) -> None:  # fmt: skip
+    """Only the start: ``runs`` jobs per format, each stopped at its first committed part."""
+    cli = [sys.executable, "-m", "modelport", "batch", ref, "--quiet", "--batch-size",
+           str(batch_size)]  # fmt: skip
+    for fmt, source in inputs.items():
+        for _ in range(runs):
+            output = work / f"first.{fmt}"
+            shutil.rmtree(parts_of(output), ignore_errors=True)
+            result = launch([*cli, "-i", str(source), "-o", str(output)], env,
+                            watch=parts_of(output) / "part-000000.arrow", stop=True)  # fmt: skip
+            console.print(f"{fmt}: first part at {result['first']:.2f} s, CPU "
+                          f"{result['first_cpu']:.2f} s, load average "
+                          f"{os.getloadavg()[0]:.1f}")  # fmt: skip
 
 
 def kill_and_resume(ref: str, source: Path, work: Path, env: dict[str, str],
@@ -177,25 +211,34 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--formats", default="npy,parquet")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--first-part", type=int, default=0, metavar="N",
+                        help="only time the first part of N jobs per format")  # fmt: skip
     args = parser.parse_args()
     formats = args.formats.split(",")
     work = Path(tempfile.mkdtemp(prefix="bench-batch-", dir=args.workdir))
     home = work / "home"
     env = {**os.environ, "MODELPORT_HOME": str(home), "PYTHONPATH": str(ROOT / "src")}
+    # an installed package has its bytecode compiled; a source tree run with
+    # PYTHONDONTWRITEBYTECODE set would compile every module at every start instead
+    compileall.compile_dir(ROOT / "src" / "modelport", quiet=1)
     try:
         console.print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
         ref, model = make_model(home)
         inputs = make_inputs(work, args.rows, formats)
+        if args.first_part:
+            first_parts(ref, inputs, work, env, args.first_part, args.batch_size)
+            return
         times = compare(ref, model, inputs, work, env, args.rounds, args.batch_size)
         table = Table(title=f"{args.rows:,} digits rows, batch size {args.batch_size}, whole "
                             f"processes, median of {args.rounds}")  # fmt: skip
         for column in ("input -> output", "reference s", "modelport s", "modelport / reference",
-                       "first part at", "peak RSS"):  # fmt: skip
+                       "first part at", "its CPU s", "peak RSS"):  # fmt: skip
             table.add_column(column, justify="left" if column.startswith("input") else "right")
         for fmt, runs in times.items():
             mine, theirs = (statistics.median(runs[k]) for k in ("modelport", "reference"))
             table.add_row(f"{fmt} -> {fmt}", f"{theirs:.2f}", f"{mine:.2f}",
                           f"{theirs / mine:.2f}x", f"{statistics.median(runs['first']):.2f} s",
+                          f"{statistics.median(runs['first_cpu']):.2f}",
                           f"{statistics.median(runs['rss']):,.0f} MiB")  # fmt: skip
         console.print(table)
         fmt = formats[0]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import getpass
 import os
-import re
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelport.home import blob_folder, catalogue_url
+from modelport.sizes import parse_size  # noqa: F401  (where it was first defined)
 
 
 def _default_user() -> str:
@@ -16,30 +18,6 @@ def _default_user() -> str:
         return getpass.getuser()
     except Exception:  # no login name in some containers
         return f"uid-{os.getuid()}"
-
-
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6,
-          "mib": 1 << 20, "g": 1 << 30, "gb": 10**9, "gib": 1 << 30}  # fmt: skip
-
-
-def parse_size(value: int | str) -> int:
-    """Bytes from ``1073741824``, ``"512MiB"``, ``"2G"`` or ``"1.5 GB"``.
-
-    parse_size("1GiB") == 1 << 30
-    """
-    from modelport.errors import InvalidInput
-
-    if isinstance(value, int) and not isinstance(value, bool):
-        number, unit = float(value), ""
-    else:
-        match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([a-zA-Z]*)\s*", str(value))
-        if match is None or match.group(2).lower() not in _UNITS:
-            raise InvalidInput(f"{value!r} is not a size: use bytes or a unit, as in 512MiB or 2GB")
-        number, unit = float(match.group(1)), match.group(2).lower()
-    size = int(number * _UNITS[unit])
-    if size < 1 << 20:
-        raise InvalidInput(f"a memory budget of {value!r} is too small: give at least 1MiB")
-    return size
 
 
 class Settings(BaseSettings):
@@ -102,8 +80,8 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'registry.db'}"
+        return catalogue_url(self.home, self.database_url)
 
     @property
     def resolved_blob_dir(self) -> Path:
-        return self.blob_dir or self.home / "blobs"
+        return blob_folder(self.home, self.blob_dir)

@@ -321,3 +321,53 @@ def test_zero_rows_give_an_empty_output_of_the_right_shape(
         got = pd.read_parquet(out) if sink == "out.parquet" else pd.read_csv(out)
         assert list(got.columns) == names and len(got) == 0
     assert not list(tmp_path.glob(".out*"))  # no work folder left behind
+
+
+def test_the_first_chunk_is_scored_alone_with_its_calls_on_every_scorer(
+    reg: Registry, tmp_path: Path, monkeypatch
+) -> None:
+    """Its part comes sooner; the chunks after it are scored one per scorer, side by side."""
+    import threading
+    import time
+
+    from modelport.batch import api, scorer
+    from modelport.batch.executors import LocalExecutor
+
+    monkeypatch.setattr(api, "LocalExecutor", lambda _: LocalExecutor(2))
+    events: list[tuple[str, int]] = []
+    real_score, real_load = scorer.Scorer.score, scorer.load_model
+
+    def score(self, chunk, data, spread=map):
+        events.append(("begin", chunk.index))
+        try:
+            return real_score(self, chunk, data, spread)
+        finally:
+            events.append(("end", chunk.index))
+
+    def load(spec):
+        runtime, columnar = real_load(spec)
+        predict = runtime.predict
+
+        def slow(inputs):  # calls long enough for a second thread to take some
+            time.sleep(0.005)
+            events.append(("call", threading.get_ident()))
+            return predict(inputs)
+
+        runtime.predict = slow
+        return runtime, columnar
+
+    monkeypatch.setattr(scorer.Scorer, "score", score)
+    monkeypatch.setattr(scorer, "load_model", load)
+    x = features(4000, seed=6)
+    np.save(tmp_path / "in.npy", x)
+    summary = predict_batch("mlp", tmp_path / "in.npy", tmp_path / "out.npy", registry=reg,
+                            chunk_rows=1000, batch_size=100)  # fmt: skip
+    assert summary.chunks == 4
+    first = events[: events.index(("end", 0)) + 1]
+    assert first[0] == ("begin", 0)
+    calls = [thread for what, thread in first[1:-1] if what == "call"]
+    assert len(calls) == len(first) - 2 == 10  # nothing else began meanwhile
+    assert len(set(calls)) == 2
+    later = events[len(first) :]
+    assert sorted(i for what, i in later if what == "begin") == [1, 2, 3]
+    assert np.array_equal(np.load(tmp_path / "out.npy"), expected(reg, x))

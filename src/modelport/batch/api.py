@@ -11,14 +11,16 @@ memory) takes them in order -> ``commit``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from modelport.batch.config import BatchSettings
 from modelport.batch.executors import DaskExecutor, LocalExecutor
 from modelport.batch.job import BatchOptions, BatchSummary, JobSpec
 from modelport.batch.memory import MemorySource
@@ -28,9 +30,13 @@ from modelport.batch.progress import RowProgress
 from modelport.batch.sinks import Assembly, Collected, Tally, assemble
 from modelport.batch.sources import FileSource
 from modelport.errors import InvalidInput
-from modelport.registry import ModelVersion, Registry
+from modelport.registry.reader import CatalogReader, open_reader
+from modelport.registry.records import ModelVersion
 from modelport.runtimes import RuntimeOptions
-from modelport.settings import parse_size
+from modelport.sizes import parse_size
+
+if TYPE_CHECKING:
+    from modelport.registry import Registry
 
 
 def predict_batch(
@@ -38,7 +44,7 @@ def predict_batch(
     data: str | Path | np.ndarray | Any,
     output: str | Path | None = None,
     *,
-    registry: Registry | None = None,
+    registry: Registry | CatalogReader | None = None,
     columns: Sequence[str] | None = None,
     id_column: str | None = None,
     chunk_rows: int | None = None,
@@ -58,25 +64,37 @@ def predict_batch(
     ``batch_size`` are given. Bad rows go to ``errors_path`` (default ``<output>.errors.csv``)
     and are skipped, or stop the job (``on_error="fail"``)."""
     started = time.perf_counter()
-    with Registry.borrow(registry) as reg:
+    with _catalogue(registry) as (reg, settings):
         version = model if isinstance(model, ModelVersion) else reg.resolve(model)
         source = FileSource(data) if isinstance(data, str | Path) else MemorySource(data)
         output, errors_path = _output_paths(output, errors_path, source)
-        executor = _executor(reg, source, dask_workers, dask_scheduler)
+        executor = _executor(settings, source, dask_workers, dask_scheduler)
         try:
             budget = parse_size(memory_budget) if memory_budget is not None \
-                else reg.settings.batch_memory_budget  # fmt: skip
+                else settings.batch_memory_budget  # fmt: skip
             auto = sizes(version.signature, source.row_shape(), budget, executor.workers)
             options = BatchOptions(tuple(columns or ()), id_column,
                                    auto[0] if chunk_rows is None else chunk_rows,
                                    auto[1] if batch_size is None else batch_size,
                                    on_error)  # fmt: skip
             plan = Plan.make(version, source, options, output, executor.map)
-            spec = _spec(reg, version, plan, options, executor, output, backend,
+            spec = _spec(settings, version, plan, options, executor, output, backend,
                          source.resumable)  # fmt: skip
             return _run(plan, spec, source, executor, output, errors_path, progress, started)
         finally:
             executor.close()
+
+
+@contextlib.contextmanager
+def _catalogue(registry: Any) -> Iterator[tuple[Any, BatchSettings]]:
+    """The caller's registry (or reader), left open, or a read-only view of the catalogue the
+    environment names, closed at the end; and the job's settings."""
+    if registry is not None:
+        yield registry, BatchSettings.of(registry.settings)
+        return
+    settings = BatchSettings.read()
+    with open_reader(settings) as reader:
+        yield reader, settings
 
 
 def _output_paths(output: str | Path | None, errors_path: str | Path | None,
@@ -93,10 +111,10 @@ def _output_paths(output: str | Path | None, errors_path: str | Path | None,
         output.name + ".errors.csv")  # fmt: skip
 
 
-def _executor(registry: Registry, source: Any, dask_workers: int | None,
+def _executor(settings: BatchSettings, source: Any, dask_workers: int | None,
               dask_scheduler: str | None) -> Any:  # fmt: skip
     if dask_workers is None and dask_scheduler is None:
-        intra = registry.settings.intra_op_threads
+        intra = settings.intra_op_threads
         cores = os.cpu_count() or 1
         # as many scoring threads as the cores hold model calls of the configured thread count
         return LocalExecutor(max(1, cores // intra) if intra else cores)
@@ -105,15 +123,14 @@ def _executor(registry: Registry, source: Any, dask_workers: int | None,
     return DaskExecutor(dask_workers, dask_scheduler)
 
 
-def _spec(registry: Registry, version: ModelVersion, plan: Plan, options: BatchOptions,
+def _spec(s: BatchSettings, version: ModelVersion, plan: Plan, options: BatchOptions,
           executor: Any, output: Path | None, backend: str | None,
           resumable: bool) -> JobSpec:  # fmt: skip
-    s = registry.settings
     intra = s.intra_op_threads
     if not intra and executor.local:  # auto: share this machine's cores among the workers
         intra = max(1, (os.cpu_count() or 1) // executor.workers)
     parts = output is not None and resumable  # what a resumed job reuses
-    return JobSpec(s.model_dump(), version.ref, version.sha256, version.signature, plan.fmap,
+    return JobSpec(s, version.ref, version.sha256, version.signature, plan.fmap,
                    options, RuntimeOptions.from_settings(s, intra_op_threads=intra),
                    str(plan.workdir or ""), backend, parts)  # fmt: skip
 

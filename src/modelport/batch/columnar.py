@@ -12,7 +12,6 @@ the ``Runtime`` protocol stays ``load``, ``signature``, ``predict``, ``close``.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,14 +24,12 @@ if TYPE_CHECKING:
 
 
 def load_model(spec: JobSpec) -> tuple[Runtime, frozenset[str]]:
-    """Open the registry from the job's settings and load the exact version (sha256 checked);
-    return the runtime and the inputs it takes feature-major."""
-    from modelport.api import load
-    from modelport.registry import Registry
+    """Open the catalogue from the job's settings (read-only) and load the exact version (sha256
+    checked); return the runtime and the inputs it takes feature-major."""
+    from modelport.registry.reader import open_reader
     from modelport.runtimes import for_format, open_artifact
-    from modelport.settings import Settings
 
-    with Registry(Settings(**spec.settings)) as registry:
+    with open_reader(spec.settings) as registry:
         version = registry.resolve(spec.model)
         if version.sha256 != spec.sha256:
             raise Conflict(f"{spec.model} changed while the job ran")
@@ -41,6 +38,8 @@ def load_model(spec: JobSpec) -> tuple[Runtime, frozenset[str]]:
                 and for_format("onnx", spec.backend).name == "onnxruntime":  # fmt: skip
             rewritten = feature_major_graph(registry.path(version), version.signature, wanted)
             if rewritten is not None:
+                import tempfile
+
                 graph, names, signature = rewritten
                 with tempfile.TemporaryDirectory(prefix="modelport-batch-") as tmp:
                     path = Path(tmp) / "feature-major.onnx"
@@ -48,8 +47,8 @@ def load_model(spec: JobSpec) -> tuple[Runtime, frozenset[str]]:
                     runtime = open_artifact(path, "onnx", signature, spec.runtime_options,
                                             "onnxruntime")  # fmt: skip
                 return runtime, names
-        runtime = load(version, registry=registry, options=spec.runtime_options,
-                       backend=spec.backend)  # fmt: skip
+        runtime = open_artifact(registry.path(version), version.format, version.signature,
+                                spec.runtime_options, spec.backend)  # fmt: skip
         return runtime, frozenset()
 
 

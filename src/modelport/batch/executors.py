@@ -79,18 +79,28 @@ class LocalExecutor:
             on_result: Callable[[ChunkResult], None]) -> None:  # fmt: skip
         """At most ``2 * scorers + 1`` chunks are in memory as read (the ones being scored, as
         many read ahead, the one being read), plus the decoded rows of ``span`` Parquet chunks;
-        the model loads while the first chunk is read."""
+        the model loads while the first chunk is read. The first chunk is scored alone, its
+        model calls side by side on every scorer (its part is committed in half the time, for
+        a job's first result soon after it starts); the others one chunk per scorer."""
         if not chunks:
             return
         reader = source.reader(spec.fmap.columns, span=self.span)
         parts = Parts(spec.workdir if spec.parts else None, keep=True)
-        with ThreadPoolExecutor(1) as reading, ThreadPoolExecutor(self.scorers) as scoring, \
-                ThreadPoolExecutor(1) as handing:  # fmt: skip
+        first = chunks[0].index
+        with (
+            ThreadPoolExecutor(1) as reading,
+            ThreadPoolExecutor(self.scorers) as scoring,
+            ThreadPoolExecutor(1) as handing,
+            ThreadPoolExecutor(self.scorers) as spread,
+        ):
+
+            def step(chunk: Chunk, data: Any) -> ChunkResult:
+                calls = spread.map if chunk.index == first else map
+                return parts.write(loading.result().score(chunk, data, calls))
+
             loading = handing.submit(Scorer.load, spec, self.scorers)
             try:
-                self._pipeline(chunks, reading, scoring, handing, reader.read,
-                               lambda chunk, data: parts.write(loading.result().score(chunk, data)),
-                               on_result)  # fmt: skip
+                self._pipeline(chunks, reading, scoring, handing, reader.read, step, on_result)
             finally:
                 wait([loading])
                 if loading.exception() is None:
@@ -114,12 +124,14 @@ class LocalExecutor:
         try:
             for _ in range(self.scorers + 1):
                 read_next()
+            alone = True  # the first chunk is scored by itself
             while reads or scores:
-                while reads and len(scores) < self.scorers:
+                while reads and len(scores) < (1 if alone else self.scorers):
                     chunk, data = reads.popleft()
                     scores.append(scoring.submit(step, chunk, data.result()))
                     read_next()
                 handed.append(handing.submit(on_result, scores.popleft().result()))
+                alone = False
                 while handed and (handed[0].done() or len(handed) > self.scorers):
                     handed.popleft().result()
             while handed:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.batch.config import BatchSettings
 from modelport.batch.features import FeatureMap
 from modelport.errors import InvalidInput
 from modelport.runtimes import RuntimeOptions
@@ -44,7 +45,7 @@ class JobSpec:
     """Everything a worker needs to read, score and write a chunk; small and picklable (no data,
     no sessions). ``parts``: chunks are committed as part files in ``workdir``."""
 
-    settings: dict[str, Any]
+    settings: BatchSettings
     model: str  # "name:version"
     sha256: str
     signature: Signature

@@ -4,37 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
-
-
-class _RateColumn(ProgressColumn):
-    def render(self, task: Any) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-- rows/s" if speed is None else f"{speed:,.0f} rows/s", style="cyan")
-
 
 class RowProgress:
-    """``with RowProgress(total, done, enabled) as bar: bar.advance(rows)``."""
+    """``with RowProgress(total, done, enabled) as bar: bar.advance(rows)`` (rich is imported
+    only for a bar that shows: a quiet job starts without it)."""
 
     def __init__(self, total: int, done: int = 0, enabled: bool = True) -> None:
-        self._progress: Progress | None = None
+        self._progress: Any = None
         if enabled:
-            from rich.console import Console
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("rows"), _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-                TimeRemainingColumn(), console=Console(stderr=True), transient=False,
-            )  # fmt: skip
+            self._progress = _bar()
             self._task = self._progress.add_task("scoring", total=total, completed=done)
 
     def __enter__(self) -> RowProgress:
@@ -53,3 +31,28 @@ class RowProgress:
     def advance(self, rows: int) -> None:
         if self._progress is not None:
             self._progress.advance(self._task, rows)
+
+
+def _bar() -> Any:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("-- rows/s" if speed is None else f"{speed:,.0f} rows/s", style="cyan")
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("rows"), RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+        TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+    )  # fmt: skip

@@ -12,6 +12,7 @@ chunk being scored, given back as soon as the model has read them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ from modelport.batch.sources import Chunk
 from modelport.errors import InvalidInput
 from modelport.runtimes import Runtime
 from modelport.signature import Signature
+
+# how a chunk's model calls are made: ``map`` (in turn) or a thread pool's ``map`` (side by side)
+Spread = Callable[[Callable[[int], Any], Iterable[int]], Iterator[Any]]
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,9 @@ class Scorer:
         runtime, columnar = load_model(spec)
         return cls(spec, runtime, columnar, buffers)
 
-    def score(self, chunk: Chunk, data: Any) -> Scored:
-        """The chunk's rows (as its source read them) scored ``batch_size`` rows per call."""
+    def score(self, chunk: Chunk, data: Any, spread: Spread = map) -> Scored:
+        """The chunk's rows (as its source read them) scored ``batch_size`` rows per call; the
+        calls are made by ``spread`` (e.g. a thread pool's ``map``: side by side)."""
         spec = self.spec
         with self.pool.take() as buffers:
             converted = spec.fmap.convert(data, chunk, buffers, self.columnar,
@@ -61,7 +66,8 @@ class Scorer:
                 row, name, file_row, reason = errors[0]
                 raise InvalidInput(f"row {row} ({name}, row {file_row}): {reason}")
             outputs = predict_in_batches(self.runtime, spec.signature, converted.inputs,
-                                         spec.options.batch_size, self.columnar)  # fmt: skip
+                                         spec.options.batch_size, self.columnar,
+                                         spread)  # fmt: skip
         return Scored(chunk.index, outputs_table(outputs, converted.ids, spec.fmap.id_column),
                       errors)  # fmt: skip
 
@@ -71,10 +77,11 @@ class Scorer:
 
 def predict_in_batches(
     runtime: Runtime, signature: Signature, inputs: dict[str, Any], batch_size: int,
-    columnar: frozenset[str] = frozenset(),
+    columnar: frozenset[str] = frozenset(), spread: Spread = map,
 ) -> dict[str, np.ndarray]:  # fmt: skip
-    """Score ``inputs`` ``batch_size`` rows at a time; ``columnar`` inputs ([features, rows]
-    arrays, or ``Blocks``) are cut along their second axis."""
+    """Score ``inputs`` ``batch_size`` rows at a time, the calls made by ``spread`` (``map``: one
+    after the other); ``columnar`` inputs ([features, rows] arrays, or ``Blocks``) are cut along
+    their second axis."""
     name, first = next(iter(inputs.items()))
     n = first.shape[1] if name in columnar else len(first)
     if n == 0:
@@ -83,15 +90,18 @@ def predict_in_batches(
     # blocks laid out for another batch size become one [features, rows] array, once
     inputs = {k: np.asarray(v) if isinstance(v, Blocks) and v.batch != batch_size else v
               for k, v in inputs.items()}  # fmt: skip
-    out: dict[str, np.ndarray] = {}
-    for start in range(0, n, batch_size):
+
+    def call(start: int) -> dict[str, np.ndarray]:
         stop = start + batch_size
-        batch = {k: v.block(start) if isinstance(v, Blocks) else
-                 v[:, start:stop] if k in columnar else v[start:stop]
-                 for k, v in inputs.items()}  # fmt: skip
-        result = runtime.predict(batch)
-        if n <= batch_size:
-            return result
+        return runtime.predict({k: v.block(start) if isinstance(v, Blocks) else
+                                v[:, start:stop] if k in columnar else v[start:stop]
+                                for k, v in inputs.items()})  # fmt: skip
+
+    if n <= batch_size:
+        return call(0)
+    out: dict[str, np.ndarray] = {}
+    for start, result in zip(range(0, n, batch_size), spread(call, range(0, n, batch_size)),
+                             strict=True):  # fmt: skip
         for key, value in result.items():
             if key not in out:
                 out[key] = np.empty((n, *value.shape[1:]), dtype=value.dtype)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +21,7 @@ from modelport.cli import predict as predict_cmd
 from modelport.cli import registry as registry_cmds
 from modelport.cli import rollout as rollout_cmds
 from modelport.cli import serve as serve_cmd
-from modelport.cli.common import err_console, option_defaults, state
+from modelport.cli.common import option_defaults, state
 
 app = typer.Typer(
     name="modelport",
@@ -94,35 +93,7 @@ app.add_typer(monitor_cmds.monitor_app, name="monitor")
 
 
 def main() -> None:
-    from rich.markup import escape
+    """The full CLI (``modelport.entry.main`` sends a plain ``batch`` command line elsewhere)."""
+    from modelport.entry import guarded
 
-    from modelport.errors import ModelportError
-
-    try:
-        app()
-    except ModelportError as exc:  # escaped: "pip install 'modelport[extra]'" is not markup
-        err_console.print(f"[red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:  # a bug or an environment failure: one line unless asked for more
-        if _debug():
-            raise
-        err_console.print(
-            f"[red]error:[/] unexpected {type(exc).__name__}: {exc} "
-            "(set MODELPORT_DEBUG=1 for the traceback)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        sys.exit(2)
-
-
-def _debug() -> bool:
-    """``MODELPORT_DEBUG``, read through the settings like every other variable."""
-    from modelport.settings import Settings
-
-    try:
-        return Settings().debug
-    except Exception:  # the settings themselves are what failed
-        return False
+    guarded(app)

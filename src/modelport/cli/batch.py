@@ -1,4 +1,8 @@
-"""``modelport batch REF --input PATH --output PATH``: score files in chunks, resumably."""
+"""``modelport batch REF --input PATH --output PATH``: score files in chunks, resumably.
+
+The options as typer shows them; ``modelport.batch.command`` runs the job (and reads a plain
+command line of these same options without the full CLI).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from modelport.cli.common import console, registry
+from modelport.cli.common import state
 
 _INPUT = "A .csv, .parquet, .npy or .jsonl file, a folder or a glob."
 _OUTPUT = "A .parquet, .csv or .npy file, written only when complete."
@@ -52,24 +56,10 @@ def batch(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score a file, folder or glob of inputs with a registered model, in resumable chunks."""
-    from modelport.batch.api import predict_batch
-    from modelport.errors import InvalidInput
+    from modelport.batch.command import run
+    from modelport.batch.config import BatchSettings
 
-    if dask_workers is not None and dask_scheduler is not None:
-        raise InvalidInput("give --dask-workers or --dask-scheduler, not both")
-    names = [c for item in columns or [] for c in item.split(",") if c.strip()]
-    summary = predict_batch(
-        ref, input, output, registry=registry(), columns=names, id_column=id_column,
-        chunk_rows=chunk_rows, batch_size=batch_size, memory_budget=memory_budget,
-        on_error=on_error, errors_path=errors,
-        dask_workers=dask_workers, dask_scheduler=dask_scheduler, backend=backend,
-        progress=not quiet,
-    )  # fmt: skip
-    resumed = f" ({summary.resumed} of {summary.chunks} chunks resumed)" if summary.resumed else ""
-    console.print(
-        f"scored [bold]{summary.rows:,}[/] rows, [bold]{summary.errors:,}[/] bad, in "
-        f"{summary.elapsed:.2f} s ({summary.throughput:,.0f} rows/s){resumed}", highlight=False
-    )  # fmt: skip
-    console.print(f"output: {summary.output}", highlight=False, soft_wrap=True)
-    if summary.errors_path is not None:
-        console.print(f"bad rows: {summary.errors_path}", highlight=False, soft_wrap=True)
+    run(BatchSettings.of(state.settings), ref, input, output, columns=columns,
+        id_column=id_column, chunk_rows=chunk_rows, batch_size=batch_size,
+        memory_budget=memory_budget, on_error=on_error, errors=errors, dask_workers=dask_workers,
+        dask_scheduler=dask_scheduler, backend=backend, quiet=quiet)  # fmt: skip
