@@ -2,6 +2,7 @@
 one sampling 100%, all exporting over OTLP/HTTP to a receiver in this process.
 
     .venv/bin/python benchmarks/tracing.py [--rounds 5] [--duration 5] [--connections 8]
+                                           [--together]
 
 Same model (the tutorial MLP 784 -> 128 -> 64 -> 10), same load (`wrk` POSTing one KServe V2 JSON
 request with one sample, no traceparent: every request is a new trace), the three servers
@@ -10,9 +11,11 @@ elsewhere on the machine falls on all three alike. Besides req/s, each round rea
 server's own CPU time (/proc) over the requests it counted (/metrics): CPU per request moves
 far less with other load than throughput does. The costs are the medians over rounds of each
 round's own ratio to "off" (with their range over rounds), so load that changes between rounds
-cancels. A second table measures the tracing work itself in this process (CPU time, exporter thread
-included): what an unsampled request adds (the sampling decision) and what a sampled one costs
-(its spans, batched, encoded and exported), and the cost of 1% sampling it predicts.
+cancels; with ``--together`` each round loads the three servers at the same time, so the CPU
+per request of each is measured under the same load from elsewhere. A second table measures
+the tracing work itself in this process (CPU time, exporter thread included): what an
+unsampled request adds (the sampling decision) and what a sampled one costs (its spans,
+batched, encoded and exported), and the cost of 1% sampling it predicts.
 """
 
 from __future__ import annotations
@@ -139,6 +142,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--together", action="store_true",
+                        help="load the three servers at the same time in each round (their CPU "
+                        "per request then sees the same load from elsewhere)")  # fmt: skip
     args = parser.parse_args()
     console.print("load average at the start: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
@@ -165,21 +171,42 @@ def main() -> None:
         results: dict[str, list[dict]] = {name: [] for name in CONFIGS}
         names = list(CONFIGS)
         for round_ in range(args.rounds):
-            for name in names[round_ % 3 :] + names[: round_ % 3]:
-                proc, port = servers[name]
-                before, count = cpu_seconds(proc.pid), served(port, "tutorial-mlp")
-                result = run_wrk(wrk, url(port), script, args.connections, args.duration)
-                requests = served(port, "tutorial-mlp") - count
-                result["cpu_us"] = (cpu_seconds(proc.pid) - before) / requests * 1e6
-                results[name].append(result)
-                console.print(f"round {round_ + 1} {name:>4}: {result['rps']:.0f} req/s, "
-                              f"p99 {result['p99_ms']:.2f} ms, "
-                              f"{result['cpu_us']:.0f} CPU us/request, "
-                              f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+            order = names[round_ % 3 :] + names[: round_ % 3]
+            groups = [order] if args.together else [[name] for name in order]
+            for group in groups:
+                for name, result in measure(servers, group, wrk, script, args).items():
+                    results[name].append(result)
+                    console.print(f"round {round_ + 1} {name:>4}: {result['rps']:.0f} req/s, "
+                                  f"p99 {result['p99_ms']:.2f} ms, "
+                                  f"{result['cpu_us']:.0f} CPU us/request, "
+                                  f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     finally:
         for proc, _port in servers.values():
             stop(proc)
     report(results, receiver, args, tracing_work(receiver.endpoint))
+
+
+def measure(servers: dict, names: list[str], wrk: str, script: Path,
+            args: argparse.Namespace) -> dict[str, dict]:  # fmt: skip
+    """wrk on each of ``names``' servers at the same time; each server's CPU per request."""
+    before = {n: (cpu_seconds(servers[n][0].pid), served(servers[n][1], "tutorial-mlp"))
+              for n in names}  # fmt: skip
+    results: dict[str, dict] = {}
+
+    def load(name: str) -> None:
+        results[name] = run_wrk(wrk, url(servers[name][1]), script, args.connections,
+                                args.duration)  # fmt: skip
+
+    threads = [threading.Thread(target=load, args=(n,)) for n in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name in names:
+        proc, port = servers[name]
+        requests = served(port, "tutorial-mlp") - before[name][1]
+        results[name]["cpu_us"] = (cpu_seconds(proc.pid) - before[name][0]) / requests * 1e6
+    return results
 
 
 def url(port: int) -> str:
