@@ -59,9 +59,6 @@ class Batch:
         self.latencies: list[float] = []
         self.tensors: list[list[np.ndarray]] = [[] for _ in (*kind[0], *kind[1])]
 
-    def full(self) -> bool:
-        return self.count >= EVENTS or self.nbytes >= BYTES
-
     def add(self, time: float, request_id: str, traceparent: str | None, version: int,
             inputs: dict, outputs: dict, latency: float, nbytes: int) -> None:  # fmt: skip
         """Append one event of this batch's kind."""

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from modelport.monitoring.columns import Batch, kind
+from modelport.monitoring.columns import BYTES, EVENTS, Batch
 from modelport.monitoring.metrics import _labels
 
 log = logging.getLogger("modelport.monitoring")
@@ -131,10 +131,11 @@ class PayloadLogger:
                 or self._added - self._removed + nbytes > options.max_bytes):  # fmt: skip
             counts.dropped += 1
             return
-        shape = kind(inputs, outputs)
+        shape = tuple(inputs), tuple(outputs)  # columns.kind, inlined: the request path
         with self._lock:
             batch = self._open.get(model)
-            if batch is None or batch.kind != shape or batch.full():
+            if (batch is None or batch.kind != shape or batch.count >= EVENTS
+                    or batch.nbytes >= BYTES):  # fmt: skip
                 if batch is not None:
                     self._queue.append(batch)
                 batch = self._open[model] = Batch(model, shape)
