@@ -121,7 +121,12 @@ class PayloadLogger:
             return
         counts.offered += 1
         if self._masking:
-            inputs, outputs = redacted(inputs, options), redacted(outputs, options)
+            try:
+                inputs, outputs = redacted(inputs, options), redacted(outputs, options)
+            except Exception as exc:  # never a failed request: the event is dropped, counted
+                counts.dropped += 1
+                log.warning("payload log: cannot mask a request to %s: %s", model, exc)
+                return
         nbytes = 0
         for array in inputs.values():
             nbytes += array.nbytes
