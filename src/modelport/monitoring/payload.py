@@ -8,12 +8,12 @@
 ``offer`` never blocks and never raises: a full queue (``capacity`` events or ``max_bytes`` of
 tensors) drops the event and counts it. Events are staged as columns as they come
 (``columns.Batch``: one list per column), so the writer holds the GIL for a few vectorized
-calls per batch of up to 1,024 events instead of a Python loop over them.
-The writer takes what is queued (a full ``batch`` of events, or what came in ``interval``
-seconds) and hands it to the sink; a sink that raises fails its
-whole batch (counted), and the writer waits a little longer after each failure in a row (at
-most ``MAX_BACKOFF`` s) so a dead sink costs no CPU while the queue fills and drops. Every
-offered event ends up counted once: sent, dropped or failed.
+calls per batch of up to 1,024 events instead of a Python loop over them. The writer takes
+what is queued (a full ``batch`` of events, or what came in ``interval`` seconds) and hands it
+to the sink; a sink that raises fails its whole batch (counted), and the writer waits a little
+longer after each failure in a row (at most ``MAX_BACKOFF`` s) so a dead sink costs no CPU
+while the queue fills and drops. Every offered event ends up counted once: sent, dropped or
+failed.
 
 Events carry the request id (the client's, else a new one), the trace id of a W3C
 ``traceparent`` (else ""), model, version, input and output tensors and the latency. Inputs or
