@@ -2,15 +2,20 @@
 one sampling 100%, all exporting over OTLP/HTTP to a receiver in this process.
 
     .venv/bin/python benchmarks/tracing.py [--rounds 5] [--duration 5] [--connections 8]
+                                           [--together]
 
 Same model (the tutorial MLP 784 -> 128 -> 64 -> 10), same load (`wrk` POSTing one KServe V2 JSON
 request with one sample, no traceparent: every request is a new trace), the three servers
-measured in interleaved rounds (off, 1%, 100%, off, ...) so that load from elsewhere on the
-machine falls on all three alike; the table gives the median round of each, with the servers'
-own CPU time per request (read from /proc, less sensitive to other load than throughput). A
-second table measures the tracing work itself in this process (CPU time, exporter thread
-included): what an unsampled request adds (the sampling decision) and what a sampled one costs
-(its spans, batched, encoded and exported), and the cost of 1% sampling it predicts.
+measured in interleaved rounds, the order rotated from round to round, so that load from
+elsewhere on the machine falls on all three alike. Besides req/s, each round reads each
+server's own CPU time (/proc) over the requests it counted (/metrics): CPU per request moves
+far less with other load than throughput does. The costs are the medians over rounds of each
+round's own ratio to "off" (with their range over rounds), so load that changes between rounds
+cancels; with ``--together`` each round loads the three servers at the same time, so the CPU
+per request of each is measured under the same load from elsewhere. A second table measures
+the tracing work itself in this process (CPU time, exporter thread included): what an
+unsampled request adds (the sampling decision) and what a sampled one costs (its spans,
+batched, encoded and exported), and the cost of 1% sampling it predicts.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from monitoring import cpu_seconds, served
 from serving import (
     console,
     ensure_wrk,
@@ -42,13 +48,6 @@ from serving import (
 )
 
 CONFIGS = {"off": None, "1%": "0.01", "100%": "1.0"}
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 class Receiver:
@@ -143,7 +142,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--together", action="store_true",
+                        help="load the three servers at the same time in each round (their CPU "
+                        "per request then sees the same load from elsewhere)")  # fmt: skip
     args = parser.parse_args()
+    console.print("load average at the start: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
     import modelport
     from modelport.registry import Registry
@@ -162,50 +165,87 @@ def main() -> None:
     try:
         for name, ratio in CONFIGS.items():
             port = free_port()
-            servers[name] = (start(work / "home", port, ratio, receiver.endpoint),
-                             f"http://127.0.0.1:{port}/v2/models/tutorial-mlp/infer")  # fmt: skip
-        for _proc, url in servers.values():
-            run_wrk(wrk, url, script, args.connections, 2)  # warm-up
+            servers[name] = (start(work / "home", port, ratio, receiver.endpoint), port)
+        for _proc, port in servers.values():
+            run_wrk(wrk, url(port), script, args.connections, 2)  # warm-up
         results: dict[str, list[dict]] = {name: [] for name in CONFIGS}
+        names = list(CONFIGS)
         for round_ in range(args.rounds):
-            for name, (proc, url) in servers.items():
-                before = cpu_seconds(proc.pid)
-                result = run_wrk(wrk, url, script, args.connections, args.duration)
-                requests = result["rps"] * round(args.duration)
-                result["cpu_us"] = (cpu_seconds(proc.pid) - before) / requests * 1e6
-                results[name].append(result)
-                console.print(f"round {round_ + 1} {name:>4}: {result['rps']:.0f} req/s, "
-                              f"p99 {result['p99_ms']:.2f} ms, "
-                              f"{result['cpu_us']:.0f} CPU us/request")  # fmt: skip
+            order = names[round_ % 3 :] + names[: round_ % 3]
+            groups = [order] if args.together else [[name] for name in order]
+            for group in groups:
+                for name, result in measure(servers, group, wrk, script, args).items():
+                    results[name].append(result)
+                    console.print(f"round {round_ + 1} {name:>4}: {result['rps']:.0f} req/s, "
+                                  f"p99 {result['p99_ms']:.2f} ms, "
+                                  f"{result['cpu_us']:.0f} CPU us/request, "
+                                  f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     finally:
-        for proc, _url in servers.values():
+        for proc, _port in servers.values():
             stop(proc)
     report(results, receiver, args, tracing_work(receiver.endpoint))
 
 
+def measure(servers: dict, names: list[str], wrk: str, script: Path,
+            args: argparse.Namespace) -> dict[str, dict]:  # fmt: skip
+    """wrk on each of ``names``' servers at the same time; each server's CPU per request."""
+    before = {n: (cpu_seconds(servers[n][0].pid), served(servers[n][1], "tutorial-mlp"))
+              for n in names}  # fmt: skip
+    results: dict[str, dict] = {}
+
+    def load(name: str) -> None:
+        results[name] = run_wrk(wrk, url(servers[name][1]), script, args.connections,
+                                args.duration)  # fmt: skip
+
+    threads = [threading.Thread(target=load, args=(n,)) for n in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name in names:
+        proc, port = servers[name]
+        requests = served(port, "tutorial-mlp") - before[name][1]
+        results[name]["cpu_us"] = (cpu_seconds(proc.pid) - before[name][0]) / requests * 1e6
+    return results
+
+
+def url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/v2/models/tutorial-mlp/infer"
+
+
 def report(results: dict[str, list[dict]], receiver: Receiver, args: argparse.Namespace,
            work: dict[str, float]) -> None:  # fmt: skip
-    rps = {name: statistics.median(r["rps"] for r in rows) for name, rows in results.items()}
-    p99 = {name: statistics.median(r["p99_ms"] for r in rows) for name, rows in results.items()}
-    cpu = {name: statistics.median(r["cpu_us"] for r in rows) for name, rows in results.items()}
-    table = Table("tracing", "req/s (median round)", "vs off", "p99 ms", "CPU us/request",
-                  "vs off", "errors",
-                  title=f"V2 REST, {args.connections} connections, {args.rounds} rounds of "
-                  f"{args.duration:g} s")  # fmt: skip
-    for name in CONFIGS:
-        cost = (rps["off"] - rps[name]) / rps["off"] * 100
-        errors = sum(r["errors"] + r["timeouts"] for r in results[name])
-        extra = (cpu[name] - cpu["off"]) / cpu["off"] * 100
-        table.add_row(name, f"{rps[name]:.0f}", "-" if name == "off" else f"{-cost:+.1f}%",
-                      f"{p99[name]:.2f}", f"{cpu[name]:.0f}",
-                      "-" if name == "off" else f"{extra:+.1f}%", str(errors))  # fmt: skip
+    off = results["off"]
+    title = (f"V2 REST, {args.connections} connections, {args.rounds} rounds of "
+             f"{args.duration:g} s; costs: median of the rounds' own ratios to off")  # fmt: skip
+    table = Table("tracing", "req/s (median)", "req/s vs off", "p99 ms", "CPU us/request",
+                  "CPU vs off", "CPU vs off, range", "errors", title=title)  # fmt: skip
+    cpu_costs = {}
+    for name, rows in results.items():
+        rps = [100 * (r["rps"] / o["rps"] - 1) for r, o in zip(rows, off, strict=True)]
+        cpu = sorted(100 * (r["cpu_us"] / o["cpu_us"] - 1) for r, o in zip(rows, off, strict=True))
+        cpu_costs[name] = statistics.median(cpu)
+        errors = sum(r["errors"] + r["timeouts"] for r in rows)
+        first = name == "off"
+        table.add_row(name, f"{statistics.median(r['rps'] for r in rows):.0f}",
+                      "-" if first else f"{statistics.median(rps):+.1f}%",
+                      f"{statistics.median(r['p99_ms'] for r in rows):.2f}",
+                      f"{statistics.median(r['cpu_us'] for r in rows):.0f}",
+                      "-" if first else f"{cpu_costs[name]:+.2f}%",
+                      "-" if first else f"{cpu[0]:+.1f}% to {cpu[-1]:+.1f}%",
+                      str(errors))  # fmt: skip
     console.print(table)
     console.print(f"OTLP receiver: {receiver.calls} export calls, {receiver.bytes / 1e6:.1f} MB")
-    predicted = (work["unsampled"] + 0.01 * work["sampled"]) / cpu["off"] * 100
+    base = statistics.median(r["cpu_us"] for r in off)
+    predicted = (work["unsampled"] + 0.01 * work["sampled"]) / base * 100
+    from_servers = cpu_costs["100%"] / 100 + (work["unsampled"] / base * 100)
     table = Table("tracing work per request (CPU us, in process)", "unsampled", "sampled",
-                  "1% sampling, of the server's CPU per request")  # fmt: skip
-    table.add_row("", f"{work['unsampled']:.2f}", f"{work['sampled']:.0f}", f"{predicted:.2f}%")
+                  "1% sampling, of the server's CPU per request",
+                  "1% of 100%'s extra CPU + unsampled")  # fmt: skip
+    table.add_row("", f"{work['unsampled']:.2f}", f"{work['sampled']:.0f}", f"{predicted:.2f}%",
+                  f"{from_servers:.2f}%")  # fmt: skip
     console.print(table)
+    console.print("load average at the end: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

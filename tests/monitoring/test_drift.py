@@ -105,6 +105,30 @@ def test_categorical_features_use_their_values() -> None:
     assert drift.scores["x[1]"]["js"] > 0.9
 
 
+def test_all_features_binned_at_once_as_one_at_a_time() -> None:
+    """The window's binning of every feature in one pass gives each feature's own counts: ties
+    with a cut, values past either end, unseen categories, NaN and inf skipped, more rows than
+    one pass takes."""
+    from modelport.monitoring.reference import CHUNK
+
+    signature = Signature((TensorSpec("x", "float32", (-1, 3)), TensorSpec("c", "int64", (-1, 2))))
+    rng = np.random.default_rng(5)
+    x, c = rng.standard_normal((3000, 3)), rng.integers(0, 6, (3000, 2))
+    reference = Reference.compute(signature, {"x": x, "c": c}, {"y": rng.random((3000, 4))})
+    assert {f.kind for f in reference.features} == {"numeric", "categorical"}
+    rows = CHUNK + 900
+    columns = np.column_stack([rng.normal(0.5, 3.0, (rows, 3)), rng.integers(-2, 9, (rows, 2)),
+                               rng.integers(0, 5, rows)]).astype(np.float64)  # fmt: skip
+    columns[::7, 1], columns[::11, 3], columns[::13, 0] = np.nan, np.inf, -np.inf
+    columns[:50, 0] = reference.features[0].cuts[4]  # exactly on a cut
+    counts = reference.bin(columns)
+    for j, feature in enumerate(reference.features):
+        values = columns[:, j][np.isfinite(columns[:, j])]
+        expected = np.bincount(feature.bin(values), minlength=feature.bins)
+        assert counts[j, : feature.bins].tolist() == expected.tolist(), feature.name
+        assert not counts[j, feature.bins :].any()
+
+
 @pytest.mark.anyio
 async def test_the_drift_backlog_is_bounded(monitored_registry, tmp_path) -> None:
     import modelport

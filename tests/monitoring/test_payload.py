@@ -224,20 +224,40 @@ def test_trace_ids_only_from_valid_traceparents() -> None:
         assert trace_id(bad) == ""
 
 
-def test_a_batch_whose_tensors_change_is_written_whole(tmp_path: Path) -> None:
-    """Versions of one model with other tensor types in one batch: a file for each kind."""
-    from modelport.monitoring.payload import Event
-    from modelport.monitoring.sinks import SLICE, ParquetSink
+def test_events_whose_tensors_change_are_written_whole(tmp_path: Path) -> None:
+    """Events of one model with other tensors (a version with an extra input) and other dtypes,
+    interleaved, past a full batch: a file per set of tensor names, every event in one, its
+    values and shapes as they came (Parquet, and the events the CloudEvents sink sends)."""
+    import pyarrow.parquet as pq
 
-    sink = ParquetSink(str(tmp_path), PayloadOptions())
-    floats = {"input": np.ones((1, 4), np.float32)}
-    ints = {"input": np.ones((1, 4), np.int64)}
-    first = SLICE + 3  # the change falls inside the second slice
-    events = [Event(time.time(), f"e{i}", None, "mlp", 1 if i < first else 2,
-                    floats if i < first else ints, {}, 0.001)
-              for i in range(SLICE + 6)]  # fmt: skip
-    sink.write(events)
-    sink.close()
-    table, files = read_log(tmp_path)
-    assert len(files) == 2 and table.num_rows == SLICE + 6
-    assert sorted(table.column("request_id").to_pylist()) == sorted(e.request_id for e in events)
+    from modelport.monitoring.columns import EVENTS
+    from modelport.monitoring.payload import PayloadLogger
+    from modelport.monitoring.sinks import ParquetSink
+
+    rng = np.random.default_rng(0)
+    total, first = EVENTS + 6, EVENTS + 3  # integers from the second batch on
+    sent = []
+    for i in range(total):
+        x = rng.random((1 + i % 3, 4), np.float32)
+        inputs = {"input": (x * 100).astype(np.int64) if i >= first else x}
+        if i % 50 == 7:
+            inputs["mask"] = np.ones(len(x), np.int64)
+        sent.append((f"e{i}", inputs, {"label": np.array(i)}))
+    logger = PayloadLogger(ParquetSink(str(tmp_path), PayloadOptions()), PayloadOptions())
+    for request_id, inputs, outputs in sent:
+        logger.offer(time.time(), request_id, None, "mlp", 1, inputs, outputs, 0.001)
+    queued = [e for b in [*logger._queue, *logger._open.values()] for e in b.events()]
+    assert [e.request_id for e in queued] == [s[0] for s in sent]  # in order
+    assert all(e.outputs["label"].shape == () for e in queued)
+    logger.start()
+    logger.stop()
+    assert logger.counts["mlp"].sent == total and logger.counts["mlp"].failed == 0
+    files = sorted((tmp_path / "mlp").glob("[!.]*.parquet"))
+    tables = [pq.read_table(f) for f in files]
+    assert len(files) > 2 and sum(t.num_rows for t in tables) == total
+    assert {"input.mask" in t.column_names for t in tables} == {True, False}
+    rows = {r["request_id"]: r for t in tables for r in t.to_pylist()}
+    for request_id, inputs, outputs in sent:
+        row = rows[request_id]
+        assert row["rows"] == len(inputs["input"]) and row["output.label"] == [outputs["label"]]
+        np.testing.assert_allclose(row["input.input"], inputs["input"].ravel(), rtol=1e-6)

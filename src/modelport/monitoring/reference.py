@@ -18,6 +18,7 @@ import json
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ KIND = "monitoring-reference"  # an attachment of the version (registry.attachme
 TAG = PREFIX + KIND
 BINS = 20
 MAX_CATEGORIES = 20
+CHUNK = 4096  # rows binned at a time
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 
@@ -113,17 +115,43 @@ class Reference:
         return cls(len(columns), tuple(features), len(out_names))
 
     def bin(self, columns: np.ndarray) -> np.ndarray:
-        """Counts [features, max bins] of ``columns`` [rows, features] (NaN rows skipped)."""
-        width = max(f.bins for f in self.features)
-        counts = np.zeros((len(self.features), width), np.int64)
-        by_feature = np.ascontiguousarray(columns.T)  # one copy; each feature's values in a row
+        """Counts [features, max bins] of ``columns`` [rows, features] (non-finite values
+        skipped), every feature at once: a value's bin is how many of its feature's cuts lie
+        at or below it (numeric) or below it (categorical), from one comparison of the values
+        (a feature a row) against a padded [features, cuts] matrix, then one ``bincount``."""
+        cuts, lens, numeric, categorical = self._plan
+        features, width = cuts.shape[0], cuts.shape[1] + 1
+        total = np.uint8 if width < 256 else np.int64
+        counts = np.zeros(features * width + 1, np.int64)  # the last slot: skipped values
+        for start in range(0, len(columns), CHUNK):  # bounds the comparison's temporaries
+            values = np.ascontiguousarray(np.asarray(columns[start : start + CHUNK]).T,
+                                          np.float64)  # fmt: skip
+            index = np.empty(values.shape, np.int64)
+            if len(numeric):
+                ge = values[numeric, None, :] >= cuts[numeric, :, None]
+                index[numeric] = ge.view(np.uint8).sum(axis=1, dtype=total)
+            if len(categorical):
+                mine, v, n = cuts[categorical], values[categorical], lens[categorical, None]
+                below = (v[:, None, :] > mine[:, :, None]).view(np.uint8).sum(axis=1, dtype=total)
+                nearest = np.minimum(below, n - 1)
+                hit = mine[np.arange(len(categorical))[:, None], nearest] == v
+                index[categorical] = np.where(hit, below, n)
+            index += (np.arange(features) * width)[:, None]
+            index[~np.isfinite(values)] = features * width
+            counts += np.bincount(index.ravel(), minlength=len(counts))
+        return counts[:-1].reshape(features, width)
+
+    @cached_property
+    def _plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Cuts [features, most cuts] padded with +inf (no value counts past them), cuts per
+        feature, and the numeric and categorical features' positions."""
+        most = max(len(f.cuts) for f in self.features)
+        cuts = np.full((len(self.features), most), np.inf)
         for j, feature in enumerate(self.features):
-            values = by_feature[j]
-            finite = np.isfinite(values)
-            if not finite.all():
-                values = values[finite]
-            counts[j, : feature.bins] = np.bincount(feature.bin(values), minlength=feature.bins)
-        return counts
+            cuts[j, : len(feature.cuts)] = feature.cuts
+        lens = np.array([len(f.cuts) for f in self.features], np.int64)
+        kinds = np.array([f.kind for f in self.features])
+        return cuts, lens, np.flatnonzero(kinds == "numeric"), np.flatnonzero(kinds != "numeric")
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": 1, "rows": self.rows, "outputs": self.outputs,

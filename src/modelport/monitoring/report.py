@@ -107,9 +107,11 @@ def _scan(reference: Reference, version: Any, log: str, since: datetime | None) 
     counts = np.zeros((len(reference.features), width), np.int64)
     times, latencies, rows = [], [], []
     columns = ["time", "latency_ms", "rows", *wanted, *outs]
-    for batch in data.to_batches(
-        columns=columns, filter=where, batch_size=65536, batch_readahead=1, fragment_readahead=1
-    ):
+    # in this thread, no read-ahead: Arrow's threaded scan reads ahead of a slower consumer
+    # (the binning) until most of the log is decoded in memory; this way one batch at a time
+    for batch in data.to_batches(columns=columns, filter=where, batch_size=65536,
+                                 batch_readahead=0, fragment_readahead=1,
+                                 use_threads=False):  # fmt: skip
         if not batch.num_rows:
             continue
         n = batch.column("rows").to_numpy()

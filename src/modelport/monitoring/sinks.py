@@ -20,7 +20,6 @@ request body) and the reply (``...response``, a V2 response body), with ``ce-spe
 from __future__ import annotations
 
 import http.client
-import operator
 import os
 import socket
 import time
@@ -31,10 +30,10 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from modelport.errors import InvalidInput, MissingDependency
-from modelport.monitoring.payload import Event, PayloadOptions, redacted, trace_id
+from modelport.monitoring.columns import Batch, Event, kind
+from modelport.monitoring.payload import PayloadOptions, trace_id
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
-SLICE = 256  # events turned into columns between two hand-backs of the GIL
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 
 
@@ -60,20 +59,20 @@ class ParquetSink:
         self.roll_bytes, self.roll_seconds = roll_bytes, roll_seconds
         self._open: dict[str, _File] = {}
         self._seq = 0
+        _warm_up()
 
-    def write(self, events: list[Event]) -> None:
-        """Columns built ``SLICE`` events at a time, handing the GIL back between slices (the
-        event loop never waits long for this thread, even when the OS preempts it); one row
-        group per model and kind of tensors."""
+    def write(self, batches: list[Batch]) -> None:
+        """A table per batch (a few vectorized calls each), handing the GIL back between
+        them; consecutive tables of one model and schema go in one row group."""
         import pyarrow as pa
 
-        groups: dict[str, list[Event]] = {}
-        for event in events:
-            groups.setdefault(event.model, []).append(event)
+        groups: dict[str, list[Batch]] = {}
+        for batch in batches:
+            groups.setdefault(batch.model, []).append(batch)
         for model, group in groups.items():
             pending: list[Any] = []
-            for start in range(0, len(group), SLICE):
-                table = self._table(group[start : start + SLICE])
+            for batch in group:
+                table = batch.table()
                 if pending and not pending[0].schema.equals(table.schema):
                     self._append(model, pa.concat_tables(pending))
                     pending = []
@@ -100,34 +99,6 @@ class ParquetSink:
     def close(self) -> None:
         for model in list(self._open):
             self._close(model)
-
-    def _table(self, events: list[Event]) -> Any:
-        """One row per event; the tensors' values as list columns, built a column at a time."""
-        import pyarrow as pa
-
-        times, ids, traces, _, versions, inputs, outputs, latencies, _ = zip(*events, strict=True)
-        columns: dict[str, Any] = {
-            "time": pa.array((np.array(times) * 1e6).astype(np.int64),
-                             pa.timestamp("us", tz="UTC")),
-            "request_id": pa.array(ids, pa.string()),
-            "trace_id": pa.array([trace_id(t) if t else "" for t in traces], pa.string()),
-            "model": pa.array([events[0].model] * len(events), pa.string()),
-            "version": pa.array(versions, pa.int32()),
-            "latency_ms": pa.array(np.array(latencies) * 1e3, pa.float64()),
-            "rows": None,
-        }  # fmt: skip
-        masking = self.options.redact or self.options.hash
-        first = _pick(inputs, next(iter(inputs[0]), None))
-        try:
-            columns["rows"] = pa.array(list(map(len, first)), pa.int32())
-        except TypeError:  # a scalar input: one row
-            columns["rows"] = pa.array([a.shape[0] if a.ndim else 1 for a in first], pa.int32())
-        for prefix, tensors in (("input", inputs), ("output", outputs)):
-            if masking:
-                tensors = [redacted(t, self.options) for t in tensors]
-            for name in tensors[0]:
-                columns[f"{prefix}.{name}"] = _list_column(_pick(tensors, name))
-        return pa.table(columns)
 
     def _start(self, model: str, schema: Any) -> _File:
         import pyarrow.parquet as pq
@@ -157,6 +128,19 @@ class ParquetSink:
             self.fs.mv(current.path, current.final)
 
 
+def _warm_up() -> None:
+    """Convert and encode one event in memory: Arrow's first table and Parquet write import
+    modules and build kernels (hundreds of ms under the GIL), here at start-up, not while
+    serving."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tensors = {"x": np.zeros((1, 2), np.float32)}
+    batch = Batch("warm-up", kind(tensors, tensors))
+    batch.add(time.time(), "warm-up", None, 1, tensors, tensors, 0.0, 16)
+    pq.write_table(batch.table(), pa.BufferOutputStream(), compression="zstd")
+
+
 class _File:
     __slots__ = ("handle", "writer", "schema", "path", "final", "started")
 
@@ -168,37 +152,6 @@ class _File:
     def size(self) -> int:
         """Bytes written so far (the row groups; the footer comes at close)."""
         return os.path.getsize(self.path) if self.handle is None else self.handle.tell()
-
-
-def _pick(tensors: tuple[dict, ...] | list[dict], name: Any) -> list:
-    """``name``'s array of each event (None where an event lacks it)."""
-    try:
-        return list(map(operator.itemgetter(name), tensors))
-    except KeyError:
-        return [t.get(name) for t in tensors]
-
-
-def _list_column(arrays: list[np.ndarray | None]) -> Any:
-    """One list per event of a tensor's flattened values (null where an event lacks it)."""
-    import pyarrow as pa
-
-    present = [a for a in arrays if a is not None]
-    dtype = np.result_type(*{a.dtype for a in present}) if present else np.dtype("float32")
-    offsets = np.zeros(len(arrays) + 1, np.int32)
-    np.cumsum(np.array([0 if a is None else a.size for a in arrays], np.int64), out=offsets[1:])
-    if dtype.kind in "OUS":
-        values = pa.array([str(v) if not isinstance(v, bytes) else v.decode("utf-8", "replace")
-                           for a in present for v in a.ravel()], pa.string())  # fmt: skip
-    elif not present:
-        values = pa.array(np.zeros(0, dtype))
-    else:
-        try:  # one copy when the events share their trailing dimensions (the usual case)
-            flat = np.concatenate(present).reshape(-1)
-        except ValueError:
-            flat = np.concatenate([a.reshape(-1) for a in present])
-        values = pa.array(flat.astype(dtype, copy=False))
-    mask = pa.array([a is None for a in arrays]) if len(present) < len(arrays) else None
-    return pa.ListArray.from_arrays(pa.array(offsets), values, mask=mask)
 
 
 class CloudEventsSink:
@@ -213,15 +166,13 @@ class CloudEventsSink:
         self._conn: http.client.HTTPConnection | None = None
         self._source = f"http://{socket.gethostname()}/v2/models/"
 
-    def write(self, events: list[Event]) -> None:
+    def write(self, batches: list[Batch]) -> None:
         import orjson
 
-        for event in events:
-            inputs = redacted(event.inputs, self.options)
-            outputs = redacted(event.outputs, self.options)
-            request = {"id": event.request_id, "inputs": _v2_tensors(inputs)}
+        for event in (e for batch in batches for e in batch.events()):
+            request = {"id": event.request_id, "inputs": _v2_tensors(event.inputs)}
             reply = {"model_name": event.model, "model_version": str(event.version),
-                     "id": event.request_id, "outputs": _v2_tensors(outputs)}  # fmt: skip
+                     "id": event.request_id, "outputs": _v2_tensors(event.outputs)}  # fmt: skip
             headers = self._headers(event)
             self._post(orjson.dumps(request), {**headers, "ce-type": REQUEST_TYPE})
             self._post(orjson.dumps(reply), {**headers, "ce-type": RESPONSE_TYPE})
@@ -234,7 +185,7 @@ class CloudEventsSink:
             "ce-time": stamp, "ce-inferenceservicename": event.model,
             "ce-modelversion": str(event.version), "ce-latencyms": f"{event.latency * 1e3:.3f}",
         }  # fmt: skip
-        if event.trace_id:
+        if trace_id(event.traceparent):
             headers["ce-traceparent"] = event.traceparent.strip()
         return headers
 

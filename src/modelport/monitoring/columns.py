@@ -1,0 +1,151 @@
+"""Payload events staged as columns on the request path: the writer turns a batch into Arrow
+with a few vectorized calls, not a Python loop over events.
+
+    batch = Batch("digits", kind(inputs, outputs))
+    batch.add(time, request_id, traceparent, version, inputs, outputs, latency, nbytes)
+    batch.table()      # a pyarrow Table, one row per event (the Parquet sink)
+    batch.events()     # the events one at a time (the CloudEvents sink)
+
+A batch holds events of one model with the same tensor names (their ``kind``). Adding an event
+appends its scalars to one list per column and each tensor to one list per tensor name (a
+reference, no copy: about a microsecond on the request path); ``table`` joins each tensor's
+arrays' bytes in one ``bytes.join`` (one ``np.concatenate`` when their dtypes differ), takes
+the offsets from their sizes in C, and hands the GIL back between columns, so the event loop
+never waits for more than one column's conversion. A batch is full at ``EVENTS`` events or
+past ``BYTES`` of tensors.
+"""
+
+from __future__ import annotations
+
+import operator
+from time import sleep
+from typing import Any, NamedTuple
+
+import numpy as np
+
+EVENTS = 1024
+BYTES = 4 << 20
+_SIZE = operator.attrgetter("size")
+_DTYPE = operator.attrgetter("dtype")
+
+
+class Event(NamedTuple):
+    time: float  # seconds since the epoch
+    request_id: str
+    traceparent: str | None
+    model: str
+    version: int
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+    latency: float  # seconds
+
+
+def kind(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> tuple:
+    """What the events of one batch share: their input and output names."""
+    return tuple(inputs), tuple(outputs)
+
+
+class Batch:
+    __slots__ = ("model", "kind", "count", "nbytes", "times", "ids", "traceparents",
+                 "versions", "latencies", "tensors")  # fmt: skip
+
+    def __init__(self, model: str, kind: tuple) -> None:
+        self.model, self.kind = model, kind
+        self.count = self.nbytes = 0  # events; bytes of their tensors
+        self.times: list[float] = []
+        self.ids: list[str] = []
+        self.traceparents: list[str | None] = []
+        self.versions: list[int] = []
+        self.latencies: list[float] = []
+        self.tensors: list[list[np.ndarray]] = [[] for _ in (*kind[0], *kind[1])]
+
+    def add(self, time: float, request_id: str, traceparent: str | None, version: int,
+            inputs: dict, outputs: dict, latency: float, nbytes: int) -> None:  # fmt: skip
+        """Append one event of this batch's kind."""
+        self.times.append(time)
+        self.ids.append(request_id)
+        self.traceparents.append(traceparent)
+        self.versions.append(version)
+        self.latencies.append(latency)
+        tensors = self.tensors
+        i = 0
+        for array in inputs.values():
+            tensors[i].append(array)
+            i += 1
+        for array in outputs.values():
+            tensors[i].append(array)
+            i += 1
+        self.count += 1
+        self.nbytes += nbytes
+
+    def rows(self) -> np.ndarray:
+        """The first input's rows per event (1 for a scalar or no input)."""
+        if not self.kind[0]:
+            return np.ones(self.count, np.int32)
+        first = self.tensors[0]
+        try:
+            return np.fromiter(map(len, first), np.int32, len(first))
+        except TypeError:  # a scalar
+            return np.array([a.shape[0] if a.ndim else 1 for a in first], np.int32)
+
+    def table(self) -> Any:
+        """One row per event: ``time``, ``request_id``, ``trace_id``, ``model``, ``version``,
+        ``latency_ms``, ``rows``, then ``input.<name>``/``output.<name>`` as list columns of
+        each tensor's values flattened."""
+        import pyarrow as pa
+
+        from modelport.monitoring.payload import trace_id
+
+        columns: dict[str, Any] = {
+            "time": pa.array((np.asarray(self.times) * 1e6).astype(np.int64),
+                             pa.timestamp("us", tz="UTC")),
+            "request_id": pa.array(self.ids, pa.string()),
+            "trace_id": pa.array([trace_id(t) if t else "" for t in self.traceparents]
+                                 if any(self.traceparents) else [""] * self.count, pa.string()),
+            "model": pa.repeat(self.model, self.count),
+            "version": pa.array(np.asarray(self.versions, np.int32)),
+            "latency_ms": pa.array(np.asarray(self.latencies) * 1e3),
+            "rows": pa.array(self.rows()),
+        }  # fmt: skip
+        names = [f"input.{n}" for n in self.kind[0]] + [f"output.{n}" for n in self.kind[1]]
+        for name, arrays in zip(names, self.tensors, strict=True):
+            sleep(0)  # hand the GIL back to the event loop between columns
+            columns[name] = _list_column(arrays)
+        return pa.table(columns)
+
+    def events(self) -> list[Event]:
+        """The events again, each with its own arrays."""
+        n_in = len(self.kind[0])
+        out = []
+        for e in range(self.count):
+            arrays = [t[e] for t in self.tensors]
+            out.append(Event(self.times[e], self.ids[e], self.traceparents[e], self.model,
+                             self.versions[e], dict(zip(self.kind[0], arrays[:n_in], strict=True)),
+                             dict(zip(self.kind[1], arrays[n_in:], strict=True)),
+                             self.latencies[e]))  # fmt: skip
+        return out
+
+
+def _list_column(arrays: list[np.ndarray]) -> Any:
+    """One list per event of a tensor's flattened values: when the arrays share a numeric dtype
+    and are C-contiguous (the usual case), their bytes joined in one call."""
+    import pyarrow as pa
+
+    offsets = np.zeros(len(arrays) + 1, np.int32)
+    np.cumsum(np.fromiter(map(_SIZE, arrays), np.int64, len(arrays)), out=offsets[1:])
+    flat = None
+    dtypes = set(map(_DTYPE, arrays))
+    dtype = dtypes.pop() if len(dtypes) == 1 else None
+    if dtype is not None and dtype.kind in "biufc":
+        try:
+            flat = np.frombuffer(b"".join(arrays), dtype)
+        except TypeError:  # an array that is not C-contiguous
+            pass
+    if flat is None:
+        flat = np.concatenate([a.reshape(-1) for a in arrays])
+    if flat.dtype.kind in "OUS":  # text: one Python string per value
+        values = pa.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                           for v in flat], pa.string())  # fmt: skip
+    else:
+        values = pa.array(flat)
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
