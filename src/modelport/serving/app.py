@@ -95,6 +95,7 @@ class ServingApp:
         self.llm = llm
         self.explain = rx = RestExplain(plane, explain)
         self.monitor: Monitor | None = None  # set by build(); serves the feedback route
+        self.ui: Any = None  # the dashboard under /ui (modelport.ui), set by build()
         v2, tf = RestV2(plane), RestTFServing(plane, rx)
         ro = RestRollouts(plane.models)
         from modelport.serving.triton import RestTriton
@@ -204,6 +205,9 @@ class ServingApp:
         if kind != "http":
             if kind == "lifespan":
                 await _lifespan(receive, send)
+            return
+        if self.ui is not None and scope["path"].startswith("/ui"):
+            await self.ui(scope, receive, send)
             return
         headers: dict[bytes, bytes] = {}
         role = who = client = token = None
@@ -434,6 +438,10 @@ def build(registry: Registry, config: ServeConfig, options: ServerOptions) -> tu
     app.monitor = monitor = Monitor(registry, options.monitor or MonitorOptions())
     plane.observers.append(monitor.observe)
     metrics.collectors.append(monitor.render)
+    if getattr(registry, "engine", None) is not None:  # a catalogue (a folder has no dashboard)
+        from modelport.ui.app import UiApp
+
+        app.ui = UiApp(registry, options.api_keys, serving=app)
     return models, metrics, plane, app
 
 
