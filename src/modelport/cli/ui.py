@@ -40,9 +40,11 @@ def ui(
     ] = None,
 ) -> None:
     """Serve the web dashboard (models, versions, lineage, alias history) until Ctrl-C."""
+    import asyncio
+
     import uvicorn
 
-    from modelport.serving.app import listen
+    from modelport.serving.app import _stop_on_signals, _uvicorn, listen
     from modelport.serving.auth import ApiKeys
     from modelport.serving.exposure import guard
     from modelport.ui.app import UiApp
@@ -66,8 +68,14 @@ def ui(
     if not keys.admin_routes:
         auth += ", read-only"
     console.print(f"dashboard on http://{shown}:{bound}/ui{auth}; Ctrl-C stops", highlight=False)
+    server = _uvicorn(config)  # SIGINT and SIGTERM stop it gracefully, exit 0
+
+    async def run() -> None:
+        _stop_on_signals(server)
+        await server.serve(sockets=[sock])
+
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        asyncio.run(run())
     finally:
         sock.close()
     console.print("stopped")
