@@ -38,7 +38,7 @@ def test_versions_are_paged_by_key(registry: Registry, tmp_path: Path) -> None:
     assert _numbers(last) == kept[50:]
     newer = browse.versions_page(registry, "big", after=40, limit=10)
     assert _numbers(newer) == list(range(50, 40, -1))
-    assert browse.version_bounds(registry, "big") == (1, 60)
+    assert (first.oldest, first.latest) == (1, 60) and (last.oldest, last.latest) == (1, 60)
     with pytest.raises(InvalidInput):
         browse.versions_page(registry, "big", before=5, after=1)
     with pytest.raises(InvalidInput):
@@ -75,6 +75,9 @@ def test_children_and_alias_events(registry: Registry, tmp_path: Path) -> None:
     assert [k.ref for k in kids["m:1"]] == ["m:2", "m:3"] and totals == {"m:1": 3, "m:2": 1}
     assert kids["m:2"][0].ref == "other:1" and kids["m:2"][0].transform_params == {"to": "x"}
     assert browse.children(registry, "m", 1).total == 3
+    chain = browse.ancestors(registry, "other:1", limit=1)
+    assert [v.ref for v in chain] == ["other:1", "m:2"]
+    assert [v.ref for v in browse.ancestors(registry, "other:1")] == ["other:1", "m:2", "m:1"]
     registry.set_alias("m", "production", 1)
     registry.set_alias("m", "production", 2)
     registry.rollback("m", "production")

@@ -75,7 +75,12 @@ def ui(
         await server.serve(sockets=[sock])
 
     try:
-        asyncio.run(run())
+        try:
+            import uvloop  # as serve: the faster loop when the serve extra is installed
+        except ImportError:
+            asyncio.run(run())
+        else:
+            uvloop.run(run())
     finally:
         sock.close()
     console.print("stopped")

@@ -3,6 +3,8 @@
     page = models_page(registry, search="dig", sort="updated", descending=True, limit=25)
     page.total, [m.name for m in page.items]
     older = versions_page(registry, "digits", before=951, limit=50)   # 950, 949, ... (keyset)
+    older.total, older.oldest, older.latest                            # of the whole model
+    ancestors(registry, "digits:3", limit=3)  # digits:3, its parent... (bounded lineage)
     aliases(registry, "digits")        # [AliasState("production", 3, since), ...]
     children(registry, "digits", 3)    # versions made from digits:3, any model
     children_of(registry, [("digits", 1), ("digits", 2)])   # a lineage level in two queries
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from modelport.errors import InvalidInput
+from modelport.errors import InvalidInput, NotFound
 from modelport.registry import catalog as c
 from modelport.registry.records import (
     Event,
@@ -47,6 +49,8 @@ class Page:
 
     items: tuple[Any, ...]
     total: int
+    oldest: int | None = None  # versions pages: the oldest and newest version numbers
+    latest: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +150,8 @@ def versions_page(
     limit: int = 50,
 ) -> Page:
     """Versions of ``name``, newest first: those below ``before``, else the ``limit`` just
-    above ``after``, else the newest; each with its aliases."""
+    above ``after``, else the newest; each with its aliases; with the count, oldest and newest
+    version numbers of the whole model."""
     if before is not None and after is not None:
         raise InvalidInput("page by 'before' or by 'after', not both")
     v = c.versions
@@ -160,25 +165,29 @@ def versions_page(
                 query = query.where(v.c.version < before)
             query = query.order_by(v.c.version.desc())
         rows = conn.execute(query.limit(_limit(limit))).all()
-        total = conn.execute(
-            sa.select(sa.func.count()).select_from(v).where(v.c.model_id == model_id)
-        ).scalar_one()
-        held = registry._aliases_by_version(conn, model_id)
-    rows = sorted(rows, key=lambda r: -r.version)
-    return Page(tuple(version_from_row(name, r, held.get(r.version, ())) for r in rows), total)
-
-
-def version_bounds(registry: Registry, name: str) -> tuple[int | None, int | None]:
-    """The oldest and newest version numbers of ``name`` (None, None without versions)."""
-    v = c.versions
-    with registry.engine.connect() as conn:
-        model_id = _model_id(registry, conn, name)
-        low, high = conn.execute(
-            sa.select(sa.func.min(v.c.version), sa.func.max(v.c.version)).where(
+        total, low, high = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(v.c.version), sa.func.max(v.c.version)).where(
                 v.c.model_id == model_id
             )
         ).one()
-    return low, high
+        held = registry._aliases_by_version(conn, model_id)
+    rows = sorted(rows, key=lambda r: -r.version)
+    items = tuple(version_from_row(name, r, held.get(r.version, ())) for r in rows)
+    return Page(items, total, low, high)
+
+
+def ancestors(registry: Registry, ref: str, limit: int = 3) -> list[ModelVersion]:
+    """The version, then up to ``limit`` of its ancestors that still exist (newest first):
+    ``Registry.lineage`` bounded, for chains thousands of versions long."""
+    chain = [registry.get(ref)]
+    while (
+        len(chain) <= limit and chain[-1].parent and chain[-1].parent not in {v.ref for v in chain}
+    ):
+        try:
+            chain.append(registry.resolve(chain[-1].parent))
+        except NotFound:
+            break
+    return chain
 
 
 def aliases(registry: Registry, name: str) -> list[AliasState]:

@@ -408,7 +408,9 @@ async def _lifespan(receive: Callable, send: Callable) -> None:
 def listen(host: str, port: int) -> socket.socket:
     """Bind the HTTP port up front, so a busy port is a clear error before any model loads."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on
+    # sockets that say TCP (else a reply's second write waits out the peer's delayed ACK)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

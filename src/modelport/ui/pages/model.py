@@ -36,27 +36,32 @@ def version_number(text: str, name: str) -> int:
     return int(text)
 
 
-def summary(request: Request, name: str) -> dict[str, Any]:
-    low, high = browse.version_bounds(request.registry, name)
+def summary(request: Request, name: str, found: browse.Page | None = None) -> dict[str, Any]:
+    """The model's version count, oldest and latest numbers, and aliases (since when)."""
+    found = found or browse.versions_page(request.registry, name, limit=1)
     held = browse.aliases(request.registry, name)
-    count = browse.versions_page(request.registry, name, limit=1).total
     return {
         "name": name,
-        "versions": count,
-        "oldest": low,
-        "latest": high,
+        "versions": found.total,
+        "oldest": found.oldest,
+        "latest": found.latest,
         "aliases": [a.to_dict() for a in held],
     }
 
 
-def _page_of(request: Request, name: str, limit: int) -> tuple[browse.Page, dict[str, Any]]:
+def _page_of(request: Request, name: str, limit: int) -> browse.Page:
     before, after = request.number("before", None, 1), request.number("after", None, 0)
-    found = browse.versions_page(request.registry, name, before=before, after=after, limit=limit)
-    low, high = browse.version_bounds(request.registry, name)
+    return browse.versions_page(request.registry, name, before=before, after=after, limit=limit)
+
+
+def around(found: browse.Page) -> dict[str, int | None]:
+    """The keys of the pages before and after ``found``: older (``before=``), newer
+    (``after=``), or None at either end."""
     numbers = [v.version for v in found.items]
+    low, high = found.oldest, found.latest
     older = min(numbers) if numbers and low is not None and min(numbers) > low else None
     newer = max(numbers) if numbers and high is not None and max(numbers) < high else None
-    return found, {"older": older, "newer": newer, "oldest": low, "latest": high}
+    return {"older": older, "newer": newer}
 
 
 def api_summary(request: Request, name: str) -> Reply:
@@ -65,14 +70,9 @@ def api_summary(request: Request, name: str) -> Reply:
 
 def api_versions(request: Request, name: str) -> Reply:
     name = model_name(name)
-    found, around = _page_of(request, name, request.number("limit", PAGE_SIZE, 1, 500))
+    found = _page_of(request, name, request.number("limit", PAGE_SIZE, 1, 500))
     return json_reply(
-        {
-            "total": found.total,
-            "items": [v.to_dict() for v in found.items],
-            "older": around["older"],
-            "newer": around["newer"],
-        }
+        {"total": found.total, "items": [v.to_dict() for v in found.items], **around(found)}
     )
 
 
@@ -112,15 +112,14 @@ def versions_table(name: str, versions: tuple[ModelVersion, ...]) -> str:
     )
 
 
-def _versions_section(request: Request, name: str) -> str:
-    found, around = _page_of(request, name, PAGE_SIZE)
-    base = model_url(name)
-    first = around["oldest"]
+def _versions_section(name: str, found: browse.Page) -> str:
+    base, keys = model_url(name), around(found)
+    newer, older, first = keys["newer"], keys["older"], found.oldest
     links = [
-        ("« Newest", base if around["newer"] else None),
-        ("← Newer", url(base, after=around["newer"]) if around["newer"] else None),
-        ("Older →", url(base, before=around["older"]) if around["older"] else None),
-        ("Oldest »", url(base, after=first - 1) if around["older"] and first else None),
+        ("« Newest", base if newer else None),
+        ("← Newer", url(base, after=newer) if newer else None),
+        ("Older →", url(base, before=older) if older else None),
+        ("Oldest »", url(base, after=first - 1) if older and first else None),
     ]
     numbers = [v.version for v in found.items]
     shown = f"versions {max(numbers)}–{min(numbers)} of {found.total}" if numbers else ""
@@ -139,7 +138,7 @@ def _lineage_section(request: Request, name: str, info: dict[str, Any]) -> str:
         return ""
     from modelport.ui.pages.version import lineage_of
 
-    here = request.registry.get(f"{name}:{number}")
+    here = request.registry.get(f"{name}:{number}")  # its aliases: it may be off this page
     where = "production" if "production" in held else "the latest version"
     return f'<h2 id="lineage">Lineage of {h(here.ref)} ({h(where)})</h2>' + lineage_of(
         request, here
@@ -162,7 +161,8 @@ def view(request: Request, name: str) -> Reply:
     from modelport.ui.pages.aliases import aliases_section, history_section
 
     name = model_name(name)
-    info = summary(request, name)
+    found = _page_of(request, name, PAGE_SIZE)
+    info = summary(request, name, found)
     latest = info["latest"]
     head = (
         f'<p class="muted">{info["versions"]} version(s); latest '
@@ -172,7 +172,7 @@ def view(request: Request, name: str) -> Reply:
     body = (
         head
         + aliases_section(request, name, info)
-        + _versions_section(request, name)
+        + _versions_section(name, found)
         + _lineage_section(request, name, info)
         + history_section(request, name)
         + _compare_form(name, info)
