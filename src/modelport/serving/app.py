@@ -186,13 +186,8 @@ class ServingApp:
         parts = path.strip("/").split("/")
         allowed = {m for (m, p) in self._fixed if p == path}
         for want, pattern, handler, role in self._patterns.get(len(parts), ()):
-            params = []
-            for segment, expected in zip(parts, pattern, strict=True):
-                if expected == "{}":
-                    params.append(segment)
-                elif segment != expected:
-                    break
-            else:
+            params = path_params(parts, pattern)
+            if params is not None:
                 if want == method:
                     return handler, role, params
                 allowed.add(want)
@@ -319,6 +314,17 @@ class ServingApp:
         if self.llm is not None:
             text += self.llm.render_metrics()
         return 200, text, [(b"content-type", content_type)]
+
+
+def path_params(parts: list[str], pattern: tuple[str, ...]) -> list[str] | None:
+    """The segments of ``parts`` where ``pattern`` has ``{}``, or None if another differs."""
+    params = []
+    for segment, expected in zip(parts, pattern, strict=True):
+        if expected == "{}":
+            params.append(segment)
+        elif segment != expected:
+            return None
+    return params
 
 
 _WBITS = {b"gzip": 31, b"deflate": 15}  # zlib window bits: gzip header, zlib header

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 from modelport.errors import ModelportError, NotFound, PayloadTooLarge, Unauthorized
 from modelport.registry.audit import acting_as
 from modelport.serving import admin
+from modelport.serving.app import _lifespan, path_params
 from modelport.serving.auth import ApiKeys, token_from
 from modelport.ui import assets, errors, login
 from modelport.ui.page import Context, Page, Reply, Request, Route, User
@@ -88,20 +89,13 @@ class UiApp:
         for pattern, route in self._patterns.get(len(parts), ()):
             if route.method != method:
                 continue
-            params = []
-            for segment, expected in zip(parts, pattern, strict=True):
-                if expected == "{}":
-                    params.append(segment)
-                elif segment != expected:
-                    break
-            else:
+            params = path_params(parts, pattern)
+            if params is not None:
                 return route, params
         raise NotFound(f"there is no page at /ui/{path}")
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":
-            from modelport.serving.app import _lifespan
-
             await _lifespan(receive, send)
             return
         if scope["type"] != "http":

@@ -47,14 +47,9 @@ def when(at: datetime | None) -> str:
 
 
 def size(n: int | None) -> str:
-    if n is None:
-        return ""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
+    from modelport.cli.common import human_size
+
+    return "" if n is None else human_size(n)
 
 
 def number(value: Any) -> str:

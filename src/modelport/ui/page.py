@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from modelport.errors import InvalidInput
+from modelport.serving.rest_v2 import parse_json
 
 if TYPE_CHECKING:
     from modelport.registry import Registry
@@ -114,13 +115,7 @@ class Request:
             return {}
         if self.is_form:
             return dict(parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True))
-        try:
-            value = orjson.loads(self.body)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise InvalidInput("the request body must be a JSON object")
-        return value
+        return parse_json(self.body)
 
     @property
     def is_form(self) -> bool:
