@@ -248,3 +248,24 @@ def test_static_files_are_cached_by_hash(ui_server: UiServer) -> None:
     assert httpx.get(ui_server.url + "/ui/static/nope.js").status_code == 404
     policy = httpx.get(ui_server.url + "/ui/models").headers["content-security-policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+
+
+def test_a_form_posted_without_javascript_moves_and_redirects(ui_server: UiServer) -> None:
+    client, token = session(ui_server, "/ui/models/iris")
+    form = {"csrf": token, "next": "/ui/models/iris", "version": "2", "expected": "1"}
+    reply = client.post("/ui/api/models/iris/aliases/production", data=form)
+    assert reply.status_code == 303 and reply.headers["location"] == "/ui/models/iris"
+    assert where(ui_server.registry, "iris", "production") == 2
+    back = {"csrf": token, "next": "https://elsewhere.example/", "expected": "2"}
+    reply = client.post("/ui/api/models/iris/aliases/production/rollback", data=back)
+    assert reply.status_code == 303 and reply.headers["location"] == "/ui/models"  # not away
+    assert where(ui_server.registry, "iris", "production") == 1
+    stale = client.post("/ui/api/models/iris/aliases/production", data={**form, "expected": "2"})
+    assert stale.status_code == 409 and "It names <strong>version 1</strong> now" in stale.text
+
+
+def test_the_version_page_shows_the_stored_report(ui_server: UiServer) -> None:
+    page = httpx.get(ui_server.url + "/ui/models/digits/versions/2").text
+    report = page.split("Report against its parent")[1].split("<h2>")[0]
+    assert "latency_ms_b1" in report and "0.034" in report and "0.021" in report
+    assert '<svg class="chart"' in report

@@ -39,9 +39,10 @@ def test_navigate_every_page(ui_server: UiServer, page: Any) -> None:
     assert page.locator("img.plot").evaluate("img => img.complete && img.naturalWidth") > 0
     page.get_by_role("link", name="Compare with its parent").click()
     assert page.locator("h1").inner_text() == "Compare digits:1 and digits:2"
-    bars = page.locator("svg.chart rect")
-    assert bars.count() == 6  # accuracy on both sides, four metrics only digits:2 has
-    assert "0.958" in page.locator("svg.chart").text_content()
+    plot, report = page.locator("svg.chart").first, page.locator("svg.chart").nth(1)
+    assert plot.locator("rect").count() == 6  # accuracy on both, four metrics only v2 has
+    assert "0.958" in plot.text_content()
+    assert report.locator("rect").count() == 4  # digits:2's report: accuracy, latency vs parent
 
 
 def test_unknown_model_is_a_404_page(ui_server: UiServer, page: Any) -> None:

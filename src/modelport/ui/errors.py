@@ -36,7 +36,7 @@ def body_of(exc: ModelportError) -> dict[str, Any]:
 
 def reply(request: Request, exc: ModelportError) -> Reply:
     status = exc.status
-    if request.route is not None and request.route.is_api or wants_json(request):
+    if wants_json(request):
         return status, orjson.dumps(body_of(exc)), JSON
     from modelport.ui.layout import h
     from modelport.ui.login import sign_in_form
@@ -57,7 +57,7 @@ def reply(request: Request, exc: ModelportError) -> Reply:
 
 def internal(request: Request, exc: Exception) -> Reply:
     message = f"internal error: {type(exc).__name__} (the server log has the details)"
-    if request.route is not None and request.route.is_api or wants_json(request):
+    if wants_json(request):
         return 500, orjson.dumps({"error": message}), JSON
     from modelport.ui.layout import h
 
@@ -65,7 +65,8 @@ def internal(request: Request, exc: Exception) -> Reply:
 
 
 def wants_json(request: Request) -> bool:
-    return request.path.startswith("/api/")
+    """API routes answer JSON, except to a form posted without JavaScript (a page for it)."""
+    return request.path.startswith("/api/") and not (request.is_form and request.method != "GET")
 
 
 def plain(status: int, message: str) -> Reply:

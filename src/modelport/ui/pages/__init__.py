@@ -5,5 +5,6 @@ PAGES = (
     "modelport.ui.pages.models",
     "modelport.ui.pages.model",
     "modelport.ui.pages.version",
+    "modelport.ui.pages.compare",
     "modelport.ui.pages.aliases",
 )

@@ -1,9 +1,7 @@
-"""One version (files, signature, metrics, tags, attachments, lineage) and two side by side.
+"""One version: files, signature, metrics, tags, attachments, lineage, its report.
 
     GET /ui/models/digits/versions/3
-    GET /ui/models/digits/compare?a=2&b=3
     GET /ui/api/models/digits/versions/3          version + children + attachments
-    GET /ui/api/models/digits/compare?a=2&b=3     {"a", "b", "metrics": [...], "differs": [...]}
     GET /ui/api/models/digits/versions/3/attachments/report-plot    the attached file
 
 A compression or conversion stores its report on the new version (metrics measured side by
@@ -136,7 +134,7 @@ def api_attachment(request: Request, name: str, number_text: str, kind: str) -> 
     )
 
 
-def _attachments_html(request: Request, version: ModelVersion) -> str:
+def attachments_html(request: Request, version: ModelVersion) -> str:
     found = attachments(version)
     rows, pictures = [], []
     for kind, digest in sorted(found.items()):
@@ -169,6 +167,24 @@ def _facts(version: ModelVersion) -> dict[str, str]:
         "Made from": from_cell(version),
         "Description": h(version.description or "—"),
     }
+
+
+def report(version: ModelVersion, level: int = 2) -> str:
+    """What a compression or conversion measured against the parent, stored as ``X`` and
+    ``parent_X`` metrics on the new version: a table and paired bars."""
+    rows = [
+        (k, version.metrics[f"parent_{k}"], v)
+        for k, v in sorted(version.metrics.items())
+        if f"parent_{k}" in version.metrics
+    ]
+    if not rows or not version.parent:
+        return ""
+    cells = [(h(k), number(p), number(v), number(v / p) + "×" if p else "—") for k, p, v in rows]
+    return (
+        f"<h{level}>Report against its parent</h{level}>"
+        + table(["Measure", version.parent, version.ref, "Ratio"], cells, "Report")
+        + svg.bars(rows, (version.parent, version.ref))
+    )
 
 
 def _indented(value: Any) -> str:
@@ -208,101 +224,19 @@ def view(request: Request, name: str, number_text: str) -> Reply:
         f'</section><section class="card"><h2>Metrics</h2>{pairs(version.metrics)}</section>'
         f'<section class="card"><h2>Tags</h2>{pairs(tags)}</section></div>'
         + (f"<h2>Transform parameters</h2><pre>{h(_indented(params))}</pre>" if params else "")
+        + report(version)
         + f"<h2>Lineage</h2>{lineage_of(request, version)}"
         f"<h2>Signature</h2>{_signature(version)}<h2>Files</h2>{files}"
-        f"<h2>Attachments</h2>{_attachments_html(request, version)}"
+        f"<h2>Attachments</h2>{attachments_html(request, version)}"
     )
     return request.page(f"{version.name} version {version.version}", body)
-
-
-def comparison(request: Request, name: str) -> tuple[ModelVersion, ModelVersion, dict[str, Any]]:
-    name = model_name(name)
-    a, b = request.number("a", None, 1), request.number("b", None, 1)
-    if a is None or b is None:
-        raise InvalidInput("give two versions to compare: ?a=1&b=2")
-    va, vb = (request.registry.get(f"{name}:{n}") for n in (a, b))
-    keys = sorted(set(va.metrics) | set(vb.metrics))
-    metrics = [
-        {
-            "name": k,
-            "a": va.metrics.get(k),
-            "b": vb.metrics.get(k),
-            "delta": (vb.metrics[k] - va.metrics[k])
-            if k in va.metrics and k in vb.metrics
-            else None,
-        }
-        for k in keys
-    ]
-    da, db = va.to_dict(), vb.to_dict()
-    skip = {"name", "version", "created_at", "metrics"}
-    differs = sorted(k for k in da if k not in skip and da[k] != db[k])
-    return va, vb, {"a": da, "b": db, "metrics": metrics, "differs": differs}
-
-
-def api_compare(request: Request, name: str) -> Reply:
-    return json_reply(comparison(request, name)[2])
-
-
-def compare_view(request: Request, name: str) -> Reply:
-    va, vb, found = comparison(request, name)
-    rows = []
-    fields = (
-        "format",
-        "size",
-        "sha256",
-        "parent",
-        "transform",
-        "transform_params",
-        "aliases",
-        "description",
-        "created_by",
-        "tags",
-        "signature",
-    )
-    for key in fields:
-        a, b = found["a"][key], found["b"][key]
-        show = (
-            size
-            if key == "size"
-            else (lambda v: h(orjson.dumps(v).decode()) if isinstance(v, (dict, list)) else h(v))
-        )
-        mark = ' <strong class="error">≠</strong>' if key in found["differs"] else ""
-        rows.append((h(key) + mark, show(a), show(b)))
-    metric_rows = [
-        (
-            h(m["name"]),
-            number(m["a"]),
-            number(m["b"]),
-            number(m["delta"]) if m["delta"] is not None else "—",
-        )
-        for m in found["metrics"]
-    ]
-    plot = svg.bars([(m["name"], m["a"], m["b"]) for m in found["metrics"]], (va.ref, vb.ref))
-    body = (
-        f"<p>{link(model_url(va.name), '← ' + va.name)}</p>"
-        + table(["Field", va.ref, vb.ref], rows, "Metadata side by side")
-        + "<h2>Metrics</h2>"
-        + table(
-            ["Metric", va.ref, vb.ref, "B − A"],
-            metric_rows,
-            "Metrics side by side",
-            empty="Neither version has metrics.",
-        )
-        + f"<h2>Plot</h2>{plot}<h2>Reports and attachments</h2>"
-        f'<div class="grid"><section class="card"><h3>{h(va.ref)}</h3>'
-        f'{_attachments_html(request, va)}</section><section class="card"><h3>{h(vb.ref)}</h3>'
-        f"{_attachments_html(request, vb)}</section></div>"
-    )
-    return request.page(f"Compare {va.ref} and {vb.ref}", body)
 
 
 PAGE = Page(
     "version",
     routes=(
         Route("GET", "models/{}/versions/{}", view),
-        Route("GET", "models/{}/compare", compare_view),
         Route("GET", "api/models/{}/versions/{}", api_version),
-        Route("GET", "api/models/{}/compare", api_compare),
         Route("GET", "api/models/{}/versions/{}/attachments/{}", api_attachment),
     ),
 )
