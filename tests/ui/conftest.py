@@ -38,7 +38,7 @@ class UiServer:
     app: Any
 
 
-def png(width: int = 24, height: int = 12) -> bytes:
+def png(width: int = 160, height: int = 80) -> bytes:
     """A small real PNG (a two-colour bar plot), written with zlib and struct."""
     rows = b"".join(
         b"\x00"

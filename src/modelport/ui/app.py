@@ -140,7 +140,7 @@ class UiApp:
         )
         header_key = token_from(headers.get(b"authorization"), headers.get(b"x-api-key"))
         token = header_key or self.guard.key_of(sid)
-        who = None
+        who, params = None, []
         request.user = self._user(token, header_key is None and token is not None)
         try:
             route, params = self.match(method, request.path)
@@ -158,7 +158,7 @@ class UiApp:
                 if isinstance(exc, Unauthorized):
                     name = self.ctx.keys.name_of(token) or ("invalid key" if token else None)
                     await admin.record(
-                        self.ctx.registry, "admin_denied", scope, name, [request.path], exc.status
+                        self.ctx.registry, "admin_denied", scope, name, params, exc.status
                     )
             return errors.reply(request, exc)
         except Exception as exc:  # a bug still answers a page, and the server stays up

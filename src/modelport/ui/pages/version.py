@@ -179,7 +179,7 @@ def report(version: ModelVersion, level: int = 2) -> str:
     ]
     if not rows or not version.parent:
         return ""
-    cells = [(h(k), number(p), number(v), number(v / p) + "×" if p else "—") for k, p, v in rows]
+    cells = [(h(k), number(p), number(v), f"{v / p:.3g}×" if p else "—") for k, p, v in rows]
     return (
         f"<h{level}>Report against its parent</h{level}>"
         + table(["Measure", version.parent, version.ref, "Ratio"], cells, "Report")
