@@ -102,3 +102,19 @@ def test_an_alias_moves_only_from_where_the_caller_saw_it(registry: Registry,
     assert [e.action for e in registry.history("m", "production")] == [
         "alias_set", "alias_set", "rollback",
     ]  # fmt: skip
+
+
+def test_a_schema_4_catalogue_gains_the_parent_index(sqlite_registry: Registry) -> None:
+    import sqlalchemy as sa
+
+    from modelport.registry import catalog
+
+    with sqlite_registry.engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_versions_parent")
+        conn.execute(sa.update(catalog.meta).values(value="4"))
+    settings = sqlite_registry.settings
+    sqlite_registry.close()
+    with Registry(settings) as reopened, reopened.engine.connect() as conn:
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("versions")}
+        stored = conn.execute(sa.select(catalog.meta.c.value)).scalar_one()
+    assert "ix_versions_parent" in indexes and stored == str(catalog.SCHEMA_VERSION) == "5"

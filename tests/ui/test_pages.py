@@ -155,3 +155,21 @@ def test_a_viewer_signs_in_and_sees_no_actions(keyed_server: UiServer, page: Any
     assert "Read-only" in page.locator("main").inner_text()
     page.get_by_role("button", name="Sign out").click()
     assert page.url.endswith("/ui/login")
+
+
+def test_the_live_chart_helper_draws_series(ui_server: UiServer, page: Any) -> None:
+    """``MP.lineChart``, for pages whose charts update live: one path per series, redrawn."""
+    page.goto(ui_server.url + "/ui/models")
+    drawn = page.evaluate("""() => {
+        const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+        document.querySelector("main").append(svg);
+        MP.lineChart(svg, [{name: "p50", points: [[0, 1], [1, 3], [2, 2]]},
+                           {name: "p99", points: [[0, 4], [1, 9], [2, 5]]}], {unit: "ms"});
+        const first = [svg.querySelectorAll("path.line").length, svg.dataset.points,
+                       svg.querySelector("path.line").getAttribute("d")];
+        MP.lineChart(svg, [{name: "p50", points: [[0, 1], [5, 1]]}]);
+        return [...first, svg.querySelectorAll("path.line").length, svg.textContent];
+    }""")
+    paths, points, d, redrawn, text = drawn
+    assert paths == 2 and points == "6" and d.startswith("M") and d.count("L") == 2
+    assert redrawn == 1 and "ms" not in text  # the second call replaced the first drawing
