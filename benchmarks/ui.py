@@ -49,6 +49,7 @@ def build(home: Path, small: int, large: int) -> float:
     from modelport.settings import Settings
 
     started = time.perf_counter()
+    home.parent.mkdir(parents=True, exist_ok=True)
     artifact = from_path(make_mlp_onnx(home.parent / "tiny.onnx"))
     transforms = ("quantize", "prune", "distill", "convert", "bundle")
     with Registry(Settings(home=home, user="bench")) as registry:
@@ -166,11 +167,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help="API calls per route")
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--large", type=int, default=10_000)
+    parser.add_argument("--home", type=Path, help="a registry this script built before: reuse it")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-ui-"))
-    home = work / "home"
-    built = build(home, args.small, args.large)
-    console.print(f"registered {args.small + args.large:,} versions in {built:.1f} s")
+    if args.home is not None:
+        home = args.home
+    else:
+        home = Path(tempfile.mkdtemp(prefix="bench-ui-")) / "home"
+        built = build(home, args.small, args.large)
+        console.print(f"registered {args.small + args.large:,} versions in {built:.1f} s")
     process, base = start(home)
     big10k, middle = "/ui/api/models/big10k", args.large // 2
     try:

@@ -75,9 +75,9 @@ def test_children_and_alias_events(registry: Registry, tmp_path: Path) -> None:
     assert [k.ref for k in kids["m:1"]] == ["m:2", "m:3"] and totals == {"m:1": 3, "m:2": 1}
     assert kids["m:2"][0].ref == "other:1" and kids["m:2"][0].transform_params == {"to": "x"}
     assert browse.children(registry, "m", 1).total == 3
-    chain = browse.ancestors(registry, "other:1", limit=1)
-    assert [v.ref for v in chain] == ["other:1", "m:2"]
-    assert [v.ref for v in browse.ancestors(registry, "other:1")] == ["other:1", "m:2", "m:1"]
+    other = registry.get("other:1")
+    assert [v.ref for v in browse.ancestors(registry, other, limit=1)] == ["other:1", "m:2"]
+    assert [v.ref for v in browse.ancestors(registry, other)] == ["other:1", "m:2", "m:1"]
     registry.set_alias("m", "production", 1)
     registry.set_alias("m", "production", 2)
     registry.rollback("m", "production")

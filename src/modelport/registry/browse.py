@@ -4,7 +4,7 @@
     page.total, [m.name for m in page.items]
     older = versions_page(registry, "digits", before=951, limit=50)   # 950, 949, ... (keyset)
     older.total, older.oldest, older.latest                            # of the whole model
-    ancestors(registry, "digits:3", limit=3)  # digits:3, its parent... (bounded lineage)
+    ancestors(registry, registry.get("digits:3"), limit=3)  # it, its parent... (bounded)
     aliases(registry, "digits")        # [AliasState("production", 3, since), ...]
     children(registry, "digits", 3)    # versions made from digits:3, any model
     children_of(registry, [("digits", 1), ("digits", 2)])   # a lineage level in two queries
@@ -17,6 +17,7 @@ PostgreSQL alike; models are paged by offset (one row per model, few of them).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -176,10 +177,10 @@ def versions_page(
     return Page(items, total, low, high)
 
 
-def ancestors(registry: Registry, ref: str, limit: int = 3) -> list[ModelVersion]:
-    """The version, then up to ``limit`` of its ancestors that still exist (newest first):
+def ancestors(registry: Registry, version: ModelVersion, limit: int = 3) -> list[ModelVersion]:
+    """``version``, then up to ``limit`` of its ancestors that still exist (newest first):
     ``Registry.lineage`` bounded, for chains thousands of versions long."""
-    chain = [registry.get(ref)]
+    chain = [version]
     while (
         len(chain) <= limit and chain[-1].parent and chain[-1].parent not in {v.ref for v in chain}
     ):
@@ -221,27 +222,41 @@ def children(registry: Registry, name: str, version: int, limit: int = 50) -> Pa
     return Page(tuple(version_from_row(r.model_name, r, ()) for r in rows), total)
 
 
+@functools.cache
+def _children_queries() -> tuple[Any, Any]:
+    """The children and counts statements, built once (a windowed subquery costs
+    milliseconds to build; SQLAlchemy caches the compiled form of a statement it sees again)."""
+    v, m = c.versions, c.models
+    pairs = sa.bindparam("pairs", expanding=True)
+    where = sa.tuple_(v.c.parent_name, v.c.parent_version).in_(pairs)
+    rank = sa.func.row_number().over(
+        partition_by=(v.c.parent_name, v.c.parent_version), order_by=v.c.id
+    )
+    ranked = (
+        sa.select(v, m.c.name.label("model_name"), rank.label("rank"))
+        .join(m, m.c.id == v.c.model_id)
+        .where(where)
+        .subquery()
+    )
+    rows = (
+        sa.select(ranked).where(ranked.c.rank <= sa.bindparam("per_parent")).order_by(ranked.c.id)
+    )
+    counts = sa.select(v.c.parent_name, v.c.parent_version, sa.func.count()).where(where)
+    return rows, counts.group_by(v.c.parent_name, v.c.parent_version)
+
+
 def children_of(
     registry: Registry, parents: Sequence[tuple[str, int]], per_parent: int = 8
 ) -> tuple[dict[str, list[ModelVersion]], dict[str, int]]:
     """The first ``per_parent`` children of each ``(name, version)`` parent, by parent ref, and
-    how many children each has in all: two queries for any number of parents."""
+    how many children each has in all: two indexed queries for any number of parents."""
     if not parents:
         return {}, {}
-    v, m = c.versions, c.models
-    where = sa.or_(*((v.c.parent_name == n) & (v.c.parent_version == k) for n, k in parents))
-    rank = (
-        sa.func.row_number()
-        .over(partition_by=(v.c.parent_name, v.c.parent_version), order_by=v.c.id)
-        .label("rank")
-    )
-    ranked = sa.select(v, m.c.name.label("model_name"), rank).join(m, m.c.id == v.c.model_id)
-    ranked = ranked.where(where).subquery()
-    query = sa.select(ranked).where(ranked.c.rank <= per_parent).order_by(ranked.c.id)
-    counts = sa.select(v.c.parent_name, v.c.parent_version, sa.func.count()).where(where)
+    rows_query, counts_query = _children_queries()
+    pairs = [tuple(p) for p in parents]
     with registry.engine.connect() as conn:
-        rows = conn.execute(query).all()
-        totals = conn.execute(counts.group_by(v.c.parent_name, v.c.parent_version)).all()
+        rows = conn.execute(rows_query, {"pairs": pairs, "per_parent": per_parent}).all()
+        totals = conn.execute(counts_query, {"pairs": pairs}).all()
     kids: dict[str, list[ModelVersion]] = {}
     for r in rows:
         kids.setdefault(f"{r.parent_name}:{r.parent_version}", []).append(

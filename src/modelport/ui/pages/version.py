@@ -53,7 +53,7 @@ def lineage_levels(
 ) -> tuple[list[list[ModelVersion]], dict[str, int]]:
     """Generations from the oldest ancestor shown (up to 3 above ``version``) down to two below
     it: each parent's first children, always including the way to ``version``."""
-    chain = browse.ancestors(request.registry, version.ref, ANCESTORS)
+    chain = browse.ancestors(request.registry, version, ANCESTORS)
     path = list(reversed(chain))
     levels, more = [[path[0]]], {}
     depth = len(path) + 2  # generations to draw: the path, then two below ``version``
