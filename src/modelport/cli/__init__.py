@@ -21,6 +21,7 @@ from modelport.cli import predict as predict_cmd
 from modelport.cli import registry as registry_cmds
 from modelport.cli import rollout as rollout_cmds
 from modelport.cli import serve as serve_cmd
+from modelport.cli import ui as ui_cmd
 from modelport.cli.common import option_defaults, state
 
 app = typer.Typer(
@@ -77,6 +78,7 @@ app.command("predict")(predict_cmd.predict)
 app.add_typer(compress_cmds.compress_app, name="compress")
 app.command("evaluate")(compress_cmds.evaluate)
 app.command("serve")(serve_cmd.serve)
+app.command("ui")(ui_cmd.ui)
 app.command("convert")(convert_cmds.convert)
 app.command("runtimes")(convert_cmds.runtimes)
 app.command("batch")(batch_cmd.batch)

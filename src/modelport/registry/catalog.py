@@ -20,7 +20,7 @@ metadata = sa.MetaData()
 # The catalogue's layout. A release that changes it raises SCHEMA_VERSION and adds the step that
 # takes a catalogue from the version before to the new one. Steps alter existing tables only:
 # tables new to a version are made by ``create_all`` before the steps run.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
 
 meta = sa.Table(
@@ -61,6 +61,7 @@ versions = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_by", sa.String(128), nullable=False),
     sa.UniqueConstraint("model_id", "version", name="uq_versions_model_version"),
+    sa.Index("ix_versions_parent", "parent_name", "parent_version"),  # lineage: children of
 )
 
 aliases = sa.Table(
@@ -290,5 +291,14 @@ def _audit_log(conn: Connection) -> None:
 
 
 MIGRATIONS[4] = _audit_log
+
+
+def _parent_index(conn: Connection) -> None:
+    """Version 5: an index of versions by parent, so a lineage finds children without a scan."""
+    (index,) = (i for i in versions.indexes if i.name == "ix_versions_parent")
+    index.create(conn, checkfirst=True)
+
+
+MIGRATIONS[5] = _parent_index
 from modelport.registry import audit as _audit  # noqa: E402,F401  (its table joins ``metadata``)
 from modelport.registry import fleet as _fleet  # noqa: E402,F401  (its tables join ``metadata``)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 # the catalogue layout this reader knows (catalog.SCHEMA_VERSION when it was written; a test
 # keeps the two equal, so a new layout is read by the Registry until this reader learns it)
-LAYOUT = 4
+LAYOUT = 5  # 5 only added an index (versions by parent): rows read as in 4
 _JSON = ("files", "signature", "metrics", "tags", "transform_params")
 _SELECT = "SELECT v.* FROM versions v JOIN models m ON m.id = v.model_id"
 

@@ -38,6 +38,21 @@ if TYPE_CHECKING:
     from modelport.registry.rollouts import RolloutStore
 
 
+ANY = object()  # ``expected=ANY``: move the alias wherever it is now
+
+
+class StaleAlias(Conflict):
+    """An alias moved after the caller looked: ``current`` is where it is now (None: gone)."""
+
+    def __init__(self, name: str, alias: str, expected: Any, current: int | None) -> None:
+        def where(v: Any) -> str:
+            return f"version {v}" if v is not None else "nowhere (no such alias)"
+
+        super().__init__(f"alias {alias!r} of {name!r} moved meanwhile: it names "
+                         f"{where(current)}, not {where(expected)}")  # fmt: skip
+        self.name, self.alias, self.expected, self.current = name, alias, expected, current
+
+
 class Registry:
     """Open with ``Registry(Settings())`` or ``Registry.open(home)``; thread-safe."""
 
@@ -164,12 +179,16 @@ class Registry:
         number = c.write(self.engine, work)
         return self.get(ModelRef(name, version=number))
 
-    def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
+    def set_alias(self, name: str, alias: str, version: int,
+                  expected: int | None | object = ANY) -> ModelVersion:  # fmt: skip
+        """Point ``alias`` at ``version``; with ``expected`` (a version, or None for "no such
+        alias yet"), only if the alias is still there, else Conflict (``StaleAlias``)."""
         validate_alias(alias)
         target = self.get(ModelRef(validate_name(name), version=version))
 
         def work(conn: Connection) -> None:
             model_id = self._model_id(conn, name)
+            self._expect(conn, model_id, name, alias, expected)
             version_id = self._version_id(conn, model_id, name, target.version)
             self._move_alias(conn, model_id, alias, version_id, target.version, "alias_set")
 
@@ -211,12 +230,14 @@ class Registry:
 
         c.write(self.engine, work)
 
-    def rollback(self, name: str, alias: str) -> ModelVersion:
-        """Move ``alias`` back to where it pointed before its last move."""
+    def rollback(self, name: str, alias: str, expected: int | None | object = ANY) -> ModelVersion:
+        """Move ``alias`` back to where it pointed before its last move (``expected``: as in
+        ``set_alias``)."""
         validate_alias(alias)
 
         def work(conn: Connection) -> int:
             model_id = self._model_id(conn, validate_name(name))
+            self._expect(conn, model_id, name, alias, expected)
             rows = conn.execute(
                 sa.select(c.events.c.action, c.events.c.version)
                 .where((c.events.c.model_id == model_id) & (c.events.c.alias == alias))
@@ -483,6 +504,14 @@ class Registry:
                 raise Conflict(f"cannot move back to {name}:{version}: that version was deleted")
             raise NotFound(f"model {name!r} has no version {version}")
         return version_id
+
+    def _expect(self, conn: Connection, model_id: int, name: str, alias: str,
+                expected: int | None | object) -> None:  # fmt: skip
+        if expected is ANY:
+            return
+        current = self._alias_version(conn, model_id, alias)
+        if current != expected:
+            raise StaleAlias(name, alias, expected, current)
 
     def _alias_version(self, conn: Connection, model_id: int, alias: str) -> int | None:
         return conn.execute(

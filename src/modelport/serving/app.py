@@ -95,6 +95,7 @@ class ServingApp:
         self.llm = llm
         self.explain = rx = RestExplain(plane, explain)
         self.monitor: Monitor | None = None  # set by build(); serves the feedback route
+        self.ui: Any = None  # the dashboard under /ui (modelport.ui), set by build()
         v2, tf = RestV2(plane), RestTFServing(plane, rx)
         ro = RestRollouts(plane.models)
         from modelport.serving.triton import RestTriton
@@ -185,13 +186,8 @@ class ServingApp:
         parts = path.strip("/").split("/")
         allowed = {m for (m, p) in self._fixed if p == path}
         for want, pattern, handler, role in self._patterns.get(len(parts), ()):
-            params = []
-            for segment, expected in zip(parts, pattern, strict=True):
-                if expected == "{}":
-                    params.append(segment)
-                elif segment != expected:
-                    break
-            else:
+            params = path_params(parts, pattern)
+            if params is not None:
                 if want == method:
                     return handler, role, params
                 allowed.add(want)
@@ -204,6 +200,9 @@ class ServingApp:
         if kind != "http":
             if kind == "lifespan":
                 await _lifespan(receive, send)
+            return
+        if self.ui is not None and scope["path"].startswith("/ui"):
+            await self.ui(scope, receive, send)
             return
         headers: dict[bytes, bytes] = {}
         role = who = client = token = None
@@ -317,6 +316,17 @@ class ServingApp:
         return 200, text, [(b"content-type", content_type)]
 
 
+def path_params(parts: list[str], pattern: tuple[str, ...]) -> list[str] | None:
+    """The segments of ``parts`` where ``pattern`` has ``{}``, or None if another differs."""
+    params = []
+    for segment, expected in zip(parts, pattern, strict=True):
+        if expected == "{}":
+            params.append(segment)
+        elif segment != expected:
+            return None
+    return params
+
+
 _WBITS = {b"gzip": 31, b"deflate": 15}  # zlib window bits: gzip header, zlib header
 COMPRESS_ABOVE = 1024  # bytes: smaller replies are sent as they are, whatever the client accepts
 OFF_LOOP_ABOVE = 256 << 10  # bytes: (de)compressing more takes milliseconds; not on the event loop
@@ -404,7 +414,9 @@ async def _lifespan(receive: Callable, send: Callable) -> None:
 def listen(host: str, port: int) -> socket.socket:
     """Bind the HTTP port up front, so a busy port is a clear error before any model loads."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on
+    # sockets that say TCP (else a reply's second write waits out the peer's delayed ACK)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -434,6 +446,10 @@ def build(registry: Registry, config: ServeConfig, options: ServerOptions) -> tu
     app.monitor = monitor = Monitor(registry, options.monitor or MonitorOptions())
     plane.observers.append(monitor.observe)
     metrics.collectors.append(monitor.render)
+    if getattr(registry, "engine", None) is not None:  # a catalogue (a folder has no dashboard)
+        from modelport.ui.app import UiApp
+
+        app.ui = UiApp(registry, options.api_keys, serving=app)
     return models, metrics, plane, app
 
 

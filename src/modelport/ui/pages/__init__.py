@@ -1,0 +1,10 @@
+"""The dashboard's pages, in navigation order: one import string per page module, each of
+which defines ``PAGE`` (see ``modelport.ui``). Adding a page is one entry here."""
+
+PAGES = (
+    "modelport.ui.pages.models",
+    "modelport.ui.pages.model",
+    "modelport.ui.pages.version",
+    "modelport.ui.pages.compare",
+    "modelport.ui.pages.aliases",
+)
