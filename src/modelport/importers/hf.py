@@ -137,9 +137,15 @@ def from_folder(folder: Path) -> Artifact:
         card = read_card(folder)
     except InvalidInput as exc:
         raise InvalidInput(f"{folder}: {exc}") from None
-    files = tuple(
+    return Artifact(
+        FORMAT, folder, folder_files(folder), "config.json", text_signature(card["task"]), card
+    )
+
+
+def folder_files(folder: Path) -> tuple[str, ...]:
+    """Every file under ``folder`` (relative paths), hidden ones left out."""
+    return tuple(
         str(p.relative_to(folder))
         for p in sorted(folder.rglob("*"))
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
-    return Artifact(FORMAT, folder, files, "config.json", text_signature(card["task"]), card)

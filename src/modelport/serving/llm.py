@@ -21,7 +21,7 @@ from modelport.monitoring.genai import GenAIMetrics
 from modelport.registry import ModelVersion, Registry
 from modelport.uri import ModelRef
 
-TEXT_FORMATS = ("gguf", "hf")
+TEXT_FORMATS = ("gguf", "genai", "hf")
 GENERATE, EMBED = "text-generation", "feature-extraction"
 
 
