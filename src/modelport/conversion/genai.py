@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from modelport.conversion.textparity import check, measure, parity_tokens
+from modelport.conversion.textparity import check, checkpoint, measure, parity_tokens
 from modelport.errors import BackendError, InvalidInput, MissingDependency
 from modelport.registry import ModelVersion, Registry
 
@@ -66,11 +66,8 @@ def measure_parity(folder: Path, built: Path) -> dict[str, float]:
     from modelport.generation.options import EngineOptions
 
     ids, expected = parity_tokens(folder)
-    model = GenaiModel.load(built, EngineOptions(slots=1, threads=1, batch=max(len(ids), 32)))
-    try:
-        return measure(ids, expected, model)
-    finally:
-        model.close()
+    options = EngineOptions(slots=1, threads=1, batch=max(len(ids), 32))
+    return measure(ids, expected, GenaiModel.load(built, options))
 
 
 def convert_to_genai(
@@ -80,10 +77,7 @@ def convert_to_genai(
 
     if precision not in PRECISIONS:
         raise InvalidInput(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    parent = registry.resolve(ref)
-    if parent.format != "hf" or parent.tags.get("task") != "text-generation":
-        raise InvalidInput(f"{parent.ref} is not a Hugging Face text-generation checkpoint")
-    folder = registry.path(parent).parent
+    parent, folder = checkpoint(registry, ref)
     with tempfile.TemporaryDirectory(dir=registry.blobs.tmp, prefix="genai-") as work:
         target = Path(work) / f"{parent.name}-{precision}"
         build(folder, target, precision, Path(work) / "cache")

@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from modelport.conversion.textparity import PARITY_TEXT, check, measure, parity_tokens
+from modelport.conversion.textparity import (
+    PARITY_TEXT,
+    check,
+    checkpoint,
+    measure,
+    parity_tokens,
+)
 from modelport.errors import InvalidInput
 from modelport.importers.hf import chat_template
 from modelport.registry import ModelVersion, Registry
@@ -153,11 +159,7 @@ def measure_parity(folder: Path, gguf_path: Path, text: str = PARITY_TEXT) -> di
     ids, expected = parity_tokens(folder, text)
     limit = len(ids)
     options = EngineOptions(slots=1, context=limit, batch=max(limit, 32), threads=1)
-    model = LlamaModel.load(gguf_path, options, limit, f32_cache=True)
-    try:
-        return measure(ids, expected, model)
-    finally:
-        model.close()
+    return measure(ids, expected, LlamaModel.load(gguf_path, options, limit, f32_cache=True))
 
 
 def convert_to_gguf(
@@ -167,10 +169,7 @@ def convert_to_gguf(
 
     if precision not in PRECISIONS:
         raise InvalidInput(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    parent = registry.resolve(ref)
-    if parent.format != "hf" or parent.tags.get("task") != "text-generation":
-        raise InvalidInput(f"{parent.ref} is not a Hugging Face text-generation checkpoint")
-    folder = registry.path(parent).parent
+    parent, folder = checkpoint(registry, ref)
     with tempfile.TemporaryDirectory(dir=registry.blobs.tmp, prefix="gguf-") as work:
         target = Path(work) / f"{parent.name}-{precision}.gguf"
         facts = write_gguf(folder, target, precision)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import InvalidInput
+from modelport.registry import ModelVersion, Registry
 
 PARITY_TEXT = (
     "A model registry keeps every version of a model, with aliases that move and lineage that "
@@ -40,10 +41,21 @@ def parity_tokens(folder: Path, text: str = PARITY_TEXT) -> tuple[list[int], np.
         return ids, reference(torch.tensor([ids])).logits[0].numpy()
 
 
+def checkpoint(registry: Registry, ref: str) -> tuple[ModelVersion, Path]:
+    """The Hugging Face text-generation version ``ref`` and its folder (what converts)."""
+    parent = registry.resolve(ref)
+    if parent.format != "hf" or parent.tags.get("task") != "text-generation":
+        raise InvalidInput(f"{parent.ref} is not a Hugging Face text-generation checkpoint")
+    return parent, registry.path(parent).parent
+
+
 def measure(ids: list[int], expected: np.ndarray, model: Any) -> dict[str, float]:
-    """Agreement and perplexities of ``model`` (a ``BatchModel``, slot 0 free) against the
-    reference logits ``expected`` over ``ids``."""
-    got = model.decode([(0, t, i, True) for i, t in enumerate(ids)])
+    """Agreement and perplexities of ``model`` (a ``BatchModel``, slot 0 free; closed here)
+    against the reference logits ``expected`` over ``ids``."""
+    try:
+        got = model.decode([(0, t, i, True) for i, t in enumerate(ids)])
+    finally:
+        model.close()
     agree = float((expected[:-1].argmax(-1) == got[:-1].argmax(-1)).mean())
     return {
         "next_token_agreement": agree,

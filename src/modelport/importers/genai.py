@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.errors import InvalidInput
-from modelport.importers.hf import chat_template, folder_files, text_signature
+from modelport.importers.hf import chat_template, folder_artifact
 from modelport.registry.artifact import Artifact
 
 FORMAT = "genai"
@@ -123,10 +123,4 @@ def read_card(folder: Path) -> dict[str, str]:
 
 
 def from_folder(folder: Path) -> Artifact:
-    try:
-        card = read_card(folder)
-    except InvalidInput as exc:
-        raise InvalidInput(f"{folder}: {exc}") from None
-    return Artifact(
-        FORMAT, folder, folder_files(folder), CONFIG, text_signature("text-generation"), card
-    )
+    return folder_artifact(folder, FORMAT, CONFIG, read_card)

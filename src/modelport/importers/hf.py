@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,12 +134,20 @@ def read_card(folder: Path) -> dict[str, str]:
 
 
 def from_folder(folder: Path) -> Artifact:
+    return folder_artifact(folder, FORMAT, "config.json", read_card)
+
+
+def folder_artifact(
+    folder: Path, fmt: str, entrypoint: str, card_of: Callable[[Path], dict[str, str]]
+) -> Artifact:
+    """A model folder as an artifact: every file, the card read by ``card_of`` as tags (its
+    refusal names the folder)."""
     try:
-        card = read_card(folder)
+        card = card_of(folder)
     except InvalidInput as exc:
         raise InvalidInput(f"{folder}: {exc}") from None
     return Artifact(
-        FORMAT, folder, folder_files(folder), "config.json", text_signature(card["task"]), card
+        fmt, folder, folder_files(folder), entrypoint, text_signature(card["task"]), card
     )
 
 
