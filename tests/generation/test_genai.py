@@ -17,6 +17,7 @@ from modelport.errors import InvalidInput
 from modelport.generation import EngineOptions, SamplingParams, open_engine
 from modelport.registry import Registry
 from modelport.settings import Settings
+from tests.conftest import invoke_cli
 from tests.generation.test_gguf_parity import (
     NEW_TOKENS,
     PROMPTS,
@@ -182,3 +183,21 @@ def test_registering_a_genai_folder_reads_its_card(genai_registry, tmp_path) -> 
     assert version.tags["context_length"] == str(config["model"]["context_length"])
     assert version.tags["chat_template"] == "yes"
     assert int(version.tags["parameters"]) > 100_000
+
+
+def test_cli_converts_refuses_and_generates(genai_registry, monkeypatch, capsys) -> None:
+    home = ("--home", str(genai_registry.settings.home))
+    convert = (*home, "convert", "qwen2:1", "--to", "genai")
+    code, out, err = invoke_cli(monkeypatch, capsys, *convert, "--precision", "int4")
+    assert code == 1 and "int4 genai model drifts from transformers" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    code, out, err = invoke_cli(monkeypatch, capsys, *convert, "--precision", "int8")
+    assert code == 0, err
+    assert "(genai, int8," in out and "from qwen2:1: next-token agreement" in out
+    code, out, err = invoke_cli(monkeypatch, capsys, *home, "convert", "qwen2:1", "--to", "gguf",
+                                "--precision", "int4")  # fmt: skip
+    assert code == 1 and "converts to fp32 or int8" in err
+    ask = (*home, "generate", "qwen2:2", "--prompt", "The quick", "--max-tokens", "8")
+    code, out, err = invoke_cli(monkeypatch, capsys, *ask)
+    assert code == 0 and out.strip(), err
+    assert invoke_cli(monkeypatch, capsys, *ask)[1] == out  # greedy: the same text again
