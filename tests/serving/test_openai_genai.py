@@ -3,35 +3,53 @@ onnxruntime-genai model (a tiny Llama converted by the model builder)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
 
 from modelport.api import register
 from modelport.conversion.genai import convert_to_genai
+from modelport.errors import InvalidInput, Overloaded
+from modelport.generation import EngineOptions, SamplingParams
 from modelport.registry import Registry
 from modelport.settings import Settings
-from tests.generation.conftest import build_causal_lm
+from tests.generation.conftest import build_causal_lm, smollm2_path
 from tests.serving.test_e2e_tritonclient import Server, start_server
 from tests.serving.test_llm_protocols import events, post
 from tests.serving.test_openai import metric, openai_client, stopped_cleanly
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
+def home(tmp_path_factory) -> Path:
+    """tiny:1 (a Llama checkpoint), tiny:2 (its fp32 genai model, alias "onnx"), other:1 and
+    other:2 (a Qwen2 likewise), smol:1 (SmolLM2 GGUF, 100 MiB)."""
     tmp = tmp_path_factory.mktemp("genai-serve")
     reg = Registry(Settings(home=tmp / "home", user="tester"))
     try:
-        register(build_causal_lm(tmp / "tiny-llama", "llama"), "tiny", registry=reg)
-        convert_to_genai(reg, "tiny:1", "fp32")
+        for name, kind in (("tiny", "llama"), ("other", "qwen2")):
+            register(build_causal_lm(tmp / name, kind), name, registry=reg)
+            convert_to_genai(reg, f"{name}:1", "fp32")
         reg.set_alias("tiny", "onnx", 2)
+        register(smollm2_path(), "smol", registry=reg)
     finally:
         reg.close()
-    args = ("--slots", "2", "--context", "256", "--intra-op-threads", "1")
-    yield from stopped_cleanly(start_server(reg.settings.home, *args))
+    return reg.settings.home
+
+
+SERVE = ("--slots", "2", "--context", "256", "--intra-op-threads", "1")
+
+
+@pytest.fixture(scope="module")
+def server(home: Path) -> Iterator[Server]:
+    yield from stopped_cleanly(start_server(home, *SERVE))
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +149,76 @@ def test_a_disconnect_frees_the_sequence(client, server) -> None:
     generated = metric(server, "gen_ai_usage_output_tokens_total") - before
     assert generated < 250  # cut short, not run to max_tokens
     assert client.completions.create(model="tiny:2", prompt="ok", max_tokens=2).choices
+
+
+# each tiny model counts 0.73 MiB (0.48 MiB of weights + 2 slots x 256 positions of cache)
+BUDGET = 1 << 20
+
+
+def open_models(server: Server) -> dict[str, float]:
+    """model -> bytes counted for it, for the models open in the server."""
+    with urllib.request.urlopen(f"http://{server.http}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    line = r'^modelport_generation_memory_bytes{gen_ai_request_model="([^"]+)"[^}]*} (\S+)$'
+    found = re.findall(line, text, re.M)
+    return {name: float(value) for name, value in found}
+
+
+def test_a_memory_budget_keeps_what_fits_and_refuses_what_never_can(home) -> None:
+    budget = start_server(home, *SERVE, "--memory-budget", f"{BUDGET}")
+    try:
+        client = openai_client(budget)
+        ask = dict(prompt="The quick", max_tokens=4, temperature=0)
+        first = client.completions.create(model="tiny:2", **ask).choices[0].text
+        assert set(open_models(budget)) == {"tiny"}
+        assert 0.7 * BUDGET < open_models(budget)["tiny"] <= BUDGET
+        client.completions.create(model="other:2", **ask)
+        assert set(open_models(budget)) == {"other"}  # tiny was idle: closed to make room
+        assert client.completions.create(model="tiny:2", **ask).choices[0].text == first
+        assert set(open_models(budget)) == {"tiny"}  # reopened on demand
+        with pytest.raises(openai.BadRequestError) as info:
+            client.completions.create(model="smol", **ask)
+        message = info.value.body["message"]
+        assert re.search(r"smol:1 needs 1\d\d\.\d MiB \(weights \d+\.\d MiB \+ cache for 2 x "
+                         r"256 positions \d+\.\d MiB\), more than the memory budget of 1\.0 MiB",
+                         message), message  # fmt: skip
+        assert set(open_models(budget)) == {"tiny"}  # refused before loading: nothing closed
+    finally:
+        code, output = budget.stop()
+    assert code == 0, output
+
+
+def test_a_model_in_use_is_not_closed_for_another(home) -> None:
+    from modelport.serving.llm import GENERATE, LanguageModels
+
+    reg = Registry(Settings(home=home, user="tester"))
+    models = LanguageModels(reg, EngineOptions(slots=1, context=256, threads=1), budget=BUDGET)
+    hold, started = threading.Event(), threading.Event()
+
+    def held(event) -> None:
+        started.set()
+        hold.wait(30)  # the sequence stays running while the decode thread waits here
+
+    async def scenario() -> None:
+        _, engine = await models.get("tiny:2", GENERATE)
+        handle = engine.submit([5, 6, 7], SamplingParams(max_tokens=200), held)
+        assert await asyncio.to_thread(started.wait, 30)
+        with pytest.raises(Overloaded, match=r"other:2 needs .* held by models with requests"):
+            await models.get("other:2", GENERATE)
+        handle.cancel()
+        hold.set()
+        deadline = time.monotonic() + 30
+        while engine.scheduler.running:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        version, _ = await models.get("other:2", GENERATE)
+        assert version.ref == "other:2" and [g[0] for g in models.gauges()] == ["other"]
+        with pytest.raises(InvalidInput, match="more than the memory budget"):
+            await models.get("smol", GENERATE)
+        await models.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        hold.set()
+        reg.close()
