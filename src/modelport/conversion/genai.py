@@ -46,7 +46,7 @@ def build(folder: Path, target: Path, precision: str, cache: Path) -> None:
     extra = [f"{k}={v}" for k, v in builder_options(precision).items()]
     noise = io.StringIO()
     muted = logging.root.manager.disable
-    logging.disable(logging.INFO)  # the quantizer logs every MatMul it visits
+    logging.disable(logging.ERROR)  # the quantizer logs every MatMul; its failures raise
     try:
         with contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise):
             options = parse_extra_options(
