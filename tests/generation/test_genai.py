@@ -201,3 +201,16 @@ def test_cli_converts_refuses_and_generates(genai_registry, monkeypatch, capsys)
     code, out, err = invoke_cli(monkeypatch, capsys, *ask)
     assert code == 0 and out.strip(), err
     assert invoke_cli(monkeypatch, capsys, *ask)[1] == out  # greedy: the same text again
+
+
+def test_a_failed_step_ends_its_sequence_and_the_slot_starts_afresh(genai_registry) -> None:
+    path = genai_registry.path(genai_registry.get("llama:2"))
+    engine = open_engine(path, "genai", EngineOptions(slots=1, context=256))
+    try:
+        greedy = SamplingParams(max_tokens=8, temperature=0.0)
+        before = _run(engine, [5, 6, 7, 8], greedy)
+        tokens, _, finish = _run(engine, [5, 6, 7, 8, 10**6], greedy)  # no such token
+        assert finish == "error: BackendError" and tokens == []
+        assert _run(engine, [5, 6, 7, 8], greedy) == before
+    finally:
+        engine.close()

@@ -98,6 +98,7 @@ class GenaiModel:
         try:
             gen.append_tokens(np.fromiter((r[1] for r in run), dtype=np.int32, count=len(run)))
         except Exception as exc:
+            self._generators[slot] = None  # its state is unknown: the slot starts afresh
             raise BackendError(f"onnxruntime-genai failed: {exc}") from None
         wanted = [i for i, r in enumerate(run) if r[3]]
         if not wanted:
@@ -110,10 +111,7 @@ class GenaiModel:
     def forget(self, slot: int, start: int) -> None:
         gen = self._generators[slot]
         if gen is not None and gen.token_count() > start:
-            if start == 0:
-                self._generators[slot] = None  # a fresh generator: nothing to keep
-            else:
-                gen.rewind_to(start)
+            gen.rewind_to(start)  # the generator and its cache buffers are kept
 
     def tokenize(self, text: str) -> list[int]:
         return self._tokenizer.encode(text, add_special_tokens=False).ids
