@@ -97,6 +97,17 @@ def test_completions_seed_n_and_stop(client) -> None:
     assert "".join(c.choices[0].text for c in streamed if c.choices) == greedy
 
 
+def test_chat_logprobs_come_with_each_token(client) -> None:
+    reply = client.chat.completions.create(
+        model="tiny:2", messages=CHAT, max_tokens=6, temperature=0, logprobs=True, top_logprobs=3
+    )
+    content = reply.choices[0].logprobs.content
+    assert len(content) == reply.usage.completion_tokens
+    for item in content:
+        assert len(item.top_logprobs) == 3 and item.logprob <= 0
+        assert item.logprob == pytest.approx(max(t.logprob for t in item.top_logprobs))  # greedy
+
+
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
