@@ -86,17 +86,17 @@ def modelport_runs(folder: Path, batches: list[list[list[int]]]) -> list[list[tu
         for batch in batches:
             start = time.perf_counter()
             queues = [queue.Queue() for _ in batch]
-            for prompt, q in zip(batch, queues, strict=True):
-                engine.submit(prompt, params, q.put)
+            for prompt, q in zip(batch, queues, strict=True):  # timed as the engine emits
+                engine.submit(prompt, params, lambda e, q=q: q.put((time.perf_counter(), e)))
             runs = []
             for q in queues:
                 first = last = None
                 count = 0
                 while True:
-                    event = q.get(timeout=600)
+                    when, event = q.get(timeout=600)
                     if event.token is not None:
                         count += 1
-                        last = time.perf_counter()
+                        last = when
                         first = first or last
                     if event.finish is not None:
                         break

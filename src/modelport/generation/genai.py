@@ -57,11 +57,11 @@ class GenaiModel:
         og = _og()
         config = json.loads((folder / "genai_config.json").read_text(encoding="utf-8"))["model"]
         context = min(options.context or 4096, int(config.get("context_length") or 1 << 20))
-        og_config = og.Config(str(folder))
-        og_config.clear_providers()  # CPU
         threads = {"intra_op_num_threads": options.threads, "inter_op_num_threads": 1}
-        og_config.overlay(json.dumps({"model": {"decoder": {"session_options": threads}}}))
         try:
+            og_config = og.Config(str(folder))
+            og_config.clear_providers()  # CPU
+            og_config.overlay(json.dumps({"model": {"decoder": {"session_options": threads}}}))
             model = og.Model(og_config)
         except Exception as exc:  # onnxruntime-genai raises RuntimeError with the reason
             raise BackendError(f"onnxruntime-genai could not load {folder.name}: {exc}") from None
