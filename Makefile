@@ -16,7 +16,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) -e '.[torch,sklearn,postgres,compress,serve,serve-test,tfserving,deploy-test,openvino,nncf,litert,keras,tflite,batch,rollouts,monitoring,edge,llm,llm-test,tracing,explain,ui,ui-test,test,dev]'
+	$(PIP) -e '.[torch,sklearn,postgres,compress,serve,serve-test,tfserving,deploy-test,openvino,nncf,litert,keras,tflite,batch,rollouts,monitoring,edge,llm,genai,llm-test,tracing,explain,ui,ui-test,test,dev]'
 	touch $@
 
 demo: $(VENV)/.installed

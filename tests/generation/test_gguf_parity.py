@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import queue
 
 import numpy as np
@@ -17,27 +18,39 @@ PROMPTS, NEW_TOKENS = 20, 32
 
 
 def transformers_greedy(folder, prompts: list[list[int]]) -> list[list[int]]:
+    """transformers' greedy continuations (computed once per session for a folder and prompts:
+    the GGUF and onnxruntime-genai tests ask for the same)."""
+    return [list(t) for t in _greedy(str(folder), tuple(tuple(p) for p in prompts))]
+
+
+@functools.cache
+def _greedy(folder: str, prompts: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], ...]:
     import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     out = []
-    with torch.no_grad():
-        for prompt in prompts:
-            ids = model.generate(
-                torch.tensor([prompt]),
-                attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-                max_new_tokens=NEW_TOKENS,
-                do_sample=False,
-                eos_token_id=0,
-                pad_token_id=0,
-            )
-            out.append(ids[0, len(prompt) :].tolist())
-    return out
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 64-wide model: more threads only contend for the cores
+    try:
+        with torch.no_grad():
+            for prompt in prompts:
+                ids = model.generate(
+                    torch.tensor([prompt]),
+                    attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                    max_new_tokens=NEW_TOKENS,
+                    do_sample=False,
+                    eos_token_id=0,
+                    pad_token_id=0,
+                )
+                out.append(tuple(ids[0, len(prompt) :].tolist()))
+    finally:
+        torch.set_num_threads(threads)
+    return tuple(out)
 
 
-def modelport_greedy(path, prompts: list[list[int]]) -> list[list[int]]:
-    engine = open_engine(path, "gguf", EngineOptions(slots=4, context=256, threads=1))
+def modelport_greedy(path, prompts: list[list[int]], fmt: str = "gguf") -> list[list[int]]:
+    engine = open_engine(path, fmt, EngineOptions(slots=4, context=256, threads=1))
     try:
         queues = [queue.Queue() for _ in prompts]
         for prompt, q in zip(prompts, queues, strict=True):

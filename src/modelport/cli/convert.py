@@ -17,19 +17,24 @@ class Target(StrEnum):
     tflite = "tflite"
     onnx_encoder = "onnx-encoder"
     gguf = "gguf"
+    genai = "genai"
 
 
 class Precision(StrEnum):
     fp32 = "fp32"
     fp16 = "fp16"
     int8 = "int8"
+    int4 = "int4"
 
 
 def convert(
-    ref: Annotated[str, typer.Argument(help="The ONNX version: name, name:3, name@alias.")],
+    ref: Annotated[
+        str, typer.Argument(help="The ONNX or checkpoint version: name, name:3, name@alias.")
+    ],
     to: Annotated[Target, typer.Option("--to", help="Target format.")],
     precision: Annotated[
-        Precision, typer.Option(help="Weights (and, for int8, activations).")
+        Precision,
+        typer.Option(help="Weights (and, for int8, activations; genai: weights only)."),
     ] = Precision.fp32,
     calibration: Annotated[
         Path | None, typer.Option(help="Calibration inputs for int8 (.npy, .npz, .json, .csv).")
@@ -61,7 +66,7 @@ def convert(
     from modelport.conversion import convert as do_convert
 
     reg = registry()
-    if to in (Target.onnx_encoder, Target.gguf):
+    if to in (Target.onnx_encoder, Target.gguf, Target.genai):
         _language_model(reg, ref, to, precision, force, json_out)
         return
     parent = reg.resolve(ref)
@@ -112,12 +117,19 @@ def convert(
 def _language_model(
     reg: Any, ref: str, to: Target, precision: Precision, force: bool, json_out: bool
 ) -> None:
-    """Encoders to ONNX (fp32, int8), Llama / Qwen2 checkpoints to GGUF (fp32, int8 = q8_0)."""
+    """Encoders to ONNX (fp32, int8), Llama / Qwen2 checkpoints to GGUF (fp32, int8 = q8_0) or
+    to onnxruntime-genai (fp32, int8, int4)."""
     from modelport.errors import InvalidInput
 
-    if precision is Precision.fp16:
+    if to is Target.genai:
+        from modelport.conversion.genai import convert_to_genai
+
+        if precision is Precision.fp16:
+            raise InvalidInput("--to genai converts to fp32, int8 or int4")
+        version = convert_to_genai(reg, ref, precision.value, force=force)
+    elif precision in (Precision.fp16, Precision.int4):
         raise InvalidInput(f"--to {to.value} converts to fp32 or int8")
-    if to is Target.gguf:
+    elif to is Target.gguf:
         from modelport.conversion.gguf import convert_to_gguf
 
         gguf_precision = "q8_0" if precision is Precision.int8 else "f32"
@@ -130,11 +142,13 @@ def _language_model(
         print_json(version.to_dict())
         return
     p = version.transform_params or {}
-    if to is Target.gguf:
+    if to in (Target.gguf, Target.genai):
         parity = (
             f"next-token agreement {p['next_token_agreement']:.2%} over {p['tokens']} "
             f"tokens, perplexity {p['perplexity_fp32']:.3f} -> {p['perplexity']:.3f}"
         )
+        if p.get("forced"):
+            parity += " (above tolerance, registered with --force)"
     elif "max_prob_diff" in p:
         parity = (
             f"class probabilities within {p['max_prob_diff']:.2g} of transformers, same class "

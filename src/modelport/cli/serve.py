@@ -97,6 +97,14 @@ def serve(
     max_queue: Annotated[
         int, typer.Option(help="Language models: requests waiting for a slot before 429.")
     ] = 64,
+    memory_budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Language models: memory for all open ones (e.g. 8GiB); idle ones close "
+            "least-recently-used to make room (default: at most 2 open).",
+            show_default=False,
+        ),
+    ] = None,
     model_repository: Annotated[
         str | None,
         typer.Option(
@@ -278,6 +286,7 @@ def serve(
     options = ServerOptions(
         host=host, http_port=http_port, grpc_port=grpc_port or None, api_keys=keys,
         max_request_bytes=parse_size(max_request_size),
+        memory_budget=parse_size(memory_budget) if memory_budget else None,
         generation=EngineOptions(slots=slots, context=context, max_queue=max_queue,
                                  threads=intra_op_threads or 0,
                                  first_token_timeout=first_token_timeout,

@@ -18,6 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from modelport.conversion.textparity import (
+    PARITY_TEXT,
+    check,
+    checkpoint,
+    measure,
+    parity_tokens,
+)
 from modelport.errors import InvalidInput
 from modelport.importers.hf import chat_template
 from modelport.registry import ModelVersion, Registry
@@ -25,12 +32,6 @@ from modelport.registry import ModelVersion, Registry
 ARCHS = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
 PRECISIONS = {"f32": 0, "q8_0": 7}  # llama.cpp file types
 TOLERANCE = {"f32": (0.99, 0.01), "q8_0": (0.90, 0.05)}  # least agreement, most ppl change
-PARITY_TEXT = (
-    "A model registry keeps every version of a model, with aliases that move and lineage that "
-    "does not. Serving a language model on a CPU means batching sequences between decode steps, "
-    "reusing the cache of a repeated system prompt, and freeing a slot as soon as a client "
-    "leaves. The quick brown fox jumps over the lazy dog; numbers like 12345 and 3.14 appear too."
-)
 _LAYER = {
     "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
     "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
@@ -151,40 +152,14 @@ def write_gguf(folder: Path, target: Path, precision: str) -> dict[str, Any]:
 
 def measure_parity(folder: Path, gguf_path: Path, text: str = PARITY_TEXT) -> dict[str, float]:
     """Teacher-forced on ``text``: how often both models pick the same next token, and the
-    perplexity of each."""
-    import torch
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
-
+    perplexity of each (``textparity``)."""
     from modelport.generation.llama import LlamaModel
     from modelport.generation.options import EngineOptions
 
-    ids = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))(text)["input_ids"]
-    reference = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    limit = min(len(ids), 256, reference.config.max_position_embeddings)
-    ids = ids[:limit]
-    with torch.no_grad():
-        expected = reference(torch.tensor([ids])).logits[0].numpy()
+    ids, expected = parity_tokens(folder, text)
+    limit = len(ids)
     options = EngineOptions(slots=1, context=limit, batch=max(limit, 32), threads=1)
-    model = LlamaModel.load(gguf_path, options, limit, f32_cache=True)
-    try:
-        got = model.decode([(0, t, i, True) for i, t in enumerate(ids)])
-    finally:
-        model.close()
-    agree = float((expected[:-1].argmax(-1) == got[:-1].argmax(-1)).mean())
-    return {
-        "next_token_agreement": agree,
-        "perplexity_fp32": _ppl(expected, ids),
-        "perplexity": _ppl(got, ids),
-        "tokens": len(ids),
-    }
-
-
-def _ppl(logits: np.ndarray, ids: list[int]) -> float:
-    z = logits[:-1].astype(np.float64)
-    z -= z.max(-1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
-    nll = -logp[np.arange(len(ids) - 1), ids[1:]].mean()
-    return float(np.exp(nll))
+    return measure(ids, expected, LlamaModel.load(gguf_path, options, limit, f32_cache=True))
 
 
 def convert_to_gguf(
@@ -194,23 +169,13 @@ def convert_to_gguf(
 
     if precision not in PRECISIONS:
         raise InvalidInput(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    parent = registry.resolve(ref)
-    if parent.format != "hf" or parent.tags.get("task") != "text-generation":
-        raise InvalidInput(f"{parent.ref} is not a Hugging Face text-generation checkpoint")
-    folder = registry.path(parent).parent
+    parent, folder = checkpoint(registry, ref)
     with tempfile.TemporaryDirectory(dir=registry.blobs.tmp, prefix="gguf-") as work:
         target = Path(work) / f"{parent.name}-{precision}.gguf"
         facts = write_gguf(folder, target, precision)
         parity = measure_parity(folder, target)
-        least, most = TOLERANCE[precision]
-        change = abs(parity["perplexity"] / parity["perplexity_fp32"] - 1.0)
-        parity["perplexity_change"] = change
-        if (parity["next_token_agreement"] < least or change > most) and not force:
-            raise InvalidInput(
-                f"the {precision} GGUF drifts from transformers: next-token agreement "
-                f"{parity['next_token_agreement']:.3f} (least {least}), perplexity change "
-                f"{change:.2%} (most {most:.0%}); use --force to keep it"
-            )
+        check(parity, TOLERANCE[precision], f"the {precision} GGUF", force)
+        change = parity["perplexity_change"]
         artifact = from_file(target)
         params = {"to": "gguf", "precision": precision, **facts, **parity}
         return registry.add(

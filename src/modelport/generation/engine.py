@@ -22,7 +22,10 @@ from modelport.generation.options import EngineOptions
 from modelport.generation.scheduler import Handle, Scheduler
 
 # format -> "module:function" returning (BatchModel, chat template, card)
-BACKENDS = {"gguf": "modelport.generation.llama:open_gguf"}
+BACKENDS = {
+    "gguf": "modelport.generation.llama:open_gguf",
+    "genai": "modelport.generation.genai:open_genai",
+}
 
 
 class Engine:

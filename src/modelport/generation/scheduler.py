@@ -134,8 +134,19 @@ class Scheduler:
                     log.exception("decode step failed")
                     for handle in list(self._running):
                         self._finish(handle, f"error: {type(exc).__name__}")
+                    self._drop_caches()
         for handle in [*self._running, *self._waiting]:
             self._finish(handle, "cancelled")
+
+    def _drop_caches(self) -> None:
+        """After a failed step no slot's cache is trusted for a prefix (the running ones have
+        ended; the idle ones' are dropped too)."""
+        for slot in self._contents:
+            self._contents[slot] = []
+            try:
+                self.model.forget(slot, 0)
+            except Exception:
+                log.exception("dropping the cache of slot %d failed", slot)
 
     def _admit(self) -> None:
         while self._free and self._waiting:

@@ -20,6 +20,7 @@ def to_artifact(
     opset: int | None = None,
 ) -> Artifact:
     """An artifact for ``obj``; in-memory objects are written under ``workdir``."""
+    from modelport.importers import genai as genai_importer
     from modelport.importers import gguf as gguf_importer
     from modelport.importers import hf as hf_importer
     from modelport.importers import keras as keras_importer
@@ -31,6 +32,8 @@ def to_artifact(
         path = Path(obj)
         if gguf_importer.is_gguf(path):
             return gguf_importer.from_file(path)
+        if genai_importer.is_genai_folder(path):
+            return genai_importer.from_folder(path)
         if hf_importer.is_checkpoint(path):
             return hf_importer.from_folder(path)
         if keras_importer.is_keras_path(path):

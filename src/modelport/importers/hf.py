@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,13 +134,27 @@ def read_card(folder: Path) -> dict[str, str]:
 
 
 def from_folder(folder: Path) -> Artifact:
+    return folder_artifact(folder, FORMAT, "config.json", read_card)
+
+
+def folder_artifact(
+    folder: Path, fmt: str, entrypoint: str, card_of: Callable[[Path], dict[str, str]]
+) -> Artifact:
+    """A model folder as an artifact: every file, the card read by ``card_of`` as tags (its
+    refusal names the folder)."""
     try:
-        card = read_card(folder)
+        card = card_of(folder)
     except InvalidInput as exc:
         raise InvalidInput(f"{folder}: {exc}") from None
-    files = tuple(
+    return Artifact(
+        fmt, folder, folder_files(folder), entrypoint, text_signature(card["task"]), card
+    )
+
+
+def folder_files(folder: Path) -> tuple[str, ...]:
+    """Every file under ``folder`` (relative paths), hidden ones left out."""
+    return tuple(
         str(p.relative_to(folder))
         for p in sorted(folder.rglob("*"))
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
-    return Artifact(FORMAT, folder, files, "config.json", text_signature(card["task"]), card)

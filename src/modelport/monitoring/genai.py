@@ -110,8 +110,9 @@ class GenAIMetrics:
             found = self._series[key] = GenAISeries(labels)
         return found
 
-    def render(self, gauges: Iterable[tuple[str, int, int, int, int]] = ()) -> bytes:
-        """``gauges``: (model, version, running sequences, queued sequences, cached tokens)."""
+    def render(self, gauges: Iterable[tuple[str, int, int, int, int, int]] = ()) -> bytes:
+        """``gauges``: (model, version, running sequences, queued sequences, cached tokens,
+        bytes counted against the memory budget)."""
         out: list[str] = []
         series = list(self._series.values())
 
@@ -169,6 +170,7 @@ class GenAIMetrics:
                 "counter",
                 "Prompt tokens reused from the prefix cache.",
             ),
+            (5, "modelport_generation_memory_bytes", "gauge", "Memory counted for an open model."),
         ):
             family(name, kind, help_text)
             for row in rows:

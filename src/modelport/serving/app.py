@@ -68,6 +68,7 @@ class ServerOptions:
     api_keys: ApiKeys | None = None
     max_request_bytes: int = DEFAULT_MAX_BODY
     generation: EngineOptions | None = None  # language models: slots, context, queue
+    memory_budget: int | None = None  # language models: bytes for all open ones (None: 2 open)
     tracing: Tracing | None = None  # OpenTelemetry spans per request (Tracing.from_environment)
     explain: ExplainOptions | None = None  # explanations' time budget and job bound
     tls: Tls | None = None  # HTTPS and gRPC over TLS (serving/tls.py)
@@ -437,7 +438,8 @@ def build(registry: Registry, config: ServeConfig, options: ServerOptions) -> tu
     metrics = Metrics()
     models = ModelSet(registry, config, metrics)
     plane = DataPlane(models, timeout=config.request_timeout)
-    llm = LanguageModels(registry, options.generation, tuple(r.name for r in config.parsed_refs))
+    llm = LanguageModels(registry, options.generation, tuple(r.name for r in config.parsed_refs),
+                         budget=options.memory_budget)  # fmt: skip
     app = ServingApp(plane, metrics, options.api_keys, options.max_request_bytes, llm,
                      options.explain, options.limits)  # fmt: skip
     plane.limiter = app.limiter  # gRPC counts against the same limits

@@ -2,11 +2,16 @@
 
     models = LanguageModels(registry, EngineOptions(slots=4))
     version, engine = await models.get("smollm2@production", "text-generation")
+    models = LanguageModels(registry, budget=4 << 30)   # as many as fit in 4 GiB
     await models.close()
 
 Every request resolves its reference against the registry ("name", "name:3", "name@alias"),
 so an alias move sends new requests to the new version while streams in flight finish on the
-old engine; the least recently used engine with nothing in flight is closed past ``max_loaded``.
+old engine; the least recently used engine with nothing in flight is closed past ``max_loaded``
+(default 2), or under a memory ``budget`` when the next one would not fit beside them. A model
+whose footprint (``generation.footprint``: weights + key/value cache) is over the whole budget
+is refused before it is opened; one that fits only once busy models finish is answered with
+429 and Retry-After.
 """
 
 from __future__ import annotations
@@ -15,13 +20,13 @@ import asyncio
 from collections import OrderedDict
 from typing import Any
 
-from modelport.errors import InvalidInput, NotFound
+from modelport.errors import InvalidInput, NotFound, Overloaded
 from modelport.generation.options import EngineOptions
 from modelport.monitoring.genai import GenAIMetrics
 from modelport.registry import ModelVersion, Registry
 from modelport.uri import ModelRef
 
-TEXT_FORMATS = ("gguf", "hf")
+TEXT_FORMATS = ("gguf", "genai", "hf")
 GENERATE, EMBED = "text-generation", "feature-extraction"
 
 
@@ -31,12 +36,15 @@ class LanguageModels:
         registry: Registry,
         options: EngineOptions | None = None,
         names: tuple[str, ...] = (),
-        max_loaded: int = 2,
+        max_loaded: int | None = None,
+        budget: int | None = None,
     ) -> None:
         self.registry = registry
         self.options = options or EngineOptions()
         self.names = frozenset(names)  # empty: every language model of the registry
-        self.max_loaded = max_loaded
+        self.budget = budget  # bytes for every open model together (None: no limit)
+        self.max_loaded = max_loaded or (2 if budget is None else 1 << 20)
+        self._needs: dict[str, int] = {}  # bytes each open model was counted for
         self.metrics = GenAIMetrics()
         self._open: OrderedDict[str, tuple[ModelVersion, Any]] = OrderedDict()
         self._lock = asyncio.Lock()
@@ -66,8 +74,10 @@ class LanguageModels:
             async with self._lock:
                 found = self._open.get(version.ref)
                 if found is None:
+                    need = await self._make_room(version)
                     engine = await asyncio.to_thread(self._load, version, task)
                     found = self._open[version.ref] = (version, engine)
+                    self._needs[version.ref] = need
                     await self._evict()
         self._open.move_to_end(version.ref)
         return found
@@ -91,12 +101,44 @@ class LanguageModels:
         for ref in list(self._open):
             if len(self._open) <= self.max_loaded:
                 return
-            _, engine = self._open[ref]
-            scheduler = getattr(engine, "scheduler", None)
-            if scheduler is not None and (scheduler.running or scheduler.queued):
-                continue
-            del self._open[ref]
-            await asyncio.to_thread(engine.close)
+            await self._unload(ref)
+
+    async def _make_room(self, version: ModelVersion) -> int:
+        """The bytes ``version`` needs; under a budget, after closing idle models (least
+        recently used first) until it fits beside the rest."""
+        from modelport.generation.footprint import footprint, mib
+
+        path = self.registry.path(version)
+        need = await asyncio.to_thread(footprint, path, version.format, version.size, self.options)
+        if self.budget is None:
+            return need.total
+        if need.total > self.budget:
+            raise InvalidInput(
+                f"model {version.ref} needs {need}, more than the memory budget of "
+                f"{mib(self.budget)} (modelport serve --memory-budget)"
+            )
+        for ref in list(self._open):
+            if sum(self._needs.values()) + need.total <= self.budget:
+                break
+            await self._unload(ref)
+        held = sum(self._needs.values())
+        if held + need.total > self.budget:
+            raise Overloaded(
+                f"model {version.ref} needs {need}; {mib(held)} of the {mib(self.budget)} "
+                "memory budget is held by models with requests in flight",
+                retry_after=1,
+            )
+        return need.total
+
+    async def _unload(self, ref: str) -> None:
+        """Close the open model ``ref`` unless it has sequences running or waiting."""
+        _, engine = self._open[ref]
+        scheduler = getattr(engine, "scheduler", None)
+        if scheduler is not None and (scheduler.running or scheduler.queued):
+            return
+        del self._open[ref]
+        self._needs.pop(ref, None)
+        await asyncio.to_thread(engine.close)
 
     async def listing(self) -> list[ModelVersion]:
         """The newest version of every language model served here."""
@@ -113,18 +155,21 @@ class LanguageModels:
 
         return await asyncio.to_thread(work)
 
-    def gauges(self) -> list[tuple[str, int, int, int, int]]:
+    def gauges(self) -> list[tuple[str, int, int, int, int, int]]:
         rows = []
-        for version, engine in list(self._open.values()):
+        for ref, (version, engine) in list(self._open.items()):
             s = getattr(engine, "scheduler", None)
             if s is not None:
-                rows.append((version.name, version.version, s.running, s.queued, s.cache_hits))
+                held = self._needs.get(ref, 0)
+                rows.append((version.name, version.version, s.running, s.queued, s.cache_hits,
+                             held))  # fmt: skip
         return rows
 
     def render_metrics(self) -> bytes:
         return self.metrics.render(self.gauges())
 
     async def close(self) -> None:
+        self._needs.clear()
         while self._open:
             _, (_, engine) = self._open.popitem()
             await asyncio.to_thread(engine.close)

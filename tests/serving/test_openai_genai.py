@@ -1,0 +1,235 @@
+"""The unmodified openai client against a real ``modelport serve`` answering from an
+onnxruntime-genai model (a tiny Llama converted by the model builder)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from modelport.api import register
+from modelport.conversion.genai import convert_to_genai
+from modelport.errors import InvalidInput, Overloaded
+from modelport.generation import EngineOptions, SamplingParams
+from modelport.registry import Registry
+from modelport.settings import Settings
+from tests.generation.conftest import build_causal_lm, smollm2_path
+from tests.serving.test_e2e_tritonclient import Server, start_server
+from tests.serving.test_llm_protocols import events, post
+from tests.serving.test_openai import metric, openai_client, stopped_cleanly
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    """tiny:1 (a Llama checkpoint), tiny:2 (its fp32 genai model, alias "onnx"), other:1 and
+    other:2 (a Qwen2 likewise), smol:1 (SmolLM2 GGUF, 100 MiB)."""
+    tmp = tmp_path_factory.mktemp("genai-serve")
+    reg = Registry(Settings(home=tmp / "home", user="tester"))
+    try:
+        for name, kind in (("tiny", "llama"), ("other", "qwen2")):
+            register(build_causal_lm(tmp / name, kind), name, registry=reg)
+            convert_to_genai(reg, f"{name}:1", "fp32")
+        reg.set_alias("tiny", "onnx", 2)
+        register(smollm2_path(), "smol", registry=reg)
+    finally:
+        reg.close()
+    return reg.settings.home
+
+
+SERVE = ("--slots", "2", "--context", "256", "--intra-op-threads", "1")
+
+
+@pytest.fixture(scope="module")
+def server(home: Path) -> Iterator[Server]:
+    yield from stopped_cleanly(start_server(home, *SERVE))
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> openai.OpenAI:
+    return openai_client(server)
+
+
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a fox."}]
+
+
+def test_models_list_and_references(client) -> None:
+    assert "tiny" in {m.id for m in client.models.list().data}
+    for ref in ("tiny", "tiny:2", "tiny@onnx"):
+        reply = client.completions.create(model=ref, prompt="The fox", max_tokens=3, temperature=0)
+        assert reply.model == ref and reply.usage.completion_tokens <= 3
+
+
+def test_chat_streamed_and_not_agree_with_usage(client) -> None:
+    ask = dict(model="tiny:2", messages=CHAT, max_tokens=12, temperature=0)
+    whole = client.chat.completions.create(**ask)
+    again = client.chat.completions.create(**ask)
+    assert whole.choices[0].message.content == again.choices[0].message.content
+    assert whole.choices[0].message.role == "assistant"
+    assert whole.choices[0].finish_reason in ("stop", "length")
+    assert 0 < whole.usage.completion_tokens <= 12 and whole.usage.prompt_tokens > 10
+    chunks = list(
+        client.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True})
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == whole.usage.total_tokens
+
+
+def test_completions_seed_n_and_stop(client) -> None:
+    ask = dict(model="tiny:2", prompt="The quick brown", max_tokens=16, temperature=0)
+    greedy = client.completions.create(**ask).choices[0].text
+    assert len(greedy) > 6
+    stop = greedy[3:6]
+    cut = client.completions.create(**ask, stop=[stop]).choices[0]
+    assert cut.finish_reason == "stop" and cut.text == greedy[: greedy.index(stop)]
+    seeded = dict(ask, temperature=1.0, top_p=0.9, seed=11, n=2)
+    first = [c.text for c in client.completions.create(**seeded).choices]
+    assert first == [c.text for c in client.completions.create(**seeded).choices]
+    streamed = client.completions.create(**ask, stream=True)
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == greedy
+
+
+def test_chat_logprobs_come_with_each_token(client) -> None:
+    reply = client.chat.completions.create(
+        model="tiny:2", messages=CHAT, max_tokens=6, temperature=0, logprobs=True, top_logprobs=3
+    )
+    content = reply.choices[0].logprobs.content
+    assert len(content) == reply.usage.completion_tokens
+    for item in content:
+        assert len(item.top_logprobs) == 3 and item.logprob <= 0
+        assert item.logprob == pytest.approx(max(t.logprob for t in item.top_logprobs))  # greedy
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"prompt": "x " * 300}, "context is 256 tokens"),
+        ({"prompt": "x", "max_tokens": 500}, "max_tokens"),
+        ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
+        ({"prompt": "x", "temperature": 3}, "temperature"),
+    ],
+)
+def test_bad_input_is_an_openai_400(client, body, needle) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model="tiny:2", **body)
+    assert needle in info.value.body["message"]
+    assert client.completions.create(model="tiny:2", prompt="ok", max_tokens=1).choices
+
+
+def test_a_schema_is_refused_by_a_backend_without_grammars(client) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="tiny:2", messages=CHAT, max_tokens=8,
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "a", "schema": schema}},
+        )  # fmt: skip
+    assert "cannot constrain" in info.value.body["message"]
+
+
+def test_v2_generate_stream_matches_completions(client, server) -> None:
+    ask = {"text_input": "The quick brown", "parameters": {"max_tokens": 10, "temperature": 0}}
+    status, raw, kind = post(server, "/v2/models/tiny/versions/2/generate_stream", ask)
+    assert status == 200 and kind.startswith("text/event-stream")
+    streamed = events(raw)
+    same = client.completions.create(model="tiny:2", prompt="The quick brown", max_tokens=10,
+                                     temperature=0)  # fmt: skip
+    assert "".join(e["text_output"] for e in streamed) == same.choices[0].text
+    assert streamed[-1]["finish_reason"] == same.choices[0].finish_reason
+    assert json.loads(post(server, "/v2/models/tiny/versions/1/generate", ask)[1])["error"]
+
+
+def test_a_disconnect_frees_the_sequence(client, server) -> None:
+    before = metric(server, "gen_ai_usage_output_tokens_total")
+    ask = dict(model="tiny:2", prompt="Count", max_tokens=250, temperature=0, stream=True)
+    stream = client.completions.create(**ask)
+    next(iter(stream))
+    stream.response.close()
+    deadline = time.monotonic() + 30
+    while metric(server, "modelport_generation_running_sequences") > 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    generated = metric(server, "gen_ai_usage_output_tokens_total") - before
+    assert generated < 250  # cut short, not run to max_tokens
+    assert client.completions.create(model="tiny:2", prompt="ok", max_tokens=2).choices
+
+
+# each tiny model counts 0.73 MiB (0.48 MiB of weights + 2 slots x 256 positions of cache)
+BUDGET = 1 << 20
+
+
+def open_models(server: Server) -> dict[str, float]:
+    """model -> bytes counted for it, for the models open in the server."""
+    with urllib.request.urlopen(f"http://{server.http}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    line = r'^modelport_generation_memory_bytes{gen_ai_request_model="([^"]+)"[^}]*} (\S+)$'
+    found = re.findall(line, text, re.M)
+    return {name: float(value) for name, value in found}
+
+
+def test_a_memory_budget_keeps_what_fits_and_refuses_what_never_can(home) -> None:
+    budget = start_server(home, *SERVE, "--memory-budget", f"{BUDGET}")
+    try:
+        client = openai_client(budget)
+        ask = dict(prompt="The quick", max_tokens=4, temperature=0)
+        first = client.completions.create(model="tiny:2", **ask).choices[0].text
+        assert set(open_models(budget)) == {"tiny"}
+        assert 0.7 * BUDGET < open_models(budget)["tiny"] <= BUDGET
+        client.completions.create(model="other:2", **ask)
+        assert set(open_models(budget)) == {"other"}  # tiny was idle: closed to make room
+        assert client.completions.create(model="tiny:2", **ask).choices[0].text == first
+        assert set(open_models(budget)) == {"tiny"}  # reopened on demand
+        with pytest.raises(openai.BadRequestError) as info:
+            client.completions.create(model="smol", **ask)
+        message = info.value.body["message"]
+        assert re.search(r"smol:1 needs 1\d\d\.\d MiB \(weights \d+\.\d MiB \+ cache for 2 x "
+                         r"256 positions \d+\.\d MiB\), more than the memory budget of 1\.0 MiB",
+                         message), message  # fmt: skip
+        assert set(open_models(budget)) == {"tiny"}  # refused before loading: nothing closed
+    finally:
+        code, output = budget.stop()
+    assert code == 0, output
+
+
+def test_a_model_in_use_is_not_closed_for_another(home) -> None:
+    from modelport.serving.llm import GENERATE, LanguageModels
+
+    reg = Registry(Settings(home=home, user="tester"))
+    models = LanguageModels(reg, EngineOptions(slots=1, context=256, threads=1), budget=BUDGET)
+    hold, started = threading.Event(), threading.Event()
+
+    def held(event) -> None:
+        started.set()
+        hold.wait(30)  # the sequence stays running while the decode thread waits here
+
+    async def scenario() -> None:
+        _, engine = await models.get("tiny:2", GENERATE)
+        handle = engine.submit([5, 6, 7], SamplingParams(max_tokens=200), held)
+        assert await asyncio.to_thread(started.wait, 30)
+        with pytest.raises(Overloaded, match=r"other:2 needs .* held by models with requests"):
+            await models.get("other:2", GENERATE)
+        handle.cancel()
+        hold.set()
+        deadline = time.monotonic() + 30
+        while engine.scheduler.running:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        version, _ = await models.get("other:2", GENERATE)
+        assert version.ref == "other:2" and [g[0] for g in models.gauges()] == ["other"]
+        with pytest.raises(InvalidInput, match="more than the memory budget"):
+            await models.get("smol", GENERATE)
+        await models.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        hold.set()
+        reg.close()
