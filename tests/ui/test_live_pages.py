@@ -1,0 +1,369 @@
+"""The live pages (Serving, Rollouts, Fleet, Monitoring) against a real ``modelport serve``: the
+real ``serve()`` in a thread on a free port with API keys, its models loaded, its rollout agent and
+monitor running, the dashboard at /ui; Debian's Chromium drives the pages.
+
+Set MODELPORT_UI_SHOTS to a folder to keep screenshots of the pages (docs/images uses them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from modelport import rollouts
+from modelport.registry import Registry
+from modelport.settings import Settings
+from tests.ui.conftest import ADMIN_KEY, KEYS, VIEWER_KEY, fill
+
+SHOTS = os.environ.get("MODELPORT_UI_SHOTS")
+
+
+class Live:
+    def __init__(self, url: str, registry: Registry) -> None:
+        self.url, self.registry = url, registry
+
+    def infer(self, model: str, x: np.ndarray, key: str = VIEWER_KEY) -> httpx.Response:
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape),
+                            "data": x.ravel().tolist()}]}  # fmt: skip
+        return httpx.post(f"{self.url}/v2/models/{model}/infer", json=body,
+                          headers={"x-api-key": key}, timeout=10)  # fmt: skip
+
+
+@contextlib.contextmanager
+def serving(registry: Registry) -> Iterator[Live]:
+    """The real ``serve()`` of ``modelport serve`` on a free loopback port, cancelled at the end."""
+    from modelport.monitoring.drift import DriftOptions
+    from modelport.monitoring.monitor import MonitorOptions
+    from modelport.serving import app as serving_app
+    from modelport.serving.auth import ApiKeys
+    from modelport.serving.config import ServeConfig
+
+    monitor = MonitorOptions(
+        interval=0.1, refresh=0.3, drift_options=DriftOptions(window=400, slices=4, min_rows=100)
+    )
+    options = serving_app.ServerOptions(http_port=0, grpc_port=None, monitor=monitor,
+                                        api_keys=ApiKeys.parse(KEYS))  # fmt: skip
+    built: dict[str, Any] = {}
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+
+    def started(models: Any, http_port: int, grpc_port: int | None) -> None:
+        built["port"] = http_port
+        ready.set()
+
+    task = loop.create_task(serving_app.serve(registry, ServeConfig(poll_interval=0.5), options,
+                                              started))  # fmt: skip
+    thread = threading.Thread(target=lambda: loop.run_until_complete(_quietly(task)))
+    thread.start()
+    try:
+        assert ready.wait(60), "the server did not start"
+        yield Live(f"http://127.0.0.1:{built['port']}", registry)
+    finally:
+        loop.call_soon_threadsafe(task.cancel)
+        thread.join(30)
+        loop.close()
+
+
+async def _quietly(task: asyncio.Task) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """``digits`` and ``iris`` from the dashboard fixtures, each with a rollout of its candidate
+    in its first (shadow) step; ``mlp`` with reference statistics for drift."""
+    import modelport
+    from modelport.monitoring.reference import baseline
+    from tests.conftest import make_mlp_onnx
+
+    folder = tmp_path_factory.mktemp("live")
+    registry = Registry(Settings(home=folder / "home", user="tester"))
+    fill(registry, folder)
+    modelport.register(make_mlp_onnx(folder / "mlp.onnx", seed=7), "mlp", registry=registry,
+                       alias="production")  # fmt: skip
+    rows = np.random.default_rng(0).standard_normal((2000, 4)).astype(np.float32)
+    baseline(registry, "mlp:1", rows)
+    slow = "shadow 20% 600s; canary 50,100 600s"  # the gates hold: nothing moves by itself
+    rollouts.start(registry, "digits", "digits@staging", plan=slow)
+    rollouts.start(registry, "iris", "iris:2", plan=slow)
+    try:
+        with serving(registry) as server:
+            yield server
+    finally:
+        registry.close()
+
+
+def sign_in(page: Any, url: str, key: str, target: str) -> None:
+    page.goto(f"{url}/ui/login?next={target}")
+    page.fill("#key", key)
+    page.click("form[action='/ui/login'] button[type=submit]")
+    page.wait_for_url(f"{url}{target}")
+
+
+def shoot(page: Any, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+
+
+def unchanged(registry: Registry, before: Any) -> bool:
+    """The rollout is in the state and step it was, with no new decision logged."""
+    now = rollouts.get(registry, before.name)
+    log = registry.rollouts.decisions(now.id)
+    return (now.id, now.state, now.step, len(log)) == (before.id, before.state, before.step, 1)
+
+
+def admin_session(url: str, key: str = ADMIN_KEY) -> tuple[httpx.Client, str]:
+    """A browser-like client: a session cookie signed in with ``key``, and its CSRF token."""
+    client = httpx.Client(base_url=url, timeout=10)
+    page = client.get("/ui/login").text
+    csrf = re.search(r'name="csrf-token" content="([0-9a-f]+)"', page).group(1)
+    answer = client.post("/ui/login", data={"key": key, "csrf": csrf, "next": "/ui/rollouts"})
+    assert answer.status_code == 303
+    page = client.get("/ui/rollouts").text
+    return client, re.search(r'name="csrf-token" content="([0-9a-f]+)"', page).group(1)
+
+
+# -- every page --------------------------------------------------------------------------------
+
+
+def test_every_live_page_navigates(live: Live, page: Any) -> None:
+    sign_in(page, live.url, VIEWER_KEY, "/ui/serving")
+    nav = page.locator("header nav").inner_text()
+    for label in ("Serving", "Rollouts", "Fleet", "Monitoring"):
+        assert label in nav
+    for path, title in (("/ui/serving", "Serving"), ("/ui/rollouts", "Rollouts"),
+                        ("/ui/rollouts/digits", "Rollout of digits"), ("/ui/fleet", "Fleet"),
+                        ("/ui/monitoring", "Monitoring")):  # fmt: skip
+        answer = page.goto(live.url + path)
+        assert answer.status == 200, path
+        assert page.locator("h1").inner_text() == title
+    page.goto(live.url + "/ui/serving")
+    table = page.locator("table").first.inner_text()
+    assert "digits" in table and "READY" in table and "mlp" in table
+    assert "empty-model" in table  # a model with nothing to load, with its reason
+    page.goto(live.url + "/ui/rollouts/digits")
+    assert "shadow (20%)" in page.locator("#rollout-state").inner_text()
+    assert page.locator("button[data-command]").count() == 0  # a viewer gets no action buttons
+    assert "Read-only" in page.locator("main").inner_text()
+
+
+def test_unknown_names_answer_the_404_page(live: Live, page: Any) -> None:
+    sign_in(page, live.url, VIEWER_KEY, "/ui/rollouts")
+    for path in ("/ui/rollouts/no-such-model", "/ui/rollouts/bad%20name",
+                 "/ui/fleet/deployments/999", "/ui/fleet/deployments/x"):  # fmt: skip
+        answer = page.goto(live.url + path)
+        assert answer.status == 404, path
+        assert page.locator("h1").inner_text() == "Not found"
+        assert "Traceback" not in page.content()
+    headers = {"x-api-key": VIEWER_KEY}
+    for path in ("/ui/api/rollouts/nope", "/ui/api/fleet/deployments/12"):
+        answer = httpx.get(live.url + path, headers=headers)
+        assert answer.status_code == 404 and "error" in answer.json()
+
+
+# -- Serving -------------------------------------------------------------------------------------
+
+
+def test_serving_charts_plot_real_requests(live: Live, page: Any) -> None:
+    x = np.random.default_rng(1).standard_normal((4, 4)).astype(np.float32)
+    stop = threading.Event()
+    sent: list[int] = []
+
+    def traffic() -> None:  # at most 400 requests or 8 s, whichever ends first
+        end = time.monotonic() + 8
+        while not stop.is_set() and len(sent) < 400 and time.monotonic() < end:
+            sent.append(live.infer("digits", x).status_code)
+            time.sleep(0.02)
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    try:
+        sign_in(page, live.url, VIEWER_KEY, "/ui/serving")
+        page.wait_for_function(
+            "() => Number(document.querySelector('#chart-rps').dataset.points || 0) >= 2"
+            " && document.querySelector('#chart-latency path.line') !== null",
+            timeout=15_000,
+        )
+    finally:
+        stop.set()
+        worker.join()
+    assert sent and set(sent) == {200}
+    assert page.locator("#chart-rps path.line").count() >= 1
+    assert "digits:2" in page.locator("#legend-rps").inner_text()
+    shoot(page, "dashboard-serving")
+    data = httpx.get(f"{live.url}/ui/api/serving", headers={"x-api-key": VIEWER_KEY}).json()
+    digits = data["series"]["versions"]["digits:2"]
+    assert max(y for _, y in digits["rps"]) > 0
+    assert all(0 < y < 10_000 for _, y in digits["p99_ms"])
+    assert all(y == 0 for _, y in digits["error_rate"])
+    assert {m["name"] for m in data["models"] if m["state"] == "READY"} >= {"digits", "mlp"}
+
+
+def test_serving_api_counts_errors(live: Live) -> None:
+    bad = np.zeros((2, 5), np.float32)  # the model takes 4 features: a 400 each
+    assert {live.infer("iris", bad).status_code for _ in range(5)} == {400}
+    headers = {"x-api-key": VIEWER_KEY}
+    httpx.get(f"{live.url}/ui/api/serving", headers=headers)
+    time.sleep(1.05)  # the next read takes a new sample
+    assert live.infer("iris", bad).status_code == 400
+    data = httpx.get(f"{live.url}/ui/api/serving", headers=headers).json()
+    iris = data["series"]["versions"]["iris:1"]
+    assert iris["error_rate"] and iris["error_rate"][-1][1] == 1.0
+    assert httpx.get(f"{live.url}/ui/api/serving").status_code == 401  # no key, no figures
+
+
+# -- Rollouts --------------------------------------------------------------------------------------
+
+
+def test_promote_from_the_page_moves_the_alias(live: Live, page: Any) -> None:
+    registry = live.registry
+    assert registry.resolve("digits@production").version == 2
+    sign_in(page, live.url, ADMIN_KEY, "/ui/rollouts/digits")
+    shoot(page, "dashboard-rollout")
+    page.click("button[data-command=promote]")
+    dialog = page.locator("dialog")
+    assert "Promote rollout" in dialog.inner_text()
+    page.click("dialog button[data-confirm-yes]")
+    page.wait_for_function(
+        "() => document.querySelector('#rollout-state').textContent.includes('promoted')"
+    )
+    assert registry.resolve("digits@production").version == 3
+    done = rollouts.get(registry, "digits")
+    assert done.state == "promoted"
+    assert registry.rollouts.decisions(done.id)[-1].action == "promote"
+    assert page.locator("button[data-command]").count() == 0  # nothing left to steer
+    assert "promote" in page.locator("#decisions + .scroll").inner_text()
+
+
+def test_rollout_actions_are_refused_without_admin_or_csrf(live: Live) -> None:
+    registry = live.registry
+    before = rollouts.get(registry, "iris")
+    expected = {"id": before.id, "state": before.state, "step": before.step}
+    url = f"{live.url}/ui/api/rollouts/iris/abort"
+    viewer = httpx.post(url, json={"expected": expected}, headers={"x-api-key": VIEWER_KEY})
+    assert viewer.status_code == 403 and "admin" in viewer.json()["error"]
+    client, csrf = admin_session(live.url)
+    try:
+        forged = client.post(
+            url,
+            json={"expected": expected},
+            headers={
+                "x-csrf-token": csrf,
+                "origin": "http://evil.example",
+                "sec-fetch-site": "cross-site",
+            },
+        )
+        assert forged.status_code == 403 and "cross-site" in forged.json()["error"]
+        tokenless = client.post(url, json={"expected": expected})  # same site, no token
+        assert tokenless.status_code == 403 and "CSRF" in tokenless.json()["error"]
+        assert unchanged(registry, before)
+        assert registry.resolve("iris@production").version == 1
+        stale = client.post(url, json={"expected": {**expected, "state": "canary", "step": 1}},
+                            headers={"x-csrf-token": csrf})  # fmt: skip
+        assert stale.status_code == 409
+        assert "moved meanwhile" in stale.json()["error"] and "shadow" in stale.json()["error"]
+        assert unchanged(registry, before)
+        done = client.post(url, json={"expected": expected, "reason": "seen enough"},
+                           headers={"x-csrf-token": csrf})  # fmt: skip
+    finally:
+        client.close()
+    assert done.status_code == 200, done.text
+    assert done.json()["rollout"]["state"] == "aborted"
+    after = rollouts.get(registry, "iris")
+    assert after.state == "aborted" and after.reason == "seen enough"
+    assert registry.resolve("iris@production").version == 1  # stable keeps serving
+    history = httpx.get(f"{live.url}/ui/api/rollouts/iris", headers={"x-api-key": VIEWER_KEY})
+    actions = [d["action"] for d in history.json()["history"][0]["decisions"]]
+    assert actions == ["start", "abort"]
+    listed = httpx.get(f"{live.url}/ui/api/rollouts", headers={"x-api-key": VIEWER_KEY}).json()
+    assert {(r["name"], r["state"]) for r in listed["items"]} >= {("iris", "aborted")}
+
+
+# -- Monitoring ------------------------------------------------------------------------------------
+
+
+def test_monitoring_shows_drift_of_shifted_traffic(live: Live, page: Any) -> None:
+    shifted = np.random.default_rng(2).standard_normal((50, 4)).astype(np.float32) + 3.0
+    for _ in range(4):  # 200 rows: past min_rows, into a 400-row window
+        assert live.infer("mlp", shifted).status_code == 200
+    headers = {"x-api-key": VIEWER_KEY}
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        data = httpx.get(f"{live.url}/ui/api/monitoring", headers=headers).json()
+        found = [v for v in data["versions"] if v["model"] == "mlp" and v["scores"]]
+        if found and len(data["history"].get("mlp:1", {}).get("input[0]", [])) >= 2:
+            break
+        time.sleep(0.4)
+    assert found, data
+    mlp = found[0]
+    assert mlp["flagged"]["input[0]"] is True
+    assert mlp["scores"]["input[0]"]["psi"] >= mlp["thresholds"]["psi"]
+    sign_in(page, live.url, VIEWER_KEY, "/ui/monitoring")
+    text = page.locator("main").inner_text()
+    assert "mlp:1" in text and "drifted" in text
+    page.wait_for_function("() => document.querySelector('svg[data-ref=\"mlp:1\"] path.line')")
+    shoot(page, "dashboard-monitoring")
+
+
+# -- Fleet -----------------------------------------------------------------------------------------
+
+
+def test_fleet_lists_devices_and_waves(live: Live, page: Any, tmp_path: Path) -> None:
+    from modelport.edge.fleet.store import Fleet
+    from modelport.edge.keys import KeyStore
+    from tests.edge.conftest import make_bundle
+
+    fleet = Fleet(live.registry)
+    token = fleet.create_token("cameras")
+    for n in range(4):
+        fleet.enroll(token, {"id": f"cam-{n}", "hardware": "x86", "runtimes": ["onnx"],
+                             "ram_mb": 512, "cpu_flags": [], "tags": ["cameras"]})  # fmt: skip
+    keys = KeyStore(tmp_path / "keys")
+    keys.generate()
+    release = fleet.add_release(make_bundle(keys, tmp_path).path)
+    number = fleet.deploy(release["model"], ["cameras"], [50.0, 100.0], 600.0,
+                          {"x86": release["id"]})  # fmt: skip
+    data = httpx.get(f"{live.url}/ui/api/fleet", headers={"x-api-key": VIEWER_KEY}).json()
+    assert [d["id"] for d in data["devices"]] == [f"cam-{n}" for n in range(4)]
+    assert all("secret_sha256" not in d for d in data["devices"])
+    assert data["deployment"]["id"] == number
+    assert [w["size"] for w in data["deployment"]["waves"]] == [2, 2]
+    assert data["releases"][0]["id"] == release["id"]
+    sign_in(page, live.url, VIEWER_KEY, "/ui/fleet")
+    text = page.locator("main").inner_text()
+    assert "cam-3" in text and "running" in text and "not started" in text
+    shoot(page, "dashboard-fleet")
+    answer = page.goto(f"{live.url}/ui/fleet/deployments/{number}")
+    assert answer.status == 200 and page.locator("h1").inner_text() == f"Deployment {number}"
+
+
+# -- the registry-only dashboard (``modelport ui``) ------------------------------------------------
+
+
+def test_registry_only_dashboard_says_what_it_lacks(ui_server: Any, page: Any) -> None:
+    """No ServingApp: no Serving page; Monitoring, Fleet and Rollouts say there is nothing."""
+    assert page.goto(ui_server.url + "/ui/serving").status == 404
+    page.goto(ui_server.url + "/ui/monitoring")
+    assert page.locator("#no-monitor").is_visible()
+    assert "Serving" not in page.locator("header nav").inner_text()
+    page.goto(ui_server.url + "/ui/fleet")
+    text = page.locator("main").inner_text()
+    assert "No device is enrolled" in text and "No deployment yet" in text
+    page.goto(ui_server.url + "/ui/rollouts")
+    assert "No rollout yet" in page.locator("main").inner_text()
+    api = httpx.get(ui_server.url + "/ui/api/monitoring").json()
+    assert api == {"serving": False, "versions": [], "history": {}, "accuracy": [], "skipped": 0}
+    assert httpx.get(ui_server.url + "/ui/api/fleet").json()["deployment"] is None
