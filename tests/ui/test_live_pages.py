@@ -33,10 +33,12 @@ class Live:
     def __init__(self, url: str, registry: Registry) -> None:
         self.url, self.registry = url, registry
 
-    def infer(self, model: str, x: np.ndarray, key: str = VIEWER_KEY) -> httpx.Response:
+    def infer(
+        self, model: str, x: np.ndarray, key: str = VIEWER_KEY, client: Any = httpx
+    ) -> httpx.Response:
         body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape),
                             "data": x.ravel().tolist()}]}  # fmt: skip
-        return httpx.post(f"{self.url}/v2/models/{model}/infer", json=body,
+        return client.post(f"{self.url}/v2/models/{model}/infer", json=body,
                           headers={"x-api-key": key}, timeout=10)  # fmt: skip
 
 
@@ -86,6 +88,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     in its first (shadow) step; ``mlp`` with reference statistics for drift."""
     import modelport
     from modelport.monitoring.reference import baseline
+    from modelport.rollouts.gates import Gates
     from tests.conftest import make_mlp_onnx
 
     folder = tmp_path_factory.mktemp("live")
@@ -95,9 +98,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                        alias="production")  # fmt: skip
     rows = np.random.default_rng(0).standard_normal((2000, 4)).astype(np.float32)
     baseline(registry, "mlp:1", rows)
-    slow = "shadow 20% 600s; canary 50,100 600s"  # the gates hold: nothing moves by itself
-    rollouts.start(registry, "digits", "digits@staging", plan=slow)
-    rollouts.start(registry, "iris", "iris:2", plan=slow)
+    # the gates want more samples per window than the tests send: nothing moves by itself
+    slow, gates = "shadow 20% 600s; canary 50,100 600s", Gates(min_window_samples=5000)
+    rollouts.start(registry, "digits", "digits@staging", plan=slow, gates=gates)
+    rollouts.start(registry, "iris", "iris:2", plan=slow, gates=gates)
     try:
         with serving(registry) as server:
             yield server
@@ -182,19 +186,20 @@ def test_serving_charts_plot_real_requests(live: Live, page: Any) -> None:
     stop = threading.Event()
     sent: list[int] = []
 
-    def traffic() -> None:  # at most 400 requests or 8 s, whichever ends first
-        end = time.monotonic() + 8
-        while not stop.is_set() and len(sent) < 400 and time.monotonic() < end:
-            sent.append(live.infer("digits", x).status_code)
-            time.sleep(0.02)
+    def traffic() -> None:  # at most 600 requests or 10 s, whichever ends first
+        end = time.monotonic() + 10
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set() and len(sent) < 600 and time.monotonic() < end:
+                sent.append(live.infer("digits", x, client=client).status_code)
+                time.sleep(0.01)
 
     worker = threading.Thread(target=traffic)
     worker.start()
     try:
         sign_in(page, live.url, VIEWER_KEY, "/ui/serving")
         page.wait_for_function(
-            "() => Number(document.querySelector('#chart-rps').dataset.points || 0) >= 2"
-            " && document.querySelector('#chart-latency path.line') !== null",
+            "() => (document.querySelector('#chart-latency path.line') || {}).getAttribute?.('d')"
+            "?.includes('L')",
             timeout=15_000,
         )
     finally:
@@ -322,29 +327,46 @@ def test_monitoring_shows_drift_of_shifted_traffic(live: Live, page: Any) -> Non
 
 
 def test_fleet_lists_devices_and_waves(live: Live, page: Any, tmp_path: Path) -> None:
+    from modelport.edge.fleet.control import status
+    from modelport.edge.fleet.devices import parse_report
     from modelport.edge.fleet.store import Fleet
     from modelport.edge.keys import KeyStore
     from tests.edge.conftest import make_bundle
 
     fleet = Fleet(live.registry)
     token = fleet.create_token("cameras")
+    secrets = {}
     for n in range(4):
-        fleet.enroll(token, {"id": f"cam-{n}", "hardware": "x86", "runtimes": ["onnx"],
-                             "ram_mb": 512, "cpu_flags": [], "tags": ["cameras"]})  # fmt: skip
+        device, secret = fleet.enroll(token, {"id": f"cam-{n}", "hardware": "x86",
+                                              "runtimes": ["onnx"], "ram_mb": 512,
+                                              "cpu_flags": [], "tags": ["cameras"]})  # fmt: skip
+        secrets[device] = f"{device}:{secret}"
     keys = KeyStore(tmp_path / "keys")
     keys.generate()
     release = fleet.add_release(make_bundle(keys, tmp_path).path)
-    number = fleet.deploy(release["model"], ["cameras"], [50.0, 100.0], 600.0,
-                          {"x86": release["id"]})  # fmt: skip
+    rid = release["id"]
+    number = fleet.deploy(release["model"], ["cameras"], [50.0, 100.0], 600.0, {"x86": rid})
+    first = [d["device_id"] for d in status(fleet, number)["devices"] if d["wave"] == 0]
+    good, bad = (fleet.authenticate(secrets[d]) for d in first)
+    fleet.report(good, parse_report({"current": rid, "health": "ok", "metrics": {"p50_ms": 1.5},
+                                     "outcome": {"release": rid, "ok": True}}))  # fmt: skip
+    fleet.report(bad, parse_report({"health": "failed", "last_error": "warm-up call failed",
+                                    "outcome": {"release": rid, "ok": False}}))  # fmt: skip
     data = httpx.get(f"{live.url}/ui/api/fleet", headers={"x-api-key": VIEWER_KEY}).json()
     assert [d["id"] for d in data["devices"]] == [f"cam-{n}" for n in range(4)]
     assert all("secret_sha256" not in d for d in data["devices"])
-    assert data["deployment"]["id"] == number
-    assert [w["size"] for w in data["deployment"]["waves"]] == [2, 2]
-    assert data["releases"][0]["id"] == release["id"]
+    health = {d["id"]: (d["health"], d["current"]) for d in data["devices"]}
+    assert health[good.id] == ("ok", rid) and health[bad.id] == ("failed", None)
+    deployment = data["deployment"]
+    assert deployment["id"] == number
+    assert [(w["size"], w["ok"], w["failed"]) for w in deployment["waves"]] == [
+        (2, 1, 1),
+        (2, 0, 0),
+    ]
+    assert data["releases"][0]["id"] == rid
     sign_in(page, live.url, VIEWER_KEY, "/ui/fleet")
     text = page.locator("main").inner_text()
-    assert "cam-3" in text and "running" in text and "not started" in text
+    assert "cam-3" in text and "warm-up call failed" in text and "not started" in text
     shoot(page, "dashboard-fleet")
     answer = page.goto(f"{live.url}/ui/fleet/deployments/{number}")
     assert answer.status == 200 and page.locator("h1").inner_text() == f"Deployment {number}"

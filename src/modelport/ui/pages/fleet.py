@@ -82,7 +82,7 @@ def _devices(devices: list[dict[str, Any]]) -> str:
     return table(
         ["Device", "Hardware", "Groups", "Running", "Staged", "Health", "Last seen", "Last error"],
         rows,
-        "Devices",
+        "Enrolled devices, by id",
         empty="No device is enrolled: modelport fleet token, then modelport edge agent.",
     )
 
@@ -106,7 +106,7 @@ def _waves(info: dict[str, Any]) -> str:
             h(w["size"]), h(w["ok"]), h(w["failed"]), h(w["pending"]), progress,
         ))  # fmt: skip
     return table(["Wave", "Up to", "Devices", "Ok", "Failed", "Pending", "Progress"], rows,
-                 "Waves")  # fmt: skip
+                 f"Waves of deployment {info['id']}")  # fmt: skip
 
 
 def _deployment_html(info: dict[str, Any] | None) -> str:
@@ -140,7 +140,7 @@ def view(request: Request) -> Reply:
         ["Release", "Model", "Format", "Precision", "Size"],
         [(h(r["id"]), h(r["model"]), h(r["format"]), h(r["precision"]), size(r["size"]))
          for r in found["releases"]],
-        "Releases",
+        "Released bundles",
         empty="No release yet: modelport fleet release BUNDLE.",
     )  # fmt: skip
     body = (

@@ -147,9 +147,9 @@ def _gates(status: dict[str, Any]) -> str:
         f"shadow {req['shadow']} (dropped {status['shadow_dropped']}); replicas "
         f"{len(status['replicas'])}; controller {status['leader'] or 'none'}"
     )
-    return table(["Gate", "Value", "Threshold", "Samples", "Verdict"], rows, "Gates") + (
-        f'<p class="muted">{h(note)}</p>'
-    )
+    return table(
+        ["Gate", "Value", "Threshold", "Samples", "Verdict"], rows, "Gates on the last windows"
+    ) + (f'<p class="muted">{h(note)}</p>')
 
 
 def _actions(request: Request, r: Rollout) -> str:

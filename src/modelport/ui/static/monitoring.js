@@ -1,5 +1,6 @@
 /* The Monitoring page: every 5 s while visible, redraw each tracked version's PSI per feature
-   over time (one line per feature) from /ui/api/monitoring; x is seconds ago. */
+   over time (one line per feature, and the PSI threshold) from /ui/api/monitoring; x is
+   seconds ago. */
 (function () {
   "use strict";
   const box = document.getElementById("drift");
@@ -13,6 +14,12 @@
       const series = Object.entries(features).map(([name, points]) => ({
         name, points: points.filter(p => p[1] !== null).map(p => [p[0] - now, p[1]]),
       }));
+      const version = data.versions.find(v => v.model + ":" + v.version === ref);
+      const times = series.flatMap(s => s.points.map(p => p[0]));
+      if (version && times.length) {
+        const psi = version.thresholds.psi;
+        series.push({ name: "PSI threshold", points: [[Math.min(...times), psi], [Math.max(...times), psi]] });
+      }
       MP.lineChart(svg, series, {});
       const list = box.querySelector('ul[data-legend="' + CSS.escape(ref) + '"]');
       if (!list) continue;

@@ -13,14 +13,19 @@
     return Object.entries(data.series.versions).map(([ref, s]) => ({ name: ref, points: s[key] || [] }));
   }
 
+  /* colours follow the series' index (as MP.lineChart draws them); series without a point
+     in the window are left out of the legend */
   function legend(list, series) {
-    list.replaceChildren(...series.map((s, i) => {
+    const items = [];
+    series.forEach((s, i) => {
+      if (!s.points.length) return;
       const li = document.createElement("li");
       const sw = document.createElement("span");
       sw.className = "swatch s" + (i % 5 + 1);
       li.append(sw, document.createTextNode(s.name));
-      return li;
-    }));
+      items.push(li);
+    });
+    list.replaceChildren(...items);
   }
 
   function draw(data) {
