@@ -34,10 +34,10 @@ class Live:
         self.url, self.registry = url, registry
 
     def infer(
-        self, model: str, x: np.ndarray, key: str = VIEWER_KEY, client: Any = httpx
+        self, model: str, x: np.ndarray, key: str = VIEWER_KEY, client: Any = httpx, **extra: Any
     ) -> httpx.Response:
         body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape),
-                            "data": x.ravel().tolist()}]}  # fmt: skip
+                            "data": x.ravel().tolist()}], **extra}  # fmt: skip
         return client.post(f"{self.url}/v2/models/{model}/infer", json=body,
                           headers={"x-api-key": key}, timeout=10)  # fmt: skip
 
@@ -316,9 +316,18 @@ def test_monitoring_shows_drift_of_shifted_traffic(live: Live, page: Any) -> Non
     mlp = found[0]
     assert mlp["flagged"]["input[0]"] is True
     assert mlp["scores"]["input[0]"]["psi"] >= mlp["thresholds"]["psi"]
+    labelled = live.infer("mlp", shifted[:4], id="fb-1").json()["outputs"]
+    scores = next(o for o in labelled if o["name"] == "probabilities")
+    classes = np.asarray(scores["data"]).reshape(4, -1).argmax(axis=1).tolist()
+    truth = [*classes[:3], (classes[3] + 1) % 3]  # three of four right
+    body = {"request_ids": ["fb-1"], "ground_truth": [truth]}
+    joined = httpx.post(f"{live.url}/v2/models/mlp/feedback", json=body, headers=headers)
+    assert joined.status_code == 200, joined.text
+    data = httpx.get(f"{live.url}/ui/api/monitoring", headers=headers).json()
+    assert {"model": "mlp", "version": 1, "kind": "accuracy", "value": 0.75} in data["accuracy"]
     sign_in(page, live.url, VIEWER_KEY, "/ui/monitoring")
     text = page.locator("main").inner_text()
-    assert "mlp:1" in text and "drifted" in text
+    assert "mlp:1" in text and "drifted" in text and "0.7500" in text
     page.wait_for_function("() => document.querySelector('svg[data-ref=\"mlp:1\"] path.line')")
     shoot(page, "dashboard-monitoring")
 
