@@ -230,6 +230,27 @@ def test_serving_api_counts_errors(live: Live) -> None:
     assert httpx.get(f"{live.url}/ui/api/serving").status_code == 401  # no key, no figures
 
 
+def test_serving_page_follows_an_unload_without_reloading(live: Live, page: Any) -> None:
+    sign_in(page, live.url, VIEWER_KEY, "/ui/serving")
+    state = page.locator('#models [data-ref="iris:1"]')
+    assert state.inner_text() == "READY"
+    admin = {"x-api-key": ADMIN_KEY}
+    repository = f"{live.url}/v2/repository/models/iris"
+    assert httpx.post(f"{repository}/unload", headers=admin, timeout=30).status_code == 200
+    try:
+        page.wait_for_function(
+            "() => document.querySelector('#models [data-ref=\"iris:1\"]').textContent"
+            " === 'not loaded'"
+        )
+        assert page.locator("#changed").is_visible()
+        index = httpx.get(f"{live.url}/ui/api/serving", headers=admin).json()["models"]
+        iris = [m for m in index if m["name"] == "iris"]
+        assert [(m["version"], m["state"]) for m in iris] == [(None, "UNAVAILABLE")]
+        assert "unloaded" in iris[0]["reason"]
+    finally:
+        assert httpx.post(f"{repository}/load", headers=admin, timeout=30).status_code == 200
+
+
 # -- Rollouts --------------------------------------------------------------------------------------
 
 

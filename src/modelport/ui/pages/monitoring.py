@@ -113,7 +113,7 @@ def view(request: Request) -> Reply:
         + accuracy
         + f'<p class="muted">Requests the drift backlog had no room for: {found["skipped"]}.</p>'
     )
-    return request.page("Monitoring", body, scripts=("monitoring.js",))
+    return request.page("Monitoring", body, scripts=("live.js", "monitoring.js"))
 
 
 PAGE = Page(

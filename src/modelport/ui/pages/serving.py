@@ -62,9 +62,10 @@ def api(request: Request) -> Reply:
     )
 
 
-def _state(state: str) -> str:
+def _state(state: str, ref: str = "") -> str:
     css = {"READY": "ok", "LOADING": "warn"}.get(state, "bad")
-    return f'<span class="state {css}">{h(state)}</span>'
+    key = f' data-ref="{h(ref)}"' if ref else ""
+    return f'<span class="state {css}"{key}>{h(state)}</span>'
 
 
 def view(request: Request) -> Reply:
@@ -76,8 +77,9 @@ def view(request: Request) -> Reply:
             link(model_url(m["name"], "versions", m["version"]), m["version"])
             if m["version"]
             else '<span class="muted">none</span>',
-            _state(m["state"]),
-            h(m["reason"]) or '<span class="muted">—</span>',
+            _state(m["state"], f"{m['name']}:{m['version'] or ''}"),
+            f'<span data-reason="{h(m["name"])}:{h(m["version"] or "")}">'
+            f"{h(m['reason']) or '—'}</span>",
             ("yes" if m["default"] else "") + "".join(chip(alias) for alias in m["labels"]),
         )
         for m in models_of(serving)
@@ -91,8 +93,9 @@ def view(request: Request) -> Reply:
         for key, title, unit in CHARTS
     )
     body = (
-        f'<p id="ready">Server: {_state("READY" if ready else "LOADING")} '
+        f'<p>Server: <span id="ready">{_state("READY" if ready else "LOADING")}</span> '
         '<span class="muted">(every designated model loaded)</span></p>'
+        '<p id="changed" class="banner" role="status" hidden></p><div id="models">'
         + table(
             ["Model", "Version", "State", "Reason", "Default URL · labels"],
             rows,
@@ -100,11 +103,11 @@ def view(request: Request) -> Reply:
             empty="No model is served: give modelport serve a model, or load one through "
             "the repository API.",
         )
-        + '<h2 id="live">Live</h2><p class="muted" id="live-note" aria-live="polite">'
+        + '</div><h2 id="live">Live</h2><p class="muted" id="live-note" aria-live="polite">'
         "Sampled every 2 s while this page is open, from the server's own counters.</p>"
         f'<div class="grid charts" id="charts" data-url="/ui/api/serving">{charts}</div>'
     )
-    return request.page("Serving", body, scripts=("serving.js",))
+    return request.page("Serving", body, scripts=("live.js", "serving.js"))
 
 
 PAGE = Page(

@@ -7,13 +7,12 @@
   if (!box || !window.MP) return;
 
   function draw(data) {
-    const now = Date.now() / 1000;
     for (const svg of box.querySelectorAll("svg[data-ref]")) {
       const ref = svg.dataset.ref;
       const features = data.history[ref] || {};
-      const series = Object.entries(features).map(([name, points]) => ({
-        name, points: points.filter(p => p[1] !== null).map(p => [p[0] - now, p[1]]),
-      }));
+      const series = MP.ago(Object.entries(features).map(([name, points]) => ({
+        name, points: points.filter(p => p[1] !== null),
+      })));
       const version = data.versions.find(v => v.model + ":" + v.version === ref);
       const times = series.flatMap(s => s.points.map(p => p[0]));
       if (version && times.length) {
@@ -22,14 +21,7 @@
       }
       MP.lineChart(svg, series, {});
       const list = box.querySelector('ul[data-legend="' + CSS.escape(ref) + '"]');
-      if (!list) continue;
-      list.replaceChildren(...series.map((s, i) => {
-        const li = document.createElement("li");
-        const sw = document.createElement("span");
-        sw.className = "swatch s" + (i % 5 + 1);
-        li.append(sw, document.createTextNode(s.name));
-        return li;
-      }));
+      if (list) MP.legend(list, series);
     }
   }
 

@@ -13,30 +13,43 @@
     return Object.entries(data.series.versions).map(([ref, s]) => ({ name: ref, points: s[key] || [] }));
   }
 
-  /* colours follow the series' index (as MP.lineChart draws them); series without a point
-     in the window are left out of the legend */
-  function legend(list, series) {
-    const items = [];
-    series.forEach((s, i) => {
-      if (!s.points.length) return;
-      const li = document.createElement("li");
-      const sw = document.createElement("span");
-      sw.className = "swatch s" + (i % 5 + 1);
-      li.append(sw, document.createTextNode(s.name));
-      items.push(li);
-    });
-    list.replaceChildren(...items);
+  const CSS_OF = { READY: "ok", LOADING: "warn" };
+  function mark(node, state) {
+    node.textContent = state;
+    node.className = "state " + (CSS_OF[state] || "bad");
+  }
+
+  /* the state and reason of each row as the repository index reports them now; a version
+     loaded or dropped since the page was drawn is announced (the table keeps its rows) */
+  function states(data) {
+    const seen = new Set();
+    for (const m of data.models) {
+      const ref = m.name + ":" + (m.version === null ? "" : m.version);
+      seen.add(ref);
+      const state = document.querySelector('#models [data-ref="' + CSS.escape(ref) + '"]');
+      const reason = document.querySelector('#models [data-reason="' + CSS.escape(ref) + '"]');
+      if (state) mark(state, m.state);
+      if (reason) reason.textContent = m.reason || "—";
+    }
+    const shown = [...document.querySelectorAll("#models [data-ref]")];
+    for (const node of shown) if (!seen.has(node.dataset.ref)) mark(node, "not loaded");
+    const changed = shown.length !== seen.size || shown.some(n => !seen.has(n.dataset.ref));
+    const banner = document.getElementById("changed");
+    if (banner && changed) {
+      banner.textContent = "The loaded versions changed since this page was drawn: reload to see them.";
+      banner.hidden = false;
+    }
+    const ready = document.querySelector("#ready .state");
+    if (ready) mark(ready, data.ready ? "READY" : "LOADING");
   }
 
   function draw(data) {
-    const now = Date.now() / 1000;
+    states(data);
     for (const svg of box.querySelectorAll("svg[data-series]")) {
       const key = svg.dataset.series;
-      const series = lines(data, key).map(s => ({
-        name: s.name, points: s.points.map(p => [p[0] - now, p[1]]),
-      }));
+      const series = MP.ago(lines(data, key));
       MP.lineChart(svg, series, { unit: svg.dataset.unit });
-      legend(document.getElementById("legend-" + key), series);
+      MP.legend(document.getElementById("legend-" + key), series);
     }
     const note = document.getElementById("live-note");
     if (note) note.textContent = data.series.samples + " samples, the last " +
