@@ -274,7 +274,7 @@ def test_promote_from_the_page_moves_the_alias(live: Live, page: Any) -> None:
     assert "promote" in page.locator("#decisions + .scroll").inner_text()
 
 
-def test_rollout_actions_are_refused_without_admin_or_csrf(live: Live) -> None:
+def test_rollout_actions_are_refused_without_admin_or_csrf(live: Live, page: Any) -> None:
     registry = live.registry
     before = rollouts.get(registry, "iris")
     expected = {"id": before.id, "state": before.state, "step": before.step}
@@ -302,6 +302,7 @@ def test_rollout_actions_are_refused_without_admin_or_csrf(live: Live) -> None:
         assert stale.status_code == 409
         assert "moved meanwhile" in stale.json()["error"] and "shadow" in stale.json()["error"]
         assert unchanged(registry, before)
+        sign_in(page, live.url, ADMIN_KEY, "/ui/rollouts/iris")  # a page that goes stale
         done = client.post(url, json={"expected": expected, "reason": "seen enough"},
                            headers={"x-csrf-token": csrf})  # fmt: skip
     finally:
@@ -311,6 +312,12 @@ def test_rollout_actions_are_refused_without_admin_or_csrf(live: Live) -> None:
     after = rollouts.get(registry, "iris")
     assert after.state == "aborted" and after.reason == "seen enough"
     assert registry.resolve("iris@production").version == 1  # stable keeps serving
+    page.wait_for_selector("#stale:not([hidden])")
+    assert "aborted" in page.locator("#stale").inner_text()
+    page.click("button[data-command=abort]")  # acting on the stale page: 409, nothing done
+    page.click("dialog button[data-confirm-yes]")
+    page.wait_for_selector("#toast p.bad")
+    assert "moved meanwhile" in page.locator("#toast").inner_text()
     history = httpx.get(f"{live.url}/ui/api/rollouts/iris", headers={"x-api-key": VIEWER_KEY})
     actions = [d["action"] for d in history.json()["history"][0]["decisions"]]
     assert actions == ["start", "abort"]

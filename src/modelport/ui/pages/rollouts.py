@@ -212,8 +212,14 @@ def view_one(request: Request, name: str) -> Reply:
         + (f" — {h(r.reason)}" if r.reason else "")
         + f"; started {when(r.created_at)} by {h(r.created_by)}.</p>"
     )
+    live = (
+        '<p id="stale" class="banner" role="alert" hidden></p>'
+        f'<div id="live" data-url="/ui/api{_url(name)[3:]}" data-id="{r.id}" '
+        f'data-state="{h(r.state)}" data-step="{r.step}"></div>'
+    )
     body = (
-        head
+        live
+        + head
         + _actions(request, r)
         + '<h2 id="steps">Steps</h2>'
         + _steps(r)
@@ -222,7 +228,7 @@ def view_one(request: Request, name: str) -> Reply:
         + '<h2 id="decisions">Decision log</h2>'
         + _decisions(found)
     )
-    return request.page(f"Rollout of {name}", body)
+    return request.page(f"Rollout of {name}", body, scripts=("rollout.js",))
 
 
 PAGE = Page(

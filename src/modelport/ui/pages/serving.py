@@ -26,6 +26,7 @@ CHARTS = (
     ("latency", "Latency quantiles, all models", " ms"),
     ("queue_ms", "Mean queue wait", " ms"),
     ("batch", "Mean batch size (rows per runtime call)", ""),
+    ("in_flight", "Requests in flight, when sampled", ""),
 )
 
 
