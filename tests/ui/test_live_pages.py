@@ -154,6 +154,13 @@ def test_every_live_page_navigates(live: Live, page: Any) -> None:
         answer = page.goto(live.url + path)
         assert answer.status == 200, path
         assert page.locator("h1").inner_text() == title
+    page.goto(live.url + "/ui/rollouts/mlp")  # a model without rollouts: an empty state
+    assert "no rollout yet" in page.locator("main").inner_text()
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than it
+    for path in ("/ui/serving", "/ui/rollouts", "/ui/rollouts/digits", "/ui/fleet"):
+        page.goto(live.url + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(live.url + "/ui/serving")
     table = page.locator("table").first.inner_text()
     assert "digits" in table and "READY" in table and "mlp" in table

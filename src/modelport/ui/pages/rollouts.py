@@ -19,6 +19,7 @@ import orjson
 
 from modelport import rollouts
 from modelport.errors import Conflict, InvalidInput, NotFound
+from modelport.registry import browse
 from modelport.registry.rollouts import Rollout
 from modelport.rollouts.api import describe
 from modelport.rollouts.decide import operate
@@ -200,7 +201,15 @@ def _gist(evidence: dict[str, Any]) -> str:
 
 def view_one(request: Request, name: str) -> Reply:
     name = model_name(name)
-    found = rollouts.history(request.registry, name)
+    try:
+        found = rollouts.history(request.registry, name)
+    except NotFound:
+        browse.aliases(request.registry, name)  # NotFound for a model that does not exist
+        body = (
+            f'<p class="empty">{link(model_url(name), name)} has had no rollout yet: '
+            f"<code>modelport rollout start {h(name)} --candidate {h(name)}@staging</code>.</p>"
+        )
+        return request.page(f"Rollout of {name}", body)
     status = rollouts.status(request.registry, name)
     r = rollouts.get(request.registry, name)
     head = (
