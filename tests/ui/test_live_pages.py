@@ -188,6 +188,26 @@ def test_promote_from_the_page_moves_the_alias(live: Live, page: Any) -> None:
     assert "promote" in page.locator("#decisions + .scroll").inner_text()
 
 
+def test_a_forged_cross_site_form_cannot_abort(live: Live, page: Any) -> None:
+    before = rollouts.get(live.registry, "iris")
+    sign_in(page, live.url, ADMIN_KEY, "/ui/rollouts/iris")  # the victim is signed in as admin
+    target = f"{live.url}/ui/api/rollouts/iris/abort"
+    hostile = (
+        f'<form id="f" method="post" action="{target}"><input name="expected" '
+        f'value="{before.id}:{before.state}:{before.step}"></form>'
+        "<script>document.getElementById('f').submit()</script>"
+    )
+    page.route(
+        "http://attacker.test/**",
+        lambda route: route.fulfill(status=200, content_type="text/html", body=hostile),
+    )
+    with page.expect_response(target) as answer:
+        page.goto("http://attacker.test/prize")
+    assert answer.value.status == 403
+    assert "cross-site request refused" in answer.value.text()
+    assert unchanged(live.registry, before)
+
+
 def test_rollout_actions_are_refused_without_admin_or_csrf(live: Live, page: Any) -> None:
     registry = live.registry
     before = rollouts.get(registry, "iris")
