@@ -185,7 +185,9 @@ def test_promote_from_the_page_moves_the_alias(live: Live, page: Any) -> None:
     assert done.state == "promoted"
     assert registry.rollouts.decisions(done.id)[-1].action == "promote"
     assert page.locator("button[data-command]").count() == 0  # nothing left to steer
-    assert "promote" in page.locator("#decisions + .scroll").inner_text()
+    log = page.locator("#decisions + .scroll").inner_text()
+    assert "promote" in log and "promoted by an operator" in log
+    assert "checked: signature (input: float32[?,4])" in log  # the start's preflight evidence
 
 
 def test_a_forged_cross_site_form_cannot_abort(live: Live, page: Any) -> None:

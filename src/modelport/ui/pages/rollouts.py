@@ -193,10 +193,19 @@ def _decisions(found: list) -> str:
 
 
 def _gist(evidence: dict[str, Any]) -> str:
-    if "reason" in evidence:
-        return str(evidence["reason"])[:80]
+    """One line of a decision's evidence: its reason, the gates it breached, or the checks of
+    the start (the whole evidence is under it)."""
+    if evidence.get("reason"):
+        return str(evidence["reason"])[:100]
     failed = [g.get("gate") for g in evidence.get("gates", []) if g.get("ok") is False]
-    return ("breached: " + ", ".join(map(str, failed))) if failed else "evidence"
+    if failed:
+        return "breached: " + ", ".join(map(str, failed))
+    if "warm_ms" in evidence:
+        signature = (evidence.get("signature") or {}).get("signature", "")
+        return f"checked: signature {signature}, warm load" + (
+            ", golden set" if "golden" in evidence else ""
+        )
+    return "evidence"
 
 
 def view_one(request: Request, name: str) -> Reply:
