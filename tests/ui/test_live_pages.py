@@ -129,6 +129,12 @@ def test_serving_charts_plot_real_requests(live: Live, page: Any) -> None:
     assert all(0 < y < 10_000 for _, y in digits["p99_ms"])
     assert all(y == 0 for _, y in digits["error_rate"])
     assert {m["name"] for m in data["models"] if m["state"] == "READY"} >= {"digits", "mlp"}
+    last = max(t for _, series in data["series"]["versions"].items() for t, _ in series["rps"])
+    newer = httpx.get(f"{live.url}/ui/api/serving?since={int(last * 1000) + 1}",
+                      headers={"x-api-key": VIEWER_KEY}).json()["series"]  # fmt: skip
+    assert all(t > last for s in newer["versions"].values() for t, _ in s["rps"])
+    bad = httpx.get(f"{live.url}/ui/api/serving?since=soon", headers={"x-api-key": VIEWER_KEY})
+    assert bad.status_code == 400 and "whole number" in bad.json()["error"]
 
 
 def test_serving_api_counts_errors(live: Live) -> None:

@@ -46,6 +46,8 @@ def test_ring_rates_errors_and_quantiles_between_samples() -> None:
     p50, p99 = digits["p50_ms"][0][1], digits["p99_ms"][0][1]
     assert 0 < p50 <= p99 <= LATENCY_BUCKETS[-1] * 1000
     assert series["all"]["rps"][0][1] == pytest.approx(digits["rps"][0][1])
+    assert ring.series(since=t1)["versions"] == {}  # nothing after the last point
+    assert ring.series(since=t0)["versions"]["digits:2"]["rps"] == digits["rps"]
     ring.sample()  # no request since: a zero rate, no error rate or quantile for the interval
     again = ring.series()["versions"]["digits:2"]
     assert again["rps"][-1][1] == 0 and len(again["error_rate"]) == 1

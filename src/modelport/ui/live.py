@@ -61,6 +61,9 @@ class Ring:
         self._serving = weakref.ref(serving)
         self.every = every
         self.samples: deque[tuple[float, dict]] = deque(maxlen=keep)
+        # the figures of each interval between two samples, computed once when it closes
+        self.intervals: deque[tuple[float, dict[str, dict[str, float]], dict[str, float]]]
+        self.intervals = deque(maxlen=max(keep - 1, 1))
         self.scorings: deque[tuple[float, list[dict]]] = deque(maxlen=keep)
         self._refreshes = -1
         self._lock = threading.Lock()
@@ -72,7 +75,10 @@ class Ring:
         with self._lock:
             now = time.time()
             if not self.samples or now - self.samples[-1][0] >= self.every:
-                self.samples.append((now, serving.metrics.snapshot()))
+                snapshot = serving.metrics.snapshot()
+                if self.samples:
+                    self.intervals.append(_interval(*self.samples[-1], now, snapshot))
+                self.samples.append((now, snapshot))
             monitor = getattr(serving, "monitor", None)
             if monitor is not None and monitor.refreshes != self._refreshes:
                 self._refreshes = monitor.refreshes
@@ -80,33 +86,24 @@ class Ring:
                 if any(v["scores"] for v in state):
                     self.scorings.append((now, state))
 
-    def series(self) -> dict[str, Any]:
-        """``{"versions": {"digits:2": {"rps": [[t, y]...], "errors", "p50_ms", ...}},
-        "all": {"rps", "p50_ms", "p90_ms", "p99_ms"}}``; t in epoch seconds, one point per
-        interval between two samples."""
+    def series(self, since: float = 0.0) -> dict[str, Any]:
+        """``{"versions": {"digits:2": {"rps": [[t, y]...], "error_rate", "p50_ms", ...}},
+        "all": {"rps", "p50_ms", "p90_ms", "p99_ms"}, "samples": n}``; t in epoch seconds,
+        one point per interval between two samples (none where a figure has no data), only
+        those after ``since`` (a page asks for what it has not drawn yet)."""
         with self._lock:
-            samples = list(self.samples)
+            intervals = [i for i in self.intervals if i[0] > since]
+            count = len(self.samples)
         versions: dict[str, dict[str, list]] = {}
         merged: dict[str, list] = {"rps": [], **{_q(q): [] for q in QUANTILES}}
-        for (t0, a), (t1, b) in zip(samples, samples[1:], strict=False):
-            span = max(t1 - t0, 1e-6)
-            total_counts = [0] * (len(LATENCY_BUCKETS) + 1)
-            total = 0
-            for key, now in b.items():
-                before = a.get(key)
-                if before is None:
-                    before = {k: [0] * len(v) if isinstance(v, list) else 0 for k, v in now.items()}
-                d = {k: _minus(now[k], before[k]) for k in now}
-                row = versions.setdefault(f"{key[0]}:{key[1]}", _empty())
-                _point(row, t1, span, d, now["in_flight"])
-                total += d["requests"]
-                total_counts = [x + y for x, y in zip(total_counts, d["latency"], strict=True)]
-            merged["rps"].append([t1, total / span])
-            for q in QUANTILES:
-                value = quantile(q, total_counts)
-                if value == value:
-                    merged[_q(q)].append([t1, value * 1000])
-        return {"versions": versions, "all": merged, "samples": len(samples)}
+        for t, values, total in intervals:
+            for ref, point in values.items():
+                row = versions.get(ref) or versions.setdefault(ref, _empty())
+                for name, y in point.items():
+                    row[name].append([t, y])
+            for name, y in total.items():
+                merged[name].append([t, y])
+        return {"versions": versions, "all": merged, "samples": count}
 
     def drift(self) -> dict[str, dict[str, list]]:
         """``{"mlp:1": {"x0": [[t, psi, ks, js, flagged], ...]}}`` over the kept scorings."""
@@ -138,14 +135,37 @@ def _minus(now: Any, before: Any) -> Any:
     return max(now - before, 0)
 
 
-def _point(row: dict[str, list], t: float, span: float, d: dict[str, Any], in_flight: int) -> None:
-    row["rps"].append([t, d["requests"] / span])
-    row["in_flight"].append([t, in_flight])
+def _interval(
+    t0: float, a: dict, t1: float, b: dict
+) -> tuple[float, dict[str, dict[str, float]], dict[str, float]]:
+    """The figures between snapshots ``a`` (at t0) and ``b`` (at t1): per version, and of all
+    traffic together."""
+    span = max(t1 - t0, 1e-6)
+    counts = [0] * (len(LATENCY_BUCKETS) + 1)
+    total = 0
+    values = {}
+    for key, now in b.items():
+        before = a.get(key)
+        if before is None:
+            before = {k: [0] * len(v) if isinstance(v, list) else 0 for k, v in now.items()}
+        d = {k: _minus(now[k], before[k]) for k in now}
+        values[f"{key[0]}:{key[1]}"] = _point(span, d, now["in_flight"])
+        total += d["requests"]
+        counts = [x + y for x, y in zip(counts, d["latency"], strict=True)]
+    merged = {"rps": total / span}
+    if total:
+        merged.update({_q(q): quantile(q, counts) * 1000 for q in QUANTILES})
+    return t1, values, merged
+
+
+def _point(span: float, d: dict[str, Any], in_flight: int) -> dict[str, float]:
+    point = {"rps": d["requests"] / span, "in_flight": in_flight}
     if d["requests"]:
-        row["error_rate"].append([t, d["errors"] / d["requests"]])
+        point["error_rate"] = d["errors"] / d["requests"]
         for q in QUANTILES:
-            row[_q(q)].append([t, quantile(q, d["latency"]) * 1000])
+            point[_q(q)] = quantile(q, d["latency"]) * 1000
     if d["queue"]:
-        row["queue_ms"].append([t, d["queue_seconds"] / d["queue"] * 1000])
+        point["queue_ms"] = d["queue_seconds"] / d["queue"] * 1000
     if d["calls"]:
-        row["batch"].append([t, d["rows"] / d["calls"]])
+        point["batch"] = d["rows"] / d["calls"]
+    return point

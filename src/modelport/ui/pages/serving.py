@@ -2,10 +2,11 @@
 charts of requests/s, error rate, latency quantiles, queue wait and batch size.
 
     GET /ui/serving
-    GET /ui/api/serving   {"ready", "models": [{"name", "version", "state", "reason",
+    GET /ui/api/serving[?since=ms]   {"ready", "models": [{"name", "version", "state", "reason",
                            "default", "labels"}], "series": {"versions": {"digits:2": {"rps":
                            [[t, y], ...], "error_rate", "p50_ms", "p90_ms", "p99_ms",
                            "queue_ms", "batch", "in_flight"}}, "all": {...}, "samples": n}}
+                          (``since``, epoch milliseconds: only the points after it)
 
 States and reasons are the ones the V2 repository index reports (``DataPlane.repository_index``,
 the model set's own table); the figures come from the server's metrics (``Metrics.snapshot``),
@@ -58,8 +59,13 @@ def api(request: Request) -> Reply:
     serving = request.ctx.serving
     ring = ring_of(serving)
     ring.sample()
+    since = request.number("since", 0, 0, 2**53) / 1000  # ms: only the points after it
     return json_reply(
-        {"ready": serving.plane.ready(), "models": models_of(serving), "series": ring.series()}
+        {
+            "ready": serving.plane.ready(),
+            "models": models_of(serving),
+            "series": ring.series(since),
+        }
     )
 
 

@@ -1,10 +1,32 @@
 /* The Serving page: poll /ui/api/serving every 2 s while visible and redraw the live charts.
-   Each chart is an <svg data-series="rps"> filled by MP.lineChart; x is seconds ago. */
+   Each chart is an <svg data-series="rps"> filled by MP.lineChart; x is seconds ago. After the
+   first answer the page asks only for the points after the last one it has (?since=ms), keeps
+   them here, and forgets those older than the server keeps (KEEP_S). */
 (function () {
   "use strict";
   const box = document.getElementById("charts");
   if (!box || !window.MP) return;
   const LATENCY = [["p50_ms", "p50"], ["p90_ms", "p90"], ["p99_ms", "p99"]];
+  const KEEP_S = 600;
+  const kept = { versions: {}, all: {}, samples: 0 };
+  let last = 0;
+
+  function append(into, from, oldest) {
+    for (const [name, points] of Object.entries(from)) {
+      const mine = (into[name] || []).concat(points).filter(p => p[0] >= oldest);
+      into[name] = mine;
+      for (const p of points) last = Math.max(last, p[0]);
+    }
+  }
+
+  function merge(series) {
+    const oldest = last - KEEP_S;  // the server's clock, as its points carry it
+    for (const [ref, figures] of Object.entries(series.versions)) {
+      append(kept.versions[ref] = kept.versions[ref] || {}, figures, oldest);
+    }
+    append(kept.all, series.all, oldest);
+    kept.samples = series.samples;
+  }
 
   function lines(data, key) {
     if (key === "latency") {
@@ -45,6 +67,8 @@
 
   function draw(data) {
     states(data);
+    merge(data.series);
+    data = { ...data, series: kept };
     for (const svg of box.querySelectorAll("svg[data-series]")) {
       const key = svg.dataset.series;
       const series = MP.ago(lines(data, key));
@@ -56,6 +80,15 @@
       new Date().toLocaleTimeString() + "; x axis: seconds ago.";
   }
 
-  MP.api("GET", box.dataset.url).then(r => { if (r.status === 200) draw(r.data); });
-  MP.live(box.dataset.url, 2000, draw);
+  async function tick() {
+    if (document.visibilityState === "visible") {
+      try {
+        const url = box.dataset.url + (last ? "?since=" + Math.ceil(last * 1000) : "");
+        const reply = await MP.api("GET", url);
+        if (reply.status === 200) draw(reply.data);
+      } catch (e) { /* the next tick tries again */ }
+    }
+    setTimeout(tick, 2000);
+  }
+  tick();
 })();
