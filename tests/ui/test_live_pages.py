@@ -179,10 +179,16 @@ def test_promote_from_the_page_moves_the_alias(live: Live, page: Any) -> None:
     assert registry.resolve("digits@production").version == 2
     sign_in(page, live.url, ADMIN_KEY, "/ui/rollouts/digits")
     shoot(page, "dashboard-rollout")
-    page.click("button[data-command=promote]")
+    for _ in range(40):  # by keyboard alone: Tab to the Promote button, Enter, Enter
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.dataset.command") == "promote":
+            break
+    assert page.evaluate("document.activeElement.dataset.command") == "promote"
+    page.keyboard.press("Enter")
     dialog = page.locator("dialog")
     assert "Promote rollout" in dialog.inner_text()
-    page.click("dialog button[data-confirm-yes]")
+    assert page.evaluate("'confirmYes' in document.activeElement.dataset")  # focus in the dialog
+    page.keyboard.press("Enter")
     page.wait_for_function(
         "() => document.querySelector('#rollout-state').textContent.includes('promoted')"
     )
