@@ -164,6 +164,24 @@ class Metrics:
             "last": max((s.last for s in found), default=0.0),
         }  # fmt: skip
 
+    def snapshot(self) -> dict[tuple[str, int], dict[str, Any]]:
+        """Cumulative figures per (model, version), every protocol together, for a reader that
+        samples them (the dashboard; read off the event loop, so a request may be half counted):
+        requests, errors (4xx and 5xx), in flight, latency bucket counts (LATENCY_BUCKETS, then
+        +Inf), queue waits and their seconds, runtime calls and the rows they ran."""
+        out: dict[tuple[str, int], dict[str, Any]] = {}
+        for (model, version, _), s in list(self._requests.items()):
+            row = out.setdefault((model, version), _empty_snapshot())
+            row["requests"] += s.success + s.client_error + s.server_error
+            row["errors"] += s.client_error + s.server_error
+            row["in_flight"] += s.in_flight
+            row["latency"] = [a + b for a, b in zip(row["latency"], s.latency.counts, strict=True)]
+        for key, m in list(self._models.items()):
+            row = out.setdefault(key, _empty_snapshot())
+            row.update(queue=m.queue.count, queue_seconds=m.queue.sum, calls=m.batch_size.count,
+                       rows=m.batch_size.sum)  # fmt: skip
+        return out
+
     def nonfinite_outputs(self, model: str, version: int, protocol: str, values: int) -> None:
         """``values`` NaN or infinite numbers left the model in one reply."""
         key = (model, version, protocol)
@@ -250,6 +268,11 @@ class Metrics:
             out.extend(collect())
         out.append("")
         return "\n".join(out).encode()
+
+
+def _empty_snapshot() -> dict[str, Any]:
+    return {"requests": 0, "errors": 0, "in_flight": 0, "latency": [0] * (len(LATENCY_BUCKETS) + 1),
+            "queue": 0, "queue_seconds": 0.0, "calls": 0, "rows": 0.0}  # fmt: skip
 
 
 def _labels(**pairs: str) -> str:

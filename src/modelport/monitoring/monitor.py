@@ -202,6 +202,22 @@ class Monitor:
         self._drift[key] = drift
         return drift
 
+    def drift_state(self) -> list[dict[str, Any]]:
+        """Every tracked version's drift window as last scored, for readers such as the
+        dashboard: rows in the window, scores and flags per feature, the thresholds."""
+        out = []
+        for (name, version), drift in sorted(list(self._drift.items())):
+            if drift is None:
+                continue
+            o = drift.options
+            out.append({
+                "model": name, "version": version, "rows": drift.rows, "window": o.window,
+                "min_rows": o.min_rows, "thresholds": {"psi": o.psi, "ks": o.ks, "js": o.js},
+                "kinds": {f.name: f.kind for f in drift.reference.features},
+                "scores": dict(drift.scores), "flagged": dict(drift.flagged),
+            })  # fmt: skip
+        return out
+
     # -- metrics -------------------------------------------------------------------------------
 
     def render(self) -> list[str]:

@@ -7,4 +7,8 @@ PAGES = (
     "modelport.ui.pages.version",
     "modelport.ui.pages.compare",
     "modelport.ui.pages.aliases",
+    "modelport.ui.pages.serving",
+    "modelport.ui.pages.rollouts",
+    "modelport.ui.pages.fleet",
+    "modelport.ui.pages.monitoring",
 )
