@@ -167,6 +167,9 @@ def test_serving_page_follows_an_unload_without_reloading(live: Live, page: Any)
         iris = [m for m in index if m["name"] == "iris"]
         assert [(m["version"], m["state"]) for m in iris] == [(None, "UNAVAILABLE")]
         assert "unloaded" in iris[0]["reason"]
+        viewer = httpx.get(f"{live.url}/ui/api/serving", headers={"x-api-key": VIEWER_KEY})
+        seen = [m["reason"] for m in viewer.json()["models"] if m["name"] == "iris"]
+        assert seen == [""]  # the reason's text is for admins, as on the V2 repository index
     finally:
         assert httpx.post(f"{repository}/load", headers=admin, timeout=30).status_code == 200
 

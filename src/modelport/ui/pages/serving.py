@@ -31,8 +31,10 @@ CHARTS = (
 )
 
 
-def models_of(serving: Any) -> list[dict[str, Any]]:
-    """The repository index with, per model, the version plain URLs reach and its labels."""
+def models_of(serving: Any, reasons: bool = True) -> list[dict[str, Any]]:
+    """The repository index with, per model, the version plain URLs reach and its labels.
+    Without ``reasons`` (a viewer) a load error's text is left out: the V2 repository index that
+    reports it is an admin route, and the text can name paths."""
     models = serving.plane.models
     for _ in range(3):  # the event loop may change the tables while this thread reads them
         try:
@@ -48,7 +50,7 @@ def models_of(serving: Any) -> list[dict[str, Any]]:
         version = int(row["version"]) if row["version"] else None
         labels = models.labels(name)
         out.append({
-            **row, "version": version,
+            **row, "version": version, "reason": row["reason"] if reasons else "",
             "default": version is not None and models.default_version(name) == version,
             "labels": sorted(alias for alias, v in labels.items() if v == version),
         })  # fmt: skip
@@ -63,7 +65,7 @@ def api(request: Request) -> Reply:
     return json_reply(
         {
             "ready": serving.plane.ready(),
-            "models": models_of(serving),
+            "models": models_of(serving, request.user.role == "admin"),
             "series": ring.series(since),
         }
     )
@@ -89,7 +91,7 @@ def view(request: Request) -> Reply:
             f"{h(m['reason']) or '—'}</span>",
             ("yes" if m["default"] else "") + "".join(chip(alias) for alias in m["labels"]),
         )
-        for m in models_of(serving)
+        for m in models_of(serving, request.user.role == "admin")
     ]
     ready = serving.plane.ready()
     charts = "".join(
