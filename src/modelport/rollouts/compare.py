@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +26,7 @@ from modelport.signature import Signature
 ATOL, RTOL = 1e-4, 1e-3
 COSINE_AGREES = 0.99
 _EMBEDDING_WORDS = ("embed", "hidden", "feature")
+_LABELS = tuple(str(i) for i in range(256))  # class labels made once, not per request
 _SYMLOG_EDGES = np.array([-(10.0**e) for e in range(3, -4, -1)] + [10.0**e for e in range(-3, 4)])
 
 
@@ -51,8 +52,12 @@ class Comparison:
             return value.reshape(1, 1)
         return value.reshape(value.shape[0], -1)
 
-    def classes(self, outputs: Mapping[str, np.ndarray]) -> list[str]:
+    def classes(self, outputs: Mapping[str, np.ndarray]) -> Sequence[str]:
         """One label per row: the arg-max, the value, or a log-scale bin of the row mean."""
+        value = outputs[self.output]
+        if self.kind == "top1" and value.ndim == 2 and value.shape[0] == 1:  # one row: most calls
+            index = int(value.argmax())
+            return (_LABELS[index] if index < len(_LABELS) else str(index),)
         rows = self._rows(outputs)
         if self.kind == "top1":
             return [str(i) for i in np.argmax(rows, axis=1).tolist()]

@@ -20,7 +20,7 @@ import asyncio
 import hashlib
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from time import perf_counter
@@ -30,6 +30,7 @@ import numpy as np
 
 from modelport.errors import ModelportError
 from modelport.rollouts.compare import Comparison
+from modelport.rollouts.shadow import ShadowProcess, ShadowThread
 from modelport.rollouts.tally import Tally
 
 if TYPE_CHECKING:
@@ -74,22 +75,46 @@ class Traffic:
 
 class Board:
     """The live state of one model's rollout on this replica: traffic, the window's tally,
-    running totals for Prometheus, and the shadow queue with its worker."""
+    running totals for Prometheus, and the shadow copies' runner.
+
+    ``runner``: where copies run: "process" (a worker process opening the candidate from
+    ``spec()``, see shadow.py), "thread" (a worker thread on the candidate loaded here) or
+    "loop" (on the event loop, between requests); a runner that fails falls back to the loop."""
 
     def __init__(self, traffic: Traffic, comparison: Comparison, key_field: str | None = None,
-                 queue_size: int = SHADOW_QUEUE, timeout: float = 30.0) -> None:  # fmt: skip
+                 queue_size: int = SHADOW_QUEUE, timeout: float = 30.0, runner: str = "loop",
+                 spec: Callable[[], dict] | None = None) -> None:  # fmt: skip
         self.traffic = traffic
         self.comparison = comparison
         self.key_field = key_field
-        self.tally = Tally()  # swapped for a fresh one at each window's end
-        self.totals = Tally()  # since this replica started following the rollout
+        self.tally = Tally()  # the window's; swapped for a fresh one by take_tally()
+        self._past = Tally()  # the windows taken since this replica began following the rollout
+        self.queue_size = queue_size
+        self.runner = runner
+        self.spec = spec
+        self._runner: ShadowProcess | ShadowThread | None = None
+        self._closing: list[asyncio.Task] = []
         self._queue: asyncio.Queue = asyncio.Queue(queue_size)
         self._timeout = timeout
         self._worker: asyncio.Task | None = None
         self.window_ms = 1000  # the rollout's window width
         self._serving = 0  # requests of the model being answered now
-        self._quiet = asyncio.Event()  # set while none is: when shadow copies may run
+        self._quiet = asyncio.Event()  # set while none is: when copies on the loop may run
         self._quiet.set()
+
+    @property
+    def totals(self) -> Tally:
+        """Everything since this replica began following the rollout (output classes left out)."""
+        total = Tally.merged((self._past, self.tally))
+        for role in total.roles.values():
+            role.classes = {}
+        return total
+
+    def take_tally(self) -> Tally:
+        """The window's tally, replaced by a fresh one; its counts stay in the totals."""
+        tally, self.tally = self.tally, Tally()
+        self._past.add(tally)
+        return tally
 
     def serving(self) -> None:
         self._serving += 1
@@ -102,19 +127,46 @@ class Board:
 
     def observe(self, role: str, seconds: float, ok: bool, outputs: Any = None) -> None:
         classes = () if outputs is None else self.comparison.classes(outputs)
-        self.tally.observe(role, seconds, ok, classes)
-        self.totals.observe(role, seconds, ok, ())
+        self.tally.roles[role].observe(seconds, ok, classes)
+
+    def merge(self, tally: Tally) -> None:
+        """Counts a shadow runner sends back."""
+        self.tally.add(tally)
+
+    def prepare(self, candidate: LoadedModel) -> None:
+        """Start the shadow runner (a process opens the candidate meanwhile), if not started."""
+        if self._runner is None and self.runner != "loop":
+            self._runner = self._start(candidate)
+
+    async def ready(self) -> None:
+        """Wait until the shadow runner takes copies (at once when they run on the loop)."""
+        if self._runner is not None:
+            await self._runner.ready.wait()
 
     def offer(self, candidate: LoadedModel, inputs: Any, outputs: dict[str, np.ndarray]) -> None:
-        """Queue a shadow copy; a full queue drops it (counted), never waits."""
+        """Hand over a shadow copy; past the bound it is dropped (counted), never waited for."""
+        runner = self._runner
+        if runner is None and self.runner != "loop":
+            runner = self._runner = self._start(candidate)
+        if runner is not None and runner.failed is None:
+            if not runner.offer(inputs, outputs):
+                self.tally.dropped += 1
+            return
         try:
             self._queue.put_nowait((candidate, inputs, outputs))
         except asyncio.QueueFull:
             self.tally.dropped += 1
-            self.totals.dropped += 1
             return
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._shadows())
+
+    def _start(self, candidate: LoadedModel) -> ShadowProcess | ShadowThread | None:
+        if self.runner == "process" and self.spec is not None:
+            return ShadowProcess(self.spec, self.comparison, self.merge, self.queue_size)
+        if self.runner == "thread":
+            return ShadowThread(candidate.runtime, self.comparison, self.merge, self.queue_size)
+        self.runner = "loop"
+        return None
 
     async def _shadows(self) -> None:
         while True:
@@ -135,18 +187,27 @@ class Board:
             self.observe("shadow", perf_counter() - started, False)
             return
         self.observe("shadow", perf_counter() - started, True, outputs)
-        agreed, rows, score = self.comparison.compare(primary, outputs)
-        self.tally.compared_rows(agreed, rows, score)
-        self.totals.compared_rows(agreed, rows, score)
+        self.tally.compared_rows(*self.comparison.compare(primary, outputs))
 
     async def drained(self) -> None:
-        """Wait until every queued shadow copy has run."""
+        """Wait until every shadow copy handed over so far has run and been counted."""
+        if self._runner is not None:
+            await self._runner.drained()
         await self._queue.join()
 
     def close(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
             self._worker = None
+        if self._runner is not None:
+            self._closing.append(asyncio.get_running_loop().create_task(self._runner.close()))
+            self._runner = None
+
+    async def closed(self) -> None:
+        """Wait until the runner closed by ``close`` has stopped (its process has exited)."""
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+            self._closing.clear()
 
 
 class Split:
@@ -160,6 +221,8 @@ class Split:
         self.signature, self.platform = stable.signature, stable.platform
         self.labels, self.batch = stable.labels, stable.batch
         candidate.share_cost(stable)  # both on the event loop, or both in threads
+        if board.traffic.shadow:
+            board.prepare(candidate)
 
     @property
     def loaded(self) -> bool:

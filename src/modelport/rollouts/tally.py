@@ -12,6 +12,7 @@ the sum of its windows and replicas, and the catalogue stores each as plain JSON
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,8 +26,6 @@ def bucket_of(seconds: float) -> int:
     """The index of the smallest bound >= ``seconds`` (a log search; no list walk)."""
     if seconds <= _FIRST:
         return 0
-    import math
-
     return min(_BUCKETS - 1, math.ceil(math.log(seconds / _FIRST, _GROWTH) - 1e-9))
 
 
