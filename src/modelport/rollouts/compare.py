@@ -4,6 +4,7 @@
     comparison.kind                             # "top1", "exact", "max_abs" or "cosine"
     agreed, rows, score = comparison.compare(stable_outputs, candidate_outputs)
     comparison.classes(outputs)                 # per-row labels for the distribution gate
+    comparison.count_classes([a, b, c])         # the labels of many replies, counted
 
 - ``top1``: float scores with a last dimension of 2 or more (a classifier): rows agree when the
   arg-max is the same; the class is the arg-max.
@@ -65,6 +66,24 @@ class Comparison:
             return [str(r[0]) if r.size == 1 else str(hash(r.tobytes())) for r in rows]
         means = rows.astype(np.float64).mean(axis=1)
         return [f"bin{i}" for i in np.searchsorted(_SYMLOG_EDGES, means).tolist()]
+
+    def count_classes(self, replies: Sequence[np.ndarray]) -> dict[str, int]:
+        """The labels of many replies' rows (this output's arrays), counted: one vector pass for
+        a classifier, ``classes`` per reply otherwise."""
+        if self.kind == "top1":
+            try:
+                rows = np.concatenate([self._rows({self.output: reply}) for reply in replies])
+            except ValueError:  # replies of different widths: one at a time below
+                rows = None
+            if rows is not None:
+                found, counts = np.unique(rows.argmax(axis=1), return_counts=True)
+                return {_LABELS[i] if i < len(_LABELS) else str(i): n
+                        for i, n in zip(found.tolist(), counts.tolist(), strict=True)}  # fmt: skip
+        counted: dict[str, int] = {}
+        for reply in replies:
+            for label in self.classes({self.output: reply}):
+                counted[label] = counted.get(label, 0) + 1
+        return counted
 
     def compare(
         self, stable: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]

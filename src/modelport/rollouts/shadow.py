@@ -5,12 +5,14 @@
     await runner.drained()            # every copy offered so far is compared and merged
     await runner.close()
 
-The process (``python -m modelport.rollouts.shadow``, at a lower CPU priority) opens the candidate
-from the same artifact with the same runtime options, runs each copy and compares its reply with
-the primary's, and sends back its counts (a Tally) whenever it has nothing more to read, or every
-``BATCH`` copies. The event loop's share of a copy is pickling it into a pipe, and merging the
-counts. A runner whose process cannot open the candidate or dies counts the copies it had as
-shadow errors and reports ``failed``; the board then runs copies on the loop between requests.
+The process (``python -m modelport.rollouts.shadow``, at the lowest CPU priority) opens the
+candidate from the same artifact with the same runtime options, runs each copy and compares its
+reply with the primary's, and sends back its counts (a Tally) ``REPORT_EVERY`` seconds after the
+first unreported copy, when nothing more comes, or after ``BATCH`` copies. The event loop's share
+of a copy is its arrays' bytes, written to the pipe with the others of ``WRITE_EVERY`` seconds,
+and merging the counts. A runner whose process cannot open the candidate or dies counts the
+copies it had as shadow errors and reports ``failed``; the board then runs copies on the loop,
+between requests.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from modelport.rollouts.tally import Tally
 log = logging.getLogger("modelport.rollouts")
 BATCH = 64  # copies at most between two reports of the process
 REPORT_EVERY = 0.05  # seconds at most a copy's counts wait in the process for more copies
+WRITE_EVERY = 0.02  # seconds copies gather before one write: a pipe write per copy costs more
 NICENESS = 19  # the process takes the CPU the server leaves idle (nice 19: a 1.5% share)
 
 
@@ -121,7 +124,8 @@ class ShadowProcess(_Runner):
     def __init__(self, spec: Callable[[], dict], comparison: Comparison,
                  merge: Callable[[Tally], None], limit: int) -> None:  # fmt: skip
         super().__init__(comparison, merge, limit)
-        self._backlog: list[bytes] = []  # copies offered before the process started
+        self._backlog: list[bytes] = []  # copies not yet written (or before the process started)
+        self._flushing: asyncio.TimerHandle | None = None
         self._stdin: asyncio.StreamWriter | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._task = asyncio.get_running_loop().create_task(
@@ -131,12 +135,18 @@ class ShadowProcess(_Runner):
     def offer(self, inputs: Any, primary: Any) -> bool:
         if self.failed is not None or not self._taken():
             return False
-        frame = _copy_frame(inputs, {self.comparison.output: primary[self.comparison.output]})
-        if self._stdin is None:
-            self._backlog.append(frame)
-        else:
-            self._stdin.write(frame)
+        self._backlog.append(
+            _copy_frame(inputs, {self.comparison.output: primary[self.comparison.output]})
+        )
+        if self._stdin is not None and self._flushing is None:
+            self._flushing = asyncio.get_running_loop().call_later(WRITE_EVERY, self._flush)
         return True
+
+    def _flush(self) -> None:
+        self._flushing = None
+        if self._stdin is not None and self._backlog:
+            self._stdin.write(b"".join(self._backlog))
+            self._backlog.clear()
 
     async def _run(self, spec: Callable[[], dict]) -> None:
         try:
@@ -147,10 +157,8 @@ class ShadowProcess(_Runner):
             )  # fmt: skip
             assert proc.stdin is not None and proc.stdout is not None
             proc.stdin.write(_frame(("open", opened, self.comparison)))
-            for frame in self._backlog:
-                proc.stdin.write(frame)
-            self._backlog.clear()
             self._stdin = proc.stdin
+            self._flush()
             while True:
                 message = await _read(proc.stdout)
                 if message is None:
@@ -178,6 +186,8 @@ class ShadowProcess(_Runner):
 
     async def close(self) -> None:
         self._task.cancel()
+        if self._flushing is not None:
+            self._flushing.cancel()
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return

@@ -31,7 +31,7 @@ import numpy as np
 from modelport.errors import ModelportError
 from modelport.rollouts.compare import Comparison
 from modelport.rollouts.shadow import ShadowProcess, ShadowThread
-from modelport.rollouts.tally import Tally
+from modelport.rollouts.tally import ROLES, Tally
 
 if TYPE_CHECKING:
     from modelport.serving.loaded import LoadedModel
@@ -40,6 +40,7 @@ log = logging.getLogger("modelport.rollouts")
 BUCKETS = 10_000
 KEY_HEADER, VERSION_HEADER = b"x-modelport-key", b"x-modelport-version"
 SHADOW_QUEUE = 256
+CLASS_BATCH = 64  # replies whose output classes are counted together
 
 # (sticky key, version override) of the request being served; set by the transport
 ROUTE: ContextVar[tuple[bytes | None, bytes | None] | None] = ContextVar("route", default=None)
@@ -88,6 +89,7 @@ class Board:
         self.comparison = comparison
         self.key_field = key_field
         self.tally = Tally()  # the window's; swapped for a fresh one by take_tally()
+        self._replies: dict[str, list] = {role: [] for role in ROLES}  # classes not yet counted
         self._past = Tally()  # the windows taken since this replica began following the rollout
         self.queue_size = queue_size
         self.runner = runner
@@ -112,6 +114,8 @@ class Board:
 
     def take_tally(self) -> Tally:
         """The window's tally, replaced by a fresh one; its counts stay in the totals."""
+        for role in ROLES:
+            self._classify(role)
         tally, self.tally = self.tally, Tally()
         self._past.add(tally)
         return tally
@@ -126,8 +130,22 @@ class Board:
             self._quiet.set()
 
     def observe(self, role: str, seconds: float, ok: bool, outputs: Any = None) -> None:
-        classes = () if outputs is None else self.comparison.classes(outputs)
-        self.tally.roles[role].observe(seconds, ok, classes)
+        """One reply; its output classes are counted CLASS_BATCH replies at a time."""
+        self.tally.roles[role].observe(seconds, ok)
+        if outputs is not None:
+            replies = self._replies[role]
+            replies.append(outputs[self.comparison.output])
+            if len(replies) >= CLASS_BATCH:
+                self._classify(role)
+
+    def _classify(self, role: str) -> None:
+        replies = self._replies[role]
+        if replies:
+            counted = self.comparison.count_classes(replies)
+            replies.clear()
+            tally = self.tally.roles[role]
+            for label, n in counted.items():
+                tally.count(label, n)
 
     def merge(self, tally: Tally) -> None:
         """Counts a shadow runner sends back."""

@@ -48,9 +48,13 @@ class RoleTally:
         index = bucket_of(seconds)
         self.latency[index] = self.latency.get(index, 0) + 1
         for label in classes:
-            if label not in self.classes and len(self.classes) >= MAX_CLASSES:
-                label = "other"
-            self.classes[label] = self.classes.get(label, 0) + 1
+            self.count(label)
+
+    def count(self, label: str, n: int = 1) -> None:
+        """``n`` more rows of an output class (past MAX_CLASSES labels, as "other")."""
+        if label not in self.classes and len(self.classes) >= MAX_CLASSES:
+            label = "other"
+        self.classes[label] = self.classes.get(label, 0) + n
 
     def p99(self) -> float | None:
         """The 99th percentile of the successful requests' latency (a bucket's upper bound)."""
