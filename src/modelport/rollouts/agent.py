@@ -23,11 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from modelport.rollouts.board import Board, Traffic
 from modelport.rollouts.compare import Comparison
 from modelport.rollouts.controller import GRACE, Controller
 from modelport.rollouts.gates import Gates
 from modelport.rollouts.plan import Plan
-from modelport.rollouts.split import Board, Traffic
 
 if TYPE_CHECKING:
     from modelport.registry import Registry

@@ -1,6 +1,6 @@
 """The traffic split: a wrapper with the LoadedModel interface, chosen when a rollout serves.
 
-    board = Board(traffic, comparison)             # one per model under rollout (agent.py)
+    board = Board(traffic, comparison)             # one per model under rollout (board.py)
     model = Split(stable, candidate, board)        # what the model set serves as the default
     outputs = await model.infer({"input": x}, "rest")
 
@@ -8,39 +8,29 @@ Per request: an explicit version (``X-Modelport-Version: candidate|stable|N``) w
 (``X-Modelport-Key``, or the configured input) hashed into 10,000 buckets picks the candidate
 when its bucket is under the weight, so raising the weight only moves stable keys; unkeyed
 requests are split at random. A candidate failure is answered by stable and counted. In a shadow
-step a copy of the request runs on the candidate off the request path, through a bounded queue
-that drops (and counts) what it cannot take; a copy starts only while no request of the model is
-being served, so it never holds up a reply (under saturation copies wait, then drop); the two
-replies are compared as they come.
+step a copy of the request runs on the candidate off the request path and the two replies are
+compared there (board.py hands it to a worker process, shadow.py, by default).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.errors import ModelportError
-from modelport.rollouts.compare import Comparison
-from modelport.rollouts.shadow import ShadowProcess, ShadowThread
-from modelport.rollouts.tally import ROLES, Tally
+from modelport.rollouts.board import Board, Traffic
 
 if TYPE_CHECKING:
     from modelport.serving.loaded import LoadedModel
 
-log = logging.getLogger("modelport.rollouts")
 BUCKETS = 10_000
 KEY_HEADER, VERSION_HEADER = b"x-modelport-key", b"x-modelport-version"
-SHADOW_QUEUE = 256
-CLASS_BATCH = 64  # replies whose output classes are counted together
 
 # (sticky key, version override) of the request being served; set by the transport
 ROUTE: ContextVar[tuple[bytes | None, bytes | None] | None] = ContextVar("route", default=None)
@@ -56,176 +46,6 @@ def bucket(key: bytes, salt: bytes) -> int:
     """A key's bucket in 0..9999: the same on every replica and after restarts."""
     digest = hashlib.blake2b(key, digest_size=8, key=salt[:64]).digest()
     return int.from_bytes(digest, "big") % BUCKETS
-
-
-@dataclass(frozen=True)
-class Traffic:
-    """What the catalogue says for one model now; replaced whole by the agent."""
-
-    rollout_id: int
-    stable: int
-    candidate: int
-    mode: str  # "shadow", "canary", "stable" (paused or rolled back), "candidate" (promoted)
-    weight: int  # percent of requests the candidate answers (canary)
-    shadow: int = 0  # percent of the requests stable answers that are copied to the candidate
-
-    @property
-    def salt(self) -> bytes:
-        return b"rollout-%d" % self.rollout_id
-
-
-class Board:
-    """The live state of one model's rollout on this replica: traffic, the window's tally,
-    running totals for Prometheus, and the shadow copies' runner.
-
-    ``runner``: where copies run: "process" (a worker process opening the candidate from
-    ``spec()``, see shadow.py), "thread" (a worker thread on the candidate loaded here) or
-    "loop" (on the event loop, between requests); a runner that fails falls back to the loop."""
-
-    def __init__(self, traffic: Traffic, comparison: Comparison, key_field: str | None = None,
-                 queue_size: int = SHADOW_QUEUE, timeout: float = 30.0, runner: str = "loop",
-                 spec: Callable[[], dict] | None = None) -> None:  # fmt: skip
-        self.traffic = traffic
-        self.comparison = comparison
-        self.key_field = key_field
-        self.tally = Tally()  # the window's; swapped for a fresh one by take_tally()
-        self._replies: dict[str, list] = {role: [] for role in ROLES}  # classes not yet counted
-        self._past = Tally()  # the windows taken since this replica began following the rollout
-        self.queue_size = queue_size
-        self.runner = runner
-        self.spec = spec
-        self._runner: ShadowProcess | ShadowThread | None = None
-        self._closing: list[asyncio.Task] = []
-        self._queue: asyncio.Queue = asyncio.Queue(queue_size)
-        self._timeout = timeout
-        self._worker: asyncio.Task | None = None
-        self.window_ms = 1000  # the rollout's window width
-        self._serving = 0  # requests of the model being answered now
-        self._quiet = asyncio.Event()  # set while none is: when copies on the loop may run
-        self._quiet.set()
-
-    @property
-    def totals(self) -> Tally:
-        """Everything since this replica began following the rollout (output classes left out)."""
-        total = Tally.merged((self._past, self.tally))
-        for role in total.roles.values():
-            role.classes = {}
-        return total
-
-    def take_tally(self) -> Tally:
-        """The window's tally, replaced by a fresh one; its counts stay in the totals."""
-        for role in ROLES:
-            self._classify(role)
-        tally, self.tally = self.tally, Tally()
-        self._past.add(tally)
-        return tally
-
-    def serving(self) -> None:
-        self._serving += 1
-        self._quiet.clear()
-
-    def served(self) -> None:
-        self._serving -= 1
-        if not self._serving:
-            self._quiet.set()
-
-    def observe(self, role: str, seconds: float, ok: bool, outputs: Any = None) -> None:
-        """One reply; its output classes are counted CLASS_BATCH replies at a time."""
-        self.tally.roles[role].observe(seconds, ok)
-        if outputs is not None:
-            replies = self._replies[role]
-            replies.append(outputs[self.comparison.output])
-            if len(replies) >= CLASS_BATCH:
-                self._classify(role)
-
-    def _classify(self, role: str) -> None:
-        replies = self._replies[role]
-        if replies:
-            counted = self.comparison.count_classes(replies)
-            replies.clear()
-            tally = self.tally.roles[role]
-            for label, n in counted.items():
-                tally.count(label, n)
-
-    def merge(self, tally: Tally) -> None:
-        """Counts a shadow runner sends back."""
-        self.tally.add(tally)
-
-    def prepare(self, candidate: LoadedModel) -> None:
-        """Start the shadow runner (a process opens the candidate meanwhile), if not started."""
-        if self._runner is None and self.runner != "loop":
-            self._runner = self._start(candidate)
-
-    async def ready(self) -> None:
-        """Wait until the shadow runner takes copies (at once when they run on the loop)."""
-        if self._runner is not None:
-            await self._runner.ready.wait()
-
-    def offer(self, candidate: LoadedModel, inputs: Any, outputs: dict[str, np.ndarray]) -> None:
-        """Hand over a shadow copy; past the bound it is dropped (counted), never waited for."""
-        runner = self._runner
-        if runner is None and self.runner != "loop":
-            runner = self._runner = self._start(candidate)
-        if runner is not None and runner.failed is None:
-            if not runner.offer(inputs, outputs):
-                self.tally.dropped += 1
-            return
-        try:
-            self._queue.put_nowait((candidate, inputs, outputs))
-        except asyncio.QueueFull:
-            self.tally.dropped += 1
-            return
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._shadows())
-
-    def _start(self, candidate: LoadedModel) -> ShadowProcess | ShadowThread | None:
-        if self.runner == "process" and self.spec is not None:
-            return ShadowProcess(self.spec, self.comparison, self.merge, self.queue_size)
-        if self.runner == "thread":
-            return ShadowThread(candidate.runtime, self.comparison, self.merge, self.queue_size)
-        self.runner = "loop"
-        return None
-
-    async def _shadows(self) -> None:
-        while True:
-            candidate, inputs, primary = await self._queue.get()
-            try:
-                await self._quiet.wait()  # replies first: a copy runs between requests
-                await self._shadow(candidate, inputs, primary)
-            finally:
-                self._queue.task_done()
-
-    async def _shadow(self, candidate: LoadedModel, inputs: Any, primary: dict) -> None:
-        started = perf_counter()
-        try:
-            async with asyncio.timeout(self._timeout):
-                outputs = await candidate.infer(inputs, "shadow")
-        except Exception as exc:  # a shadow failure is evidence, never the client's error
-            log.debug("shadow call failed: %s", exc)
-            self.observe("shadow", perf_counter() - started, False)
-            return
-        self.observe("shadow", perf_counter() - started, True, outputs)
-        self.tally.compared_rows(*self.comparison.compare(primary, outputs))
-
-    async def drained(self) -> None:
-        """Wait until every shadow copy handed over so far has run and been counted."""
-        if self._runner is not None:
-            await self._runner.drained()
-        await self._queue.join()
-
-    def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            self._worker = None
-        if self._runner is not None:
-            self._closing.append(asyncio.get_running_loop().create_task(self._runner.close()))
-            self._runner = None
-
-    async def closed(self) -> None:
-        """Wait until the runner closed by ``close`` has stopped (its process has exited)."""
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
-            self._closing.clear()
 
 
 class Split:
