@@ -12,7 +12,7 @@ the sum of its windows and replicas, and the catalogue stores each as plain JSON
 
 from __future__ import annotations
 
-import math
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,10 +23,8 @@ MAX_CLASSES = 64  # distinct output classes kept per role; the rest count as "ot
 
 
 def bucket_of(seconds: float) -> int:
-    """The index of the smallest bound >= ``seconds`` (a log search; no list walk)."""
-    if seconds <= _FIRST:
-        return 0
-    return min(_BUCKETS - 1, math.ceil(math.log(seconds / _FIRST, _GROWTH) - 1e-9))
+    """The index of the smallest bound >= ``seconds`` (one bisection; the last past them all)."""
+    return min(_BUCKETS - 1, bisect_left(BOUNDS, seconds))
 
 
 class RoleTally:
