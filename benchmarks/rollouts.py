@@ -9,7 +9,11 @@ shadowing every request on the primary's latency, and rollback delays under load
    answered by the candidate, a fifth of the rest, 10% of all, shadowed), three pairs, medians.
    Target >= 0.9x req/s.
 2. Shadow cost: the same server at concurrency 1 with no rollout, then with "shadow 100%", three
-   pairs, medians. Target: the primary's p99 rises by at most 5% or 0.5 ms.
+   pairs, medians, with copies in the shadow process (the default); then the same pairs on a
+   server running copies on a worker thread, and on one running them on the event loop. Target
+   (the default runner): the primary's p99 rises by at most 5% or 0.5 ms.
+Each point also gives the server's CPU time per request (its shadow process included), which a
+busy shared machine disturbs less than requests/s.
 3. Rollback: the rollout test's classifier (stable about 0.8 ms a call) and three bad candidates
    (errors on a fifth of the inputs, 5x slower, disagreeing); `wrk` with varied inputs on one
    connection; the delay from the end of the window that made a breach sustained to the rollback

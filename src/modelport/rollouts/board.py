@@ -94,6 +94,8 @@ class Board:
             self._classify(role)
         tally, self.tally = self.tally, Tally()
         self._past.add(tally)
+        for role in self._past.roles.values():
+            role.classes.clear()  # the totals leave them out: keep them from growing
         return tally
 
     def serving(self) -> None:
@@ -117,7 +119,11 @@ class Board:
     def _classify(self, role: str) -> None:
         replies = self._replies[role]
         if replies:
-            counted = self.comparison.count_classes(replies)
+            try:
+                counted = self.comparison.count_classes(replies)
+            except Exception as exc:  # never a client's error: these replies go unclassified
+                log.warning("output classes not counted: %s", exc)
+                counted = {}
             replies.clear()
             tally = self.tally.roles[role]
             for label, n in counted.items():
@@ -143,7 +149,12 @@ class Board:
         if runner is None and self.runner != "loop":
             runner = self._runner = self._start(candidate)
         if runner is not None and runner.failed is None:
-            if not runner.offer(inputs, outputs):
+            try:
+                taken = runner.offer(inputs, outputs)
+            except Exception as exc:  # a copy that cannot be handed over is dropped, not raised
+                log.warning("shadow copy dropped: %s", exc)
+                taken = False
+            if not taken:
                 self.tally.dropped += 1
             return
         try:
@@ -155,10 +166,15 @@ class Board:
             self._worker = asyncio.get_running_loop().create_task(self._shadows())
 
     def _start(self, candidate: LoadedModel) -> ShadowProcess | ShadowThread | None:
-        if self.runner == "process" and self.spec is not None:
-            return ShadowProcess(self.spec, self.comparison, self.merge, self.queue_size)
-        if self.runner == "thread":
-            return ShadowThread(candidate.runtime, self.comparison, self.merge, self.queue_size)
+        """The runner this board was asked for; the loop (None) when it cannot be had."""
+        try:
+            if self.runner == "process" and self.spec is not None:
+                return ShadowProcess(self.spec, self.comparison, self.merge, self.queue_size)
+            if self.runner == "thread":
+                return ShadowThread(candidate.runtime, self.comparison, self.merge,
+                                    self.queue_size)  # fmt: skip
+        except Exception as exc:  # e.g. the candidate unloaded meanwhile
+            log.warning("shadow copies run on the event loop: %s", exc)
         self.runner = "loop"
         return None
 

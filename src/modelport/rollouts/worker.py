@@ -1,6 +1,6 @@
 """The shadow process: the candidate opened here, each copy run and compared with the primary's
 reply, the counts sent back. Started by shadow.ShadowProcess as ``python -m
-modelport.rollouts.worker``, at the lowest CPU priority, reading frames on stdin and writing
+modelport.rollouts.worker``, 10 nice levels below the server, reading frames on stdin and writing
 frames on stdout:
 
     frame(("open", {"record": ..., "path": ..., "options": ...}, comparison))   # first
@@ -28,7 +28,7 @@ from modelport.rollouts.tally import Tally
 log = logging.getLogger("modelport.rollouts")
 BATCH = 64  # copies at most between two reports
 REPORT_EVERY = 0.05  # seconds at most a copy's counts wait here for more copies
-NICENESS = 19  # the process takes the CPU the server leaves idle (nice 19: a 1.5% share)
+NICENESS = 10  # below the server (a tenth of its CPU share when both want a core), not starved
 
 
 def run_copy(runtime: Any, comparison: Comparison, inputs: Any, primary: Any, tally: Tally) -> None:
@@ -36,12 +36,14 @@ def run_copy(runtime: Any, comparison: Comparison, inputs: Any, primary: Any, ta
     started = perf_counter()
     try:
         outputs = runtime.predict(inputs)
-    except Exception as exc:  # a shadow failure is evidence, never the client's error
+        seconds = perf_counter() - started
+        classes, compared = comparison.classes(outputs), comparison.compare(primary, outputs)
+    except Exception as exc:  # a failure (or a reply without the output) is evidence
         log.debug("shadow call failed: %s", exc)
         tally.observe("shadow", perf_counter() - started, False)
         return
-    tally.observe("shadow", perf_counter() - started, True, comparison.classes(outputs))
-    tally.compared_rows(*comparison.compare(primary, outputs))
+    tally.observe("shadow", seconds, True, classes)
+    tally.compared_rows(*compared)
 
 
 def frame(message: Any) -> bytes:
