@@ -122,6 +122,7 @@ class RolloutAgent:
             board.traffic = traffic_of(ended)  # who won serves until the model set reconciles
             await self._flush_board(board, force=True)
             board.close()
+            await board.closed()  # no copy runs on the candidate once the model set retires it
             del boards[name]
             changed = True
         if changed:

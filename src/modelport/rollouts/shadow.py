@@ -93,7 +93,9 @@ class ShadowThread(_Runner):
         return tally
 
     async def close(self) -> None:
+        """Drop the copies not started; wait for the one running (it uses the candidate)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown)
 
 
 class ShadowProcess(_Runner):
@@ -170,13 +172,8 @@ class ShadowProcess(_Runner):
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return
-        if proc.stdin is not None:
-            proc.stdin.close()  # end of input: the process exits after its current copy
-        try:
-            await asyncio.wait_for(proc.wait(), 2.0)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        proc.kill()  # nothing it still has to count is wanted: the board is gone
+        await proc.wait()
 
 
 async def _read(stream: asyncio.StreamReader) -> Any:
