@@ -318,24 +318,27 @@ def report(rows: list[dict], rollbacks: list[dict], markdown: bool) -> None:
     )
     console.print("\n".join(lines))
     if markdown:
-        print("| setup | shadow runner | concurrency | req/s | p50 ms | p99 ms | CPU us/req "
-              "| errors |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
-        for r in rows:
-            print(
-                f"| {r['setup']} | {r['runner']} | {r['concurrency']} | {r['rps']:,.0f} | "
-                f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['cpu_us']:.0f} | "
-                f"{r['errors'] + r['timeouts']} |"
-            )
+        print_markdown(rows, rollbacks, lines)
+
+
+def print_markdown(rows: list[dict], rollbacks: list[dict], lines: list[str]) -> None:
+    print("| setup | shadow runner | concurrency | req/s | p50 ms | p99 ms | CPU us/req "
+          "| errors |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    for r in rows:
         print(
-            "\n| candidate | state | breached | delay s | req/s | failed |\n"
-            "|---|---|---|---|---|---|"
+            f"| {r['setup']} | {r['runner']} | {r['concurrency']} | {r['rps']:,.0f} | "
+            f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['cpu_us']:.0f} | "
+            f"{r['errors'] + r['timeouts']} |"
         )
-        for r in rollbacks:
-            print(
-                f"| {r['candidate']} | {r['state']} | {r['gates']} | {r['delay_s']:.2f} | "
-                f"{r['rps']:,.0f} | {r['failed']} |"
-            )
-        print("\n".join(lines))
+    print(
+        "\n| candidate | state | breached | delay s | req/s | failed |\n|---|---|---|---|---|---|"
+    )
+    for r in rollbacks:
+        print(
+            f"| {r['candidate']} | {r['state']} | {r['gates']} | {r['delay_s']:.2f} | "
+            f"{r['rps']:,.0f} | {r['failed']} |"
+        )
+    print("\n".join(lines))
 
 
 def main() -> None:
