@@ -351,3 +351,24 @@ async def test_a_configured_input_keys_the_split_when_no_header_does(sqlite_regi
             salt = b"rollout-%d" % r.id
             assert hits == [bucket(str(row[0]).encode(), salt) < 5000 for row in x]
     assert 0 < sum(hits) < 60
+
+
+def test_a_copy_frame_carries_numbers_and_strings_exactly():
+    from modelport.rollouts.worker import _Frames, copy_frame, decode, frame
+
+    inputs = {"input": np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2],  # not contiguous
+              "text": np.array([["héllo"], ["wörld"]], dtype=object), "ids": [[1, 2]]}  # fmt: skip
+    body = copy_frame(inputs, {"probabilities": np.ones((3, 5), np.float16)})
+    kind, got, primary = decode(memoryview(body)[4:])
+    assert kind == "copy" and got.keys() == inputs.keys()
+    np.testing.assert_array_equal(got["input"], inputs["input"])
+    assert got["text"].tolist() == [["héllo"], ["wörld"]] and got["ids"].tolist() == [[1, 2]]
+    assert primary["probabilities"].dtype == np.float16 and primary["probabilities"].shape == (3, 5)
+    import os
+
+    read, write = os.pipe()  # the process's side: frames read back one at a time from a pipe
+    os.write(write, frame(("ready",)) + body)
+    os.close(write)
+    frames = _Frames(read)
+    assert frames.next() == ("ready",) and frames.next()[0] == "copy" and frames.next() is None
+    os.close(read)

@@ -22,6 +22,8 @@ import time
 from time import perf_counter
 from typing import Any
 
+import numpy as np
+
 from modelport.rollouts.compare import Comparison
 from modelport.rollouts.tally import Tally
 
@@ -57,7 +59,8 @@ def copy_frame(inputs: Any, primary: dict) -> bytes:
     bytes (a quarter of the time pickling the arrays takes; object arrays are pickled)."""
     meta, buffers = [], []
     for group, arrays in ((0, inputs), (1, primary)):
-        for name, array in arrays.items():
+        for name, value in arrays.items():
+            array = np.asarray(value)
             if array.dtype.hasobject:
                 data, dtype = pickle.dumps(array, protocol=5), "pickle"
             else:
@@ -72,8 +75,6 @@ def copy_frame(inputs: Any, primary: dict) -> bytes:
 def decode(body: memoryview) -> Any:
     if body[0] == ord("P"):
         return pickle.loads(body[1:])
-    import numpy as np
-
     size = int.from_bytes(body[1:5], "big")
     at = 5 + size
     groups: tuple[dict, dict] = ({}, {})
