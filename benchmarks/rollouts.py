@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -99,14 +100,25 @@ def start_server(home: Path, port: int, model: str, runner: str = "process") -> 
     return proc
 
 
-def split_active(port: int, rollout_id: int) -> None:
+def split_active(port: int, rollout_id: int, warm: Callable[[], object]) -> None:
+    """Wait until the server follows the rollout and, when it shadows, its shadow process has
+    answered a copy (``warm`` sends a little traffic meanwhile): its start-up is not measured."""
     import urllib.request
 
+    shadowed = 'role="shadow",outcome="success"} '
     for _ in range(200):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as reply:
-            if f'rollout="{rollout_id}"' in reply.read().decode():
+            text = reply.read().decode()
+        if f'rollout="{rollout_id}"' in text:
+            weight = f'modelport_rollout_shadow_weight{{model="mlp",rollout="{rollout_id}"'
+            shadows = any(line.startswith(weight) and not line.endswith(" 0")
+                          for line in text.splitlines())  # fmt: skip
+            done = [line for line in text.splitlines()
+                    if f'rollout="{rollout_id}"' in line and shadowed in line]  # fmt: skip
+            if not shadows or (done and not done[0].endswith(" 0")):
                 time.sleep(0.5)  # the candidate is warm; let a window pass
                 return
+            warm()
         time.sleep(0.1)
     raise SystemExit("the rollout never reached the server")
 
@@ -159,7 +171,7 @@ def serve_points(wrk: str, registry: Registry, script: Path, runner: str, points
         for label, plan, connections in points:
             if plan is not None:
                 r = rollouts.start(registry, "mlp", "mlp:2", plan=plan, gates=LENIENT, bake=600)
-                split_active(port, r.id)
+                split_active(port, r.id, lambda: run_wrk(wrk, url, script, 1, 0.5))
             cpu = cpu_seconds(proc.pid)
             result = run_wrk(wrk, url, script, connections, duration)
             result["cpu_us"] = (
