@@ -169,8 +169,9 @@ async def test_a_failing_canary_is_answered_by_stable_and_counted(sqlite_registr
                 f'outcome="error"}} {failing}') in text  # fmt: skip
 
 
+@pytest.mark.parametrize("runner", ["process", "thread"])
 async def test_shadow_agreement_online_equals_offline_and_faults_reach_no_client(
-    sqlite_registry, versions
+    sqlite_registry, versions, runner
 ):
     reg = sqlite_registry
     x = inputs(300, seed=4)
@@ -184,8 +185,9 @@ async def test_shadow_agreement_online_equals_offline_and_faults_reach_no_client
     assert 0 < agreed_offline < 300
     rollouts.start(reg, "digits", f"digits:{versions['disagreeing']}", plan="shadow 100% 600s",
                    gates=LENIENT)  # fmt: skip
-    async with served(reg) as (models, client):
+    async with served(reg, shadow_runner=runner) as (models, client):
         split = await split_of(models)
+        await split.board.ready()  # a shadow process has opened the candidate
         for row, want in zip(x, stable_out, strict=True):
             np.testing.assert_allclose(await infer(client, row), want, atol=1e-6)
         await split.board.drained()
@@ -198,8 +200,9 @@ async def test_shadow_agreement_online_equals_offline_and_faults_reach_no_client
     rollouts.abort(reg, "digits")
     rollouts.start(reg, "digits", f"digits:{versions['failing']}", plan="shadow 100% 600s",
                    gates=LENIENT)  # fmt: skip
-    async with served(reg) as (models, client):
+    async with served(reg, shadow_runner=runner) as (models, client):
         split = await split_of(models)
+        await split.board.ready()
         replies = []
         for chunk in range(0, 300, 50):  # concurrent, in bursts the shadow queue can take
             replies += await asyncio.gather(*(client.post("/v2/models/digits/infer",
@@ -212,11 +215,13 @@ async def test_shadow_agreement_online_equals_offline_and_faults_reach_no_client
         assert candidate.errors == int((x[:, 0] >= 0.8).sum()) > 0
 
 
-async def test_shadow_copies_wait_until_no_request_is_being_answered(sqlite_registry, versions):
+async def test_shadow_copies_on_the_loop_wait_until_no_request_is_being_answered(
+    sqlite_registry, versions
+):
     reg = sqlite_registry
     rollouts.start(reg, "digits", f"digits:{versions['disagreeing']}", plan="shadow 100% 600s",
                    gates=LENIENT)  # fmt: skip
-    async with served(reg) as (models, client):
+    async with served(reg, shadow_runner="loop") as (models, client):
         split = await split_of(models)
         board = split.board
         board.serving()  # a request of the model is being answered (held open by the test)
@@ -230,13 +235,18 @@ async def test_shadow_copies_wait_until_no_request_is_being_answered(sqlite_regi
         assert board.totals.role("shadow").n == 5 and board.totals.compared == 5
 
 
-async def test_a_full_shadow_queue_drops_and_counts(sqlite_registry, versions):
+@pytest.mark.parametrize("runner", ["process", "loop"])
+async def test_a_full_shadow_queue_drops_and_counts(sqlite_registry, versions, runner):
     reg = sqlite_registry
     rollouts.start(reg, "digits", f"digits:{versions['slow']}", plan="shadow 100% 600s",
                    gates=LENIENT)  # fmt: skip
-    async with served(reg) as (models, client):
+    async with served(reg, shadow_runner=runner) as (models, client):
         split = await split_of(models)
-        split.board._queue = asyncio.Queue(4)
+        await split.board.ready()
+        if runner == "loop":
+            split.board._queue = asyncio.Queue(4)
+        else:
+            split.board._runner.limit = 4  # copies out in the process at most
         x = inputs(200, seed=5)
         replies = await asyncio.gather(*(client.post("/v2/models/digits/infer", json=body(row))
                                          for row in x))  # fmt: skip
@@ -245,6 +255,40 @@ async def test_a_full_shadow_queue_drops_and_counts(sqlite_registry, versions):
         totals = split.board.totals
         assert totals.dropped > 0 and totals.role("shadow").n + totals.dropped == 200
         assert "modelport_rollout_shadow_dropped_total" in (await client.get("/metrics")).text
+
+
+async def test_a_dead_shadow_process_fails_no_reply_and_copies_move_onto_the_loop(
+    sqlite_registry, versions
+):
+    reg = sqlite_registry
+    rollouts.start(reg, "digits", f"digits:{versions['disagreeing']}", plan="shadow 100% 600s",
+                   gates=LENIENT)  # fmt: skip
+    x = inputs(60, seed=11)
+    async with served(reg) as (models, client):
+        board = (await split_of(models)).board
+        await board.ready()
+        runner = board._runner
+        for row in x[:20]:
+            assert (await client.post("/v2/models/digits/infer", json=body(row))).status_code == 200
+        await board.drained()
+        assert board.totals.compared == 20 and runner.failed is None
+        runner._proc.kill()  # the candidate's process crashes while copies keep coming
+        for row in x[20:30]:
+            assert (await client.post("/v2/models/digits/infer", json=body(row))).status_code == 200
+        for _ in range(200):
+            if runner.failed is not None:
+                break
+            await asyncio.sleep(0.025)
+        assert runner.failed is not None and "ended" in runner.failed
+        for row in x[30:]:
+            assert (await client.post("/v2/models/digits/infer", json=body(row))).status_code == 200
+        await board.drained()
+        shadow, compared = board.totals.role("shadow"), board.totals.compared
+        assert shadow.n == 60 and shadow.errors == 60 - compared  # lost copies: the candidate's
+        assert compared >= 50  # the copies after the crash was noticed ran on the loop
+        text = (await client.get("/metrics")).text
+        assert ('modelport_rollout_requests_total{model="digits",rollout="1",role="shadow",'
+                f'outcome="error"}} {shadow.errors}') in text  # fmt: skip
 
 
 async def test_grpc_metadata_keys_stick_like_headers(sqlite_registry, versions):
@@ -307,3 +351,24 @@ async def test_a_configured_input_keys_the_split_when_no_header_does(sqlite_regi
             salt = b"rollout-%d" % r.id
             assert hits == [bucket(str(row[0]).encode(), salt) < 5000 for row in x]
     assert 0 < sum(hits) < 60
+
+
+def test_a_copy_frame_carries_numbers_and_strings_exactly():
+    from modelport.rollouts.worker import _Frames, copy_frame, decode, frame
+
+    inputs = {"input": np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2],  # not contiguous
+              "text": np.array([["héllo"], ["wörld"]], dtype=object), "ids": [[1, 2]]}  # fmt: skip
+    body = copy_frame(inputs, {"probabilities": np.ones((3, 5), np.float16)})
+    kind, got, primary = decode(memoryview(body)[4:])
+    assert kind == "copy" and got.keys() == inputs.keys()
+    np.testing.assert_array_equal(got["input"], inputs["input"])
+    assert got["text"].tolist() == [["héllo"], ["wörld"]] and got["ids"].tolist() == [[1, 2]]
+    assert primary["probabilities"].dtype == np.float16 and primary["probabilities"].shape == (3, 5)
+    import os
+
+    read, write = os.pipe()  # the process's side: frames read back one at a time from a pipe
+    os.write(write, frame(("ready",)) + body)
+    os.close(write)
+    frames = _Frames(read)
+    assert frames.next() == ("ready",) and frames.next()[0] == "copy" and frames.next() is None
+    os.close(read)

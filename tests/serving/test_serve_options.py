@@ -48,3 +48,16 @@ def test_out_of_range_ports_are_usage_errors(args: list[str]) -> None:
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 2
     assert "Invalid value" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_unknown_shadow_runner_is_a_one_line_error(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    with pytest.raises(InvalidInput, match="shadow runner 'fork' is not one of process"):
+        ServeConfig(shadow_runner="fork")
+    proc = subprocess.run([sys.executable, "-m", "modelport", "--home", str(tmp_path), "serve",
+                           "--http-port", "18999", "--shadow-runner", "fork"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "error: shadow runner 'fork' is not one of process, thread, loop"

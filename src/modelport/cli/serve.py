@@ -80,6 +80,13 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    shadow_runner: Annotated[
+        str,
+        typer.Option(
+            help="Where rollout shadow copies run: process (a worker process opening the "
+            "candidate), thread, or loop (on the event loop between requests)."
+        ),
+    ] = "process",
     intra_op_threads: Annotated[
         int | None,
         typer.Option(
@@ -281,7 +288,7 @@ def serve(
         refs=tuple(refs or ()), alias=alias, version_policy=policy, poll_interval=poll_interval,
         batching=parse_batching(batch or [], BatchConfig(max_batch_size, max_queue_delay_us)),
         request_timeout=timeout, workers=workers, runtime=runtime,
-        inline_below_us=inline_below_us, rollout_key=rollout_key,
+        inline_below_us=inline_below_us, rollout_key=rollout_key, shadow_runner=shadow_runner,
     )  # fmt: skip
     options = ServerOptions(
         host=host, http_port=http_port, grpc_port=grpc_port or None, api_keys=keys,

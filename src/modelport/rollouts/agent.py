@@ -20,14 +20,14 @@ import os
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from modelport.rollouts.board import Board, Traffic
 from modelport.rollouts.compare import Comparison
-from modelport.rollouts.controller import Controller
+from modelport.rollouts.controller import GRACE, Controller
 from modelport.rollouts.gates import Gates
 from modelport.rollouts.plan import Plan
-from modelport.rollouts.split import Board, Traffic
-from modelport.rollouts.tally import Tally
 
 if TYPE_CHECKING:
     from modelport.registry import Registry
@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelport.rollouts")
 LEASE = "rollouts"
-LEASE_TTL = 2.0  # seconds; the leader renews every tick
+LEASE_TTL = 2.0  # seconds; the leader renews every LEASE_EVERY
+LEASE_EVERY = LEASE_TTL / 4
+CONTROL_EVERY = 1.0  # seconds at most between controller ticks while no window closes
 
 
 def traffic_of(rollout: Rollout) -> Traffic:
@@ -62,6 +64,8 @@ class RolloutAgent:
         self._db = ThreadPoolExecutor(1, thread_name_prefix="modelport-rollouts")
         self._task: asyncio.Task | None = None
         self._windows: dict[int, int] = {}  # rollout id -> start (ms) of the window being tallied
+        self._leased = 0.0  # monotonic time of the last lease call
+        self._controlled: tuple[float, tuple] = (0.0, ())  # the last controller tick: time, marks
         models.metrics.collectors.append(self.metric_lines)
 
     async def start(self) -> None:
@@ -78,6 +82,7 @@ class RolloutAgent:
         await self._flush(force=True)
         for board in self.models.boards.values():
             board.close()
+            await board.closed()
         if self.leading:
             await self._run(self.registry.rollouts.release, LEASE, self.replica)
         self._db.shutdown(wait=True)
@@ -117,6 +122,7 @@ class RolloutAgent:
             board.traffic = traffic_of(ended)  # who won serves until the model set reconciles
             await self._flush_board(board, force=True)
             board.close()
+            await board.closed()  # no copy runs on the candidate once the model set retires it
             del boards[name]
             changed = True
         if changed:
@@ -124,8 +130,12 @@ class RolloutAgent:
 
     def _board(self, rollout: Rollout, traffic: Traffic) -> Board:
         record = self.registry.resolve(f"{rollout.name}:{rollout.stable}")
+        config = self.models.config
+        spec = partial(shadow_spec, self.registry, f"{rollout.name}:{rollout.candidate}",
+                       config.runtime)  # fmt: skip
         board = Board(traffic, Comparison.for_signature(record.signature), self.key_field,
-                      timeout=self.models.config.request_timeout)  # fmt: skip
+                      timeout=config.request_timeout, runner=config.shadow_runner,
+                      spec=spec)  # fmt: skip
         board.window_ms = int(Gates.from_dict(rollout.gates).window * 1000)
         return board
 
@@ -143,7 +153,7 @@ class RolloutAgent:
         now = int(time.time() * 1000)
         if not force and now < started + width:
             return
-        tally, board.tally = board.tally, Tally()
+        tally = board.take_tally()
         self._windows[rollout_id] = now // width * width
         if not tally.empty:
             await self._run(self.registry.rollouts.report, rollout_id, started, self.replica,
@@ -153,11 +163,28 @@ class RolloutAgent:
         store = self.registry.rollouts
         if not self.models.boards and not self.leading:
             return
-        self.leading = await self._run(store.lease, LEASE, self.replica, LEASE_TTL)
-        if self.leading:
+        now = time.monotonic()
+        if now - self._leased >= LEASE_EVERY:
+            self._leased = now
+            self.leading = await self._run(store.lease, LEASE, self.replica, LEASE_TTL)
+        if self.leading and self._control_due():
             done = await self._run(self.controller.tick)
             if done:
                 await self._follow()
+
+    def _control_due(self) -> bool:
+        """Whether the controller has something to look at: a window closed on some rollout
+        since its last tick (as it counts them: GRACE after the end), or CONTROL_EVERY passed
+        (hand-made changes, operator commands)."""
+        now = time.time()
+        closed = int((now - GRACE) * 1000)
+        boards = self.models.boards.values()
+        marks = tuple(sorted((b.traffic.rollout_id, closed // b.window_ms) for b in boards))
+        last, seen = self._controlled
+        if marks == seen and now - last < CONTROL_EVERY:
+            return False
+        self._controlled = (now, marks)
+        return True
 
     def metric_lines(self) -> list[str]:
         """Prometheus families of the rollouts this replica follows (totals since it began)."""
@@ -166,9 +193,10 @@ class RolloutAgent:
             "# TYPE modelport_rollout_requests_total counter",
         ]
         boards = list(self.models.boards.items())
+        totals = {name: board.totals for name, board in boards}
         for name, board in boards:
             for role in ("stable", "candidate", "shadow"):
-                tally = board.totals.role(role)
+                tally = totals[name].role(role)
                 base = f'model="{name}",rollout="{board.traffic.rollout_id}",role="{role}"'
                 out.append(f'modelport_rollout_requests_total{{{base},outcome="success"}} '
                            f"{tally.n - tally.errors}")  # fmt: skip
@@ -183,7 +211,7 @@ class RolloutAgent:
                     f"# TYPE modelport_rollout_{metric} counter"]  # fmt: skip
             for name, board in boards:
                 labels = f'model="{name}",rollout="{board.traffic.rollout_id}"'
-                out.append(f"modelport_rollout_{metric}{{{labels}}} {getattr(board.totals, attr)}")
+                out.append(f"modelport_rollout_{metric}{{{labels}}} {getattr(totals[name], attr)}")
         for metric, attr, text in (
             ("weight", "weight", "Percent of requests the candidate answers."),
             ("shadow_weight", "shadow", "Percent of stable's requests copied to the candidate."),
@@ -195,6 +223,15 @@ class RolloutAgent:
                 labels = f'model="{name}",rollout="{t.rollout_id}",mode="{t.mode}"'
                 out.append(f"modelport_rollout_{metric}{{{labels}}} {getattr(t, attr)}")
         return out
+
+
+def shadow_spec(registry: Registry, ref: str, options: Any) -> dict[str, Any]:
+    """What a shadow process needs to open the candidate as this server does (in a thread)."""
+    from modelport.runtimes import RuntimeOptions
+
+    record = registry.resolve(ref)
+    options = options if options is not None else RuntimeOptions.from_settings(registry.settings)
+    return {"record": record, "path": str(registry.path(record)), "options": options}
 
 
 def _window_start(rollout: Rollout) -> int:

@@ -4,6 +4,7 @@
     comparison.kind                             # "top1", "exact", "max_abs" or "cosine"
     agreed, rows, score = comparison.compare(stable_outputs, candidate_outputs)
     comparison.classes(outputs)                 # per-row labels for the distribution gate
+    comparison.count_classes([a, b, c])         # the labels of many replies, counted
 
 - ``top1``: float scores with a last dimension of 2 or more (a classifier): rows agree when the
   arg-max is the same; the class is the arg-max.
@@ -16,7 +17,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ from modelport.signature import Signature
 ATOL, RTOL = 1e-4, 1e-3
 COSINE_AGREES = 0.99
 _EMBEDDING_WORDS = ("embed", "hidden", "feature")
+_LABELS = tuple(str(i) for i in range(256))  # class labels made once, not per request
 _SYMLOG_EDGES = np.array([-(10.0**e) for e in range(3, -4, -1)] + [10.0**e for e in range(-3, 4)])
 
 
@@ -51,8 +53,12 @@ class Comparison:
             return value.reshape(1, 1)
         return value.reshape(value.shape[0], -1)
 
-    def classes(self, outputs: Mapping[str, np.ndarray]) -> list[str]:
+    def classes(self, outputs: Mapping[str, np.ndarray]) -> Sequence[str]:
         """One label per row: the arg-max, the value, or a log-scale bin of the row mean."""
+        value = outputs[self.output]
+        if self.kind == "top1" and value.ndim == 2 and value.shape[0] == 1:  # one row: most calls
+            index = int(value.argmax())
+            return (_LABELS[index] if index < len(_LABELS) else str(index),)
         rows = self._rows(outputs)
         if self.kind == "top1":
             return [str(i) for i in np.argmax(rows, axis=1).tolist()]
@@ -60,6 +66,24 @@ class Comparison:
             return [str(r[0]) if r.size == 1 else str(hash(r.tobytes())) for r in rows]
         means = rows.astype(np.float64).mean(axis=1)
         return [f"bin{i}" for i in np.searchsorted(_SYMLOG_EDGES, means).tolist()]
+
+    def count_classes(self, replies: Sequence[np.ndarray]) -> dict[str, int]:
+        """The labels of many replies' rows (this output's arrays), counted: one vector pass for
+        a classifier, ``classes`` per reply otherwise."""
+        if self.kind == "top1":
+            try:
+                rows = np.concatenate([self._rows({self.output: reply}) for reply in replies])
+            except ValueError:  # replies of different widths: one at a time below
+                rows = None
+            if rows is not None:
+                found, counts = np.unique(rows.argmax(axis=1), return_counts=True)
+                return {_LABELS[i] if i < len(_LABELS) else str(i): n
+                        for i, n in zip(found.tolist(), counts.tolist(), strict=True)}  # fmt: skip
+        counted: dict[str, int] = {}
+        for reply in replies:
+            for label in self.classes({self.output: reply}):
+                counted[label] = counted.get(label, 0) + 1
+        return counted
 
     def compare(
         self, stable: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]

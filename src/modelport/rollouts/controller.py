@@ -100,6 +100,8 @@ class Controller:
         width = int(gates.window * 1000)
         closed = int((now - GRACE) * 1000)
         start = max(progress.last_window + width, (closed // width - CATCH_UP) * width)
+        if start + width > closed:  # no window has closed since the last evaluation
+            return None
         rows = self.store.windows(rollout.id, since=start - (gates.span - 1) * width)
         by_window: dict[int, list[Tally]] = {}
         for window, _replica, tally in rows:

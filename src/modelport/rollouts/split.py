@@ -1,6 +1,6 @@
 """The traffic split: a wrapper with the LoadedModel interface, chosen when a rollout serves.
 
-    board = Board(traffic, comparison)             # one per model under rollout (agent.py)
+    board = Board(traffic, comparison)             # one per model under rollout (board.py)
     model = Split(stable, candidate, board)        # what the model set serves as the default
     outputs = await model.infer({"input": x}, "rest")
 
@@ -8,37 +8,29 @@ Per request: an explicit version (``X-Modelport-Version: candidate|stable|N``) w
 (``X-Modelport-Key``, or the configured input) hashed into 10,000 buckets picks the candidate
 when its bucket is under the weight, so raising the weight only moves stable keys; unkeyed
 requests are split at random. A candidate failure is answered by stable and counted. In a shadow
-step a copy of the request runs on the candidate off the request path, through a bounded queue
-that drops (and counts) what it cannot take; a copy starts only while no request of the model is
-being served, so it never holds up a reply (under saturation copies wait, then drop); the two
-replies are compared as they come.
+step a copy of the request runs on the candidate off the request path and the two replies are
+compared there (board.py hands it to a worker process, shadow.py, by default).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
 import random
 from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelport.errors import ModelportError
-from modelport.rollouts.compare import Comparison
-from modelport.rollouts.tally import Tally
+from modelport.rollouts.board import Board, Traffic
 
 if TYPE_CHECKING:
     from modelport.serving.loaded import LoadedModel
 
-log = logging.getLogger("modelport.rollouts")
 BUCKETS = 10_000
 KEY_HEADER, VERSION_HEADER = b"x-modelport-key", b"x-modelport-version"
-SHADOW_QUEUE = 256
 
 # (sticky key, version override) of the request being served; set by the transport
 ROUTE: ContextVar[tuple[bytes | None, bytes | None] | None] = ContextVar("route", default=None)
@@ -56,99 +48,6 @@ def bucket(key: bytes, salt: bytes) -> int:
     return int.from_bytes(digest, "big") % BUCKETS
 
 
-@dataclass(frozen=True)
-class Traffic:
-    """What the catalogue says for one model now; replaced whole by the agent."""
-
-    rollout_id: int
-    stable: int
-    candidate: int
-    mode: str  # "shadow", "canary", "stable" (paused or rolled back), "candidate" (promoted)
-    weight: int  # percent of requests the candidate answers (canary)
-    shadow: int = 0  # percent of the requests stable answers that are copied to the candidate
-
-    @property
-    def salt(self) -> bytes:
-        return b"rollout-%d" % self.rollout_id
-
-
-class Board:
-    """The live state of one model's rollout on this replica: traffic, the window's tally,
-    running totals for Prometheus, and the shadow queue with its worker."""
-
-    def __init__(self, traffic: Traffic, comparison: Comparison, key_field: str | None = None,
-                 queue_size: int = SHADOW_QUEUE, timeout: float = 30.0) -> None:  # fmt: skip
-        self.traffic = traffic
-        self.comparison = comparison
-        self.key_field = key_field
-        self.tally = Tally()  # swapped for a fresh one at each window's end
-        self.totals = Tally()  # since this replica started following the rollout
-        self._queue: asyncio.Queue = asyncio.Queue(queue_size)
-        self._timeout = timeout
-        self._worker: asyncio.Task | None = None
-        self.window_ms = 1000  # the rollout's window width
-        self._serving = 0  # requests of the model being answered now
-        self._quiet = asyncio.Event()  # set while none is: when shadow copies may run
-        self._quiet.set()
-
-    def serving(self) -> None:
-        self._serving += 1
-        self._quiet.clear()
-
-    def served(self) -> None:
-        self._serving -= 1
-        if not self._serving:
-            self._quiet.set()
-
-    def observe(self, role: str, seconds: float, ok: bool, outputs: Any = None) -> None:
-        classes = () if outputs is None else self.comparison.classes(outputs)
-        self.tally.observe(role, seconds, ok, classes)
-        self.totals.observe(role, seconds, ok, ())
-
-    def offer(self, candidate: LoadedModel, inputs: Any, outputs: dict[str, np.ndarray]) -> None:
-        """Queue a shadow copy; a full queue drops it (counted), never waits."""
-        try:
-            self._queue.put_nowait((candidate, inputs, outputs))
-        except asyncio.QueueFull:
-            self.tally.dropped += 1
-            self.totals.dropped += 1
-            return
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._shadows())
-
-    async def _shadows(self) -> None:
-        while True:
-            candidate, inputs, primary = await self._queue.get()
-            try:
-                await self._quiet.wait()  # replies first: a copy runs between requests
-                await self._shadow(candidate, inputs, primary)
-            finally:
-                self._queue.task_done()
-
-    async def _shadow(self, candidate: LoadedModel, inputs: Any, primary: dict) -> None:
-        started = perf_counter()
-        try:
-            async with asyncio.timeout(self._timeout):
-                outputs = await candidate.infer(inputs, "shadow")
-        except Exception as exc:  # a shadow failure is evidence, never the client's error
-            log.debug("shadow call failed: %s", exc)
-            self.observe("shadow", perf_counter() - started, False)
-            return
-        self.observe("shadow", perf_counter() - started, True, outputs)
-        agreed, rows, score = self.comparison.compare(primary, outputs)
-        self.tally.compared_rows(agreed, rows, score)
-        self.totals.compared_rows(agreed, rows, score)
-
-    async def drained(self) -> None:
-        """Wait until every queued shadow copy has run."""
-        await self._queue.join()
-
-    def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            self._worker = None
-
-
 class Split:
     """Stable and candidate behind the LoadedModel interface (name, version, signature...)."""
 
@@ -160,6 +59,8 @@ class Split:
         self.signature, self.platform = stable.signature, stable.platform
         self.labels, self.batch = stable.labels, stable.batch
         candidate.share_cost(stable)  # both on the event loop, or both in threads
+        if board.traffic.shadow:
+            board.prepare(candidate)
 
     @property
     def loaded(self) -> bool:

@@ -12,6 +12,7 @@ the sum of its windows and replicas, and the catalogue stores each as plain JSON
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,12 +23,8 @@ MAX_CLASSES = 64  # distinct output classes kept per role; the rest count as "ot
 
 
 def bucket_of(seconds: float) -> int:
-    """The index of the smallest bound >= ``seconds`` (a log search; no list walk)."""
-    if seconds <= _FIRST:
-        return 0
-    import math
-
-    return min(_BUCKETS - 1, math.ceil(math.log(seconds / _FIRST, _GROWTH) - 1e-9))
+    """The index of the smallest bound >= ``seconds`` (one bisection; the last past them all)."""
+    return min(_BUCKETS - 1, bisect_left(BOUNDS, seconds))
 
 
 class RoleTally:
@@ -49,9 +46,13 @@ class RoleTally:
         index = bucket_of(seconds)
         self.latency[index] = self.latency.get(index, 0) + 1
         for label in classes:
-            if label not in self.classes and len(self.classes) >= MAX_CLASSES:
-                label = "other"
-            self.classes[label] = self.classes.get(label, 0) + 1
+            self.count(label)
+
+    def count(self, label: str, n: int = 1) -> None:
+        """``n`` more rows of an output class (past MAX_CLASSES labels, as "other")."""
+        if label not in self.classes and len(self.classes) >= MAX_CLASSES:
+            label = "other"
+        self.classes[label] = self.classes.get(label, 0) + n
 
     def p99(self) -> float | None:
         """The 99th percentile of the successful requests' latency (a bucket's upper bound)."""

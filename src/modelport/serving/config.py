@@ -32,6 +32,9 @@ class BatchConfig:
         return self.max_batch_size > 1
 
 
+SHADOW_RUNNERS = ("process", "thread", "loop")
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     """Which models a server keeps loaded.
@@ -46,7 +49,8 @@ class ServeConfig:
     ``inline_below_us``: a runtime call estimated to take less runs on the event loop, since the
     hop to a worker thread would cost more (0 = always in a worker thread).
     ``rollout_key``: the input whose value keys the sticky split when a request has no
-    ``X-Modelport-Key`` header; ``rollout_tick``: how often rollouts are followed and decided.
+    ``X-Modelport-Key`` header; ``rollout_tick``: how often rollouts are followed and decided;
+    ``shadow_runner``: where shadow copies run: "process" (a worker process), "thread" or "loop".
     """
 
     refs: tuple[str, ...] = ()
@@ -60,6 +64,7 @@ class ServeConfig:
     inline_below_us: int = 1000
     rollout_key: str | None = None  # an input whose value is the sticky key of a request
     rollout_tick: float = 0.25  # seconds between rollout checks (state, tallies, controller)
+    shadow_runner: str = "process"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "refs", tuple(self.refs))
@@ -77,6 +82,10 @@ class ServeConfig:
             )
         if not self.rollout_tick > 0:
             raise InvalidInput(f"rollout_tick must be > 0 seconds, got {self.rollout_tick!r}")
+        if self.shadow_runner not in SHADOW_RUNNERS:
+            raise InvalidInput(
+                f"shadow runner {self.shadow_runner!r} is not one of {', '.join(SHADOW_RUNNERS)}"
+            )
         for name, batch in self.batching.items():
             if not isinstance(batch, BatchConfig):
                 raise InvalidInput(f"batching for {name!r} must be a BatchConfig")

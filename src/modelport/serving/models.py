@@ -354,12 +354,7 @@ class ModelSet:
         options = self.config.runtime
         if options is None:
             options = RuntimeOptions.from_settings(self.registry.settings)
-        if is_text_model(record):  # an encoder or classifier: text in, tokenizer in the loop
-            runtime = TextRuntime.load(self.registry.path(record), None, options)
-        else:
-            runtime = open_artifact(
-                self.registry.path(record), record.format, record.signature, options
-            )
+        runtime = open_runtime(record, self.registry.path(record), options)
         try:
             seconds = warm_up(runtime)
             batch = self._batching(name, runtime.signature)
@@ -401,6 +396,13 @@ class ModelSet:
             if runtime is not None:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(self._loader, close_runtime, runtime)
+
+
+def open_runtime(record: ModelVersion, path: Any, options: RuntimeOptions) -> Runtime:
+    """One version's runtime from its artifact (a text model gets its tokenizer in the loop)."""
+    if is_text_model(record):
+        return TextRuntime.load(path, None, options)
+    return open_artifact(path, record.format, record.signature, options)
 
 
 def _cpu_count() -> int:
