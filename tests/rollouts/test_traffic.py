@@ -264,7 +264,7 @@ async def test_a_dead_shadow_process_fails_no_reply_and_copies_move_onto_the_loo
     rollouts.start(reg, "digits", f"digits:{versions['disagreeing']}", plan="shadow 100% 600s",
                    gates=LENIENT)  # fmt: skip
     x = inputs(60, seed=11)
-    async with served(reg) as (models, client):
+    async with served(reg, shadow_runner="process") as (models, client):
         board = (await split_of(models)).board
         await board.ready()
         runner = board._runner
