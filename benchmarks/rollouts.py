@@ -9,9 +9,9 @@ shadowing every request on the primary's latency, and rollback delays under load
    answered by the candidate, a fifth of the rest, 10% of all, shadowed), three pairs, medians.
    Target >= 0.9x req/s.
 2. Shadow cost: the same server at concurrency 1 with no rollout, then with "shadow 100%", three
-   pairs, medians, with copies on a worker thread (the default); then the same pairs on a
-   server running copies in a shadow process, and on one running them on the event loop.
-   Target (the default runner): the primary's p99 rises by at most 5% or 0.5 ms.
+   pairs, medians, with copies in the shadow process (the default); then the same pairs on a
+   server running copies on a worker thread, and on one running them on the event loop. Target
+   (the default runner): the primary's p99 rises by at most 5% or 0.5 ms.
 Each point also gives the server's CPU time per request (its shadow process included), which a
 busy shared machine disturbs less than requests/s.
 3. Rollback: the rollout test's classifier (stable about 0.8 ms a call) and three bad candidates
@@ -57,7 +57,6 @@ from modelport.rollouts.gates import Gates  # noqa: E402
 from modelport.settings import Settings  # noqa: E402
 
 console = Console()
-DEFAULT = "thread"  # serve's --shadow-runner default
 ROUNDS = 3  # alternating pairs per comparison; the report takes medians
 LENIENT = Gates(max_error_rate=0.99, max_p99_ratio=1000, min_agreement=0.01, max_shift=1.0)
 ROLLBACK_GATES = Gates(
@@ -77,7 +76,7 @@ ROLLBACK_PLANS = {
 }
 
 
-def start_server(home: Path, port: int, model: str, runner: str = DEFAULT) -> subprocess.Popen:
+def start_server(home: Path, port: int, model: str, runner: str = "process") -> subprocess.Popen:
     args = [
         sys.executable,
         "-m",
@@ -152,8 +151,8 @@ def throughput_and_shadow(wrk: str, work: Path, duration: float) -> list[dict]:
     points += [("no rollout", None, 1), ("shadow 100%", shadow, 1)] * ROUNDS
     rows = []
     try:
-        rows += serve_points(wrk, registry, script, DEFAULT, points, duration)
-        for runner in ("process", "loop"):  # the other places shadow copies can run
+        rows += serve_points(wrk, registry, script, "process", points, duration)
+        for runner in ("thread", "loop"):  # the other places shadow copies can run
             rows += serve_points(wrk, registry, script, runner, points[2 * ROUNDS :], duration)
     finally:
         registry.close()
@@ -288,7 +287,7 @@ def report(rows: list[dict], rollbacks: list[dict], markdown: bool) -> None:
         )
     console.print(table)
 
-    def median(key: str, setup: str, concurrency: int, runner: str = DEFAULT) -> float:
+    def median(key: str, setup: str, concurrency: int, runner: str = "process") -> float:
         return statistics.median(r[key] for r in rows if (r["setup"], r["concurrency"],
                                  r["runner"]) == (setup, concurrency, runner))  # fmt: skip
 
@@ -298,7 +297,7 @@ def report(rows: list[dict], rollbacks: list[dict], markdown: bool) -> None:
         f"- {'met' if ratio >= 0.9 else 'NOT met'}: rollout active / none = {ratio:.2f}x "
         f"req/s (target >= 0.9x); CPU per request {cpu:.2f}x (server and shadow process)",
     ]
-    for runner in (DEFAULT, "process", "loop"):
+    for runner in ("process", "thread", "loop"):
         base, p50 = (
             median("p99_ms", "no rollout", 1, runner),
             median("p50_ms", "no rollout", 1, runner),
@@ -306,7 +305,7 @@ def report(rows: list[dict], rollbacks: list[dict], markdown: bool) -> None:
         rise = median("p99_ms", "shadow 100%", 1, runner) - base
         verdict = "met" if rise <= max(0.5, 0.05 * base) else "NOT met"
         lines.append(
-            f"- {verdict if runner == DEFAULT else runner}: 100% shadow ({runner}) moves the "
+            f"- {verdict if runner == 'process' else runner}: 100% shadow ({runner}) moves the "
             f"primary's p99 by {rise:+.3f} ms ({100 * rise / base:+.1f}%; target <= 5% or "
             f"0.5 ms), p50 {p50:.3f} -> {median('p50_ms', 'shadow 100%', 1, runner):.3f} ms"
         )

@@ -83,10 +83,10 @@ def serve(
     shadow_runner: Annotated[
         str,
         typer.Option(
-            help="Where rollout shadow copies run: thread (a worker thread), process (a worker "
-            "process opening the candidate), or loop (on the event loop between requests)."
+            help="Where rollout shadow copies run: process (a worker process opening the "
+            "candidate), thread, or loop (on the event loop between requests)."
         ),
-    ] = "thread",
+    ] = "process",
     intra_op_threads: Annotated[
         int | None,
         typer.Option(

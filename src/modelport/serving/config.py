@@ -50,8 +50,7 @@ class ServeConfig:
     hop to a worker thread would cost more (0 = always in a worker thread).
     ``rollout_key``: the input whose value keys the sticky split when a request has no
     ``X-Modelport-Key`` header; ``rollout_tick``: how often rollouts are followed and decided;
-    ``shadow_runner``: where shadow copies run: "thread" (a worker thread), "process" (a worker
-    process opening the candidate) or "loop".
+    ``shadow_runner``: where shadow copies run: "process" (a worker process), "thread" or "loop".
     """
 
     refs: tuple[str, ...] = ()
@@ -65,7 +64,7 @@ class ServeConfig:
     inline_below_us: int = 1000
     rollout_key: str | None = None  # an input whose value is the sticky key of a request
     rollout_tick: float = 0.25  # seconds between rollout checks (state, tallies, controller)
-    shadow_runner: str = "thread"
+    shadow_runner: str = "process"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "refs", tuple(self.refs))
