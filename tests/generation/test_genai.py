@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,12 +123,21 @@ def test_cancel_frees_the_slot_for_the_queued_sequence(genai_registry) -> None:
     engine = open_engine(path, "genai", EngineOptions(slots=1, context=256))
     try:
         long: queue.Queue = queue.Queue()
-        handle = engine.submit([5, 6, 7], SamplingParams(max_tokens=240, temperature=0.0), long.put)
+        held = threading.Event()  # the decode thread waits in the first token's callback
+
+        def hold_first(event) -> None:
+            long.put(event)
+            held.wait(30)
+
+        handle = engine.submit(
+            [5, 6, 7], SamplingParams(max_tokens=240, temperature=0.0), hold_first
+        )
         assert long.get(timeout=30).finish is None  # decoding
         short: queue.Queue = queue.Queue()
         engine.submit([8, 9], SamplingParams(max_tokens=3, temperature=0.0), short.put)
         assert engine.scheduler.running == 1 and engine.scheduler.queued == 1
         handle.cancel()
+        held.set()
         finish = None
         while finish is None:
             finish = long.get(timeout=30).finish
