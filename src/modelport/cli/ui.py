@@ -44,9 +44,9 @@ def ui(
 
     import uvicorn
 
-    from modelport.serving.app import _stop_on_signals, _uvicorn, listen
     from modelport.serving.auth import ApiKeys
     from modelport.serving.exposure import guard
+    from modelport.serving.listener import listen, stop_on_signals, uvicorn_server
     from modelport.ui.app import UiApp
 
     reg = registry()
@@ -68,10 +68,10 @@ def ui(
     if not keys.admin_routes:
         auth += ", read-only"
     console.print(f"dashboard on http://{shown}:{bound}/ui{auth}; Ctrl-C stops", highlight=False)
-    server = _uvicorn(config)  # SIGINT and SIGTERM stop it gracefully, exit 0
+    server = uvicorn_server(config)  # SIGINT and SIGTERM stop it gracefully, exit 0
 
     async def run() -> None:
-        _stop_on_signals(server)
+        stop_on_signals(server)
         await server.serve(sockets=[sock])
 
     try:

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from modelport.errors import InvalidInput, ModelportError, NotFound, PayloadTooLarge
-from modelport.serving.app import _lifespan, _uvicorn, listen
+from modelport.serving.listener import lifespan, listen, uvicorn_server
 from modelport.serving.rest_v2 import Reply, error_reply, reply
 
 log = logging.getLogger("modelport.edge")
@@ -84,7 +84,7 @@ class Router:
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
-                await _lifespan(receive, send)
+                await lifespan(receive, send)
             return
         headers = dict(scope["headers"])
         try:
@@ -213,4 +213,4 @@ def server(app: Any, host: str, port: int) -> tuple[Any, Any]:
         server_header=False,
         timeout_keep_alive=30,
     )
-    return _uvicorn(config), sock
+    return uvicorn_server(config), sock

@@ -11,19 +11,16 @@ handler (decode, ``DataPlane.infer``, encode) -> two ASGI messages.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
-import socket
 import zlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from modelport.errors import (
-    Conflict,
     InvalidInput,
     ModelportError,
     NotFound,
@@ -36,6 +33,7 @@ from modelport.serving.auth import ApiKeys, token_from
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.exposure import guard
 from modelport.serving.limits import Limiter, Limits
+from modelport.serving.listener import lifespan, listen, stop_on_signals, uvicorn_server
 from modelport.serving.rest_explain import ExplainOptions, RestExplain
 from modelport.serving.rest_rollouts import RestRollouts
 from modelport.serving.rest_tfserving import RestTFServing
@@ -200,7 +198,7 @@ class ServingApp:
         kind = scope["type"]
         if kind != "http":
             if kind == "lifespan":
-                await _lifespan(receive, send)
+                await lifespan(receive, send)
             return
         if self.ui is not None and scope["path"].startswith("/ui"):
             await self.ui(scope, receive, send)
@@ -401,34 +399,6 @@ class _MethodNotAllowed(Exception):
     pass
 
 
-async def _lifespan(receive: Callable, send: Callable) -> None:
-    """Models start and stop in ``serve``; the app only acknowledges the lifespan protocol."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """Bind the HTTP port up front, so a busy port is a clear error before any model loads."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on
-    # sockets that say TCP (else a reply's second write waits out the peer's delayed ACK)
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise Conflict(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
 def build(registry: Registry, config: ServeConfig, options: ServerOptions) -> tuple[Any, ...]:
     """The parts of a server: (models, metrics, plane, ASGI app)."""
     from modelport.monitoring.metrics import Metrics
@@ -475,7 +445,7 @@ async def serve(
         from modelport.monitoring.traced import traced_asgi
 
         asgi = traced_asgi(app, options.tracing)
-    http = _uvicorn(uvicorn.Config(
+    http = uvicorn_server(uvicorn.Config(
         asgi, host=options.host, port=http_port, http="httptools", loop="none",
         lifespan="off", access_log=False, log_level="warning", server_header=False,
         date_header=False, timeout_keep_alive=30, proxy_headers=False,
@@ -483,7 +453,7 @@ async def serve(
         timeout_graceful_shutdown=options.drain_timeout,
     ))  # fmt: skip
     grpc_server = grpc_port = None
-    _stop_on_signals(http)
+    stop_on_signals(http)
     try:
         if options.grpc_port is not None:
             from modelport.serving.grpc_v2 import start_grpc
@@ -512,34 +482,6 @@ async def serve(
             await app.llm.close()
         if options.tracing is not None:
             await asyncio.get_running_loop().run_in_executor(None, options.tracing.shutdown)
-
-
-def _stop_on_signals(http: Any) -> None:
-    """SIGINT and SIGTERM stop the server gracefully: stop accepting, close idle connections,
-    finish the requests in flight (up to ``drain_timeout``), unload the models, return (exit 0)."""
-    import signal
-
-    def stop() -> None:
-        http.should_exit = True
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-            pass
-
-
-def _uvicorn(config: Any) -> Any:
-    """A uvicorn server that leaves signal handling to ``serve``."""
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-    return Server(config)
 
 
 def run(

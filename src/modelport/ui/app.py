@@ -21,8 +21,9 @@ from urllib.parse import parse_qsl
 from modelport.errors import ModelportError, NotFound, PayloadTooLarge, Unauthorized
 from modelport.registry.audit import acting_as
 from modelport.serving import admin
-from modelport.serving.app import _lifespan, path_params
+from modelport.serving.app import path_params
 from modelport.serving.auth import ApiKeys, token_from
+from modelport.serving.listener import lifespan
 from modelport.ui import assets, errors, login
 from modelport.ui.page import Context, Page, Reply, Request, Route, User
 from modelport.ui.pages import PAGES
@@ -96,7 +97,7 @@ class UiApp:
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
