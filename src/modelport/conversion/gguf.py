@@ -83,7 +83,6 @@ def _vocab(folder: Path, size: int) -> tuple[list[str], list[int], list[str]]:
 
 def write_gguf(folder: Path, target: Path, precision: str) -> dict[str, Any]:
     import gguf
-    from safetensors import safe_open
 
     config = json.loads((folder / "config.json").read_text())
     arch = ARCHS.get((config.get("architectures") or [""])[0])
@@ -91,12 +90,23 @@ def write_gguf(folder: Path, target: Path, precision: str) -> dict[str, Any]:
         raise InvalidInput(
             f"GGUF conversion supports {sorted(ARCHS)}, not {config.get('architectures')}"
         )
-    heads, kv_heads = (
-        config["num_attention_heads"],
-        config.get("num_key_value_heads") or config["num_attention_heads"],
-    )
-    head_dim = config.get("head_dim") or config["hidden_size"] // heads
     w = gguf.GGUFWriter(str(target), arch)
+    heads, kv_heads = _write_hyperparameters(w, folder, config, precision)
+    _write_tokenizer(w, folder, config, arch)
+    count = _write_tensors(w, folder, arch, precision, heads, kv_heads)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return {"architecture": arch, "parameters": count}
+
+
+def _write_hyperparameters(
+    w: Any, folder: Path, config: dict[str, Any], precision: str
+) -> tuple[int, int]:
+    """The model's shape as GGUF metadata; returns (attention heads, key-value heads)."""
+    heads = config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads") or heads
     w.add_name(folder.name)
     w.add_context_length(config.get("max_position_embeddings", 2048))
     w.add_embedding_length(config["hidden_size"])
@@ -106,8 +116,12 @@ def write_gguf(folder: Path, target: Path, precision: str) -> dict[str, Any]:
     w.add_head_count_kv(kv_heads)
     w.add_layer_norm_rms_eps(config.get("rms_norm_eps", 1e-6))
     w.add_rope_freq_base(config.get("rope_theta", 10000.0))
-    w.add_rope_dimension_count(head_dim)
+    w.add_rope_dimension_count(config.get("head_dim") or config["hidden_size"] // heads)
     w.add_file_type(PRECISIONS[precision])
+    return heads, kv_heads
+
+
+def _write_tokenizer(w: Any, folder: Path, config: dict[str, Any], arch: str) -> None:
     tokens, types, merges = _vocab(folder, config["vocab_size"])
     w.add_vocab_size(len(tokens))
     w.add_tokenizer_model("gpt2")
@@ -125,6 +139,15 @@ def write_gguf(folder: Path, target: Path, precision: str) -> dict[str, Any]:
     template = chat_template(folder)
     if template:
         w.add_chat_template(template)
+
+
+def _write_tensors(
+    w: Any, folder: Path, arch: str, precision: str, heads: int, kv_heads: int
+) -> int:
+    """Every weight of the checkpoint's shards under its GGUF name; returns the parameter count."""
+    import gguf
+    from safetensors import safe_open
+
     count = 0
     for shard in sorted(folder.glob("*.safetensors")):
         with safe_open(str(shard), framework="np") as f:
@@ -143,11 +166,7 @@ def write_gguf(folder: Path, target: Path, precision: str) -> dict[str, Any]:
                 else:
                     w.add_tensor(name, data)
                 count += int(data.size)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return {"architecture": arch, "parameters": count}
+    return count
 
 
 def measure_parity(folder: Path, gguf_path: Path, text: str = PARITY_TEXT) -> dict[str, float]:
