@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.generation.conftest import build_bert  # noqa: E402
 
-console = Console()
+console = Console(width=150)
 MINILM_L6 = {
     "hidden_size": 384,
     "num_hidden_layers": 6,
