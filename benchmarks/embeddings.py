@@ -111,6 +111,34 @@ def gemm_rates(threads: int, m: int = 1024, k: int = 384, n: int = 1536) -> dict
     return rates
 
 
+def report(title: str, best: dict, sizes: dict[str, int]) -> list[str]:
+    """Print the table and the size / cosine line; the table as markdown lines."""
+    st_rate, _, st_vectors = best["sentence-transformers (PyTorch fp32)"]
+    targets = {"modelport ONNX fp32": 1.5, "modelport ONNX int8": 3.0}
+    head = ["encoder", "sentences/s", "vs sentence-transformers", "target", "CPU s",
+            "size MiB", "mean cosine vs PyTorch fp32"]  # fmt: skip
+    table = Table(*head, title=title)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, (speed, cpu, vectors) in best.items():
+        cosine = float((vectors * st_vectors).sum(axis=1).mean())
+        target = f">= {targets[label]}x" if label in targets else ""
+        cells = [label, f"{speed:.0f}", f"{speed / st_rate:.2f}x", target, f"{cpu:.1f}",
+                 f"{sizes[label] / 2**20:.1f}", f"{cosine:.5f}"]  # fmt: skip
+        table.add_row(*cells)
+        lines.append("| " + " | ".join(cells) + " |")
+    console.print(table)
+    fp32, int8 = sizes["modelport ONNX fp32"], sizes["modelport ONNX int8"]
+    int8_cosine = float(
+        (best["modelport ONNX int8"][2] * best["modelport ONNX fp32"][2]).sum(1).mean()
+    )
+    console.print(
+        f"int8 is {fp32 / int8:.2f}x smaller than fp32 "
+        f"({fp32 / 2**20:.1f} -> {int8 / 2**20:.1f} MiB, target >= 3.5x); "
+        f"int8 mean cosine vs modelport fp32 {int8_cosine:.5f} (target >= 0.99)"
+    )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=1024)
@@ -154,34 +182,13 @@ def main() -> None:
             if label not in best or got[0] > best[label][0]:
                 best[label] = got
     load = (load + os.getloadavg()[0]) / 2
-    st_rate, _, st_vectors = best["sentence-transformers (PyTorch fp32)"]
-    sizes = {"sentence-transformers (PyTorch fp32)": size, "modelport ONNX fp32": fp32.size,
-             "modelport ONNX int8": int8.size}  # fmt: skip
-    targets = {"modelport ONNX fp32": 1.5, "modelport ONNX int8": 3.0}
-    head = ["encoder", "sentences/s", "vs sentence-transformers", "target", "CPU s",
-            "size MiB", "mean cosine vs PyTorch fp32"]  # fmt: skip
     title = (
         f"MiniLM-L6-shaped BERT, batch 32, {len(texts)} sentences, {threads} threads, "
         f"best of {args.rounds}, load average {load:.1f}"
     )
-    table = Table(*head, title=title)
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, (speed, cpu, vectors) in best.items():
-        cosine = float((vectors * st_vectors).sum(axis=1).mean())
-        target = f">= {targets[label]}x" if label in targets else ""
-        cells = [label, f"{speed:.0f}", f"{speed / st_rate:.2f}x", target, f"{cpu:.1f}",
-                 f"{sizes[label] / 2**20:.1f}", f"{cosine:.5f}"]  # fmt: skip
-        table.add_row(*cells)
-        lines.append("| " + " | ".join(cells) + " |")
-    console.print(table)
-    int8_cosine = float(
-        (best["modelport ONNX int8"][2] * best["modelport ONNX fp32"][2]).sum(1).mean()
-    )
-    console.print(
-        f"int8 is {fp32.size / int8.size:.2f}x smaller than fp32 "
-        f"({fp32.size / 2**20:.1f} -> {int8.size / 2**20:.1f} MiB, target >= 3.5x); "
-        f"int8 mean cosine vs modelport fp32 {int8_cosine:.5f} (target >= 0.99)"
-    )
+    sizes = {"sentence-transformers (PyTorch fp32)": size, "modelport ONNX fp32": fp32.size,
+             "modelport ONNX int8": int8.size}  # fmt: skip
+    lines = report(title, best, sizes)
     gemm = gemm_rates(threads)
     console.print(
         f"CPU: {cpu_info().summary()}\n"
