@@ -43,6 +43,10 @@ def test_fp32_encoder_matches_transformers(registry) -> None:
     assert version.format == "onnx" and version.parent == "bert:1"
     assert version.tags["task"] == "feature-extraction"
     assert version.transform_params["min_cosine"] >= 0.9999
+    # one fused Attention per layer, residual + LayerNorm and bias + GELU fused too
+    fused = version.transform_params["fused"]
+    assert fused["Attention"] == 2 and fused["SkipLayerNormalization"] == 4
+    assert fused["BiasGelu"] == 2
     folder = registry.path(version).parent
     got, tokens = open_encoder(folder).embed(TEXTS)
     expected = reference_vectors(registry.path("bert:1").parent, TEXTS)
@@ -53,8 +57,10 @@ def test_fp32_encoder_matches_transformers(registry) -> None:
 def test_int8_quantizes_the_embedding_tables(registry) -> None:
     fp32 = registry.resolve("bert:2")
     int8 = convert_encoder(registry, "bert:1", int8=True)
-    assert int8.transform_params["quantized_ops"] == ["MatMul", "Gather"]
+    assert int8.transform_params["quantized_ops"] == ["MatMul", "Attention", "Gather"]
     assert fp32.size / int8.size >= 3.5
+    assert int8.transform_params["weights"] == "int8 per-channel"
+    assert isinstance(int8.transform_params["reduce_range"], bool)
     a, _ = open_encoder(registry.path(fp32).parent).embed(TEXTS)
     b, _ = open_encoder(registry.path(int8).parent).embed(TEXTS)
     assert (a * b).sum(axis=1).mean() >= 0.99
@@ -66,6 +72,20 @@ def test_long_lists_are_split_into_batches(registry) -> None:
     vectors, _ = encoder.embed(many)
     assert vectors.shape[0] == 70
     np.testing.assert_allclose(vectors[65], encoder.embed([many[65]])[0][0], atol=1e-5)
+
+
+def test_mixed_lengths_are_batched_by_length_and_answered_in_order(registry) -> None:
+    """Sorting by token count pads each batch to its own longest text; the answers still come
+    back in the caller's order, each the vector the text gets alone."""
+    encoder = open_encoder(registry.path("bert:2").parent)
+    encoder.batch = 4
+    texts = [("word " * n).strip() for n in (30, 1, 12, 2, 25, 3, 8, 40, 5, 1)]
+    vectors, tokens = encoder.embed(texts)
+    alone = np.concatenate([encoder.embed([t])[0] for t in texts])
+    np.testing.assert_allclose(vectors, alone, atol=1e-5)
+    assert tokens == sum(len(encoder.tokenizer.encode(t).ids) for t in texts)
+    with pytest.raises(InvalidInput, match="no texts"):
+        encoder.embed([])
 
 
 def test_only_encoder_checkpoints_convert(registry, tmp_path) -> None:

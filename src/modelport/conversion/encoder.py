@@ -4,8 +4,11 @@
     version = convert_encoder(registry, "sentiment:1")           # a sequence classifier too
 
 The export keeps the last hidden state; pooling (mean over the attention mask, then L2) runs
-in the encoder engine with the checkpoint's own tokenizer. int8 quantizes MatMul weights and
-the Gather embedding tables, which hold most of a small encoder's bytes. Every conversion is
+in the encoder engine with the checkpoint's own tokenizer. The exported graph is fused for
+ONNX Runtime (one Attention node per layer, SkipLayerNormalization, BiasGelu: see
+``conversion/fusion.py``) and the fused operator counts are recorded. int8 quantizes the fused
+graph: MatMul and Attention weights per channel and the Gather embedding tables, which hold
+most of a small encoder's bytes. Every conversion is
 checked against transformers on a fixed sentence set (cosine of pooled vectors; for a
 classifier, the largest difference of class probabilities) and refused past the tolerance
 unless forced.
@@ -13,6 +16,7 @@ unless forced.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import warnings
@@ -22,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.conversion.fusion import fuse_encoder, quantize_encoder
 from modelport.errors import InvalidInput
 from modelport.generation.encoder import mean_pool, open_encoder
 from modelport.registry import ModelVersion, Registry
@@ -48,12 +53,12 @@ TOKENIZER_FILES = (
 )
 
 
-def _transformers_model(checkpoint: Path, classify: bool) -> Any:
+def _transformers_model(checkpoint: Path, classify: bool, **options: Any) -> Any:
     import torch
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     kind = AutoModelForSequenceClassification if classify else AutoModel
-    return kind.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    return kind.from_pretrained(checkpoint, dtype=torch.float32, **options).eval()
 
 
 def reference_vectors(checkpoint: Path, texts: list[str], classify: bool = False) -> np.ndarray:
@@ -75,7 +80,8 @@ def reference_vectors(checkpoint: Path, texts: list[str], classify: bool = False
 def export_onnx(checkpoint: Path, target: Path, classify: bool = False) -> None:
     import torch
 
-    model = _transformers_model(checkpoint, classify)
+    # eager attention traces to the plain MatMul/Softmax pattern the fusion recognises
+    model = _transformers_model(checkpoint, classify, attn_implementation="eager")
     uses_types = getattr(model.config, "type_vocab_size", 0) > 0
     output = "logits" if classify else "last_hidden_state"
 
@@ -109,18 +115,6 @@ def export_onnx(checkpoint: Path, target: Path, classify: bool = False) -> None:
         )
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        op_types_to_quantize=["MatMul", "Gather"],
-        weight_type=QuantType.QInt8,
-        per_channel=False,
-    )
-
-
 def convert_encoder(
     registry: Registry, ref: str, int8: bool = False, force: bool = False
 ) -> ModelVersion:
@@ -137,12 +131,16 @@ def convert_encoder(
     with tempfile.TemporaryDirectory(dir=registry.blobs.tmp, prefix="encoder-") as work:
         out = Path(work) / "model"
         out.mkdir()
-        fp32 = Path(work) / "fp32.onnx"
-        export_onnx(checkpoint, fp32, classify)
+        exported, fused = Path(work) / "export.onnx", Path(work) / "fused.onnx"
+        export_onnx(checkpoint, exported, classify)
+        config = json.loads((checkpoint / "config.json").read_text())
+        graph = fuse_encoder(
+            exported, fused, config.get("num_attention_heads", 0), config.get("hidden_size", 0)
+        )
         if int8:
-            quantize_int8(fp32, out / "model.onnx")
+            graph.update(quantize_encoder(fused, out / "model.onnx"))
         else:
-            shutil.move(fp32, out / "model.onnx")
+            shutil.move(fused, out / "model.onnx")
         for name in TOKENIZER_FILES:
             if (checkpoint / name).is_file():
                 shutil.copy(checkpoint / name, out / name)
@@ -154,10 +152,9 @@ def convert_encoder(
             "to": "onnx-encoder",
             "precision": precision,
             **({"output": "logits"} if classify else {"pooling": "mean", "normalize": True}),
+            **graph,
             **parity,
         }
-        if int8:
-            params["quantized_ops"] = ["MatMul", "Gather"]
         return registry.add(
             artifact,
             parent.name,

@@ -7,7 +7,10 @@
 The folder holds ``model.onnx`` (inputs input_ids, attention_mask[, token_type_ids]; output
 the last hidden state, or a sequence classifier's ``logits``) and the checkpoint's
 ``tokenizer.json``. Long lists are split into
-batches of ``batch`` texts, so a client never has to.
+batches of ``batch`` texts, so a client never has to. Texts are sorted by token count before
+they are batched and each batch is padded only to its own longest text (answers come back in
+the caller's order): a list of mixed lengths costs about its real token count, not its
+longest text times its size.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def load_tokenizer(folder: Path, max_length: int):
+    """The folder's ``tokenizer.json``, truncating at ``max_length`` tokens."""
     try:
         from tokenizers import Tokenizer
     except ImportError:
@@ -38,15 +42,24 @@ def load_tokenizer(folder: Path, max_length: int):
         raise InvalidInput(f"{folder} has no tokenizer.json")
     tokenizer = Tokenizer.from_file(str(path))
     tokenizer.enable_truncation(max_length)
-    pad = tokenizer.padding or {}
-    tokenizer.enable_padding(pad_id=pad.get("pad_id", 0), pad_token=pad.get("pad_token", "[PAD]"))
     return tokenizer
+
+
+def pad_id(tokenizer) -> int:
+    """The id padding uses: the tokenizer's own setting, else ``[PAD]``, else 0."""
+    pad = tokenizer.padding or {}
+    if "pad_id" in pad:
+        return int(pad["pad_id"])
+    found = tokenizer.token_to_id(pad.get("pad_token", "[PAD]"))
+    return 0 if found is None else int(found)
 
 
 class Encoder:
     def __init__(self, session, tokenizer, batch: int = 32) -> None:
         self.session = session
         self.tokenizer = tokenizer
+        self.pad_id = pad_id(tokenizer)
+        tokenizer.no_padding()
         self.batch = batch
         self.inputs = {i.name for i in session.get_inputs()}
         output = session.get_outputs()[0]
@@ -65,18 +78,31 @@ class Encoder:
         if pool == self.classifier:
             want = "an encoder" if pool else "a sequence classifier"
             raise InvalidInput(f"this model is not {want}")
-        out, tokens = [], 0
-        for start in range(0, len(texts), self.batch):
-            encodings = self.tokenizer.encode_batch(list(texts[start : start + self.batch]))
-            ids = np.array([e.ids for e in encodings], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        if not texts:
+            raise InvalidInput("no texts to encode")
+        encodings = self.tokenizer.encode_batch(list(texts))
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        out: list[np.ndarray] = []
+        for start in range(0, len(order), self.batch):
+            ids, mask = self._pad([encodings[i] for i in order[start : start + self.batch]])
             feed = {"input_ids": ids, "attention_mask": mask}
             if "token_type_ids" in self.inputs:
                 feed["token_type_ids"] = np.zeros_like(ids)
             first = self.session.run(None, feed)[0]
             out.append(mean_pool(first, mask) if pool else first.astype(np.float32))
-            tokens += int(mask.sum())
-        return np.concatenate(out), tokens
+        result = np.empty((len(order), out[0].shape[-1]), dtype=np.float32)
+        result[order] = np.concatenate(out)
+        return result, int(sum(len(e.ids) for e in encodings))
+
+    def _pad(self, encodings: list) -> tuple[np.ndarray, np.ndarray]:
+        """input_ids and attention_mask of one batch, padded to its longest text."""
+        width = max(1, *(len(e.ids) for e in encodings))
+        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, : len(encoding.ids)] = encoding.ids
+            mask[row, : len(encoding.ids)] = 1
+        return ids, mask
 
     def close(self) -> None:
         self.session = None
