@@ -1,32 +1,35 @@
-"""Payload events staged as columns on the request path: the writer turns a batch into Arrow
-with a few vectorized calls, not a Python loop over events.
+"""Payload events turned into columns by the writer: a few vectorized calls per batch.
 
-    batch = Batch("digits", kind(inputs, outputs))
-    batch.add(time, request_id, traceparent, version, inputs, outputs, latency, nbytes)
-    batch.table()      # a pyarrow Table, one row per event (the Parquet sink)
-    batch.events()     # the events one at a time (the CloudEvents sink)
+    batches = batched(events)      # events as the request path queued them, grouped
+    batch.table()                  # a pyarrow Table, one row per event (the Parquet sink)
+    batch.events()                 # the events one at a time (the CloudEvents sink)
 
-A batch holds events of one model with the same tensor names (their ``kind``). Adding an event
-appends its scalars to one list per column and each tensor to one list per tensor name (a
-reference, no copy: about a microsecond on the request path); ``table`` joins each tensor's
-arrays' bytes in one ``bytes.join`` (one ``np.concatenate`` when their dtypes differ), takes
-the offsets from their sizes in C, and hands the GIL back between columns, so the event loop
-never waits for more than one column's conversion. A batch is full at ``EVENTS`` events or
-past ``BYTES`` of tensors.
+The request path queues each event as one tuple (``Queued``: references to the request's
+decoded inputs and its outputs, which nothing writes to once the reply is built, and a few
+scalars). ``batched`` groups what the writer took by model and tensor names (their ``kind``),
+in order, and a ``Batch`` transposes its events in C (``zip``) into one list per column and one
+list of arrays per tensor name; ``table`` joins each tensor's arrays' bytes in one
+``bytes.join`` (one ``np.concatenate`` when their dtypes differ), takes the offsets from their
+sizes in C, and hands the GIL back between columns, so the event loop never waits for more than
+one column's conversion. A batch holds at most ``EVENTS`` events.
 """
 
 from __future__ import annotations
 
+import itertools
 import operator
+import os
 from time import sleep
 from typing import Any, NamedTuple
 
 import numpy as np
 
 EVENTS = 1024
-BYTES = 4 << 20
 _SIZE = operator.attrgetter("size")
 _DTYPE = operator.attrgetter("dtype")
+# ids of events that came without one: unique per process start, made by the writer
+_PREFIX = os.urandom(6).hex()
+_SERIAL = itertools.count(1)
 
 
 class Event(NamedTuple):
@@ -40,43 +43,46 @@ class Event(NamedTuple):
     latency: float  # seconds
 
 
+# what the request path queues: an Event's fields (request_id may be None), then the bytes of
+# its tensors
+Queued = tuple
+
+
 def kind(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> tuple:
     """What the events of one batch share: their input and output names."""
     return tuple(inputs), tuple(outputs)
+
+
+def batched(events: list[Queued]) -> list[Batch]:
+    """``events`` grouped by model and kind, each group in order, in batches of ``EVENTS``."""
+    groups: dict[tuple, list[Queued]] = {}
+    for event in events:
+        key = event[3], tuple(event[5]), tuple(event[6])
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [event]
+        else:
+            group.append(event)
+    return [Batch(key[0], key[1:], group[start : start + EVENTS])
+            for key, group in groups.items() for start in range(0, len(group), EVENTS)]  # fmt: skip
 
 
 class Batch:
     __slots__ = ("model", "kind", "count", "nbytes", "times", "ids", "traceparents",
                  "versions", "latencies", "tensors")  # fmt: skip
 
-    def __init__(self, model: str, kind: tuple) -> None:
-        self.model, self.kind = model, kind
-        self.count = self.nbytes = 0  # events; bytes of their tensors
-        self.times: list[float] = []
-        self.ids: list[str] = []
-        self.traceparents: list[str | None] = []
-        self.versions: list[int] = []
-        self.latencies: list[float] = []
-        self.tensors: list[list[np.ndarray]] = [[] for _ in (*kind[0], *kind[1])]
-
-    def add(self, time: float, request_id: str, traceparent: str | None, version: int,
-            inputs: dict, outputs: dict, latency: float, nbytes: int) -> None:  # fmt: skip
-        """Append one event of this batch's kind."""
-        self.times.append(time)
-        self.ids.append(request_id)
-        self.traceparents.append(traceparent)
-        self.versions.append(version)
-        self.latencies.append(latency)
-        tensors = self.tensors
-        i = 0
-        for array in inputs.values():
-            tensors[i].append(array)
-            i += 1
-        for array in outputs.values():
-            tensors[i].append(array)
-            i += 1
-        self.count += 1
-        self.nbytes += nbytes
+    def __init__(self, model: str, kind: tuple, events: list[Queued]) -> None:
+        """A batch of ``events`` of one model and kind (queued tuples)."""
+        self.model, self.kind, self.count = model, kind, len(events)
+        times, ids, traceparents, _, versions, inputs, outputs, latencies, sizes = zip(
+            *events, strict=True
+        )
+        self.times, self.traceparents, self.versions, self.latencies = (
+            times, traceparents, versions, latencies)  # fmt: skip
+        self.ids = [i or f"{_PREFIX}-{next(_SERIAL)}" for i in ids] if not all(ids) else ids
+        self.nbytes = sum(sizes)
+        self.tensors = [list(map(operator.itemgetter(n), inputs)) for n in kind[0]] + [
+            list(map(operator.itemgetter(n), outputs)) for n in kind[1]]  # fmt: skip
 
     def rows(self) -> np.ndarray:
         """The first input's rows per event (1 for a scalar or no input)."""

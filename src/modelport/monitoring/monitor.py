@@ -16,9 +16,7 @@ scored last.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -96,7 +94,6 @@ class Monitor:
             self.feedbacks.remember(name, request_id, version, outputs)
         logger = self.logger
         if logger is not None and logger.wants(name):
-            request_id = request_id or f"{_PREFIX}-{next(_SERIAL)}"
             logger.offer(now(), request_id, request.traceparent, name, version, feed, outputs,
                          latency)  # fmt: skip
         if self.options.drift and self._tracked(model, name, version):
@@ -258,9 +255,6 @@ class Monitor:
 _LOCK = threading.Lock()  # the backlog drains in one thread at a time
 _UNKNOWN = object()
 SLICE = 256  # requests binned between two hand-backs of the GIL
-# ids of requests that came without one: unique per process start, cheap on the request path
-_PREFIX = os.urandom(6).hex()
-_SERIAL = itertools.count(1)
 
 
 def _sink_args(options: MonitorOptions) -> dict[str, Any]:
