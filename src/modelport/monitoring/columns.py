@@ -24,9 +24,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-EVENTS = 1024
+EVENTS = 512
 _SIZE = operator.attrgetter("size")
 _DTYPE = operator.attrgetter("dtype")
+_MODEL, _INPUTS, _OUTPUTS = operator.itemgetter(3), operator.itemgetter(5), operator.itemgetter(6)
 # ids of events that came without one: unique per process start, made by the writer
 _PREFIX = os.urandom(6).hex()
 _SERIAL = itertools.count(1)
@@ -54,22 +55,30 @@ def kind(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> tuple
 
 
 def batched(events: list[Queued]) -> list[Batch]:
-    """``events`` grouped by model and kind, each group in order, in batches of ``EVENTS``."""
+    """``events`` grouped by model and kind, each group in order, in batches of ``EVENTS``.
+    The usual case, one model and kind, costs C loops (``map``) only: one model, as many
+    inputs and outputs in every event, and each of the first event's names found in all."""
+    first = events[0]
+    n_in, n_out = len(first[5]), len(first[6])
+    if (all(map(first[3].__eq__, map(_MODEL, events)))
+            and all(map(n_in.__eq__, map(len, map(_INPUTS, events))))
+            and all(map(n_out.__eq__, map(len, map(_OUTPUTS, events))))):  # fmt: skip
+        try:
+            kind = tuple(first[5]), tuple(first[6])
+            return [Batch(first[3], kind, events[start : start + EVENTS])
+                    for start in range(0, len(events), EVENTS)]  # fmt: skip
+        except KeyError:  # other names in some events
+            pass
     groups: dict[tuple, list[Queued]] = {}
     for event in events:
-        key = event[3], tuple(event[5]), tuple(event[6])
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [event]
-        else:
-            group.append(event)
+        groups.setdefault((event[3], tuple(event[5]), tuple(event[6])), []).append(event)
     return [Batch(key[0], key[1:], group[start : start + EVENTS])
             for key, group in groups.items() for start in range(0, len(group), EVENTS)]  # fmt: skip
 
 
 class Batch:
     __slots__ = ("model", "kind", "count", "nbytes", "times", "ids", "traceparents",
-                 "versions", "latencies", "tensors")  # fmt: skip
+                 "versions", "latencies", "tensors", "serial")  # fmt: skip
 
     def __init__(self, model: str, kind: tuple, events: list[Queued]) -> None:
         """A batch of ``events`` of one model and kind (queued tuples)."""
@@ -79,7 +88,12 @@ class Batch:
         )
         self.times, self.traceparents, self.versions, self.latencies = (
             times, traceparents, versions, latencies)  # fmt: skip
-        self.ids = [i or f"{_PREFIX}-{next(_SERIAL)}" for i in ids] if not all(ids) else ids
+        self.serial = 0
+        if not any(ids):  # none came with an id: "<process>-<batch>-<n>", made in C by table()
+            ids, self.serial = None, next(_SERIAL)
+        elif not all(ids):
+            ids = [i or f"{_PREFIX}-{next(_SERIAL)}" for i in ids]
+        self.ids = ids
         self.nbytes = sum(sizes)
         self.tensors = [list(map(operator.itemgetter(n), inputs)) for n in kind[0]] + [
             list(map(operator.itemgetter(n), outputs)) for n in kind[1]]  # fmt: skip
@@ -105,7 +119,10 @@ class Batch:
         columns: dict[str, Any] = {
             "time": pa.array((np.asarray(self.times) * 1e6).astype(np.int64),
                              pa.timestamp("us", tz="UTC")),
-            "request_id": pa.array(self.ids, pa.string()),
+            "request_id": self._id_column(),
+        }  # fmt: skip
+        sleep(0)  # hand the GIL back to the event loop between steps of a few hundred us
+        columns |= {
             "trace_id": pa.array([trace_id(t) if t else "" for t in self.traceparents]
                                  if any(self.traceparents) else [""] * self.count, pa.string()),
             "model": pa.repeat(self.model, self.count),
@@ -119,13 +136,23 @@ class Batch:
             columns[name] = _list_column(arrays)
         return pa.table(columns)
 
+    def _id_column(self) -> Any:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self.ids is not None:
+            return pa.array(self.ids, pa.string())
+        numbers = pc.cast(pa.array(np.arange(self.count)), pa.string())
+        return pc.binary_join_element_wise(f"{_PREFIX}-{self.serial}-", numbers, "")
+
     def events(self) -> list[Event]:
         """The events again, each with its own arrays."""
         n_in = len(self.kind[0])
+        ids = self.ids or [f"{_PREFIX}-{self.serial}-{e}" for e in range(self.count)]
         out = []
         for e in range(self.count):
             arrays = [t[e] for t in self.tensors]
-            out.append(Event(self.times[e], self.ids[e], self.traceparents[e], self.model,
+            out.append(Event(self.times[e], ids[e], self.traceparents[e], self.model,
                              self.versions[e], dict(zip(self.kind[0], arrays[:n_in], strict=True)),
                              dict(zip(self.kind[1], arrays[n_in:], strict=True)),
                              self.latencies[e]))  # fmt: skip
