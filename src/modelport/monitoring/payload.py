@@ -196,16 +196,16 @@ class PayloadLogger:
 
     def _take(self, most: int | None) -> list[Batch]:
         """Queued events, oldest first, at most ``most`` (None: all), as batches; the GIL is
-        handed back between every ``EVENTS`` events taken."""
-        ring, events = self._ring, []
+        handed back between every ``EVENTS`` events taken, and again once the queued tuples of
+        those are freed (thousands of objects: about as long as building their columns)."""
+        ring, batches = self._ring, []
         count = len(ring) if most is None else min(len(ring), most)
         pop = ring.popleft
         for start in range(0, count, EVENTS):
-            events += [pop() for _ in range(min(EVENTS, count - start))]
+            events = [pop() for _ in range(min(EVENTS, count - start))]
+            batches += batched(events)
             sleep(0)
-        batches = []
-        for start in range(0, count, EVENTS):
-            batches += batched(events[start : start + EVENTS])
+            del events
             sleep(0)
         for batch in batches:
             self._removed += batch.nbytes
