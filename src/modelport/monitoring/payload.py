@@ -42,7 +42,6 @@ from modelport.monitoring.metrics import _labels
 
 log = logging.getLogger("modelport.monitoring")
 MAX_BACKOFF = 5.0
-POLL = 0.05  # seconds between the writer's looks at the queue while a batch fills
 OUTCOMES = ("sent", "dropped", "failed")
 
 
@@ -105,6 +104,8 @@ class PayloadLogger:
         self._models = frozenset(options.models)
         self._masking = bool(options.redact or options.hash)
         self._stop = threading.Event()
+        self._full = threading.Event()  # set by the loop once a full batch is queued
+        self._signalled = False  # whether the loop has set _full since the writer cleared it
         self._thread: threading.Thread | None = None
 
     def wants(self, model: str) -> bool:
@@ -140,6 +141,9 @@ class PayloadLogger:
         self._queued += 1
         self._ring.append((time, request_id, traceparent, model, version, inputs, outputs,
                            latency, nbytes))  # fmt: skip
+        if not self._signalled and self._queued - self._taken >= options.batch:
+            self._signalled = True  # one wake-up of the writer a full batch, not a poll
+            self._full.set()
 
     # -- the writer ----------------------------------------------------------------------------
 
@@ -150,6 +154,7 @@ class PayloadLogger:
     def stop(self, timeout: float = 10.0) -> None:
         """Write what is queued (within ``timeout``), then close the sink."""
         self._stop.set()
+        self._full.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -186,13 +191,13 @@ class PayloadLogger:
 
     def _wait(self) -> None:
         """Until a full batch is queued, ``interval`` has passed, or the logger stops: a sink
-        call has a fixed cost (a Parquet row group, a file write), so fewer larger calls."""
-        deadline = time.monotonic() + self.options.interval
-        while self._queued - self._taken < self.options.batch and not self._stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self._stop.wait(min(left, POLL))
+        call has a fixed cost (a Parquet row group, a file write), so fewer larger calls. The
+        loop wakes the writer when a batch is full: no polling, so the writer never takes the
+        GIL from the event loop only to find the queue short."""
+        if self._queued - self._taken < self.options.batch and not self._stop.is_set():
+            self._full.wait(self.options.interval)
+        self._signalled = False
+        self._full.clear()
 
     def _take(self, most: int | None) -> list[Batch]:
         """Queued events, oldest first, at most ``most`` (None: all), as batches; the GIL is
