@@ -398,10 +398,12 @@ def report(serving: list, dead: dict | None, built: dict | None, writer: dict | 
             highlight=False,
         )
     if writer:
+        from modelport.monitoring.columns import EVENTS
+
         console.print(
             f"payload log in process, CPU an event (one row): {writer['offer_us']:.2f} us on the "
             f"request path; writer: {writer['convert_us']:.2f} us taking it into columns and "
-            f"converting to Arrow (a table of 1,024 events {writer['batch_ms']:.2f} ms, the GIL "
+            f"converting to Arrow (a table of {EVENTS} events {writer['batch_ms']:.2f} ms, the GIL "
             f"handed back between its columns), {writer['write_us']:.2f} us encoding and "
             "writing",
             highlight=False,
