@@ -11,7 +11,8 @@ in order, and a ``Batch`` transposes its events in C (``zip``) into one list per
 list of arrays per tensor name; ``table`` joins each tensor's arrays' bytes in one
 ``bytes.join`` (one ``np.concatenate`` when their dtypes differ), takes the offsets from their
 sizes in C, and hands the GIL back between columns, so the event loop never waits for more than
-one column's conversion. A batch holds at most ``EVENTS`` events.
+one column's conversion. A batch holds at most ``EVENTS`` events and, past its first, ``BYTES``
+of tensors.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 EVENTS = 512
+BYTES = 4 << 20  # of tensors: a batch past it ends early, so no one conversion holds the GIL long
 _SIZE = operator.attrgetter("size")
 _DTYPE = operator.attrgetter("dtype")
 _MODEL, _INPUTS, _OUTPUTS = operator.itemgetter(3), operator.itemgetter(5), operator.itemgetter(6)
+_NBYTES = operator.itemgetter(8)
 # ids of events that came without one: unique per process start, made by the writer
 _PREFIX = os.urandom(6).hex()
 _SERIAL = itertools.count(1)
@@ -65,15 +68,28 @@ def batched(events: list[Queued]) -> list[Batch]:
             and all(map(n_out.__eq__, map(len, map(_OUTPUTS, events))))):  # fmt: skip
         try:
             kind = tuple(first[5]), tuple(first[6])
-            return [Batch(first[3], kind, events[start : start + EVENTS])
-                    for start in range(0, len(events), EVENTS)]  # fmt: skip
+            return [Batch(first[3], kind, chunk) for chunk in _chunks(events)]
         except KeyError:  # other names in some events
             pass
     groups: dict[tuple, list[Queued]] = {}
     for event in events:
         groups.setdefault((event[3], tuple(event[5]), tuple(event[6])), []).append(event)
-    return [Batch(key[0], key[1:], group[start : start + EVENTS])
-            for key, group in groups.items() for start in range(0, len(group), EVENTS)]  # fmt: skip
+    return [Batch(key[0], key[1:], chunk) for key, group in groups.items()
+            for chunk in _chunks(group)]  # fmt: skip
+
+
+def _chunks(group: list[Queued]) -> list[list[Queued]]:
+    """``group`` in runs of at most ``EVENTS`` events and, past one event, ``BYTES``."""
+    if len(group) <= EVENTS and sum(map(_NBYTES, group)) <= BYTES:
+        return [group]
+    chunks, start, size = [], 0, 0
+    for i, nbytes in enumerate(map(_NBYTES, group)):
+        if i > start and (i - start >= EVENTS or size + nbytes > BYTES):
+            chunks.append(group[start:i])
+            start, size = i, 0
+        size += nbytes
+    chunks.append(group[start:])
+    return chunks
 
 
 class Batch:
