@@ -10,7 +10,7 @@ tensors) drops the event and counts it. The request path appends one tuple per e
 deque (references to the decoded input arrays and the outputs, immutable once the reply is
 built, and the scalars: no copy, no column building); the writer takes what is queued (a full
 ``batch`` of events, or what came in ``interval`` seconds), turns it into columns
-(``columns.batched``: a ``zip`` per batch of up to 1,024 events, the GIL handed back between
+(``columns.batched``: a ``zip`` per batch of up to 512 events, the GIL handed back between
 batches) and hands them to the sink; a sink that raises fails its whole batch (counted), and
 the writer waits a little longer after each failure in a row (at most ``MAX_BACKOFF`` s) so a
 dead sink costs no CPU while the queue fills and drops. Every offered event ends up counted
@@ -202,7 +202,7 @@ class PayloadLogger:
     def _take(self, most: int | None) -> list[Batch]:
         """Queued events, oldest first, at most ``most`` (None: all), as batches; the GIL is
         handed back between every ``EVENTS`` events taken, and again once the queued tuples of
-        those are freed (thousands of objects: about as long as building their columns)."""
+        those (a few thousand objects) are freed."""
         ring, batches = self._ring, []
         count = len(ring) if most is None else min(len(ring), most)
         pop = ring.popleft
