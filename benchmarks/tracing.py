@@ -32,11 +32,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from rich.console import Console
 from rich.table import Table
 
 from monitoring import cpu_seconds, served
 from serving import (
-    console,
     ensure_wrk,
     free_port,
     lua_post,
@@ -48,6 +48,7 @@ from serving import (
 )
 
 CONFIGS = {"off": None, "1%": "0.01", "100%": "1.0"}
+console = Console(width=140)  # the tables whole, also when the output is a file
 
 
 class Receiver:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from modelport.monitoring.drift import Drift, DriftOptions
-from modelport.monitoring.monitor import MonitorOptions
+from modelport.monitoring.monitor import _LOCK, MonitorOptions
 from modelport.monitoring.reference import Reference, load_reference
 from modelport.signature import Signature, TensorSpec
 from tests.monitoring.conftest import FEATURES, infer_body, metric, monitored_app
@@ -83,6 +83,54 @@ def test_a_million_stable_rows_raise_no_flag(monitored_registry) -> None:
         assert drift.rows <= 10_000 and not any(drift.flagged.values()), drift.scores
         worst = max(worst, max(s["psi"] for s in drift.scores.values()))
     assert 0 < worst < DriftOptions().psi / 4
+
+
+def test_a_stride_sample_keeps_the_window_and_its_flags(monitored_registry) -> None:
+    """Rows of a 1-in-5 sample, each weighing 5: the window spans as many rows of traffic, a
+    stable replay raises no flag and a half standard deviation shift in one feature is flagged
+    as soon as the sampled rows fill the window."""
+    reference = load_reference(monitored_registry, monitored_registry.resolve("mlp:1"))
+    drift = Drift(reference)  # 10,000 rows: 2,000 sampled rows at a stride of 5
+    rng = np.random.default_rng(13)
+    classes = reference.features[-1]
+
+    def rows(n: int, shift: float = 0.0) -> np.ndarray:
+        out = np.empty((n, FEATURES + 1))
+        out[:, :FEATURES] = rng.standard_normal((n, FEATURES))
+        out[:, 1] += shift
+        out[:, FEATURES] = rng.choice(classes.cuts, p=classes.probs[:-1], size=n)
+        return out
+
+    for _ in range(50):  # 500,000 rows of traffic
+        drift.add(rows(2000), weight=5)
+        drift.refresh()
+        assert 9_000 <= drift.rows <= 10_000 and not any(drift.flagged.values()), drift.scores
+    drift.add(rows(2000, shift=0.5), weight=5)
+    drift.refresh()
+    assert [name for name, flag in drift.flagged.items() if flag] == ["input[1]"]
+
+
+@pytest.mark.anyio
+async def test_past_the_drift_rate_one_request_in_k_is_binned(monitored_registry) -> None:
+    options = MonitorOptions(drift_rate=50, interval=0.2, refresh=60)
+    one = np.zeros((1, FEATURES), np.float32)
+    async with monitored_app(monitored_registry, options) as (client, monitor):
+        started, strides = time.monotonic(), set()
+        for _ in range(300):
+            reply = await client.post("/v2/models/mlp/infer", json=infer_body(one))
+            assert reply.status_code == 200
+            strides.add(monitor._stride)
+        elapsed = time.monotonic() - started
+        deadline = time.monotonic() + 10
+        while monitor._backlog and time.monotonic() < deadline:
+            await anyio.sleep(0.05)
+        with _LOCK:  # the drain that emptied the backlog has binned it
+            rows = monitor._drift["mlp", 1].rows
+    assert monitor._seen == 300
+    if elapsed < 1.0:  # 300 requests a second or more: a stride of 6 after the first drain
+        assert max(strides) >= 2
+    # the window still counts the traffic's rows: each binned one weighs its stride
+    assert 240 <= rows <= 360
 
 
 def test_categorical_features_use_their_values() -> None:

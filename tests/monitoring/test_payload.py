@@ -246,9 +246,7 @@ def test_events_whose_tensors_change_are_written_whole(tmp_path: Path) -> None:
     logger = PayloadLogger(ParquetSink(str(tmp_path), PayloadOptions()), PayloadOptions())
     for request_id, inputs, outputs in sent:
         logger.offer(time.time(), request_id, None, "mlp", 1, inputs, outputs, 0.001)
-    queued = [e for b in [*logger._queue, *logger._open.values()] for e in b.events()]
-    assert [e.request_id for e in queued] == [s[0] for s in sent]  # in order
-    assert all(e.outputs["label"].shape == () for e in queued)
+    assert [e[1] for e in logger._ring] == [s[0] for s in sent]  # in order
     logger.start()
     logger.stop()
     assert logger.counts["mlp"].sent == total and logger.counts["mlp"].failed == 0
@@ -261,3 +259,28 @@ def test_events_whose_tensors_change_are_written_whole(tmp_path: Path) -> None:
         row = rows[request_id]
         assert row["rows"] == len(inputs["input"]) and row["output.label"] == [outputs["label"]]
         np.testing.assert_allclose(row["input.input"], inputs["input"].ravel(), rtol=1e-6)
+
+
+def test_the_writer_batches_by_events_and_bytes_in_order() -> None:
+    """Events as the request path queues them: runs of at most EVENTS events, and of BYTES of
+    tensors past the first event; other tensor names in a separate batch; the order kept."""
+    from modelport.monitoring.columns import BYTES, EVENTS, batched
+
+    def queued(i: int, array: np.ndarray, name: str = "x") -> tuple:
+        return (time.time(), f"r{i}", None, "mlp", 1, {name: array}, {}, 0.001, array.nbytes)
+
+    big = np.zeros((1, BYTES // 3 // 4), np.float32)  # three fit in BYTES
+    small = np.zeros((1, 4), np.float32)
+    events = [queued(i, big) for i in range(7)] + [queued(7, small, "other")]
+    events += [queued(i, small) for i in range(8, 8 + EVENTS + 3)]
+    batches = batched(events)
+    assert [(b.kind[0], b.count) for b in batches] == [
+        (("x",), 3),
+        (("x",), 3),
+        (("x",), EVENTS),
+        (("x",), 4),
+        (("other",), 1),
+    ]  # the third: the last big one and 511 small
+    assert all(b.nbytes <= BYTES or b.count == 1 for b in batches[:2])
+    ids = [i for b in batches if b.kind[0] == ("x",) for i in b.ids]
+    assert ids == [e[1] for e in events if "x" in e[5]]

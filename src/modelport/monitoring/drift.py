@@ -2,12 +2,16 @@
 
     drift = Drift(reference, DriftOptions(window=10_000))
     drift.add(columns)               # [rows, features]: binned at once, raw rows not kept
+    drift.add(sampled, weight=4)     # rows of a 1-in-4 sample: each stands for 4
     scores = drift.refresh()         # {feature: {"psi": .., "ks": .., "js": ..}}
     drift.flagged                    # {feature: True/False}, by the thresholds
 
 The window is a ring of ``slices`` histogram slots, each holding the bin counts of up to
 ``window / slices`` rows: adding rows fills the current slot, a full slot moves the ring on and
 empties the oldest. Memory is ``slices x features x bins`` integers whatever the traffic.
+Rows added with a ``weight`` (a stride sample of the traffic: one row in ``weight``) count
+``weight`` times, in the bins and towards the window's rows, so the window still spans the last
+``window`` rows of traffic, estimated from fewer of them (see ``Monitor`` for the error).
 
 Scores: PSI (population stability index) and Jensen-Shannon distance (base 2) on every feature,
 Kolmogorov-Smirnov (the largest gap between the two CDFs at the bin edges) on numeric ones. A
@@ -64,14 +68,16 @@ class Drift:
     def rows(self) -> int:
         return int(self._fill.sum())
 
-    def add(self, columns: np.ndarray) -> None:
-        """Bin ``columns`` [rows, features] into the window."""
+    def add(self, columns: np.ndarray, weight: int = 1) -> None:
+        """Bin ``columns`` [rows, features] into the window, each row counting ``weight``."""
         start = 0
         while start < len(columns):
             slot = self._slot
-            take = min(len(columns) - start, self._per_slot - int(self._fill[slot]))
-            self._ring[slot] += self.reference.bin(columns[start : start + take])
-            self._fill[slot] += take
+            room = -(-(self._per_slot - int(self._fill[slot])) // weight)
+            take = min(len(columns) - start, room)
+            counts = self.reference.bin(columns[start : start + take])
+            self._ring[slot] += counts if weight == 1 else counts * weight
+            self._fill[slot] += take * weight
             start += take
             if self._fill[slot] >= self._per_slot:
                 self._slot = slot = (slot + 1) % self.options.slices

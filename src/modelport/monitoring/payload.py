@@ -6,16 +6,17 @@
     logger.stop()                          # writes what is queued, closes the sink
 
 ``offer`` never blocks and never raises: a full queue (``capacity`` events or ``max_bytes`` of
-tensors) drops the event and counts it. Events are staged as columns as they come
-(``columns.Batch``: one list per column), so the writer holds the GIL for a few vectorized
-calls per batch of up to 1,024 events instead of a Python loop over them. The writer takes
-what is queued (a full ``batch`` of events, or what came in ``interval`` seconds) and hands it
-to the sink; a sink that raises fails its whole batch (counted), and the writer waits a little
-longer after each failure in a row (at most ``MAX_BACKOFF`` s) so a dead sink costs no CPU
-while the queue fills and drops. Every offered event ends up counted once: sent, dropped or
-failed.
+tensors) drops the event and counts it. The request path appends one tuple per event to a
+deque (references to the decoded input arrays and the outputs, immutable once the reply is
+built, and the scalars: no copy, no column building); the writer takes what is queued (a full
+``batch`` of events, or what came in ``interval`` seconds), turns it into columns
+(``columns.batched``: a ``zip`` per batch of up to 512 events, the GIL handed back between
+batches) and hands them to the sink; a sink that raises fails its whole batch (counted), and
+the writer waits a little longer after each failure in a row (at most ``MAX_BACKOFF`` s) so a
+dead sink costs no CPU while the queue fills and drops. Every offered event ends up counted
+once: sent, dropped or failed.
 
-Events carry the request id (the client's, else a new one), the trace id of a W3C
+Events carry the request id (the client's, else one the writer makes), the trace id of a W3C
 ``traceparent`` (else ""), model, version, input and output tensors and the latency. Inputs or
 outputs named in ``redact`` are left out; those in ``hash`` are replaced by a SHA-256 per row
 (both on the request path, so nothing redacted is ever queued).
@@ -31,16 +32,16 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from time import sleep
 from typing import Any, Protocol
 
 import numpy as np
 
-from modelport.monitoring.columns import BYTES, EVENTS, Batch
+from modelport.monitoring.columns import EVENTS, Batch, batched
 from modelport.monitoring.metrics import _labels
 
 log = logging.getLogger("modelport.monitoring")
 MAX_BACKOFF = 5.0
-POLL = 0.05  # seconds between the writer's looks at the queue while a batch fills
 OUTCOMES = ("sent", "dropped", "failed")
 
 
@@ -95,9 +96,7 @@ class PayloadLogger:
     def __init__(self, sink: Sink, options: PayloadOptions | None = None) -> None:
         self.sink = sink
         self.options = options = options or PayloadOptions()
-        self._open: dict[str, Batch] = {}  # per model: the batch events are added to
-        self._queue: deque[Batch] = deque()  # full batches, oldest first
-        self._lock = threading.Lock()  # the writer seals open batches while the loop adds
+        self._ring: deque[tuple] = deque()  # queued events, oldest first (columns.Queued)
         self._queued = self._taken = 0  # events: queued by the loop, taken by the writer
         self._added = 0  # bytes queued, by the loop
         self._removed = 0  # bytes taken, by the writer
@@ -105,14 +104,16 @@ class PayloadLogger:
         self._models = frozenset(options.models)
         self._masking = bool(options.redact or options.hash)
         self._stop = threading.Event()
+        self._full = threading.Event()  # set by the loop once a full batch is queued
+        self._signalled = False  # whether the loop has set _full since the writer cleared it
         self._thread: threading.Thread | None = None
 
     def wants(self, model: str) -> bool:
         return not self._models or model in self._models
 
-    def offer(self, time: float, request_id: str, traceparent: str | None, model: str,
+    def offer(self, time: float, request_id: str | None, traceparent: str | None, model: str,
               version: int, inputs: dict, outputs: dict, latency: float) -> None:  # fmt: skip
-        """Queue one event, or count it dropped."""
+        """Queue one event, or count it dropped; ``request_id`` None: the writer makes one."""
         counts = self.counts.get(model)
         if counts is None:
             counts = self.counts[model] = Counts()
@@ -136,17 +137,13 @@ class PayloadLogger:
                 or self._added - self._removed + nbytes > options.max_bytes):  # fmt: skip
             counts.dropped += 1
             return
-        shape = tuple(inputs), tuple(outputs)  # columns.kind, inlined: the request path
-        with self._lock:
-            batch = self._open.get(model)
-            if (batch is None or batch.kind != shape or batch.count >= EVENTS
-                    or batch.nbytes >= BYTES):  # fmt: skip
-                if batch is not None:
-                    self._queue.append(batch)
-                batch = self._open[model] = Batch(model, shape)
-            batch.add(time, request_id, traceparent, version, inputs, outputs, latency, nbytes)
-        self._added += nbytes
+        self._added += nbytes  # counted before the append: the writer never takes more
         self._queued += 1
+        self._ring.append((time, request_id, traceparent, model, version, inputs, outputs,
+                           latency, nbytes))  # fmt: skip
+        if not self._signalled and self._queued - self._taken >= options.batch:
+            self._signalled = True  # one wake-up of the writer a full batch, not a poll
+            self._full.set()
 
     # -- the writer ----------------------------------------------------------------------------
 
@@ -157,6 +154,7 @@ class PayloadLogger:
     def stop(self, timeout: float = 10.0) -> None:
         """Write what is queued (within ``timeout``), then close the sink."""
         self._stop.set()
+        self._full.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -193,30 +191,31 @@ class PayloadLogger:
 
     def _wait(self) -> None:
         """Until a full batch is queued, ``interval`` has passed, or the logger stops: a sink
-        call has a fixed cost (a Parquet row group, a file write), so fewer larger calls."""
-        deadline = time.monotonic() + self.options.interval
-        while self._queued - self._taken < self.options.batch and not self._stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self._stop.wait(min(left, POLL))
+        call has a fixed cost (a Parquet row group, a file write), so fewer larger calls. The
+        loop wakes the writer when a batch is full: no polling, so the writer never takes the
+        GIL from the event loop only to find the queue short."""
+        if self._queued - self._taken < self.options.batch and not self._stop.is_set():
+            self._full.wait(self.options.interval)
+        self._signalled = False
+        self._full.clear()
 
     def _take(self, most: int | None) -> list[Batch]:
-        """Full batches, oldest first, to about ``most`` events (None: all); when that leaves
-        room, the open ones too."""
-        queue, batches, events = self._queue, [], 0
-        with self._lock:
-            if most is None or sum(b.count for b in queue) < most:
-                queue.extend(self._open.values())
-                self._open.clear()
-            while queue and (most is None or events < most):
-                batch = queue.popleft()
-                events += batch.count
-                batches.append(batch)
+        """Queued events, oldest first, at most ``most`` (None: all), as batches; the GIL is
+        handed back between every ``EVENTS`` events taken, and again once the queued tuples of
+        those (a few thousand objects) are freed."""
+        ring, batches = self._ring, []
+        count = len(ring) if most is None else min(len(ring), most)
+        pop = ring.popleft
+        for start in range(0, count, EVENTS):
+            events = [pop() for _ in range(min(EVENTS, count - start))]
+            batches += batched(events)
+            sleep(0)
+            del events
+            sleep(0)
         for batch in batches:
             self._removed += batch.nbytes
             self.counts[batch.model].taken += batch.count
-        self._taken += events
+        self._taken += count
         return batches
 
     def _fail(self, batches: Iterable[Batch]) -> None:

@@ -136,8 +136,8 @@ def _warm_up() -> None:
     import pyarrow.parquet as pq
 
     tensors = {"x": np.zeros((1, 2), np.float32)}
-    batch = Batch("warm-up", kind(tensors, tensors))
-    batch.add(time.time(), "warm-up", None, 1, tensors, tensors, 0.0, 16)
+    event = (time.time(), None, None, "warm-up", 1, tensors, tensors, 0.0, 16)
+    batch = Batch("warm-up", kind(tensors, tensors), [event])
     pq.write_table(batch.table(), pa.BufferOutputStream(), compression="zstd")
 
 
