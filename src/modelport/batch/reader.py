@@ -126,7 +126,8 @@ def _first_numbers(chunk: Chunk, columns: list[str] | None) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with pq.ParquetFile(chunk.file) as pf:
+    # page by page (64 KiB reads): the first pages of each column, not its whole column chunk
+    with pq.ParquetFile(chunk.file, pre_buffer=False, buffer_size=1 << 16) as pf:
         fields = [f for f in pf.schema_arrow if columns is None or f.name in columns]
         if not all(pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
                    or pa.types.is_boolean(f.type) for f in fields):  # fmt: skip
