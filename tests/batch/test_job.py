@@ -382,3 +382,20 @@ def test_until_its_first_part_a_job_reads_and_scores_one_batch_alone(
     assert len({e[2] for e in later if e[0] == "scored"}) == 2  # side by side
     got = probabilities(pd.read_parquet(tmp_path / "out.parquet"))
     assert np.array_equal(got, expected(reg, df[FEATURES].to_numpy(np.float32)))
+
+
+def test_a_job_of_one_batch_loads_the_model_once_as_it_is(
+    reg: Registry, tmp_path: Path, monkeypatch
+) -> None:
+    """No chunk is left after the first: the feature-major copy is never made."""
+    from modelport.batch import scorer
+
+    calls = []
+    monkeypatch.setattr(scorer, "load_feature_major", lambda spec: calls.append(spec))
+    df = frame(40, seed=8)
+    write_input(df, tmp_path / "in.parquet")
+    summary = predict_batch("mlp", tmp_path / "in.parquet", tmp_path / "out.parquet",
+                            registry=reg, batch_size=64)  # fmt: skip
+    assert (summary.rows, summary.chunks, calls) == (40, 1, [])
+    got = probabilities(pd.read_parquet(tmp_path / "out.parquet"))
+    assert np.array_equal(got, expected(reg, df[FEATURES].to_numpy(np.float32)))

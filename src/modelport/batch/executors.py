@@ -101,8 +101,8 @@ class LocalExecutor:
                 scorer = loaded[0 if chunk.index == 0 else -1].result()
                 return parts.write(scorer.score(chunk, data))
 
-            def first_done() -> None:
-                if chunks[0].index == 0:
+            def first_done() -> None:  # the feature-major copy, if any chunk is left for it
+                if chunks[0].index == 0 and len(chunks) > 1:
                     loaded.append(handing.submit(lambda: loaded[0].result().feature_major()))
 
             try:
