@@ -11,6 +11,8 @@ threads (one call per core side by side, one intra-op thread each), the same out
 written; no bad-row checks, no parts, no resume. Both run under a small launcher that reports
 the process's wall time and peak RSS (``wait4``). Then:
 
+- the CPU time of each whole process (user and system, all threads): on a shared machine the
+  wall-time ratio moves with what the other jobs leave of the cores, the CPU times much less;
 - the time from start to the first committed part (``part-000000.arrow`` renamed into place),
   and the CPU time the process had used by then (all its threads; on a shared machine the wall
   time moves with the load, the CPU time much less);
@@ -48,7 +50,8 @@ started = time.monotonic()
 child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
 print(started, child.pid, flush=True)
 _, status, usage = os.wait4(child.pid, 0)
-print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, time.monotonic(), flush=True)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, time.monotonic(),
+      usage.ru_utime + usage.ru_stime, flush=True)
 """
 
 
@@ -97,7 +100,8 @@ def make_inputs(folder: Path, rows: int, formats: list[str]) -> dict[str, Path]:
 
 def launch(args: list[str], env: dict[str, str], watch: Path | None = None,
            kill_after: Path | None = None, stop: bool = False) -> dict[str, float]:  # fmt: skip
-    """Run a command under the launcher: wall seconds, peak RSS (MiB), and the seconds until
+    """Run a command under the launcher: wall seconds, CPU seconds (user and system, all
+    threads), peak RSS (MiB), and the seconds until
     ``watch`` appeared (polled every millisecond); with ``kill_after``, SIGKILL the command
     once that file exists; with ``stop``, once ``watch`` does (the first part's figures only)."""
     proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, *args], env=env,
@@ -121,10 +125,10 @@ def launch(args: list[str], env: dict[str, str], watch: Path | None = None,
             break
         time.sleep(0.001)
     out, err = proc.communicate()
-    code, maxrss, ended = out.split()
+    code, maxrss, ended, cpu = out.split()
     if int(code) != 0:
         raise SystemExit(f"{' '.join(args)} failed ({code}): {err}")
-    return {"seconds": float(ended) - started, "rss": int(maxrss) / 1024,
+    return {"seconds": float(ended) - started, "cpu": float(cpu), "rss": int(maxrss) / 1024,
             "first": float("nan") if first is None else first,
             "first_cpu": float("nan") if first is None else first_cpu}  # fmt: skip
 
@@ -149,11 +153,12 @@ def compare(ref: str, model: Path, inputs: dict[str, Path], work: Path, env: dic
     for fmt, source in inputs.items():
         mine, theirs = work / f"modelport.{fmt}", work / f"reference.{fmt}"
         runs = times[fmt] = {"modelport": [], "reference": [], "first": [], "first_cpu": [],
-                             "rss": []}  # fmt: skip
+                             "rss": [], "modelport_cpu": [], "reference_cpu": []}  # fmt: skip
         for _ in range(rounds):
             result = launch([*cli, "-i", str(source), "-o", str(mine)], env,
                             watch=parts_of(mine) / "part-000000.arrow")  # fmt: skip
             runs["modelport"].append(result["seconds"])
+            runs["modelport_cpu"].append(result["cpu"])
             runs["first"].append(result["first"])
             runs["first_cpu"].append(result["first_cpu"])
             runs["rss"].append(result["rss"])
@@ -161,6 +166,7 @@ def compare(ref: str, model: Path, inputs: dict[str, Path], work: Path, env: dic
             result = launch([*reference, str(source), str(theirs), "--batch-size",
                              str(batch_size), "--threads", threads], env)  # fmt: skip
             runs["reference"].append(result["seconds"])
+            runs["reference_cpu"].append(result["cpu"])
             mine.unlink()
             theirs.unlink()
     return times
@@ -171,15 +177,23 @@ def first_parts(ref: str, inputs: dict[str, Path], work: Path, env: dict[str, st
     """Only the start: ``runs`` jobs per format, each stopped at its first committed part."""
     cli = [sys.executable, "-m", "modelport", "batch", ref, "--quiet", "--batch-size",
            str(batch_size)]  # fmt: skip
+    summary = []
     for fmt, source in inputs.items():
+        walls, cpus = [], []
         for _ in range(runs):
             output = work / f"first.{fmt}"
             shutil.rmtree(parts_of(output), ignore_errors=True)
             result = launch([*cli, "-i", str(source), "-o", str(output)], env,
                             watch=parts_of(output) / "part-000000.arrow", stop=True)  # fmt: skip
+            walls.append(result["first"])
+            cpus.append(result["first_cpu"])
             console.print(f"{fmt}: first part at {result['first']:.2f} s, CPU "
                           f"{result['first_cpu']:.2f} s, load average "
                           f"{os.getloadavg()[0]:.1f}")  # fmt: skip
+        summary.append(f"{fmt}: first part at {statistics.median(walls):.2f} s median "
+                       f"({min(walls):.2f}-{max(walls):.2f}), CPU {statistics.median(cpus):.2f} s "
+                       f"median ({min(cpus):.2f}-{max(cpus):.2f}); target 0.5 s")  # fmt: skip
+    console.print("\n".join(summary), highlight=False)
 
 
 def kill_and_resume(ref: str, source: Path, work: Path, env: dict[str, str],
@@ -232,12 +246,15 @@ def main() -> None:
         table = Table(title=f"{args.rows:,} digits rows, batch size {args.batch_size}, whole "
                             f"processes, median of {args.rounds}")  # fmt: skip
         for column in ("input -> output", "reference s", "modelport s", "modelport / reference",
-                       "first part at", "its CPU s", "peak RSS"):  # fmt: skip
+                       "CPU s: reference, modelport", "first part at", "its CPU s",
+                       "peak RSS"):  # fmt: skip
             table.add_column(column, justify="left" if column.startswith("input") else "right")
         for fmt, runs in times.items():
             mine, theirs = (statistics.median(runs[k]) for k in ("modelport", "reference"))
+            cpu = (statistics.median(runs[k]) for k in ("reference_cpu", "modelport_cpu"))
             table.add_row(f"{fmt} -> {fmt}", f"{theirs:.2f}", f"{mine:.2f}",
-                          f"{theirs / mine:.2f}x", f"{statistics.median(runs['first']):.2f} s",
+                          f"{theirs / mine:.2f}x", "{:.2f}, {:.2f}".format(*cpu),
+                          f"{statistics.median(runs['first']):.2f} s",
                           f"{statistics.median(runs['first_cpu']):.2f}",
                           f"{statistics.median(runs['rss']):,.0f} MiB")  # fmt: skip
         console.print(table)

@@ -12,7 +12,7 @@ import pytest
 
 from modelport.batch import command
 from modelport.registry import Registry
-from tests.batch.conftest import expected, features
+from tests.batch.conftest import FEATURES, expected, features
 
 LINES = [
     "batch mlp -i in.npy -o out.npy",
@@ -90,15 +90,24 @@ def test_batch_option_defaults_from_the_environment_are_left_to_typer(monkeypatc
     assert command.quick_args("batch mlp -i a -o b".split()) is None
 
 
+@pytest.mark.parametrize("fmt", ["npy", "parquet"])
 def test_the_first_part_is_committed_with_a_lean_import_set(
-    reg: Registry, home: Path, tmp_path: Path
+    reg: Registry, home: Path, tmp_path: Path, fmt: str
 ) -> None:
-    """Up to the first committed part, the job imports no CLI framework, no SQLAlchemy and no
-    pydantic (a structural check; benchmarks/batch.py times it)."""
+    """Up to the first committed part, the job imports no CLI framework, no SQLAlchemy, no
+    pydantic, and for feature columns neither the onnx package (the graph rewrite comes after)
+    nor polars (pyarrow reads a first chunk of numbers): a structural check; benchmarks/batch.py
+    times it."""
+    import pandas as pd
+
     x = features(5000)
-    np.save(tmp_path / "in.npy", x)
+    source, output = tmp_path / f"in.{fmt}", tmp_path / f"out.{fmt}"
+    if fmt == "npy":
+        np.save(source, x)
+    else:
+        pd.DataFrame(x, columns=FEATURES).to_parquet(source)
     heavy = ("typer", "click", "rich", "sqlalchemy", "pydantic", "pydantic_settings", "onnx",
-             "pandas", "torch")  # fmt: skip
+             "polars", "pandas", "torch")  # fmt: skip
     code = (
         "import runpy, sys\n"
         "from modelport.batch import sinks\n"
@@ -109,8 +118,7 @@ def test_the_first_part_is_committed_with_a_lean_import_set(
         "    return real(self, scored)\n"
         "sinks.Parts.write = write\n"
         f"sys.argv = ['modelport', '--home', {str(home)!r}, 'batch', 'mlp', '-i', "
-        f"{str(tmp_path / 'in.npy')!r}, '-o', {str(tmp_path / 'out.npy')!r}, '--quiet', "
-        "'--chunk-rows', '1000']\n"
+        f"{str(source)!r}, '-o', {str(output)!r}, '--quiet', '--chunk-rows', '1000']\n"
         "try:\n"
         "    runpy.run_module('modelport', run_name='__main__')\n"
         "finally:\n"
@@ -122,4 +130,5 @@ def test_the_first_part_is_committed_with_a_lean_import_set(
     assert out.returncode == 0, out.stderr
     assert "scored 5,000 rows, 0 bad" in out.stdout
     assert "AT THE FIRST PART []" in out.stdout
-    assert np.array_equal(np.load(tmp_path / "out.npy"), expected(reg, x))
+    got = np.load(output) if fmt == "npy" else pd.read_parquet(output).to_numpy()
+    assert np.array_equal(got, expected(reg, x))

@@ -32,7 +32,8 @@ def test_tables_in_predictions_out_in_input_order(reg: Registry, tmp_path: Path,
     path = write_input(df, tmp_path / source)
     summary = predict_batch("mlp", path, tmp_path / sink, registry=reg, id_column="id",
                             chunk_rows=128, batch_size=50)  # fmt: skip
-    assert (summary.rows, summary.errors, summary.chunks) == (1000, 0, 8)
+    # the first chunk is one model batch (50 rows), then 128 rows a chunk
+    assert (summary.rows, summary.errors, summary.chunks) == (1000, 0, 9)
     out = pd.read_parquet(tmp_path / sink) if sink.endswith("parquet") else pd.read_csv(
         tmp_path / sink)  # fmt: skip
     assert list(out["id"]) == list(df["id"])
@@ -161,19 +162,20 @@ def test_chunks_with_no_good_row(reg: Registry, tmp_path: Path, sink: str) -> No
 
 
 def test_feature_columns_score_exactly_like_the_model(reg: Registry, tmp_path: Path) -> None:
-    """Feature columns reach ONNX Runtime feature-major (no transpose): the very same numbers."""
+    """Feature columns reach ONNX Runtime feature-major (no transpose) after the first chunk,
+    which the model scores as it is, taking rows: the very same numbers either way."""
     from modelport.batch import scorer
 
     df = frame(1000, seed=3)
     write_input(df, tmp_path / "in.parquet")
     loaded = []
-    real = scorer.load_model
-    scorer.load_model = lambda spec: loaded.append(real(spec)) or loaded[-1]
+    real = scorer.load_feature_major
+    scorer.load_feature_major = lambda spec: loaded.append(real(spec)) or loaded[-1]
     try:
         predict_batch("mlp", tmp_path / "in.parquet", tmp_path / "out.parquet", registry=reg,
                       chunk_rows=300, batch_size=64)  # fmt: skip
     finally:
-        scorer.load_model = real
+        scorer.load_feature_major = real
     assert [columnar for _, columnar in loaded] == [{"input"}]
     got = probabilities(pd.read_parquet(tmp_path / "out.parquet"))
     assert np.array_equal(got, expected(reg, df[FEATURES].to_numpy(np.float32)))
@@ -191,7 +193,7 @@ def test_any_number_of_scoring_threads_keeps_input_order(
     write_input(df, tmp_path / "in.parquet")
     summary = predict_batch("mlp", tmp_path / "in.parquet", tmp_path / "out.csv", registry=reg,
                             id_column="id", chunk_rows=50, batch_size=16)  # fmt: skip
-    assert (summary.rows, summary.chunks) == (900, 18)
+    assert (summary.rows, summary.chunks) == (900, 1 + 18)  # 16 rows, then 50 a chunk
     out = pd.read_csv(tmp_path / "out.csv")
     assert list(out["id"]) == list(df["id"])
     assert np.allclose(probabilities(out), expected(reg, df[FEATURES].to_numpy(np.float32)),
@@ -323,51 +325,77 @@ def test_zero_rows_give_an_empty_output_of_the_right_shape(
     assert not list(tmp_path.glob(".out*"))  # no work folder left behind
 
 
-def test_the_first_chunk_is_scored_alone_with_its_calls_on_every_scorer(
+def test_until_its_first_part_a_job_reads_and_scores_one_batch_alone(
     reg: Registry, tmp_path: Path, monkeypatch
 ) -> None:
-    """Its part comes sooner; the chunks after it are scored one per scorer, side by side."""
+    """The first chunk (one model batch) is read and scored by the model as loaded, taking rows,
+    before anything else is read or the graph rewritten; then the other chunks are read ahead
+    and scored feature-major, one per scorer, side by side, giving the same numbers."""
     import threading
     import time
 
-    from modelport.batch import api, scorer
+    from modelport.batch import api, reader, scorer
     from modelport.batch.executors import LocalExecutor
 
     monkeypatch.setattr(api, "LocalExecutor", lambda _: LocalExecutor(2))
-    events: list[tuple[str, int]] = []
-    real_score, real_load = scorer.Scorer.score, scorer.load_model
+    events: list[tuple] = []
+    real_read, real_score = reader.ChunkReader.read, scorer.Scorer.score
+    real_feature_major = scorer.load_feature_major
 
-    def score(self, chunk, data, spread=map):
-        events.append(("begin", chunk.index))
+    def read(self, chunk):
+        events.append(("read", chunk.index))
+        return real_read(self, chunk)
+
+    def score(self, chunk, data):
+        events.append(("score", chunk.index, tuple(self.columnar)))
         try:
-            return real_score(self, chunk, data, spread)
+            return real_score(self, chunk, data)
         finally:
-            events.append(("end", chunk.index))
+            events.append(("scored", chunk.index, threading.get_ident()))
 
-    def load(spec):
-        runtime, columnar = real_load(spec)
+    def feature_major(spec):
+        events.append(("rewrite",))
+        runtime, columnar = real_feature_major(spec)
         predict = runtime.predict
 
-        def slow(inputs):  # calls long enough for a second thread to take some
+        def slow(inputs):  # calls long enough for both scorers to take a chunk
             time.sleep(0.005)
-            events.append(("call", threading.get_ident()))
             return predict(inputs)
 
         runtime.predict = slow
         return runtime, columnar
 
+    monkeypatch.setattr(reader.ChunkReader, "read", read)
     monkeypatch.setattr(scorer.Scorer, "score", score)
-    monkeypatch.setattr(scorer, "load_model", load)
-    x = features(4000, seed=6)
-    np.save(tmp_path / "in.npy", x)
-    summary = predict_batch("mlp", tmp_path / "in.npy", tmp_path / "out.npy", registry=reg,
-                            chunk_rows=1000, batch_size=100)  # fmt: skip
-    assert summary.chunks == 4
-    first = events[: events.index(("end", 0)) + 1]
-    assert first[0] == ("begin", 0)
-    calls = [thread for what, thread in first[1:-1] if what == "call"]
-    assert len(calls) == len(first) - 2 == 10  # nothing else began meanwhile
-    assert len(set(calls)) == 2
-    later = events[len(first) :]
-    assert sorted(i for what, i in later if what == "begin") == [1, 2, 3]
-    assert np.array_equal(np.load(tmp_path / "out.npy"), expected(reg, x))
+    monkeypatch.setattr(scorer, "load_feature_major", feature_major)
+    df = frame(1000, seed=6)
+    write_input(df, tmp_path / "in.parquet")
+    summary = predict_batch("mlp", tmp_path / "in.parquet", tmp_path / "out.parquet",
+                            registry=reg, chunk_rows=200, batch_size=50)  # fmt: skip
+    assert summary.chunks == 6  # 50 rows, then 200 a chunk
+    first = next(i for i, e in enumerate(events) if e[0] == "scored")
+    assert events[: first + 1] == [("read", 0), ("score", 0, ()), events[first]]
+    later = events[first + 1 :]
+    assert later.count(("rewrite",)) == 1
+    assert sorted(e[1] for e in later if e[0] == "read") == [1, 2, 3, 4, 5]
+    assert [e[2] for e in later if e[0] == "score"] == [("input",)] * 5
+    assert len({e[2] for e in later if e[0] == "scored"}) == 2  # side by side
+    got = probabilities(pd.read_parquet(tmp_path / "out.parquet"))
+    assert np.array_equal(got, expected(reg, df[FEATURES].to_numpy(np.float32)))
+
+
+def test_a_job_of_one_batch_loads_the_model_once_as_it_is(
+    reg: Registry, tmp_path: Path, monkeypatch
+) -> None:
+    """No chunk is left after the first: the feature-major copy is never made."""
+    from modelport.batch import scorer
+
+    calls = []
+    monkeypatch.setattr(scorer, "load_feature_major", lambda spec: calls.append(spec))
+    df = frame(40, seed=8)
+    write_input(df, tmp_path / "in.parquet")
+    summary = predict_batch("mlp", tmp_path / "in.parquet", tmp_path / "out.parquet",
+                            registry=reg, batch_size=64)  # fmt: skip
+    assert (summary.rows, summary.chunks, calls) == (40, 1, [])
+    got = probabilities(pd.read_parquet(tmp_path / "out.parquet"))
+    assert np.array_equal(got, expected(reg, df[FEATURES].to_numpy(np.float32)))

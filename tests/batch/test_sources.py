@@ -116,6 +116,7 @@ def test_plan_refuses_unreadable_files(tmp_path: Path) -> None:
 @given(
     rows=st.lists(st.lists(st.integers(-999, 999), min_size=2, max_size=2), max_size=40),
     chunk_rows=st.integers(1, 12),
+    first_rows=st.integers(1, 12),
     trailing_newline=st.booleans(),
     jsonl=st.booleans(),
     scan_block=st.sampled_from([1, 3, 17, 1 << 22]),
@@ -124,10 +125,13 @@ def test_any_line_file_is_cut_into_chunks_covering_each_row_once(
     tmp_path: Path,
     rows: list[list[int]],
     chunk_rows: int,
+    first_rows: int,
     trailing_newline: bool,
     jsonl: bool,
     scan_block: int,
 ) -> None:
+    """A file's first chunk holds ``first_rows`` rows (at most ``chunk_rows``), the others
+    ``chunk_rows``; every row is in exactly one."""
     if jsonl:
         path = tmp_path / "in.jsonl"
         lines = [f'{{"a": {a}, "b": {b}}}' for a, b in rows]
@@ -140,12 +144,16 @@ def test_any_line_file_is_cut_into_chunks_covering_each_row_once(
         return
     saved, sources._SCAN_BLOCK = sources._SCAN_BLOCK, scan_block  # boundaries across blocks
     try:
-        info = plan_file(path, chunk_rows)
+        info = plan_file(path, chunk_rows, first_rows)
     finally:
         sources._SCAN_BLOCK = saved
     assert info.rows == len(rows)
     chunks = chunks_of([info])
-    assert [c.start for c in chunks] == list(range(0, len(rows), chunk_rows))
+    first = min(first_rows, chunk_rows)
+    assert [c.start for c in chunks] == ([0, *range(first, len(rows), chunk_rows)] if rows else [])
+    assert [(c.start, c.stop) for c in chunks] == [
+        (start, stop) for start, stop, _, _ in sources.row_ranges(len(rows), chunk_rows, first)
+    ]
     reader = ChunkReader(["a", "b"])
     got = [
         [a, b]
@@ -179,3 +187,29 @@ def test_a_sequential_reader_decodes_several_parquet_chunks_at_once(
         assert reader.read(chunk).column("id").to_pylist() == list(
             df["id"][chunk.start : chunk.stop]
         )
+
+
+def test_a_first_parquet_chunk_of_numbers_is_read_as_polars_reads_the_others(
+    tmp_path: Path,
+) -> None:
+    """pyarrow, which planning imported, reads a file's first chunk when every column read holds
+    numbers: the very table polars gives (types included), so the output's schema is the same
+    whichever reader gave its first chunk. With other columns (strings) polars reads it too."""
+    import polars as pl
+
+    from modelport.batch.reader import _first_numbers
+
+    df = frame(300)
+    df["n"] = np.arange(300, dtype=np.int32)
+    df["flag"] = df["n"] % 2 == 0
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, row_group_size=40)
+    info = plan_file(path, 100, 70)  # the first chunk spans two row groups
+    first = chunks_of([info])[0]
+    assert (first.start, first.stop) == (0, 70)
+    for columns in (["a", "b", "n", "flag"], ["id", "a"]):
+        assert (_first_numbers(first, columns) is None) == ("id" in columns)
+        got = ChunkReader(columns).read(first)
+        want = pl.scan_parquet(path).select(columns).slice(0, 70).collect()
+        assert got.equals(want.to_arrow(compat_level=pl.CompatLevel.oldest()), check_metadata=True)
+        assert got.schema.metadata is None

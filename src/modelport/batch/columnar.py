@@ -1,13 +1,17 @@
 """The model as batch loads it: feature columns scored feature-major where the backend allows.
 
-    runtime, columnar = load_model(spec)    # columnar: inputs the model takes as [features, rows]
+    runtime = load_model(spec)                        # rows: quick to load
+    runtime, columnar = load_feature_major(spec)      # or None; columnar: inputs taken as
+                                                      # [features, rows]
 
 Batch reads feature columns one column at a time; turning them into rows costs more than scoring
 a small model. For an ONNX model run by ONNX Runtime, batch loads a copy of the graph with a
 Transpose in front of each such 2-D input, which then takes ``[features, rows]``; ONNX Runtime
 folds that Transpose into a first Gemm (``transA``), so the results are bit-identical. Every other
-model, and every other backend, is loaded as it is and gets rows. Serving never sees any of this:
-the ``Runtime`` protocol stays ``load``, ``signature``, ``predict``, ``close``.
+model, and every other backend, is loaded as it is and gets rows. The rewrite needs the ``onnx``
+package (0.13 CPU-s to import) and a second session: a job's first chunk, one model batch, is
+scored by ``load_model``'s, the others by this one (``LocalExecutor``). Serving never sees any of
+this: the ``Runtime`` protocol stays ``load``, ``signature``, ``predict``, ``close``.
 """
 
 from __future__ import annotations
@@ -23,33 +27,48 @@ if TYPE_CHECKING:
     from modelport.runtimes import Runtime
 
 
-def load_model(spec: JobSpec) -> tuple[Runtime, frozenset[str]]:
-    """Open the catalogue from the job's settings (read-only) and load the exact version (sha256
-    checked); return the runtime and the inputs it takes feature-major."""
+def load_model(spec: JobSpec) -> Runtime:
+    """The exact version (sha256 checked) as it is, taking rows: the quickest to load."""
+    from modelport.registry.reader import open_reader
+    from modelport.runtimes import open_artifact
+
+    with open_reader(spec.settings) as registry:
+        version = _checked(registry, spec)
+        return open_artifact(registry.path(version), version.format, version.signature,
+                             spec.runtime_options, spec.backend)  # fmt: skip
+
+
+def load_feature_major(spec: JobSpec) -> tuple[Runtime, frozenset[str]] | None:
+    """The exact version with its vector inputs taken feature-major, and their names; None when
+    the backend or the graph does not allow it (the model then takes rows)."""
     from modelport.registry.reader import open_reader
     from modelport.runtimes import for_format, open_artifact
 
+    wanted = spec.fmap.vector_inputs
+    if not wanted:
+        return None
     with open_reader(spec.settings) as registry:
-        version = registry.resolve(spec.model)
-        if version.sha256 != spec.sha256:
-            raise Conflict(f"{spec.model} changed while the job ran")
-        wanted = spec.fmap.vector_inputs
-        if wanted and version.format == "onnx" \
-                and for_format("onnx", spec.backend).name == "onnxruntime":  # fmt: skip
-            rewritten = feature_major_graph(registry.path(version), version.signature, wanted)
-            if rewritten is not None:
-                import tempfile
+        version = _checked(registry, spec)
+        if version.format != "onnx" or for_format("onnx", spec.backend).name != "onnxruntime":
+            return None
+        rewritten = feature_major_graph(registry.path(version), version.signature, wanted)
+    if rewritten is None:
+        return None
+    import tempfile
 
-                graph, names, signature = rewritten
-                with tempfile.TemporaryDirectory(prefix="modelport-batch-") as tmp:
-                    path = Path(tmp) / "feature-major.onnx"
-                    path.write_bytes(graph)
-                    runtime = open_artifact(path, "onnx", signature, spec.runtime_options,
-                                            "onnxruntime")  # fmt: skip
-                return runtime, names
-        runtime = open_artifact(registry.path(version), version.format, version.signature,
-                                spec.runtime_options, spec.backend)  # fmt: skip
-        return runtime, frozenset()
+    graph, names, signature = rewritten
+    with tempfile.TemporaryDirectory(prefix="modelport-batch-") as tmp:
+        path = Path(tmp) / "feature-major.onnx"
+        path.write_bytes(graph)
+        runtime = open_artifact(path, "onnx", signature, spec.runtime_options, "onnxruntime")
+    return runtime, names
+
+
+def _checked(registry: Any, spec: JobSpec) -> Any:
+    version = registry.resolve(spec.model)
+    if version.sha256 != spec.sha256:
+        raise Conflict(f"{spec.model} changed while the job ran")
+    return version
 
 
 def feature_major_graph(

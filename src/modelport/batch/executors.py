@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from modelport.batch.buffers import BufferPool
 from modelport.batch.job import ChunkResult, JobSpec
 from modelport.batch.reader import ChunkReader
 from modelport.batch.scorer import Scorer
@@ -78,39 +79,48 @@ class LocalExecutor:
     def run(self, spec: JobSpec, source: Any, chunks: list[Chunk],
             on_result: Callable[[ChunkResult], None]) -> None:  # fmt: skip
         """At most ``2 * scorers + 1`` chunks are in memory as read (the ones being scored, as
-        many read ahead, the one being read), plus the decoded rows of ``span`` Parquet chunks;
-        the model loads while the first chunk is read. The first chunk is scored alone, its
-        model calls side by side on every scorer (its part is committed in half the time, for
-        a job's first result soon after it starts); the others one chunk per scorer."""
+        many read ahead, the one being read), plus the decoded rows of ``span`` Parquet chunks.
+        The job's first chunk (one model batch) is read and scored alone while the model loads
+        as it is; only then does reading ahead start, and the model load feature-major for the
+        other chunks (``Scorer.feature_major``): until its first part, a job does no more than
+        that part needs."""
         if not chunks:
             return
         reader = source.reader(spec.fmap.columns, span=self.span)
         parts = Parts(spec.workdir if spec.parts else None, keep=True)
-        first = chunks[0].index
+        pool = BufferPool(self.scorers)
         with (
             ThreadPoolExecutor(1) as reading,
             ThreadPoolExecutor(self.scorers) as scoring,
             ThreadPoolExecutor(1) as handing,
-            ThreadPoolExecutor(self.scorers) as spread,
         ):
+            # loaded[0] scores chunk 0, loaded[-1] every other chunk
+            loaded = [handing.submit(Scorer.load, spec, pool, chunks[0].index == 0)]
 
             def step(chunk: Chunk, data: Any) -> ChunkResult:
-                calls = spread.map if chunk.index == first else map
-                return parts.write(loading.result().score(chunk, data, calls))
+                scorer = loaded[0 if chunk.index == 0 else -1].result()
+                return parts.write(scorer.score(chunk, data))
 
-            loading = handing.submit(Scorer.load, spec, self.scorers)
+            def first_done() -> None:  # the feature-major copy, if any chunk is left for it
+                if chunks[0].index == 0 and len(chunks) > 1:
+                    loaded.append(handing.submit(lambda: loaded[0].result().feature_major()))
+
             try:
-                self._pipeline(chunks, reading, scoring, handing, reader.read, step, on_result)
+                self._pipeline(chunks, reading, scoring, handing, reader.read, step, on_result,
+                               first_done)  # fmt: skip
             finally:
-                wait([loading])
-                if loading.exception() is None:
-                    loading.result().close()
+                wait(loaded)
+                done = [f.result() for f in loaded if f.exception() is None]
+                for scorer in dict.fromkeys(done):  # each once (feature_major may be itself)
+                    scorer.close()
 
     def _pipeline(self, chunks: list[Chunk], reading: Any, scoring: Any, handing: Any,
                   read: Callable[[Chunk], Any], step: Callable[[Chunk, Any], ChunkResult],
-                  on_result: Callable[[ChunkResult], None]) -> None:  # fmt: skip
-        """Read ahead, score side by side, hand results on in order (writing the output never
-        holds up the dispatch of the next chunk; it may fall behind, not far)."""
+                  on_result: Callable[[ChunkResult], None],
+                  first_done: Callable[[], None]) -> None:  # fmt: skip
+        """Score the first chunk alone, then read ahead, score side by side, hand results on in
+        order (writing the output never holds up the dispatch of the next chunk; it may fall
+        behind, not far)."""
         todo = iter(chunks)
         reads: deque[tuple[Chunk, Future[Any]]] = deque()
         scores: deque[Future[ChunkResult]] = deque()
@@ -122,16 +132,21 @@ class LocalExecutor:
                 reads.append((chunk, reading.submit(read, chunk)))
 
         try:
-            for _ in range(self.scorers + 1):
-                read_next()
-            alone = True  # the first chunk is scored by itself
+            read_next()
+            first = True
             while reads or scores:
-                while reads and len(scores) < (1 if alone else self.scorers):
+                while reads and len(scores) < (1 if first else self.scorers):
                     chunk, data = reads.popleft()
                     scores.append(scoring.submit(step, chunk, data.result()))
-                    read_next()
-                handed.append(handing.submit(on_result, scores.popleft().result()))
-                alone = False
+                    if not first:
+                        read_next()
+                result = scores.popleft().result()
+                if first:
+                    first = False
+                    first_done()
+                    for _ in range(self.scorers + 1):
+                        read_next()
+                handed.append(handing.submit(on_result, result))
                 while handed and (handed[0].done() or len(handed) > self.scorers):
                     handed.popleft().result()
             while handed:

@@ -39,6 +39,12 @@ class BatchOptions:
         if self.on_error not in ("skip", "fail"):
             raise InvalidInput(f"--on-error must be skip or fail, not {self.on_error!r}")
 
+    @property
+    def first_rows(self) -> int:
+        """Rows of each file's first chunk: one model batch, so that a job's first part is
+        committed soon after it starts, whatever the chunk size."""
+        return min(self.batch_size, self.chunk_rows)
+
 
 @dataclass(frozen=True)
 class JobSpec:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.batch.sources import Chunk, FileInfo, _kind
+from modelport.batch.sources import Chunk, FileInfo, _kind, row_ranges
 from modelport.errors import InvalidInput
 
 
@@ -40,13 +40,15 @@ class MemorySource:
                                "or a pandas DataFrame")  # fmt: skip
         self.name = f"<{self.format}>"
 
-    def plan(self, chunk_rows: int, map: Any = None) -> list[FileInfo]:
+    def plan(
+        self, chunk_rows: int, map: Any = None, first_rows: int | None = None
+    ) -> list[FileInfo]:
         if isinstance(self.data, np.ndarray):
             rows, columns, shape = len(self.data), {}, tuple(self.data.shape)
         else:
             rows, shape = self.data.num_rows, ()
             columns = {f.name: _kind(f.type) for f in self.data.schema}
-        chunks = tuple((s, min(s + chunk_rows, rows), 0, 0) for s in range(0, rows, chunk_rows))
+        chunks = row_ranges(rows, chunk_rows, min(first_rows or chunk_rows, chunk_rows))
         return [FileInfo(self.name, self.format, rows, columns, shape, chunks)]
 
     def row_shape(self) -> tuple[int, ...] | None:

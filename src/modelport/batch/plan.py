@@ -96,7 +96,7 @@ class Plan:
     @classmethod
     def make(cls, version: ModelVersion, source: Any, options: BatchOptions,
              output: Path | None, map: Any = None) -> Plan:  # fmt: skip
-        infos = source.plan(options.chunk_rows, map)
+        infos = source.plan(options.chunk_rows, map, options.first_rows)
         fmap = bind_columns(version.signature, infos, options)
         if output is not None and output_format(output) == "npy":
             if len(version.signature.outputs) != 1 or options.id_column:
@@ -150,8 +150,14 @@ def job_key(infos: list[FileInfo], sha256: str, model: str, options: BatchOption
     for info in infos:
         stat = os.stat(info.file)
         inputs.append([info.file, stat.st_size, stat.st_mtime_ns])
-    data = {"inputs": inputs, "model": model, "sha256": sha256, "options": asdict(options),
-            "output": str(output)}  # fmt: skip
+    data = {
+        "inputs": inputs,
+        "model": model,
+        "sha256": sha256,
+        "options": asdict(options),
+        "first_rows": options.first_rows,
+        "output": str(output),
+    }  # the chunks' layout too
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -1,8 +1,10 @@
 """Scoring one chunk: its rows as model inputs, the model in batches, the outputs as a table.
 
-    scorer = Scorer.load(spec, buffers=2)     # the model, loaded once per process
-    scored = scorer.score(chunk, data)        # Scored(index, table, errors)
+    scorer = Scorer.load(spec, BufferPool(2))     # the model, loaded once per process
+    scored = scorer.score(chunk, data)            # Scored(index, table, errors)
     scorer.close()
+    quick = Scorer.load(spec, pool, rows=True)    # as it is, taking rows: quicker to load
+    best = quick.feature_major()                  # then as batch scores it best, same pool
 
 Bad rows become error rows ``[row, file, file_row, reason]`` (or stop the job, with
 ``on_error="fail"``). Inputs are laid out in a set of the scorer's ``BufferPool``, one set per
@@ -12,7 +14,6 @@ chunk being scored, given back as soon as the model has read them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,12 @@ import numpy as np
 
 from modelport.batch.arrow import arrow_array
 from modelport.batch.buffers import Blocks, BufferPool
-from modelport.batch.columnar import load_model
+from modelport.batch.columnar import load_feature_major, load_model
 from modelport.batch.job import JobSpec
 from modelport.batch.sources import Chunk
 from modelport.errors import InvalidInput
 from modelport.runtimes import Runtime
 from modelport.signature import Signature
-
-# how a chunk's model calls are made: ``map`` (in turn) or a thread pool's ``map`` (side by side)
-Spread = Callable[[Callable[[int], Any], Iterable[int]], Iterator[Any]]
 
 
 @dataclass(frozen=True)
@@ -42,20 +40,27 @@ class Scored:
 
 
 class Scorer:
+    """A loaded model and how it takes its inputs; ``pool``: the input buffers, one set per chunk
+    being scored (shared by the scorers of one job)."""
+
     def __init__(self, spec: JobSpec, runtime: Runtime, columnar: frozenset[str],
-                 buffers: int = 1) -> None:  # fmt: skip
-        self.spec, self.runtime, self.columnar = spec, runtime, columnar
-        self.pool = BufferPool(buffers)
+                 pool: BufferPool) -> None:  # fmt: skip
+        self.spec, self.runtime, self.columnar, self.pool = spec, runtime, columnar, pool
 
     @classmethod
-    def load(cls, spec: JobSpec, buffers: int = 1) -> Scorer:
-        """``buffers``: how many chunks may be scored at once (one set of input arrays each)."""
-        runtime, columnar = load_model(spec)
-        return cls(spec, runtime, columnar, buffers)
+    def load(cls, spec: JobSpec, pool: BufferPool | None = None, rows: bool = False) -> Scorer:
+        """Feature-major where the backend allows (``columnar``), unless ``rows``."""
+        loaded = None if rows else load_feature_major(spec)
+        runtime, columnar = loaded or (load_model(spec), frozenset())
+        return cls(spec, runtime, columnar, pool or BufferPool())
 
-    def score(self, chunk: Chunk, data: Any, spread: Spread = map) -> Scored:
-        """The chunk's rows (as its source read them) scored ``batch_size`` rows per call; the
-        calls are made by ``spread`` (e.g. a thread pool's ``map``: side by side)."""
+    def feature_major(self) -> Scorer:
+        """This model feature-major, sharing the pool; itself when it cannot be (or is)."""
+        loaded = None if self.columnar else load_feature_major(self.spec)
+        return self if loaded is None else Scorer(self.spec, *loaded, self.pool)
+
+    def score(self, chunk: Chunk, data: Any) -> Scored:
+        """The chunk's rows (as its source read them) scored ``batch_size`` rows per call."""
         spec = self.spec
         with self.pool.take() as buffers:
             converted = spec.fmap.convert(data, chunk, buffers, self.columnar,
@@ -66,8 +71,7 @@ class Scorer:
                 row, name, file_row, reason = errors[0]
                 raise InvalidInput(f"row {row} ({name}, row {file_row}): {reason}")
             outputs = predict_in_batches(self.runtime, spec.signature, converted.inputs,
-                                         spec.options.batch_size, self.columnar,
-                                         spread)  # fmt: skip
+                                         spec.options.batch_size, self.columnar)  # fmt: skip
         return Scored(chunk.index, outputs_table(outputs, converted.ids, spec.fmap.id_column),
                       errors)  # fmt: skip
 
@@ -77,11 +81,10 @@ class Scorer:
 
 def predict_in_batches(
     runtime: Runtime, signature: Signature, inputs: dict[str, Any], batch_size: int,
-    columnar: frozenset[str] = frozenset(), spread: Spread = map,
+    columnar: frozenset[str] = frozenset(),
 ) -> dict[str, np.ndarray]:  # fmt: skip
-    """Score ``inputs`` ``batch_size`` rows at a time, the calls made by ``spread`` (``map``: one
-    after the other); ``columnar`` inputs ([features, rows] arrays, or ``Blocks``) are cut along
-    their second axis."""
+    """Score ``inputs`` ``batch_size`` rows at a time, one call after the other; ``columnar``
+    inputs ([features, rows] arrays, or ``Blocks``) are cut along their second axis."""
     name, first = next(iter(inputs.items()))
     n = first.shape[1] if name in columnar else len(first)
     if n == 0:
@@ -100,9 +103,8 @@ def predict_in_batches(
     if n <= batch_size:
         return call(0)
     out: dict[str, np.ndarray] = {}
-    for start, result in zip(range(0, n, batch_size), spread(call, range(0, n, batch_size)),
-                             strict=True):  # fmt: skip
-        for key, value in result.items():
+    for start in range(0, n, batch_size):
+        for key, value in call(start).items():
             if key not in out:
                 out[key] = np.empty((n, *value.shape[1:]), dtype=value.dtype)
             out[key][start : start + len(value)] = value

@@ -6,8 +6,10 @@
 
 In-memory data (``batch.memory.MemorySource``) is a source with the same three calls.
 
-Chunks are row ranges of one file. CSV and JSON Lines chunks are located by byte offsets found
-in one streaming pass over the file (one record per line: quoted fields may not hold newlines).
+Chunks are row ranges of one file; a file's first chunk may be shorter (``first_rows``: one model
+batch, so a job's first part is committed soon after it starts). CSV and JSON Lines chunks are
+located by byte offsets found in one streaming pass over the file (one record per line: quoted
+fields may not hold newlines).
 """
 
 from __future__ import annotations
@@ -105,11 +107,13 @@ class FileSource:
         self.files = [str(f) for f in expand(spec)]
         self.format = format_of(self.files[0])
 
-    def plan(self, chunk_rows: int, map: Any = None) -> list[FileInfo]:
+    def plan(
+        self, chunk_rows: int, map: Any = None, first_rows: int | None = None
+    ) -> list[FileInfo]:
         """Every file's plan; ``map`` (an executor's) may plan them elsewhere."""
         if map is None:
-            return [plan_file(f, chunk_rows) for f in self.files]
-        return map(plan_file, self.files, chunk_rows)
+            return [plan_file(f, chunk_rows, first_rows) for f in self.files]
+        return map(plan_file, self.files, chunk_rows, first_rows)
 
     def row_shape(self) -> tuple[int, ...] | None:
         """The shape of one row of an NPY input (read from its header), else None."""
@@ -124,16 +128,18 @@ class FileSource:
         return ChunkReader(columns, span)
 
 
-def plan_file(file: str | Path, chunk_rows: int) -> FileInfo:
-    """Count rows, read column names and types, and cut the file into chunks of ``chunk_rows``."""
+def plan_file(file: str | Path, chunk_rows: int, first_rows: int | None = None) -> FileInfo:
+    """Count rows, read column names and types, and cut the file into chunks of ``chunk_rows``
+    (the first of ``first_rows``, when that is fewer)."""
     path = Path(file)
     fmt = format_of(path)
+    first = min(first_rows or chunk_rows, chunk_rows)
     try:
         if fmt == "parquet":
-            return _plan_parquet(path, chunk_rows)
+            return _plan_parquet(path, chunk_rows, first)
         if fmt == "npy":
-            return _plan_npy(path, chunk_rows)
-        return _plan_lines(path, fmt, chunk_rows)
+            return _plan_npy(path, chunk_rows, first)
+        return _plan_lines(path, fmt, chunk_rows, first)
     except InvalidInput:
         raise
     except (OSError, ValueError) as exc:
@@ -142,34 +148,44 @@ def plan_file(file: str | Path, chunk_rows: int) -> FileInfo:
         raise InvalidInput(f"cannot read {path}: {first_line(exc)}") from None
 
 
-def _plan_parquet(path: Path, chunk_rows: int) -> FileInfo:
+def row_ranges(
+    rows: int, chunk_rows: int, first_rows: int
+) -> tuple[tuple[int, int, int, int], ...]:
+    """(start, stop, 0, 0) of each chunk: ``first_rows`` rows, then ``chunk_rows`` each."""
+    starts = [0, *range(first_rows, rows, chunk_rows)] if rows else []
+    return tuple((s, min(s + (first_rows if s == 0 else chunk_rows), rows), 0, 0) for s in starts)
+
+
+def _plan_parquet(path: Path, chunk_rows: int, first_rows: int) -> FileInfo:
     import pyarrow.parquet as pq
 
     with pq.ParquetFile(path) as pf:
         rows = pf.metadata.num_rows
         columns = {f.name: _kind(f.type) for f in pf.schema_arrow}
-    chunks = tuple((s, min(s + chunk_rows, rows), 0, 0) for s in range(0, rows, chunk_rows))
+    chunks = row_ranges(rows, chunk_rows, first_rows)
     return FileInfo(str(path), "parquet", rows, columns, (), chunks)
 
 
-def _plan_npy(path: Path, chunk_rows: int) -> FileInfo:
+def _plan_npy(path: Path, chunk_rows: int, first_rows: int) -> FileInfo:
     array = np.load(path, mmap_mode="r", allow_pickle=False)
     if array.ndim == 0:
         raise InvalidInput(f"{path} holds a scalar, not rows")
     if array.dtype.kind not in "biuf":
         raise InvalidInput(f"{path} holds {array.dtype} values, not numbers")
     rows = array.shape[0]
-    chunks = tuple((s, min(s + chunk_rows, rows), 0, 0) for s in range(0, rows, chunk_rows))
+    chunks = row_ranges(rows, chunk_rows, first_rows)
     return FileInfo(str(path), "npy", rows, {}, tuple(array.shape), chunks)
 
 
-def _plan_lines(path: Path, fmt: str, chunk_rows: int) -> FileInfo:
-    """One pass over the bytes: a chunk boundary every ``chunk_rows`` lines."""
+def _plan_lines(path: Path, fmt: str, chunk_rows: int, first_rows: int) -> FileInfo:
+    """One pass over the bytes: a chunk boundary after ``first_rows`` lines, then every
+    ``chunk_rows`` lines."""
     with open(path, "rb") as handle:
         header = handle.readline() if fmt == "csv" else b""
         first = handle.tell()
         boundaries = [first]
-        rows = in_chunk = 0  # in_chunk: rows of the chunk not yet closed by a boundary
+        rows = 0
+        in_chunk = chunk_rows - first_rows  # rows of the chunk not yet closed (the first is short)
         position = first
         last_byte = b"\n"
         while block := handle.read(_SCAN_BLOCK):
@@ -187,7 +203,7 @@ def _plan_lines(path: Path, fmt: str, chunk_rows: int) -> FileInfo:
     chunks = []
     start = 0
     for begin, end in zip(boundaries, boundaries[1:], strict=False):
-        stop = min(start + chunk_rows, rows)
+        stop = min(start + (chunk_rows if chunks else first_rows), rows)
         chunks.append((start, stop, begin, end))
         start = stop
     columns = _csv_columns(path, header) if fmt == "csv" else _jsonl_columns(path, first)
