@@ -49,7 +49,12 @@ class Scorer:
 
     @classmethod
     def load(cls, spec: JobSpec, buffers: int = 1) -> Scorer:
-        """``buffers``: how many chunks may be scored at once (one set of input arrays each)."""
+        """``buffers``: how many chunks may be scored at once (one set of input arrays each).
+        A text model's job gets a ``batch.textscorer.TextScorer``, which scores the same way."""
+        if spec.fmap.text:
+            from modelport.batch.textscorer import TextScorer
+
+            return TextScorer.load(spec, buffers)  # type: ignore[return-value]
         runtime, columnar = load_model(spec)
         return cls(spec, runtime, columnar, buffers)
 
