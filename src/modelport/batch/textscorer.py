@@ -6,10 +6,13 @@
 
 Encoders and classifiers run ``batch_size`` texts per call, texts of a similar length together
 (less padding), the calls spread as a tensor job's are. A language model runs on the serving
-engine: ``batch_size`` sequences decoded together by its scheduler (continuous batching: a
-finished sequence's slot takes the next text at once, across chunks), at most twice that many
-submitted at a time so memory stays bounded. Sampling is seeded per row (``seed`` plus the
-row's number), so a job at temperature 0, or with a seed, writes the same text when resumed.
+engine: ``batch_size`` sequences decoded together by its scheduler, a finished sequence's slot
+taking the chunk's next text at once (continuous batching). Chunks take the engine in turn, each
+queued whole on an idle scheduler with its cached prefixes dropped (``Scheduler.submit_all``):
+llama.cpp's arithmetic depends, in the last bits, on which rows share a decode step, so a chunk
+run beside another could pick another token where two are all but tied. Run on their own, the
+same texts get the same tokens; with sampling seeded per row (``seed`` plus the row's number),
+a job at temperature 0, or with a seed, writes the same bytes when it is resumed.
 """
 
 from __future__ import annotations
@@ -33,8 +36,7 @@ class TextScorer:
     def __init__(self, spec: JobSpec, model: Any, labels: list[str] | None = None) -> None:
         self.spec, self.model, self.labels = spec, model, labels
         self.task = spec.fmap.task
-        slots = spec.options.batch_size
-        self._submitted = threading.BoundedSemaphore(2 * slots)  # sequences in the scheduler
+        self._engine = threading.Lock()  # a chunk's sequences run on their own
 
     @classmethod
     def load(cls, spec: JobSpec, buffers: int = 1) -> TextScorer:
@@ -110,35 +112,39 @@ class TextScorer:
 
     def _generate(self, texts: list[Any], rows: np.ndarray,
                   failed: list[tuple[int, str]]) -> dict[str, np.ndarray]:  # fmt: skip
-        """Every text through the engine's scheduler; refused prompts and sequences that end in
-        an error go to ``failed`` as (index, reason)."""
+        """Every text of the chunk through the engine's scheduler, queued at once and run on
+        their own (``Scheduler.submit_all``: the same chunk generates the same tokens, whatever
+        ran before); prompts the model refuses go to ``failed`` as (index, reason), as do
+        sequences that end in an error."""
         from modelport.generation.base import SamplingParams
 
         engine, options = self.model, self.spec.options
         results: list[Any] = [None] * len(texts)
-        left = threading.Semaphore(0)
+        requests = []
+        finished = threading.Semaphore(0)
         for i, text in enumerate(texts):
             seed = None if options.seed is None else options.seed + int(rows[i])
             params = SamplingParams(max_tokens=options.max_tokens,
                                     temperature=options.temperature, seed=seed)  # fmt: skip
-            self._submitted.acquire()
             try:
                 prompt = self._prompt(text)
-                engine.submit(prompt, params, _collector(results, i, self._finished(left)))
+                engine.check(len(prompt), params.max_tokens)
             except InvalidInput as exc:
-                self._submitted.release()
                 results[i] = exc.message
-                left.release()
-        for _ in texts:
-            left.acquire()
+                continue
+            requests.append((prompt, params, _collector(results, i, finished.release)))
+        with self._engine:
+            engine.scheduler.submit_all(requests)
+            for _ in requests:
+                finished.acquire()
         for i, result in enumerate(results):
             if isinstance(result, str) or result[3].startswith(("error", "timeout", "cancel")):
                 failed.append((i, result if isinstance(result, str) else result[3]))
                 results[i] = ("", 0, 0, "")
         columns = list(zip(*results, strict=True)) or [(), (), (), ()]
-        dtypes = (str, np.int32, np.int32, str)
+        dtypes = (object, np.int32, np.int32, object)
         named = zip(OUTPUTS["generate"], columns, dtypes, strict=True)
-        return {name: np.array(values, dtype=dtype) for name, values, dtype in named}
+        return {name: _array(values, dtype) for name, values, dtype in named}
 
     def _prompt(self, text: Any) -> list[int]:
         engine = self.model
@@ -148,15 +154,18 @@ class TextScorer:
             return engine.chat_prompt([{"role": "user", "content": text}])
         return engine.encode(text)
 
-    def _finished(self, left: threading.Semaphore) -> Callable[[], None]:
-        def done() -> None:
-            self._submitted.release()
-            left.release()
-
-        return done
-
     def close(self) -> None:
         self.model.close()
+
+
+def _array(values: Any, dtype: Any) -> np.ndarray:
+    """Strings as objects (a NumPy string array would drop trailing NUL characters); none as
+    an empty string array, which Arrow reads as strings, not nulls."""
+    if dtype is object and not len(values):
+        return np.array([], dtype=str)
+    array = np.empty(len(values), dtype=dtype)
+    array[:] = values
+    return array
 
 
 def _collector(results: list[Any], i: int, done: Callable[[], None]) -> Callable[[Any], None]:
@@ -176,11 +185,9 @@ def _collector(results: list[Any], i: int, done: Callable[[], None]) -> Callable
 def _engine(path: Path, format: str, spec: JobSpec) -> Any:
     from modelport.generation import EngineOptions, open_engine
 
-    slots = spec.options.batch_size
-    # one engine for the whole job: every core (unless set), queue and timeouts for a batch
-    options = EngineOptions(slots=slots, threads=spec.settings.intra_op_threads,
-                            max_queue=2 * slots, first_token_timeout=86400.0,
-                            token_gap_timeout=3600.0)  # fmt: skip
+    # one engine for the whole job: every core (unless set); a chunk queued whole waits long
+    options = EngineOptions(slots=spec.options.batch_size, threads=spec.settings.intra_op_threads,
+                            first_token_timeout=86400.0, token_gap_timeout=3600.0)  # fmt: skip
     return open_engine(path, format, options)
 
 
