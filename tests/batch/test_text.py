@@ -196,7 +196,9 @@ REFUSED = {  # the same checks, in the Python API
     "messages to an encoder": ("bert", "messages.jsonl", ["--text-column", "messages"],
                                "column 'messages' holds lists; an encoder or classifier takes"),
     "bad temperature": ("llama", "docs.jsonl", ["--text-column", "text", "--temperature", "3"],
-                        "temperature must be between 0 and 2, got 3.0"),
+                        "--temperature must be between 0 and 2, got 3.0"),
+    "no tokens": ("llama", "docs.jsonl", ["--text-column", "text", "--max-tokens", "0"],
+                  "--max-tokens must be between 1 and 65536, got 0"),
 }  # fmt: skip
 
 
@@ -212,7 +214,8 @@ def test_refused_before_the_model_loads(reg: Registry, tmp_path: Path, case: str
     inputs(tmp_path)
     model, source, args, message = REFUSED[case]
     options = {"text_column": args[1], "chat": "--chat" in args,
-               "temperature": float(args[-1]) if "--temperature" in args else 0.0}  # fmt: skip
+               "temperature": float(args[-1]) if "--temperature" in args else 0.0,
+               "max_tokens": int(args[-1]) if "--max-tokens" in args else 1}  # fmt: skip
     with pytest.raises(InvalidInput, match=re.escape(message)):
         predict_batch(model, tmp_path / source, tmp_path / "o.parquet", registry=reg, **options)
     assert not (tmp_path / "o.parquet").exists()

@@ -125,8 +125,13 @@ def report(summary: Any) -> None:
     resumed = f" ({summary.resumed} of {summary.chunks} chunks resumed)" if summary.resumed else ""
     console.print(
         f"scored [bold]{summary.rows:,}[/] rows, [bold]{summary.errors:,}[/] bad, in "
-        f"{summary.elapsed:.2f} s ({summary.throughput:,.0f} rows/s){resumed}", highlight=False
+        f"{summary.elapsed:.2f} s ({_rate(summary.throughput)} rows/s){resumed}", highlight=False
     )  # fmt: skip
     console.print(f"output: {summary.output}", highlight=False, soft_wrap=True)
     if summary.errors_path is not None:
         console.print(f"bad rows: {summary.errors_path}", highlight=False, soft_wrap=True)
+
+
+def _rate(per_second: float) -> str:
+    """Whole rows per second, or two decimals below ten (a language model's rows are slow)."""
+    return f"{per_second:,.0f}" if per_second >= 10 else f"{per_second:.2f}"

@@ -128,6 +128,10 @@ def plan_text(version: Any, infos: list[FileInfo], options: BatchOptions,
         if options.text_column:
             raise InvalidInput(f"{version.ref} is a tensor model ({version.format}); --text-column "
                                "is for encoders, classifiers and language models")  # fmt: skip
+        if infos[0].format == "txt":
+            raise InvalidInput(f"unsupported input format {Path(infos[0].file).name!r} for a "
+                               "tensor model (.txt files hold texts, for text models): use "
+                               ".csv, .parquet, .npy or .jsonl")  # fmt: skip
         return None
     _check_model(version, task)
     column = options.text_column or ("text" if infos[0].format == "txt" else None)
@@ -139,10 +143,7 @@ def plan_text(version: Any, infos: list[FileInfo], options: BatchOptions,
     if not sum(info.rows for info in infos):
         raise InvalidInput(f"{infos[0].file} is empty: no texts to score")
     if task == "generate":
-        from modelport.generation.base import SamplingParams
-
-        SamplingParams(max_tokens=options.max_tokens, temperature=options.temperature,
-                       seed=options.seed)  # fmt: skip
+        _check_sampling(options)
     elif options.chat:
         raise InvalidInput("--chat applies a language model's chat template; "
                            f"{version.ref} is a {version.tags['task']} model")  # fmt: skip
@@ -162,13 +163,25 @@ def plan_text(version: Any, infos: list[FileInfo], options: BatchOptions,
     return TextMap(task, column, options.id_column, messages)
 
 
+def _check_sampling(options: BatchOptions) -> None:
+    from modelport.generation.base import MAX_TOKENS_LIMIT, SamplingParams
+
+    if not 1 <= options.max_tokens <= MAX_TOKENS_LIMIT:
+        raise InvalidInput(f"--max-tokens must be between 1 and {MAX_TOKENS_LIMIT}, got "
+                           f"{options.max_tokens}")  # fmt: skip
+    if not 0.0 <= options.temperature <= 2.0:
+        raise InvalidInput(f"--temperature must be between 0 and 2, got {options.temperature}")
+    SamplingParams(max_tokens=options.max_tokens, temperature=options.temperature,
+                   seed=options.seed)  # fmt: skip
+
+
 def _check_model(version: Any, task: str) -> None:
     if task == "generate" and version.format not in GENERATION_FORMATS:
-        raise InvalidInput(f"{version.ref} is a {version.format} checkpoint; convert it to "
-                           f"generate: modelport convert {version.ref} --to gguf")  # fmt: skip
+        raise InvalidInput(f"{version.ref} ({version.format}) needs converting to generate "
+                           f"text: modelport convert {version.ref} --to gguf")  # fmt: skip
     if task != "generate" and version.format != "onnx":
-        raise InvalidInput(f"{version.ref} is a {version.format} encoder; convert it to ONNX "
-                           f"first: modelport convert {version.ref} --to onnx-encoder")  # fmt: skip
+        raise InvalidInput(f"{version.ref} ({version.format}) needs converting to ONNX first: "
+                           f"modelport convert {version.ref} --to onnx-encoder")  # fmt: skip
 
 
 def _column_kind(info: FileInfo, column: str, id_column: str | None) -> str:
