@@ -263,3 +263,15 @@ def test_killed_generation_resumes_to_the_same_bytes(home: Path, reg: Registry,
     table = pq.read_table(out)
     assert table.column("id").to_pylist() == list(range(n))
     assert len(set(table.column("generated_text").to_pylist()[:40])) > 30  # sampled, per row
+
+
+def test_a_dataframe_in_memory(reg: Registry) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": [7, 8, 9], "text": [TEXTS[0], None, TEXTS[1]]})
+    summary = predict_batch("bert:2", frame, registry=reg, text_column="text", id_column="id")
+    assert (summary.rows, summary.errors) == (2, 1)
+    expected, _ = encoder(reg, "bert:2").embed([TEXTS[0], TEXTS[1]])
+    np.testing.assert_allclose(summary.outputs["embedding"], expected, atol=1e-5)
+    assert summary.outputs["id"].tolist() == [7, 9]
+    assert summary.error_rows == [[1, "<memory-table>", 1, "missing value in column 'text'"]]
