@@ -29,7 +29,7 @@ from modelport.batch.job import JobSpec
 from modelport.batch.scorer import Scored, Spread, outputs_table
 from modelport.batch.sources import Chunk
 from modelport.batch.text import OUTPUTS
-from modelport.errors import Conflict, InvalidInput
+from modelport.errors import BackendError, Conflict, InvalidInput
 
 
 class TextScorer:
@@ -114,8 +114,9 @@ class TextScorer:
                   failed: list[tuple[int, str]]) -> dict[str, np.ndarray]:  # fmt: skip
         """Every text of the chunk through the engine's scheduler, queued at once and run on
         their own (``Scheduler.submit_all``: the same chunk generates the same tokens, whatever
-        ran before); prompts the model refuses go to ``failed`` as (index, reason), as do
-        sequences that end in an error."""
+        ran before); prompts the model refuses go to ``failed`` as (index, reason). A sequence
+        that ends otherwise than by a stop or its length (the engine closing as the job is
+        interrupted, a failed decode step) fails the chunk: its part is not written."""
         from modelport.generation.base import SamplingParams
 
         engine, options = self.model, self.spec.options
@@ -138,9 +139,12 @@ class TextScorer:
             for _ in requests:
                 finished.acquire()
         for i, result in enumerate(results):
-            if isinstance(result, str) or result[3].startswith(("error", "timeout", "cancel")):
-                failed.append((i, result if isinstance(result, str) else result[3]))
+            if isinstance(result, str):
+                failed.append((i, result))
                 results[i] = ("", 0, 0, "")
+            elif result[3] not in ("stop", "length"):  # the engine closed, or a step failed:
+                # not the row's fault, and not a chunk to commit (a re-run scores it again)
+                raise BackendError(f"generating row {int(rows[i])} ended: {result[3]}")
         columns = list(zip(*results, strict=True)) or [(), (), (), ()]
         dtypes = (object, np.int32, np.int32, object)
         named = zip(OUTPUTS["generate"], columns, dtypes, strict=True)
