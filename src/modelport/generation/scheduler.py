@@ -3,6 +3,7 @@
     scheduler = Scheduler(model, max_queue=64, prefill_chunk=256, timeouts=(300.0, 60.0))
     handle = scheduler.submit(prompt_ids, SamplingParams(max_tokens=32), on_event)
     handle.cancel()             # the slot is free before the next decode step
+    scheduler.submit_all([(prompt_ids, params, on_event), ...])   # repeatable: batch jobs
     scheduler.close()
 
 Each step decodes one row per running sequence plus at most ``prefill_chunk`` prompt tokens of
