@@ -13,7 +13,7 @@ import typer
 
 from modelport.cli.common import state
 
-_INPUT = "A .csv, .parquet, .npy or .jsonl file, a folder or a glob."
+_INPUT = "A .csv, .parquet, .npy or .jsonl file (.txt for text models), a folder or a glob."
 _OUTPUT = "A .parquet, .csv or .npy file, written only when complete."
 _COLUMNS = "Feature columns in order, or INPUT=COLUMN pairs; repeat or separate with commas."
 _CHUNK_ROWS = "Rows per chunk, the unit of memory and resume (default: from the memory budget)."
