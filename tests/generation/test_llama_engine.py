@@ -141,3 +141,24 @@ def test_long_prefill_is_chunked_while_a_stream_keeps_flowing(engine) -> None:
     handle_long.cancel()
     running.cancel()
     assert collect(stream)[1][-1].finish == "cancelled"
+
+
+def test_submit_all_runs_a_group_on_its_own(engine) -> None:
+    """A group queued at once on an idle scheduler generates the same text each time, and is
+    refused while other sequences run."""
+    params = SamplingParams(max_tokens=8, temperature=0.9, seed=3)
+
+    def group() -> list[str]:
+        queues = [queue.Queue() for _ in PROMPTS]
+        engine.scheduler.submit_all([(engine.encode(p), params, q.put)
+                                     for p, q in zip(PROMPTS, queues, strict=True)])  # fmt: skip
+        return [collect(q)[0] for q in queues]
+
+    first = group()
+    assert group() == first and len(set(first)) == len(PROMPTS)
+    events: queue.Queue = queue.Queue()
+    handle = engine.submit(engine.encode(PROMPTS[0]), SamplingParams(200, 0.0), events.put)
+    with pytest.raises(Overloaded, match="idle scheduler"):
+        engine.scheduler.submit_all([(engine.encode(PROMPTS[1]), params, events.put)])
+    handle.cancel()
+    collect(events)

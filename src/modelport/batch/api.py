@@ -29,6 +29,7 @@ from modelport.batch.plan import Plan, sizes
 from modelport.batch.progress import RowProgress
 from modelport.batch.sinks import Assembly, Collected, Tally, assemble
 from modelport.batch.sources import FileSource
+from modelport.batch.text import text_sizes
 from modelport.errors import InvalidInput
 from modelport.registry.reader import CatalogReader, open_reader
 from modelport.registry.records import ModelVersion
@@ -56,13 +57,22 @@ def predict_batch(
     dask_scheduler: str | None = None,
     backend: str | None = None,
     progress: bool = False,
+    text_column: str | None = None,
+    max_tokens: int = 128,
+    temperature: float = 0.0,
+    seed: int | None = None,
+    chat: bool = False,
 ) -> BatchSummary:
     """Score ``data`` (a path, folder or glob; or an array or DataFrame) in chunks; write
     ``output`` (Parquet, CSV or NPY) or, for in-memory data without an output, return the
     predictions in ``summary.outputs``. Chunks and model batches are sized from a row's bytes and
     ``memory_budget`` (default ``Settings.batch_memory_budget``, 1 GiB) unless ``chunk_rows`` /
     ``batch_size`` are given. Bad rows go to ``errors_path`` (default ``<output>.errors.csv``)
-    and are skipped, or stop the job (``on_error="fail"``)."""
+    and are skipped, or stop the job (``on_error="fail"``).
+
+    A text model (an ONNX encoder or classifier, a GGUF or onnxruntime-genai language model)
+    reads ``text_column``; a language model generates up to ``max_tokens`` per row at
+    ``temperature`` (0: greedy) with ``seed``, through its chat template with ``chat``."""
     started = time.perf_counter()
     with _catalogue(registry) as (reg, settings):
         version = model if isinstance(model, ModelVersion) else reg.resolve(model)
@@ -72,11 +82,13 @@ def predict_batch(
         try:
             budget = parse_size(memory_budget) if memory_budget is not None \
                 else settings.batch_memory_budget  # fmt: skip
-            auto = sizes(version.signature, source.row_shape(), budget, executor.workers)
+            auto = text_sizes(version) or \
+                sizes(version.signature, source.row_shape(), budget, executor.workers)  # fmt: skip
             options = BatchOptions(tuple(columns or ()), id_column,
                                    auto[0] if chunk_rows is None else chunk_rows,
                                    auto[1] if batch_size is None else batch_size,
-                                   on_error)  # fmt: skip
+                                   on_error, text_column, max_tokens, temperature, seed,
+                                   chat)  # fmt: skip
             plan = Plan.make(version, source, options, output, executor.map)
             spec = _spec(settings, version, plan, options, executor, output, backend,
                          source.resumable)  # fmt: skip

@@ -28,11 +28,15 @@ OPTIONS: dict[str, tuple[str, type]] = {
     "--errors": ("errors", Path), "--dask-workers": ("dask_workers", int),
     "--dask-scheduler": ("dask_scheduler", str), "--backend": ("backend", str),
     "--quiet": ("quiet", bool), "-q": ("quiet", bool),
+    "--text-column": ("text_column", str), "--max-tokens": ("max_tokens", int),
+    "--temperature": ("temperature", float), "--seed": ("seed", int), "--chat": ("chat", bool),
 }  # fmt: skip
 DEFAULTS: dict[str, Any] = {"columns": None, "id_column": None, "chunk_rows": None,
                             "batch_size": None, "memory_budget": None, "on_error": "skip",
                             "errors": None, "dask_workers": None, "dask_scheduler": None,
-                            "backend": None, "quiet": False}  # fmt: skip
+                            "backend": None, "quiet": False, "text_column": None,
+                            "max_tokens": 128, "temperature": 0.0, "seed": None,
+                            "chat": False}  # fmt: skip
 
 
 def quick_args(argv: list[str]) -> dict[str, Any] | None:
@@ -61,6 +65,8 @@ def quick_args(argv: list[str]) -> dict[str, Any] | None:
                 return None
             if kind is int and not (value.isascii() and value.isdigit()):
                 return None
+            if kind is float and not _decimal(value):
+                return None
             values[name] = _typed(kind, value, values.get(name))
         elif not token.startswith("-") and "ref" not in values:
             values["ref"] = token
@@ -69,6 +75,12 @@ def quick_args(argv: list[str]) -> dict[str, Any] | None:
     if not {"ref", "input", "output"} <= set(values):
         return None
     return {**DEFAULTS, **values}
+
+
+def _decimal(value: str) -> bool:
+    """A plain decimal number (``0.7``, ``1``); anything else is typer's to read."""
+    whole, _, fraction = value.partition(".")
+    return value.isascii() and (whole + fraction).isdigit()
 
 
 def _typed(kind: type, value: Any, earlier: Any) -> Any:
@@ -81,7 +93,9 @@ def run(settings: Any, ref: str, input: str, output: Path, *, columns: list[str]
         id_column: str | None, chunk_rows: int | None, batch_size: int | None,
         memory_budget: str | None, on_error: str, errors: Path | None,
         dask_workers: int | None, dask_scheduler: str | None, backend: str | None,
-        quiet: bool) -> None:  # fmt: skip
+        quiet: bool, text_column: str | None = None, max_tokens: int = 128,
+        temperature: float = 0.0, seed: int | None = None,
+        chat: bool = False) -> None:  # fmt: skip
     """Score ``input`` into ``output`` with ``ref`` from the catalogue ``settings`` name (a
     ``BatchSettings``), then print what was done."""
     from modelport.batch.api import predict_batch
@@ -97,7 +111,8 @@ def run(settings: Any, ref: str, input: str, output: Path, *, columns: list[str]
             chunk_rows=chunk_rows, batch_size=batch_size, memory_budget=memory_budget,
             on_error=on_error, errors_path=errors,
             dask_workers=dask_workers, dask_scheduler=dask_scheduler, backend=backend,
-            progress=not quiet,
+            progress=not quiet, text_column=text_column, max_tokens=max_tokens,
+            temperature=temperature, seed=seed, chat=chat,
         )  # fmt: skip
     report(summary)
 
@@ -110,8 +125,13 @@ def report(summary: Any) -> None:
     resumed = f" ({summary.resumed} of {summary.chunks} chunks resumed)" if summary.resumed else ""
     console.print(
         f"scored [bold]{summary.rows:,}[/] rows, [bold]{summary.errors:,}[/] bad, in "
-        f"{summary.elapsed:.2f} s ({summary.throughput:,.0f} rows/s){resumed}", highlight=False
+        f"{summary.elapsed:.2f} s ({_rate(summary.throughput)} rows/s){resumed}", highlight=False
     )  # fmt: skip
     console.print(f"output: {summary.output}", highlight=False, soft_wrap=True)
     if summary.errors_path is not None:
         console.print(f"bad rows: {summary.errors_path}", highlight=False, soft_wrap=True)
+
+
+def _rate(per_second: float) -> str:
+    """Whole rows per second, or two decimals below ten (a language model's rows are slow)."""
+    return f"{per_second:,.0f}" if per_second >= 10 else f"{per_second:.2f}"

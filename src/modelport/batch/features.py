@@ -46,6 +46,7 @@ class FeatureMap:
     signature: Signature
     bindings: tuple[Binding, ...]
     id_column: str | None = None
+    text = False  # a text model's job has a ``batch.text.TextMap`` instead
 
     @classmethod
     def plan(cls, signature: Signature, info: FileInfo, columns: list[str] | None = None,

@@ -30,6 +30,12 @@ class BatchOptions:
     chunk_rows: int = 65536
     batch_size: int = 4096
     on_error: str = "skip"
+    # a text model's job (batch.text): the column of texts, and how a language model generates
+    text_column: str | None = None
+    max_tokens: int = 128
+    temperature: float = 0.0
+    seed: int | None = None
+    chat: bool = False
 
     def __post_init__(self) -> None:
         if self.chunk_rows < 1:

@@ -129,7 +129,8 @@ class _ParquetWriter:
         import pyarrow.parquet as pq
 
         self._schema = flat_schema(schema)
-        others = [f.name for f in self._schema if not pa.types.is_floating(f.type)]
+        others = [f.name for f in self._schema
+                  if not pa.types.is_floating(getattr(f.type, "value_type", f.type))]  # fmt: skip
         self._writer = pq.ParquetWriter(
             str(path), self._schema, use_dictionary=others,
             compression={f.name: "snappy" if f.name in others else "none" for f in self._schema},
@@ -198,12 +199,16 @@ class _NpyWriter:
 
 
 def flat_schema(schema: Any) -> Any:
-    """List columns (model outputs) spread over ``name_0 .. name_k``, which hold no nulls."""
+    """List columns (model outputs) spread over ``name_0 .. name_k``, which hold no nulls, but
+    for those the schema's ``lists`` metadata keeps whole (a text job's embeddings)."""
+    import json
+
     import pyarrow as pa
 
+    kept = set(json.loads((schema.metadata or {}).get(b"lists", b"[]")))
     fields = []
     for f in schema:
-        if pa.types.is_fixed_size_list(f.type):
+        if pa.types.is_fixed_size_list(f.type) and f.name not in kept:
             fields.extend(pa.field(f"{f.name}_{j}", f.type.value_type, nullable=False)
                           for j in range(f.type.list_size))  # fmt: skip
         else:
@@ -218,12 +223,14 @@ def _empty(schema: Any) -> Any:
 
 
 def flat_columns(table: Any, schema: Any = None) -> Any:
-    """List columns spread over ``name_0 .. name_k`` columns (for CSV and DataFrames)."""
+    """List columns spread over ``name_0 .. name_k`` columns (for CSV and DataFrames), but for
+    those ``schema`` keeps whole."""
     import pyarrow as pa
 
     arrays, names = [], []
     for name, column in zip(table.column_names, table.columns, strict=True):
-        if pa.types.is_fixed_size_list(column.type):
+        if pa.types.is_fixed_size_list(column.type) and (schema is None
+                                                         or name not in schema.names):  # fmt: skip
             width = column.type.list_size
             flat = list_values(column).reshape(-1, width)
             by_column = np.ascontiguousarray(flat.T)  # one transpose, then views

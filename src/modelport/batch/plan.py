@@ -30,6 +30,7 @@ from modelport.batch.job import BatchOptions
 from modelport.batch.outputs import output_format
 from modelport.batch.sinks import committed
 from modelport.batch.sources import Chunk, FileInfo
+from modelport.batch.text import plan_text
 from modelport.errors import Conflict, InvalidInput
 from modelport.registry import ModelVersion
 from modelport.signature import Signature
@@ -97,8 +98,9 @@ class Plan:
     def make(cls, version: ModelVersion, source: Any, options: BatchOptions,
              output: Path | None, map: Any = None) -> Plan:  # fmt: skip
         infos = source.plan(options.chunk_rows, map, options.first_rows)
-        fmap = bind_columns(version.signature, infos, options)
-        if output is not None and output_format(output) == "npy":
+        fmap = plan_text(version, infos, options, output) or \
+            bind_columns(version.signature, infos, options)  # fmt: skip
+        if output is not None and output_format(output) == "npy" and not fmap.text:
             if len(version.signature.outputs) != 1 or options.id_column:
                 raise InvalidInput("an NPY output holds one output and no id column; write "
                                    "Parquet or CSV instead")  # fmt: skip

@@ -49,7 +49,8 @@ def _bar() -> Any:
     class RateColumn(ProgressColumn):
         def render(self, task: Any) -> Text:
             speed = task.finished_speed or task.speed
-            return Text("-- rows/s" if speed is None else f"{speed:,.0f} rows/s", style="cyan")
+            shown = "--" if speed is None else f"{speed:,.0f}" if speed >= 10 else f"{speed:.2f}"
+            return Text(f"{shown} rows/s", style="cyan")
 
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

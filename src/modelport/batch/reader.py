@@ -78,6 +78,8 @@ class ChunkReader:
                 data = handle.read(chunk.byte_stop - chunk.byte_start)
             if chunk.format == "csv":
                 return read_csv_bytes(data, self._header(chunk.file))
+            if chunk.format == "txt":
+                return _read_text_bytes(data)
             return _read_jsonl_bytes(data, self.columns)
         except InvalidInput:
             raise
@@ -160,7 +162,7 @@ def _read_jsonl_bytes(data: bytes, columns: list[str] | None) -> Any:
             record = {}
         records.append(record)
     names = columns if columns is not None else list(dict.fromkeys(k for r in records for k in r))
-    arrays = {}
+    arrays, nonstring = {}, {}
     for name in names:
         values = [r.get(name, _MISSING) for r in records]
         for i, v in enumerate(values):
@@ -172,7 +174,32 @@ def _read_jsonl_bytes(data: bytes, columns: list[str] | None) -> Any:
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep the text, judge later
             arrays[name] = pa.array([v if v is None or isinstance(v, str) else json.dumps(v)
                                      for v in values])  # fmt: skip
+            # which values were not strings, for a column of texts (batch.text)
+            nonstring[name] = [i for i, v in enumerate(values)
+                               if v is not None and not isinstance(v, str)]  # fmt: skip
     table = pa.table(arrays) if arrays else pa.table({"_": pa.nulls(len(records))})
+    meta = {"bad": json.dumps(bad)} if bad else {}
+    if nonstring:
+        meta["nonstring"] = json.dumps(nonstring)
+    return table.replace_schema_metadata(meta) if meta else table
+
+
+def _read_text_bytes(data: bytes) -> Any:
+    """A plain text file's lines as one column, ``text`` (bytes that are not UTF-8: bad rows)."""
+    import pyarrow as pa
+
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    texts: list[str | None] = []
+    bad = []
+    for number, line in enumerate(lines):
+        try:
+            texts.append(line.removesuffix(b"\r").decode("utf-8"))
+        except UnicodeDecodeError:
+            texts.append(None)
+            bad.append((number, "not UTF-8 text"))
+    table = pa.table({"text": pa.array(texts, pa.string())})
     return table.replace_schema_metadata({"bad": json.dumps(bad)}) if bad else table
 
 

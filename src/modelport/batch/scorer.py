@@ -49,7 +49,12 @@ class Scorer:
 
     @classmethod
     def load(cls, spec: JobSpec, pool: BufferPool | None = None, rows: bool = False) -> Scorer:
-        """Feature-major where the backend allows (``columnar``), unless ``rows``."""
+        """Feature-major where the backend allows (``columnar``), unless ``rows``. A text
+        model's job gets a ``batch.textscorer.TextScorer``, which scores the same way."""
+        if spec.fmap.text:
+            from modelport.batch.textscorer import TextScorer
+
+            return TextScorer.load(spec)  # type: ignore[return-value]
         loaded = None if rows else load_feature_major(spec)
         runtime, columnar = loaded or (load_model(spec), frozenset())
         return cls(spec, runtime, columnar, pool or BufferPool())

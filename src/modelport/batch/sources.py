@@ -27,7 +27,7 @@ from modelport.datafiles import has_header, is_number
 from modelport.errors import InvalidInput, first_line
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy",
-           ".jsonl": "jsonl", ".ndjson": "jsonl"}  # fmt: skip
+           ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}  # fmt: skip
 _SCAN_BLOCK = 1 << 22
 
 
@@ -65,7 +65,8 @@ def format_of(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise InvalidInput(
-            f"unsupported input format {Path(path).name!r}: use .csv, .parquet, .npy or .jsonl"
+            f"unsupported input format {Path(path).name!r}: use .csv, .parquet, .npy or .jsonl "
+            "(or .txt, one text per line, for a text model)"
         )
     return FORMATS[suffix]
 
@@ -79,6 +80,8 @@ def expand(spec: str | Path) -> list[Path]:
         return [path.absolute()]
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
+        if any(format_of(p) != "txt" for p in files):  # notes beside data files are not data
+            files = [p for p in files if format_of(p) != "txt"]
         if not files:
             raise InvalidInput(f"folder {path} holds no .csv, .parquet, .npy or .jsonl files")
     elif glob.has_magic(text):
@@ -206,6 +209,8 @@ def _plan_lines(path: Path, fmt: str, chunk_rows: int, first_rows: int) -> FileI
         stop = min(start + (chunk_rows if chunks else first_rows), rows)
         chunks.append((start, stop, begin, end))
         start = stop
+    if fmt == "txt":  # one text per line: a single column of strings
+        return FileInfo(str(path), fmt, rows, {"text": "string"}, (), tuple(chunks))
     columns = _csv_columns(path, header) if fmt == "csv" else _jsonl_columns(path, first)
     return FileInfo(str(path), fmt, rows, columns, (), tuple(chunks))
 

@@ -13,7 +13,7 @@ import typer
 
 from modelport.cli.common import state
 
-_INPUT = "A .csv, .parquet, .npy or .jsonl file, a folder or a glob."
+_INPUT = "A .csv, .parquet, .npy or .jsonl file (.txt for text models), a folder or a glob."
 _OUTPUT = "A .parquet, .csv or .npy file, written only when complete."
 _COLUMNS = "Feature columns in order, or INPUT=COLUMN pairs; repeat or separate with commas."
 _CHUNK_ROWS = "Rows per chunk, the unit of memory and resume (default: from the memory budget)."
@@ -23,6 +23,10 @@ _BUDGET = (
     "(default 1GiB, or MODELPORT_BATCH_MEMORY_BUDGET)."
 )
 _ON_ERROR = "skip: list bad rows in the errors file and go on; fail: stop at the first."
+_TEXT = "The column of texts (or chat messages) for an encoder, classifier or language model."
+_TEMPERATURE = "Language models: 0 = greedy (deterministic); above, sampled with --seed."
+_SEED = "Language models: sampling seed (each row uses seed + its row number)."
+_CHAT = "Language models: wrap each text as a user message in the model's chat template."
 
 
 def batch(
@@ -54,6 +58,13 @@ def batch(
     ] = None,
     backend: Annotated[str | None, typer.Option(help="Runtime (default: by format).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    text_column: Annotated[str | None, typer.Option("--text-column", help=_TEXT)] = None,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", help="Language models: most tokens per row.")
+    ] = 128,
+    temperature: Annotated[float, typer.Option(help=_TEMPERATURE)] = 0.0,
+    seed: Annotated[int | None, typer.Option(help=_SEED)] = None,
+    chat: Annotated[bool, typer.Option("--chat", help=_CHAT)] = False,
 ) -> None:
     """Score a file, folder or glob of inputs with a registered model, in resumable chunks."""
     from modelport.batch.command import run
@@ -62,4 +73,5 @@ def batch(
     run(BatchSettings.of(state.settings), ref, input, output, columns=columns,
         id_column=id_column, chunk_rows=chunk_rows, batch_size=batch_size,
         memory_budget=memory_budget, on_error=on_error, errors=errors, dask_workers=dask_workers,
-        dask_scheduler=dask_scheduler, backend=backend, quiet=quiet)  # fmt: skip
+        dask_scheduler=dask_scheduler, backend=backend, quiet=quiet, text_column=text_column,
+        max_tokens=max_tokens, temperature=temperature, seed=seed, chat=chat)  # fmt: skip

@@ -3,6 +3,7 @@
     scheduler = Scheduler(model, max_queue=64, prefill_chunk=256, timeouts=(300.0, 60.0))
     handle = scheduler.submit(prompt_ids, SamplingParams(max_tokens=32), on_event)
     handle.cancel()             # the slot is free before the next decode step
+    scheduler.submit_all([(prompt_ids, params, on_event), ...])   # repeatable: batch jobs
     scheduler.close()
 
 Each step decodes one row per running sequence plus at most ``prefill_chunk`` prompt tokens of
@@ -48,6 +49,7 @@ class Scheduler:
         self._contents: dict[int, list[int]] = {s: [] for s in range(model.slots)}
         self._cond = threading.Condition()
         self._closed = False
+        self._fresh = False  # drop the slots' cached prefixes before the next admission
         self.steps = 0
         self.cache_hits = 0  # prompt tokens served from a slot's cache
         self._thread = threading.Thread(target=self._loop, name="modelport-decode", daemon=True)
@@ -105,6 +107,29 @@ class Scheduler:
             raise refused
         return handle
 
+    def submit_all(self, requests: Sequence[tuple[Sequence[int], SamplingParams, OnEvent]]
+                   ) -> list[Handle]:  # fmt: skip
+        """Queue several sequences at once, in order, to run on their own: none is admitted
+        before all are queued, and the slots' cached prefixes are dropped first. What the
+        decode steps hold then follows from these sequences alone (not from the timing of
+        other requests), so the same requests generate the same tokens, bit for bit: what a
+        batch job needs to resume. Call it when nothing else runs on this scheduler."""
+        for prompt, params, _ in requests:
+            self.check_prompt(len(prompt), params.max_tokens)
+            if params.grammar is not None:
+                raise InvalidInput("submit_all takes no grammar")
+        handles = [Handle(list(p), params, on_event, self._wake)
+                   for p, params, on_event in requests]  # fmt: skip
+        with self._cond:
+            if self._closed:
+                raise Overloaded("the model is shutting down", retry_after=1)
+            if self._running or self._waiting:
+                raise Overloaded("submit_all needs an idle scheduler", retry_after=1)
+            self._fresh = True
+            self._waiting.extend(handles)
+            self._cond.notify()
+        return handles
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -149,6 +174,10 @@ class Scheduler:
                 log.exception("dropping the cache of slot %d failed", slot)
 
     def _admit(self) -> None:
+        if self._fresh and not self._running:  # slots taken in order, their caches empty
+            self._fresh = False
+            self._drop_caches()
+            self._free.sort()
         while self._free and self._waiting:
             handle = self._waiting.popleft()
             if handle.cancelled:
