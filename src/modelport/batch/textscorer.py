@@ -5,9 +5,10 @@
     scorer.close()
 
 Encoders and classifiers run ``batch_size`` texts per call, texts of a similar length together
-(less padding); chunks are scored side by side as a tensor job's are. A language model runs on the serving
-engine: ``batch_size`` sequences decoded together by its scheduler, a finished sequence's slot
-taking the chunk's next text at once (continuous batching). Chunks take the engine in turn, each
+(less padding); chunks are scored side by side as a tensor job's are. A language model runs on
+the serving engine: ``batch_size`` sequences decoded together by its scheduler, a finished
+sequence's slot taking the chunk's next text at once (continuous batching). Chunks take the
+engine in turn, each
 queued whole on an idle scheduler with its cached prefixes dropped (``Scheduler.submit_all``):
 llama.cpp's arithmetic depends, in the last bits, on which rows share a decode step, so a chunk
 run beside another could pick another token where two are all but tied. Run on their own, the
