@@ -254,7 +254,7 @@ def rollback_delays(wrk: str, work: Path) -> list[dict]:
             last = log[-1]
             window = last.evidence.get("window")
             delay = last.at.timestamp() - window["end_ms"] / 1000 if window else float("nan")
-            breached = [g["gate"] for g in last.evidence["gates"] if g["ok"] is False]
+            breached = [g["gate"] for g in last.evidence.get("gates", []) if g["ok"] is False]
             rows.append(
                 {
                     "candidate": kind,

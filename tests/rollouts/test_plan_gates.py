@@ -79,7 +79,8 @@ def _tally(stable=(100, 0, 0.002), candidate=(100, 0, 0.002), compared=(0, 0)) -
 def test_gates_pass_breach_or_say_unknown():
     gates = Gates(max_error_rate=0.05, max_p99_ratio=1.5, min_agreement=0.9)
     ok = {r.gate: r.ok for r in evaluate(gates, _tally(compared=(99, 100)))}
-    assert ok == {"error_rate": True, "p99_ratio": True, "agreement": True, "shift": True}
+    assert ok == {"error_rate": True, "p99_ratio": True, "p50_ratio": True, "agreement": True,
+                  "shift": True}  # fmt: skip
     bad = {
         r.gate: r for r in evaluate(gates, _tally(candidate=(100, 10, 0.02), compared=(50, 100)))
     }
@@ -95,6 +96,27 @@ def test_latency_under_the_floor_is_not_a_breach():
     result = {r.gate: r for r in evaluate(gates, _tally(stable=(100, 0, 0.0001),
                                                         candidate=(100, 0, 0.0006)))}  # fmt: skip
     assert result["p99_ratio"].ok is True and result["p99_ratio"].value == 1.0
+
+
+def _latencies(tally: Tally, role: str, n: int, seconds: float, tail: int) -> None:
+    """``n`` requests of ``seconds``, ``tail`` of them held up 30 ms (the host's scheduling)."""
+    for i in range(n):
+        tally.observe(role, 0.03 if i < tail else seconds, ok=True, classes=["0"])
+
+
+def test_a_slower_candidate_breaches_when_a_shared_tail_sets_both_p99s():
+    gates = Gates(max_p99_ratio=2.0, latency_floor_ms=0.5)
+    slow, good = Tally(), Tally()  # 5x slower (0.4 -> 2 ms) or as fast; 2% held up in both
+    for tally, seconds in ((slow, 0.002), (good, 0.0004)):
+        _latencies(tally, "stable", 300, 0.0004, tail=6)
+        _latencies(tally, "candidate", 300, seconds, tail=6)
+    results = {r.gate: r for r in evaluate(gates, slow)}
+    assert results["p99_ratio"].ok is True  # the tail both share: the p99 alone misses it
+    assert results["p50_ratio"].ok is False and results["p50_ratio"].value > 4
+    assert all(r.ok is not False for r in evaluate(gates, good))
+    decision = decide(parse_plan("canary 50 60s"), Gates(consecutive=1, max_p99_ratio=2.0),
+                      0, Progress.starting(0.0), _window(1, slow))  # fmt: skip
+    assert decision.action == "rollback" and "p50_ratio" in decision.reason
 
 
 def test_latency_buckets_bound_every_value():

@@ -1,7 +1,7 @@
 """The shadow process: the candidate opened here, each copy run and compared with the primary's
 reply, the counts sent back. Started by shadow.ShadowProcess as ``python -m
-modelport.rollouts.worker``, 10 nice levels below the server, reading frames on stdin and writing
-frames on stdout:
+modelport.rollouts.worker``, 10 nice levels below the server once the candidate is open,
+reading frames on stdin and writing frames on stdout:
 
     frame(("open", {"record": ..., "path": ..., "options": ...}, comparison))   # first
     copy_frame(inputs, {output: primary})                                        # then copies
@@ -122,7 +122,6 @@ def main() -> None:
     """The shadow process: open the candidate, then run and compare copies until end of input."""
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # anything a library prints goes to stderr, never between the frames
-    os.nice(NICENESS)
     frames = _Frames(0)
     first = frames.next()
     if first is None:
@@ -137,6 +136,7 @@ def main() -> None:
     except Exception as exc:
         out.write(frame(("failed", f"the shadow process could not open the candidate: {exc}")))
         return
+    os.nice(NICENESS)  # after the start-up: on a busy host, at +10 it took seconds
     out.write(frame(("ready",)))
     _copies(frames, out, runtime, comparison)
     runtime.close()
