@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -272,6 +273,8 @@ async def test_a_dead_shadow_process_fails_no_reply_and_copies_move_onto_the_loo
             assert (await client.post("/v2/models/digits/infer", json=body(row))).status_code == 200
         await board.drained()
         assert board.totals.compared == 20 and runner.failed is None
+        # copies run in the idle scheduling class: preempted whenever the server wants a core
+        assert os.sched_getscheduler(runner._proc.pid) == os.SCHED_IDLE
         runner._proc.kill()  # the candidate's process crashes while copies keep coming
         for row in x[20:30]:
             assert (await client.post("/v2/models/digits/infer", json=body(row))).status_code == 200
