@@ -17,7 +17,9 @@ shadowing every request on the primary's latency, and rollback delays under load
    rises by at most 5% or 0.5 ms.
 Each point also gives CPU time per request, the server's and its shadow process's, and how long
 the server's threads waited for a core (run-queue time from /proc/PID/task/*/schedstat): what a
-copy costs the primary's path, and what it costs by taking a core the primary wanted.
+copy costs the primary's path, and what it costs by taking a core the primary wanted; and the
+shadow copies run and dropped in the point (the shadow process runs in the idle scheduling
+class: on a busy host it gets little CPU, and the full queue drops copies).
 3. Rollback: the rollout test's classifier (stable about 0.8 ms a call) and three bad candidates
    (errors on a fifth of the inputs, 5x slower, disagreeing); `wrk` with varied inputs on one
    connection; the delay from the end of the window that made a breach sustained to the rollback
@@ -61,7 +63,7 @@ from modelport.registry import Registry  # noqa: E402
 from modelport.rollouts.gates import Gates  # noqa: E402
 from modelport.settings import Settings  # noqa: E402
 
-console = Console()
+console = Console(width=170)  # wide enough for the points table when piped to a file
 ROUNDS = 3  # alternating pairs per comparison; the report takes medians
 PACE_MS = 2  # the paced load's pause between a reply and the next request
 LENIENT = Gates(max_error_rate=0.99, max_p99_ratio=1000, min_agreement=0.01, max_shift=1.0)
@@ -183,9 +185,12 @@ def serve_points(wrk: str, registry: Registry, scripts: dict[str, Path], runner:
             if plan is not None:
                 r = rollouts.start(registry, "mlp", "mlp:2", plan=plan, gates=LENIENT, bake=600)
                 split_active(port, r.id, lambda: run_wrk(wrk, url, scripts["closed"], 1, 0.5))
-            before = cpu_seconds(proc.pid)
+            before, copies = cpu_seconds(proc.pid), shadow_counts(port)
             result = run_wrk(wrk, url, scripts[load], connections, duration)
             after, n = cpu_seconds(proc.pid), max(result["rps"] * duration, 1)
+            time.sleep(0.2)  # the shadow process's last counts of the point come in
+            result["ran"], result["dropped"] = (b - a for a, b in zip(copies, shadow_counts(port),
+                                                                      strict=True))  # fmt: skip
             for key, a, b in zip(("server_us", "shadow_us", "wait_us"), before, after,
                                  strict=True):  # fmt: skip
                 result[key] = 1e6 * (b - a) / n
@@ -198,6 +203,21 @@ def serve_points(wrk: str, registry: Registry, scripts: dict[str, Path], runner:
     finally:
         stop(proc)
     return rows
+
+
+def shadow_counts(port: int) -> tuple[int, int]:
+    """Shadow copies run (successes and errors) and dropped so far, from the server's metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as reply:
+        text = reply.read().decode()
+    ran = dropped = 0
+    for line in text.splitlines():
+        if line.startswith("modelport_rollout_requests_total") and 'role="shadow"' in line:
+            ran += int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith("modelport_rollout_shadow_dropped_total"):
+            dropped += int(float(line.rsplit(" ", 1)[1]))
+    return ran, dropped
 
 
 def cpu_seconds(pid: int) -> tuple[float, float, float]:
@@ -293,26 +313,16 @@ def rollback_delays(wrk: str, work: Path) -> list[dict]:
     return rows
 
 
-POINT_HEAD = [
-    "setup",
-    "shadow runner",
-    "load",
-    "conns",
-    "req/s",
-    "p50 ms",
-    "p99 ms",
-    "server CPU us/req",
-    "shadow CPU us/req",
-    "run-queue wait us/req",
-    "errors",
-]
+POINT_HEAD = ["setup", "shadow runner", "load", "conns", "req/s", "p50 ms", "p99 ms",
+              "server CPU us/req", "shadow CPU us/req", "run-queue wait us/req", "copies run",
+              "copies dropped", "errors"]  # fmt: skip
 ROLLBACK_HEAD = ["candidate", "state", "breached", "delay s", "req/s", "failed"]
 
 
 def point_cells(r: dict) -> list[str]:
     return [r["setup"], r["runner"], r["load"], str(r["concurrency"]), f"{r['rps']:,.0f}",
             f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['server_us']:.0f}",
-            f"{r['shadow_us']:.0f}", f"{r['wait_us']:.0f}",
+            f"{r['shadow_us']:.0f}", f"{r['wait_us']:.0f}", f"{r['ran']:,}", f"{r['dropped']:,}",
             str(r["errors"] + r["timeouts"])]  # fmt: skip
 
 
