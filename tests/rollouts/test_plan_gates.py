@@ -202,3 +202,29 @@ def test_a_canary_step_may_shadow_part_of_stables_traffic():
         parse_plan("canary 50 shadow")
     with pytest.raises(InvalidInput, match="outside 1..100"):
         parse_plan("canary 50 shadow 120%")
+
+
+def test_a_low_canary_weight_is_judged_over_the_step_when_windows_hold_too_few():
+    plan, gates = parse_plan("canary 5 3s min 10"), Gates(min_window_samples=20, consecutive=3)
+    progress, actions = Progress.starting(0.0), []
+    for k in range(12):  # 4 candidate requests a window, a quarter failing: 20 needed
+        tally = _tally(stable=(80, 0, 0.002), candidate=(4, 1, 0.002))
+        decision = decide(plan, gates, 0, progress, _window(k, tally))
+        progress = decision.progress
+        actions.append(decision.action)
+        if decision.action != "hold":
+            break
+    assert actions == ["hold"] * 6 + ["rollback"]  # 20 samples by the 5th window, 3 in a row
+    gate = next(g for g in decision.evidence()["gates"] if g["gate"] == "error_rate")
+    assert gate["scope"] == "step" and gate["samples"] == 28 and gate["ok"] is False
+    assert "in the step so far" in decision.reason
+    good, progress, reasons = _tally(stable=(80, 0, 0.002), candidate=(4, 0, 0.002)), \
+        Progress.starting(0.0), []  # fmt: skip
+    for k in range(8):
+        decision = decide(plan, gates, 0, progress, _window(k, good))
+        progress = decision.progress
+        reasons.append(decision.reason)
+        if decision.action != "hold":
+            break
+    assert decision.action == "promote" and k == 4  # judged once the step holds 20 samples
+    assert reasons[2].startswith("too few samples to judge error_rate")  # bake done, 12 samples

@@ -78,6 +78,7 @@ class GateResult:
     threshold: float
     ok: bool | None  # None: too few samples to tell
     samples: int
+    scope: str = "rolling"  # or "step": taken over the step so far (decide.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
