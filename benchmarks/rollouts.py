@@ -355,12 +355,18 @@ def summary(rows: list[dict], rollbacks: list[dict]) -> list[str]:
             (bs, ss), (bsh, ssh), (bw, sw) = both("server_us"), both("shadow_us"), both("wait_us")
             rise = s99 - b99
             verdict = "met" if rise <= max(0.5, 0.05 * b99) else "NOT met"
+            spread = [r["p99_ms"] for r in rows if (r["setup"], r["concurrency"], r["runner"],
+                      r["load"]) == ("no rollout", 1, runner, load)]  # fmt: skip
+            copies = [(r["ran"], r["dropped"]) for r in rows if (r["setup"], r["runner"],
+                      r["load"]) == ("shadow 100%", runner, load)]  # fmt: skip
             lines.append(
                 f"- {verdict}: 100% shadow ({runner}, {load} load) moves the primary's p99 by "
                 f"{rise:+.3f} ms ({100 * rise / b99:+.1f}%; target <= 5% or 0.5 ms), p50 "
                 f"{b50:.3f} -> {s50:.3f} ms; per request: server CPU {bs:.0f} -> {ss:.0f} us, "
                 f"shadow process {bsh:.0f} -> {ssh:.0f} us, server's wait for a core "
-                f"{bw:.0f} -> {sw:.0f} us"
+                f"{bw:.0f} -> {sw:.0f} us (no-rollout p99 from {min(spread):.2f} to "
+                f"{max(spread):.2f} ms: a rise smaller than that spread is not read); copies run "
+                f"{sum(c[0] for c in copies):,}, dropped {sum(c[1] for c in copies):,}"
             )
     ok = all(
         r["state"] == "rolled_back" and r["delay_s"] <= 5 and r["failed"] == 0 and r["rps"] >= 50

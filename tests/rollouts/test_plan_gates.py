@@ -228,3 +228,15 @@ def test_a_low_canary_weight_is_judged_over_the_step_when_windows_hold_too_few()
             break
     assert decision.action == "promote" and k == 4  # judged once the step holds 20 samples
     assert reasons[2].startswith("too few samples to judge error_rate")  # bake done, 12 samples
+
+
+def test_a_full_canary_is_not_held_for_latency_it_cannot_compare():
+    only_candidate = Tally()  # at 100% stable answers nothing: no latency to compare with
+    for i in range(50):
+        only_candidate.observe("candidate", 0.002, ok=True, classes=[str(i % 3)])
+    decision = decide(parse_plan("canary 100 1s min 10"), Gates(), 0, Progress.starting(0.0),
+                      _window(2, only_candidate))  # fmt: skip
+    assert decision.action == "promote"
+    held = decide(parse_plan("canary 50 1s min 10"), Gates(), 0, Progress.starting(0.0),
+                  _window(2, only_candidate))  # fmt: skip
+    assert held.action == "hold" and held.reason == "too few samples to judge p99_ratio, p50_ratio"

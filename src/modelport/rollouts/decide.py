@@ -16,7 +16,7 @@ from typing import Any
 
 from modelport.errors import Conflict
 from modelport.rollouts.gates import GateResult, Gates, evaluate
-from modelport.rollouts.plan import Plan
+from modelport.rollouts.plan import Plan, Step
 from modelport.rollouts.tally import Tally
 
 RUNNING = ("shadow", "canary")
@@ -93,7 +93,7 @@ def decide(plan: Plan, gates: Gates, step: int, progress: Progress, window: Wind
     current = plan.steps[step]
     passed = now - max(p.step_started, p.passing_since)
     if passed >= current.bake and samples >= current.min_samples:
-        unjudged = _unjudged(current.kind, results)
+        unjudged = _unjudged(current, results)
         if unjudged:
             return Decision("hold", p, results, f"too few samples to judge {unjudged}", window)
         last = step == len(plan.steps) - 1
@@ -121,10 +121,15 @@ def _results(gates: Gates, rolling: Tally, so_far: Tally) -> tuple[GateResult, .
     )
 
 
-def _unjudged(kind: str, results: tuple[GateResult, ...]) -> str:
-    """The gates a step of ``kind`` needs known before it may advance, that are not yet."""
-    needed = ("error_rate", "agreement") if kind == "shadow" else ("error_rate", "p99_ratio",
-                                                                    "p50_ratio")  # fmt: skip
+def _unjudged(step: Step, results: tuple[GateResult, ...]) -> str:
+    """The gates ``step`` needs known before it may advance, that are not yet: the error rate,
+    and agreement in a shadow step or latency in a canary step that leaves stable some traffic
+    to compare with (at 100% stable answers nothing)."""
+    needed = ["error_rate"]
+    if step.kind == "shadow":
+        needed.append("agreement")
+    elif step.weight < 100:
+        needed += ["p99_ratio", "p50_ratio"]
     known = {r.gate for r in results if r.ok is not None}
     return ", ".join(g for g in needed if g not in known)
 
