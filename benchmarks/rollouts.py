@@ -8,22 +8,29 @@ shadowing every request on the primary's latency, and rollback delays under load
    rollout and with a rollout of a second version in "canary 50 shadow 20%" (half the requests
    answered by the candidate, a fifth of the rest, 10% of all, shadowed), three pairs, medians.
    Target >= 0.9x req/s.
-2. Shadow cost: the same server at concurrency 1 with no rollout, then with "shadow 100%", three
-   pairs, medians, with copies in the shadow process (the default); then the same pairs on a
-   server running copies on a worker thread, and on one running them on the event loop. Target
-   (the default runner): the primary's p99 rises by at most 5% or 0.5 ms.
-Each point also gives the server's CPU time per request (its shadow process included), which a
-busy shared machine disturbs less than requests/s.
-3. Rollback: the rollout test's classifier (stable about 0.8 ms a call) and three bad candidates
-   (errors on a fifth of the inputs, 5x slower, disagreeing); `wrk` with varied inputs on one
-   connection; the delay from the end of the window that made a breach sustained to the rollback
-   decision in the log. Target: within 5 s, zero failed requests.
+2. Shadow cost: the same server with no rollout, then with "shadow 100%", three pairs, medians,
+   with copies in the shadow process (the default), then on a server running them on a worker
+   thread; each under two loads: closed (one connection, the next request as soon as the reply
+   is in: the server saturates its core, so any CPU the copies take shows in the tail) and paced
+   (one connection, 2 ms between a reply and the next request, a few hundred req/s: a server
+   below saturation, as production shadowing runs; wrk has no fixed-rate mode). Target (the
+   default runner): the primary's p99 rises by at most 5% or 0.5 ms.
+Each point also gives CPU time per request, the server's and its shadow process's, and how long
+the server's threads waited for a core (run-queue time from /proc/PID/task/*/schedstat): what a
+copy costs the primary's path, and what it costs by taking a core the primary wanted; and the
+shadow copies run and dropped in the point (the shadow process runs in the idle scheduling
+class: on a busy host it gets little CPU, and the full queue drops copies).
+3. Rollback: the rollout test's classifier (stable 0.27 ms a call in ONNX Runtime) and three bad
+   candidates (errors on a fifth of the inputs, 5x the compute, disagreeing); `wrk` with varied
+   inputs on one connection; the delay from the end of the window that made a breach sustained
+   to the rollback decision in the log. Target: within 5 s, zero failed requests.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -56,8 +63,9 @@ from modelport.registry import Registry  # noqa: E402
 from modelport.rollouts.gates import Gates  # noqa: E402
 from modelport.settings import Settings  # noqa: E402
 
-console = Console()
+console = Console(width=170)  # wide enough for the points table when piped to a file
 ROUNDS = 3  # alternating pairs per comparison; the report takes medians
+PACE_MS = 2  # the paced load's pause between a reply and the next request
 LENIENT = Gates(max_error_rate=0.99, max_p99_ratio=1000, min_agreement=0.01, max_shift=1.0)
 ROLLBACK_GATES = Gates(
     max_error_rate=0.01,
@@ -145,38 +153,49 @@ def throughput_and_shadow(wrk: str, work: Path, duration: float) -> list[dict]:
             }
         )
     )
-    script = lua_post(work / "mlp.lua", body, {"Content-Type": "application/json"})
+    closed = lua_post(work / "mlp.lua", body, {"Content-Type": "application/json"})
+    paced = work / "paced.lua"
+    paced.write_text(closed.read_text() + f"delay = function() return {PACE_MS} end\n")
     canary, shadow = "canary 50 600s shadow 20%", "shadow 100% 600s"
-    points = [("no rollout", None, 8), ("canary 50%, shadow 10%", canary, 8)] * ROUNDS
-    points += [("no rollout", None, 1), ("shadow 100%", shadow, 1)] * ROUNDS
+    points = [("no rollout", None, 8, "closed"), ("canary 50%, shadow 10%", canary, 8, "closed")]
+    points *= ROUNDS
+    for load in ("closed", "paced"):
+        points += [("no rollout", None, 1, load), ("shadow 100%", shadow, 1, load)] * ROUNDS
+    scripts = {"closed": closed, "paced": paced}
     rows = []
     try:
-        rows += serve_points(wrk, registry, script, "process", points, duration)
-        for runner in ("thread", "loop"):  # the other places shadow copies can run
-            rows += serve_points(wrk, registry, script, runner, points[2 * ROUNDS :], duration)
+        rows += serve_points(wrk, registry, scripts, "process", points, duration)
+        # the other place shadow copies can run (the event loop, the fallback, is left out)
+        rows += serve_points(wrk, registry, scripts, "thread", points[2 * ROUNDS :], duration)
     finally:
         registry.close()
     return rows
 
 
-def serve_points(wrk: str, registry: Registry, script: Path, runner: str, points: list,
-                 duration: float) -> list[dict]:  # fmt: skip
-    """One server (shadow copies on ``runner``), a wrk run per (label, plan, connections)."""
+def serve_points(wrk: str, registry: Registry, scripts: dict[str, Path], runner: str,
+                 points: list, duration: float) -> list[dict]:  # fmt: skip
+    """One server (shadow copies on ``runner``), a wrk run per (label, plan, connections, load)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/v2/models/mlp/infer"
     proc = start_server(registry.settings.home, port, "mlp", runner)
     rows = []
     try:
-        run_wrk(wrk, url, script, 8, 2)  # warm-up
-        for label, plan, connections in points:
+        run_wrk(wrk, url, scripts["closed"], 8, 2)  # warm-up
+        for label, plan, connections, load in points:
             if plan is not None:
                 r = rollouts.start(registry, "mlp", "mlp:2", plan=plan, gates=LENIENT, bake=600)
-                split_active(port, r.id, lambda: run_wrk(wrk, url, script, 1, 0.5))
-            cpu = cpu_seconds(proc.pid)
-            result = run_wrk(wrk, url, script, connections, duration)
-            result["cpu_us"] = (
-                1e6 * (cpu_seconds(proc.pid) - cpu) / max(result["rps"] * duration, 1)
-            )
+                split_active(port, r.id, lambda: run_wrk(wrk, url, scripts["closed"], 1, 0.5))
+            before, copies = cpu_seconds(proc.pid), shadow_counts(port)
+            result = run_wrk(wrk, url, scripts[load], connections, duration)
+            after, n = cpu_seconds(proc.pid), max(result["rps"] * duration, 1)
+            time.sleep(0.2)  # the shadow process's last counts of the point come in
+            result["ran"], result["dropped"] = (b - a for a, b in zip(copies, shadow_counts(port),
+                                                                      strict=True))  # fmt: skip
+            for key, a, b in zip(("server_us", "shadow_us", "wait_us"), before, after,
+                                 strict=True):  # fmt: skip
+                result[key] = 1e6 * (b - a) / n
+            result["cpu_us"] = result["server_us"] + result["shadow_us"]
+            result["load"] = load
             if plan is not None:
                 rollouts.abort(registry, "mlp")
                 time.sleep(1.5)  # the split leaves the model set
@@ -186,19 +205,42 @@ def serve_points(wrk: str, registry: Registry, script: Path, runner: str, points
     return rows
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of the server and its children (a shadow process) so far."""
+def shadow_counts(port: int) -> tuple[int, int]:
+    """Shadow copies run (successes and errors) and dropped so far, from the server's metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as reply:
+        text = reply.read().decode()
+    ran = dropped = 0
+    for line in text.splitlines():
+        if line.startswith("modelport_rollout_requests_total") and 'role="shadow"' in line:
+            ran += int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith("modelport_rollout_shadow_dropped_total"):
+            dropped += int(float(line.rsplit(" ", 1)[1]))
+    return ran, dropped
+
+
+def cpu_seconds(pid: int) -> tuple[float, float, float]:
+    """Seconds so far: the server's CPU time (user + system), its children's (a shadow
+    process), and the time the server's live threads waited on a run queue for a core."""
     import psutil
 
-    total = 0.0
     server = psutil.Process(pid)
-    for process in [server, *server.children(recursive=True)]:
+    times = server.cpu_times()
+    children = 0.0
+    for process in server.children(recursive=True):
         try:
-            times = process.cpu_times()
+            child = process.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system
-    return total
+        children += child.user + child.system
+    waited = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            waited += int((task / "schedstat").read_text().split()[1])  # nanoseconds
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return times.user + times.system, children, waited / 1e9
 
 
 def rollback_delays(wrk: str, work: Path) -> list[dict]:
@@ -254,7 +296,7 @@ def rollback_delays(wrk: str, work: Path) -> list[dict]:
             last = log[-1]
             window = last.evidence.get("window")
             delay = last.at.timestamp() - window["end_ms"] / 1000 if window else float("nan")
-            breached = [g["gate"] for g in last.evidence["gates"] if g["ok"] is False]
+            breached = [g["gate"] for g in last.evidence.get("gates", []) if g["ok"] is False]
             rows.append(
                 {
                     "candidate": kind,
@@ -271,25 +313,30 @@ def rollback_delays(wrk: str, work: Path) -> list[dict]:
     return rows
 
 
-def report(rows: list[dict], rollbacks: list[dict], markdown: bool) -> None:
-    table = Table("setup", "shadow runner", "concurrency", "req/s", "p50 ms", "p99 ms",
-                  "CPU us/req", "errors")  # fmt: skip
-    for r in rows:
-        table.add_row(
-            r["setup"],
-            r["runner"],
-            str(r["concurrency"]),
-            f"{r['rps']:,.0f}",
-            f"{r['p50_ms']:.3f}",
-            f"{r['p99_ms']:.3f}",
-            f"{r['cpu_us']:.0f}",
-            str(r["errors"] + r["timeouts"]),
-        )
-    console.print(table)
+POINT_HEAD = ["setup", "shadow runner", "load", "conns", "req/s", "p50 ms", "p99 ms",
+              "server CPU us/req", "shadow CPU us/req", "run-queue wait us/req", "copies run",
+              "copies dropped", "errors"]  # fmt: skip
+ROLLBACK_HEAD = ["candidate", "state", "breached", "delay s", "req/s", "failed"]
 
-    def median(key: str, setup: str, concurrency: int, runner: str = "process") -> float:
-        return statistics.median(r[key] for r in rows if (r["setup"], r["concurrency"],
-                                 r["runner"]) == (setup, concurrency, runner))  # fmt: skip
+
+def point_cells(r: dict) -> list[str]:
+    return [r["setup"], r["runner"], r["load"], str(r["concurrency"]), f"{r['rps']:,.0f}",
+            f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['server_us']:.0f}",
+            f"{r['shadow_us']:.0f}", f"{r['wait_us']:.0f}", f"{r['ran']:,}", f"{r['dropped']:,}",
+            str(r["errors"] + r["timeouts"])]  # fmt: skip
+
+
+def rollback_cells(r: dict) -> list[str]:
+    return [r["candidate"], r["state"], r["gates"] or "-", f"{r['delay_s']:.2f}",
+            f"{r['rps']:,.0f}", str(r["failed"])]  # fmt: skip
+
+
+def summary(rows: list[dict], rollbacks: list[dict]) -> list[str]:
+    def median(key: str, setup: str, concurrency: int, runner: str = "process",
+               load: str = "closed") -> float:  # fmt: skip
+        point = (setup, concurrency, runner, load)
+        fields = ("setup", "concurrency", "runner", "load")
+        return statistics.median(r[key] for r in rows if tuple(r[f] for f in fields) == point)
 
     ratio = median("rps", "canary 50%, shadow 10%", 8) / median("rps", "no rollout", 8)
     cpu = median("cpu_us", "canary 50%, shadow 10%", 8) / median("cpu_us", "no rollout", 8)
@@ -297,29 +344,30 @@ def report(rows: list[dict], rollbacks: list[dict], markdown: bool) -> None:
         f"- {'met' if ratio >= 0.9 else 'NOT met'}: rollout active / none = {ratio:.2f}x "
         f"req/s (target >= 0.9x); CPU per request {cpu:.2f}x (server and shadow process)",
     ]
-    for runner in ("process", "thread", "loop"):
-        base, p50 = (
-            median("p99_ms", "no rollout", 1, runner),
-            median("p50_ms", "no rollout", 1, runner),
-        )
-        rise = median("p99_ms", "shadow 100%", 1, runner) - base
-        verdict = "met" if rise <= max(0.5, 0.05 * base) else "NOT met"
-        lines.append(
-            f"- {verdict if runner == 'process' else runner}: 100% shadow ({runner}) moves the "
-            f"primary's p99 by {rise:+.3f} ms ({100 * rise / base:+.1f}%; target <= 5% or "
-            f"0.5 ms), p50 {p50:.3f} -> {median('p50_ms', 'shadow 100%', 1, runner):.3f} ms"
-        )
-    roll = Table("candidate", "state", "breached", "delay s", "req/s", "failed")
-    for r in rollbacks:
-        roll.add_row(
-            r["candidate"],
-            r["state"],
-            r["gates"],
-            f"{r['delay_s']:.2f}",
-            f"{r['rps']:,.0f}",
-            str(r["failed"]),
-        )
-    console.print(roll)
+    for runner in ("process", "thread"):
+        for load in ("closed", "paced"):
+
+            def both(key: str, runner: str = runner, load: str = load) -> tuple[float, float]:
+                return (median(key, "no rollout", 1, runner, load),
+                        median(key, "shadow 100%", 1, runner, load))  # fmt: skip
+
+            (b99, s99), (b50, s50) = both("p99_ms"), both("p50_ms")
+            (bs, ss), (bsh, ssh), (bw, sw) = both("server_us"), both("shadow_us"), both("wait_us")
+            rise = s99 - b99
+            verdict = "met" if rise <= max(0.5, 0.05 * b99) else "NOT met"
+            spread = [r["p99_ms"] for r in rows if (r["setup"], r["concurrency"], r["runner"],
+                      r["load"]) == ("no rollout", 1, runner, load)]  # fmt: skip
+            copies = [(r["ran"], r["dropped"]) for r in rows if (r["setup"], r["runner"],
+                      r["load"]) == ("shadow 100%", runner, load)]  # fmt: skip
+            lines.append(
+                f"- {verdict}: 100% shadow ({runner}, {load} load) moves the primary's p99 by "
+                f"{rise:+.3f} ms ({100 * rise / b99:+.1f}%; target <= 5% or 0.5 ms), p50 "
+                f"{b50:.3f} -> {s50:.3f} ms; per request: server CPU {bs:.0f} -> {ss:.0f} us, "
+                f"shadow process {bsh:.0f} -> {ssh:.0f} us, server's wait for a core "
+                f"{bw:.0f} -> {sw:.0f} us (no-rollout p99 from {min(spread):.2f} to "
+                f"{max(spread):.2f} ms: a rise smaller than that spread is not read); copies run "
+                f"{sum(c[0] for c in copies):,}, dropped {sum(c[1] for c in copies):,}"
+            )
     ok = all(
         r["state"] == "rolled_back" and r["delay_s"] <= 5 and r["failed"] == 0 and r["rps"] >= 50
         for r in rollbacks
@@ -328,29 +376,27 @@ def report(rows: list[dict], rollbacks: list[dict], markdown: bool) -> None:
         f"- {'met' if ok else 'NOT met'}: every bad candidate rolled back within 5 s of "
         "the sustained breach, >= 50 req/s, zero failed requests"
     )
-    console.print("\n".join(lines))
+    return lines
+
+
+def report(rows: list[dict], rollbacks: list[dict], markdown: bool, started: str) -> None:
+    lines = summary(rows, rollbacks)
+    one, five, fifteen = os.getloadavg()
+    ended = f"load average {one:.1f} {five:.1f} {fifteen:.1f}"
     if markdown:
-        print_markdown(rows, rollbacks, lines)
-
-
-def print_markdown(rows: list[dict], rollbacks: list[dict], lines: list[str]) -> None:
-    print("| setup | shadow runner | concurrency | req/s | p50 ms | p99 ms | CPU us/req "
-          "| errors |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
-    for r in rows:
-        print(
-            f"| {r['setup']} | {r['runner']} | {r['concurrency']} | {r['rps']:,.0f} | "
-            f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['cpu_us']:.0f} | "
-            f"{r['errors'] + r['timeouts']} |"
-        )
-    print(
-        "\n| candidate | state | breached | delay s | req/s | failed |\n|---|---|---|---|---|---|"
-    )
-    for r in rollbacks:
-        print(
-            f"| {r['candidate']} | {r['state']} | {r['gates']} | {r['delay_s']:.2f} | "
-            f"{r['rps']:,.0f} | {r['failed']} |"
-        )
+        for head, cells in ((POINT_HEAD, map(point_cells, rows)),
+                            (ROLLBACK_HEAD, map(rollback_cells, rollbacks))):  # fmt: skip
+            print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+            print("\n".join("| " + " | ".join(c) + " |" for c in cells) + "\n")
+    else:
+        for head, cells in ((POINT_HEAD, map(point_cells, rows)),
+                            (ROLLBACK_HEAD, map(rollback_cells, rollbacks))):  # fmt: skip
+            table = Table(*head)
+            for c in cells:
+                table.add_row(*c)
+            console.print(table)
     print("\n".join(lines))
+    print(f"\n{started} at the start, {ended} at the end")
 
 
 def main() -> None:
@@ -359,11 +405,13 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
     args = parser.parse_args()
     wrk = ensure_wrk()
+    one, five, fifteen = os.getloadavg()
+    started = f"load average {one:.1f} {five:.1f} {fifteen:.1f}"
     with tempfile.TemporaryDirectory(prefix="modelport-bench-rollouts-") as tmp:
         work = Path(tmp)
         rows = throughput_and_shadow(wrk, work, args.duration)
         rollbacks = rollback_delays(wrk, work)
-    report(rows, rollbacks, args.markdown)
+    report(rows, rollbacks, args.markdown, started)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def test_start_status_pause_resume_abort_history(home: Path):
     assert "rollout #1 of digits: 1 -> 2, shadow (20%)" in started
     status = json.loads(run(home, "status", "digits", "--json").stdout)
     assert status["rollout"]["state"] == "shadow" and status["step"] == "shadow (20%)"
-    assert {g["gate"] for g in status["gates"]} == {"error_rate", "p99_ratio", "shift"}
+    assert {g["gate"] for g in status["gates"]} == {"error_rate", "p99_ratio", "p50_ratio", "shift"}
     assert "too few" in run(home, "status", "digits").stdout
     assert "paused in shadow (20%)" in run(home, "pause", "digits", "--reason", "lunch").stdout
     assert "shadow (20%)" in run(home, "resume", "digits").stdout

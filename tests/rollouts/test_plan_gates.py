@@ -79,7 +79,8 @@ def _tally(stable=(100, 0, 0.002), candidate=(100, 0, 0.002), compared=(0, 0)) -
 def test_gates_pass_breach_or_say_unknown():
     gates = Gates(max_error_rate=0.05, max_p99_ratio=1.5, min_agreement=0.9)
     ok = {r.gate: r.ok for r in evaluate(gates, _tally(compared=(99, 100)))}
-    assert ok == {"error_rate": True, "p99_ratio": True, "agreement": True, "shift": True}
+    assert ok == {"error_rate": True, "p99_ratio": True, "p50_ratio": True, "agreement": True,
+                  "shift": True}  # fmt: skip
     bad = {
         r.gate: r for r in evaluate(gates, _tally(candidate=(100, 10, 0.02), compared=(50, 100)))
     }
@@ -95,6 +96,27 @@ def test_latency_under_the_floor_is_not_a_breach():
     result = {r.gate: r for r in evaluate(gates, _tally(stable=(100, 0, 0.0001),
                                                         candidate=(100, 0, 0.0006)))}  # fmt: skip
     assert result["p99_ratio"].ok is True and result["p99_ratio"].value == 1.0
+
+
+def _latencies(tally: Tally, role: str, n: int, seconds: float, tail: int) -> None:
+    """``n`` requests of ``seconds``, ``tail`` of them held up 30 ms (the host's scheduling)."""
+    for i in range(n):
+        tally.observe(role, 0.03 if i < tail else seconds, ok=True, classes=["0"])
+
+
+def test_a_slower_candidate_breaches_when_a_shared_tail_sets_both_p99s():
+    gates = Gates(max_p99_ratio=2.0, latency_floor_ms=0.5)
+    slow, good = Tally(), Tally()  # 5x slower (0.4 -> 2 ms) or as fast; 2% held up in both
+    for tally, seconds in ((slow, 0.002), (good, 0.0004)):
+        _latencies(tally, "stable", 300, 0.0004, tail=6)
+        _latencies(tally, "candidate", 300, seconds, tail=6)
+    results = {r.gate: r for r in evaluate(gates, slow)}
+    assert results["p99_ratio"].ok is True  # the tail both share: the p99 alone misses it
+    assert results["p50_ratio"].ok is False and results["p50_ratio"].value > 4
+    assert all(r.ok is not False for r in evaluate(gates, good))
+    decision = decide(parse_plan("canary 50 60s"), Gates(consecutive=1, max_p99_ratio=2.0),
+                      0, Progress.starting(0.0), _window(1, slow))  # fmt: skip
+    assert decision.action == "rollback" and "p50_ratio" in decision.reason
 
 
 def test_latency_buckets_bound_every_value():
@@ -180,3 +202,41 @@ def test_a_canary_step_may_shadow_part_of_stables_traffic():
         parse_plan("canary 50 shadow")
     with pytest.raises(InvalidInput, match="outside 1..100"):
         parse_plan("canary 50 shadow 120%")
+
+
+def test_a_low_canary_weight_is_judged_over_the_step_when_windows_hold_too_few():
+    plan, gates = parse_plan("canary 5 3s min 10"), Gates(min_window_samples=20, consecutive=3)
+    progress, actions = Progress.starting(0.0), []
+    for k in range(12):  # 4 candidate requests a window, a quarter failing: 20 needed
+        tally = _tally(stable=(80, 0, 0.002), candidate=(4, 1, 0.002))
+        decision = decide(plan, gates, 0, progress, _window(k, tally))
+        progress = decision.progress
+        actions.append(decision.action)
+        if decision.action != "hold":
+            break
+    assert actions == ["hold"] * 6 + ["rollback"]  # 20 samples by the 5th window, 3 in a row
+    gate = next(g for g in decision.evidence()["gates"] if g["gate"] == "error_rate")
+    assert gate["scope"] == "step" and gate["samples"] == 28 and gate["ok"] is False
+    assert "in the step so far" in decision.reason
+    good, progress, reasons = _tally(stable=(80, 0, 0.002), candidate=(4, 0, 0.002)), \
+        Progress.starting(0.0), []  # fmt: skip
+    for k in range(8):
+        decision = decide(plan, gates, 0, progress, _window(k, good))
+        progress = decision.progress
+        reasons.append(decision.reason)
+        if decision.action != "hold":
+            break
+    assert decision.action == "promote" and k == 4  # judged once the step holds 20 samples
+    assert reasons[2].startswith("too few samples to judge error_rate")  # bake done, 12 samples
+
+
+def test_a_full_canary_is_not_held_for_latency_it_cannot_compare():
+    only_candidate = Tally()  # at 100% stable answers nothing: no latency to compare with
+    for i in range(50):
+        only_candidate.observe("candidate", 0.002, ok=True, classes=[str(i % 3)])
+    decision = decide(parse_plan("canary 100 1s min 10"), Gates(), 0, Progress.starting(0.0),
+                      _window(2, only_candidate))  # fmt: skip
+    assert decision.action == "promote"
+    held = decide(parse_plan("canary 50 1s min 10"), Gates(), 0, Progress.starting(0.0),
+                  _window(2, only_candidate))  # fmt: skip
+    assert held.action == "hold" and held.reason == "too few samples to judge p99_ratio, p50_ratio"

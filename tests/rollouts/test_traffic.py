@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -188,8 +189,10 @@ async def test_shadow_agreement_online_equals_offline_and_faults_reach_no_client
     async with served(reg, shadow_runner=runner) as (models, client):
         split = await split_of(models)
         await split.board.ready()  # a shadow process has opened the candidate
-        for row, want in zip(x, stable_out, strict=True):
+        for i, (row, want) in enumerate(zip(x, stable_out, strict=True)):
             np.testing.assert_allclose(await infer(client, row), want, atol=1e-6)
+            if i % 50 == 49:  # agreement, not the queue bound (test_a_full_shadow_queue_...)
+                await split.board.drained()
         await split.board.drained()
         totals = split.board.totals
         assert (totals.compared, totals.agreed, totals.dropped) == (300, agreed_offline, 0)
@@ -272,6 +275,8 @@ async def test_a_dead_shadow_process_fails_no_reply_and_copies_move_onto_the_loo
             assert (await client.post("/v2/models/digits/infer", json=body(row))).status_code == 200
         await board.drained()
         assert board.totals.compared == 20 and runner.failed is None
+        # copies run in the idle scheduling class: preempted whenever the server wants a core
+        assert os.sched_getscheduler(runner._proc.pid) == os.SCHED_IDLE
         runner._proc.kill()  # the candidate's process crashes while copies keep coming
         for row in x[20:30]:
             assert (await client.post("/v2/models/digits/infer", json=body(row))).status_code == 200

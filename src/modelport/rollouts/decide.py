@@ -16,7 +16,7 @@ from typing import Any
 
 from modelport.errors import Conflict
 from modelport.rollouts.gates import GateResult, Gates, evaluate
-from modelport.rollouts.plan import Plan
+from modelport.rollouts.plan import Plan, Step
 from modelport.rollouts.tally import Tally
 
 RUNNING = ("shadow", "canary")
@@ -31,6 +31,7 @@ class Progress:
     last_window: int = 0  # start (ms) of the last window evaluated
     breaches: int = 0  # breached evaluations in a row
     step_samples: int = 0  # candidate samples seen in the current step
+    step_tally: dict | None = None  # the current step's windows so far (Tally.to_dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,10 +73,13 @@ class Decision:
 
 
 def decide(plan: Plan, gates: Gates, step: int, progress: Progress, window: Window) -> Decision:
-    results = tuple(evaluate(gates, window.rolling))
+    so_far = Tally.from_dict(progress.step_tally) if progress.step_tally else Tally()
+    so_far.add(window.latest)
+    results = _results(gates, window.rolling, so_far)
     now = window.end / 1000
     samples = progress.step_samples + window.latest.candidate().n
     breached = [r for r in results if r.ok is False]
+    progress = replace(progress, step_tally=so_far.to_dict())
     if breached:
         count = progress.breaches + 1
         p = replace(progress, last_window=window.start, breaches=count, step_samples=samples,
@@ -89,6 +93,9 @@ def decide(plan: Plan, gates: Gates, step: int, progress: Progress, window: Wind
     current = plan.steps[step]
     passed = now - max(p.step_started, p.passing_since)
     if passed >= current.bake and samples >= current.min_samples:
+        unjudged = _unjudged(current, results)
+        if unjudged:
+            return Decision("hold", p, results, f"too few samples to judge {unjudged}", window)
         last = step == len(plan.steps) - 1
         reason = (
             f"every gate passed for {passed:.1f}s (bake {current.bake:g}s) with {samples} "
@@ -98,11 +105,41 @@ def decide(plan: Plan, gates: Gates, step: int, progress: Progress, window: Wind
     return Decision("hold", p, results, "baking", window)
 
 
+def _results(gates: Gates, rolling: Tally, so_far: Tally) -> tuple[GateResult, ...]:
+    """The gates on the rolling window; a gate with too few samples there is taken over the
+    step so far instead (scope "step"): at a low canary weight the rolling window may never
+    hold enough of the candidate's requests, and the step must not advance unjudged."""
+    results = evaluate(gates, rolling)
+    if all(r.ok is not None for r in results):
+        return tuple(results)
+    longer = {r.gate: r for r in evaluate(gates, so_far)}
+    return tuple(
+        replace(longer[r.gate], scope="step")
+        if r.ok is None and r.gate in longer and longer[r.gate].ok is not None
+        else r
+        for r in results
+    )
+
+
+def _unjudged(step: Step, results: tuple[GateResult, ...]) -> str:
+    """The gates ``step`` needs known before it may advance, that are not yet: the error rate,
+    and agreement in a shadow step or latency in a canary step that leaves stable some traffic
+    to compare with (at 100% stable answers nothing)."""
+    needed = ["error_rate"]
+    if step.kind == "shadow":
+        needed.append("agreement")
+    elif step.weight < 100:
+        needed += ["p99_ratio", "p50_ratio"]
+    known = {r.gate for r in results if r.ok is not None}
+    return ", ".join(g for g in needed if g not in known)
+
+
 def _describe(result: GateResult) -> str:
     op = ">=" if result.gate == "agreement" else "<="
+    within = " in the step so far" if result.scope == "step" else ""
     return (
         f"{result.gate} {result.value:.4g} breaks {op} {result.threshold:g} "
-        f"({result.samples} samples)"
+        f"({result.samples} samples{within})"
     )
 
 

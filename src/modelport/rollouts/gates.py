@@ -10,6 +10,11 @@ compares only requests the candidate answered (a canary) with stable's, since a 
 turn behind the requests it copies and its time says little about the request path. Latencies
 under ``latency_floor_ms`` count as the floor, so microsecond noise on a fast model is not a p99
 breach.
+
+``max_p99_ratio`` bounds the candidate's median against stable's as well as its p99: on a busy
+host the p99 of a short window is set by the moments the server was not scheduled (10-40 ms,
+for both versions alike), which hides a candidate several times slower on every request; the
+median is not moved by those moments, and a median over the ratio is a slower candidate.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ class GateResult:
     threshold: float
     ok: bool | None  # None: too few samples to tell
     samples: int
+    scope: str = "rolling"  # or "step": taken over the step so far (decide.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,7 +87,7 @@ class GateResult:
 def evaluate(gates: Gates, tally: Tally) -> list[GateResult]:
     stable, answered, runs = tally.role("stable"), tally.role("candidate"), tally.candidate()
     need = gates.min_window_samples
-    results = [_error_rate(gates, runs, need), _p99(gates, stable, answered, need)]
+    results = [_error_rate(gates, runs, need), *_latency(gates, stable, answered, need)]
     if tally.compared:
         value = tally.agreed / tally.compared
         ok = None if tally.compared < need else value >= gates.min_agreement
@@ -97,15 +103,21 @@ def _error_rate(gates: Gates, candidate: RoleTally, need: int) -> GateResult:
     return GateResult("error_rate", value, gates.max_error_rate, ok, n)
 
 
-def _p99(gates: Gates, stable: RoleTally, candidate: RoleTally, need: int) -> GateResult:
+def _latency(gates: Gates, stable: RoleTally, candidate: RoleTally,
+             need: int) -> list[GateResult]:  # fmt: skip
+    """The candidate's p99 and median over stable's, each against ``max_p99_ratio``."""
     floor = gates.latency_floor_ms / 1000
-    s, c = stable.p99(), candidate.p99()
-    samples = min(stable.n - stable.errors, candidate.n - candidate.errors)
-    if s is None or c is None or samples < need:
-        return GateResult("p99_ratio", None, gates.max_p99_ratio, None, max(samples, 0))
-    value = max(c, floor) / max(s, floor)
-    return GateResult("p99_ratio", value, gates.max_p99_ratio, value <= gates.max_p99_ratio,
-                      samples)  # fmt: skip
+    samples = max(0, min(stable.n - stable.errors, candidate.n - candidate.errors))
+    results = []
+    for gate, q in (("p99_ratio", 0.99), ("p50_ratio", 0.5)):
+        s, c = stable.quantile(q), candidate.quantile(q)
+        if s is None or c is None or samples < need:
+            results.append(GateResult(gate, None, gates.max_p99_ratio, None, samples))
+            continue
+        value = max(c, floor) / max(s, floor)
+        results.append(GateResult(gate, value, gates.max_p99_ratio,
+                                  value <= gates.max_p99_ratio, samples))  # fmt: skip
+    return results
 
 
 def _shift(gates: Gates, stable: RoleTally, candidate: RoleTally, need: int) -> GateResult:

@@ -5,12 +5,13 @@
     await runner.drained()            # every copy offered so far is compared and merged
     await runner.close()
 
-The process (worker.py, at nice +10: below the server) opens the candidate from the same artifact
-with the same runtime options, runs each copy, compares its reply with the primary's and sends
-back the counts (a Tally) in batches. The event loop's share of a copy is its arrays' bytes,
-written to the pipe with the others of ``WRITE_EVERY`` seconds, and merging the counts. A runner
-whose process cannot open the candidate or dies counts the copies it had out as shadow errors
-and reports ``failed``; the board then runs copies on the loop, between requests.
+The process (worker.py; once the candidate is open, in the idle scheduling class) opens the
+candidate from the same artifact with the same runtime options, runs each copy, compares its
+reply with the primary's and sends back the counts (a Tally) in batches. The event loop's share
+of a copy is its arrays' bytes, written to the pipe with the others of ``WRITE_EVERY`` seconds,
+and merging the counts. A runner whose process cannot open the candidate or dies counts the
+copies it had out as shadow errors and reports ``failed``; the board then runs copies on the
+loop, between requests.
 """
 
 from __future__ import annotations

@@ -56,13 +56,18 @@ class RoleTally:
 
     def p99(self) -> float | None:
         """The 99th percentile of the successful requests' latency (a bucket's upper bound)."""
+        return self.quantile(0.99)
+
+    def quantile(self, q: float) -> float | None:
+        """The ``q`` quantile (0 < q <= 1) of the successful requests' latency (a bucket's upper
+        bound), None when none succeeded."""
         total = sum(self.latency.values())
         if not total:
             return None
         running = 0
         for index in sorted(self.latency):
             running += self.latency[index]
-            if running >= 0.99 * total:
+            if running >= q * total:
                 return BOUNDS[index]
         return BOUNDS[-1]
 

@@ -1,7 +1,7 @@
 """The shadow process: the candidate opened here, each copy run and compared with the primary's
 reply, the counts sent back. Started by shadow.ShadowProcess as ``python -m
-modelport.rollouts.worker``, 10 nice levels below the server, reading frames on stdin and writing
-frames on stdout:
+modelport.rollouts.worker``, 10 nice levels below the server once the candidate is open,
+reading frames on stdin and writing frames on stdout:
 
     frame(("open", {"record": ..., "path": ..., "options": ...}, comparison))   # first
     copy_frame(inputs, {output: primary})                                        # then copies
@@ -30,7 +30,7 @@ from modelport.rollouts.tally import Tally
 log = logging.getLogger("modelport.rollouts")
 BATCH = 64  # copies at most between two reports
 REPORT_EVERY = 0.05  # seconds at most a copy's counts wait here for more copies
-NICENESS = 10  # below the server (a tenth of its CPU share when both want a core), not starved
+NICENESS = 10  # where the idle policy cannot be had: a tenth of the server's share of a core
 
 
 def run_copy(runtime: Any, comparison: Comparison, inputs: Any, primary: Any, tally: Tally) -> None:
@@ -122,7 +122,6 @@ def main() -> None:
     """The shadow process: open the candidate, then run and compare copies until end of input."""
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # anything a library prints goes to stderr, never between the frames
-    os.nice(NICENESS)
     frames = _Frames(0)
     first = frames.next()
     if first is None:
@@ -137,9 +136,35 @@ def main() -> None:
     except Exception as exc:
         out.write(frame(("failed", f"the shadow process could not open the candidate: {exc}")))
         return
+    yield_cpu()  # after the start-up: on a busy host, at a low priority it took seconds
     out.write(frame(("ready",)))
     _copies(frames, out, runtime, comparison)
     runtime.close()
+
+
+def yield_cpu() -> str:
+    """Put this process's threads in the idle scheduling class: the kernel preempts a copy the
+    moment a thread of the server (or anything else) wants its core, so copies run on cores
+    nobody else wants; a nice level where that class is not available. Returns which."""
+    tasks = (
+        [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else []
+    )
+    idle = hasattr(os, "SCHED_IDLE")
+    for tid in [0, *tasks]:  # 0: this thread, the one running copies
+        try:
+            if idle:
+                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+            else:
+                os.setpriority(os.PRIO_PROCESS, tid, NICENESS)
+        except ProcessLookupError:
+            continue  # a thread that ended meanwhile
+        except OSError as exc:
+            if tid or not idle:
+                continue
+            log.debug("no idle scheduling class: %s", exc)
+            idle = False
+            os.setpriority(os.PRIO_PROCESS, 0, NICENESS)
+    return "idle" if idle else f"nice {NICENESS}"
 
 
 def _copies(frames: _Frames, out: Any, runtime: Any, comparison: Comparison) -> None:
