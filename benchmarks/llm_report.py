@@ -17,8 +17,8 @@ HEAD = [
     "TTFT 4 streams ms",
     "tok/s per stream (4)",
     "aggregate tok/s (4)",
-    "tokens/request (1 | 4)",
-    "CPU ms/token (1 | 4)",
+    "tokens/request (1; 4)",
+    "CPU ms/token (1; 4)",
     "prefix TTFT 2nd/1st",
     "peak RSS MiB",
 ]
@@ -42,8 +42,8 @@ def cells(name: str, r: dict) -> list[str]:
         f"{four['ttft'] * 1e3:.0f}",
         f"{four['tps']:.1f}",
         f"{four['aggregate']:.1f}",
-        f"{one['tokens']:.0f} | {four['tokens']:.0f}",
-        f"{one['cpu_ms']:.1f} | {four['cpu_ms']:.1f}",
+        f"{one['tokens']:.0f}; {four['tokens']:.0f}",
+        f"{one['cpu_ms']:.1f}; {four['cpu_ms']:.1f}",
         f"{r['warm'] / r['cold']:.2f} ({r['cold'] * 1e3:.0f} -> {r['warm'] * 1e3:.0f} ms)",
         f"{r['rss']:.0f}",
     ]

@@ -8,7 +8,8 @@
 Same for every server: the GGUF file, decode and batch threads, 2,048 positions per sequence
 (llama-server's ``-c`` is the total over its ``-np`` slots), flash attention left to llama.cpp
 ("auto" in all three), logical batch 512 / physical batch 512, f16 keys and values, the weights
-memory-mapped.
+memory-mapped. llama-server's host-memory prompt cache (``--cache-ram``, 8 GiB by default)
+is off: modelport has no such tier; in both, a finished sequence's prefix stays in its slot.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def command_for(name: str, gguf: Path, threads: int, port: int, **where: str) ->
             where["binary"], "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
             "-t", str(threads), "-tb", str(threads), "-np", str(SLOTS),
             "-c", str(CONTEXT * SLOTS), "-b", str(BATCH), "-ub", str(BATCH),
-            "-fa", "auto", "--alias", "smol", "--no-webui",
+            "-fa", "auto", "--cache-ram", "0", "--alias", "smol", "--no-webui",
         ]  # fmt: skip
     return [
         sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
