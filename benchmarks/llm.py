@@ -63,8 +63,9 @@ def prompt_text(rng: random.Random, tokens: int) -> str:
     return head + " ".join(rng.choice(WORDS) for _ in range(tokens - 16))
 
 
-def stream(client: OpenAI, prompt: str, max_tokens: int, system: str | None = None):
-    """(time to first token, seconds of generation after it, tokens) for one streamed chat."""
+def stream(client: OpenAI, prompt: str, max_tokens: int, system: str | None = None, at_first=None):
+    """(time to first token, seconds of generation after it, tokens) for one streamed chat;
+    ``at_first()`` is called as the first token arrives."""
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": prompt}
     ]
@@ -81,17 +82,22 @@ def stream(client: OpenAI, prompt: str, max_tokens: int, system: str | None = No
             if choice.delta.content:
                 chunks += 1
                 last = time.perf_counter()
+                if first is None and at_first is not None:
+                    at_first()
                 first = first or last
     first = first or time.perf_counter()
     return first - start, (last or first) - first, tokens or chunks
 
 
 def one_round(server: Server, client: OpenAI, prompts: list[str]) -> tuple[list, float, float]:
-    """(per stream results, wall seconds, server CPU seconds) of ``prompts`` streamed at once."""
+    """(per stream results, wall seconds, server CPU seconds) of ``prompts`` streamed at once.
+    A lone stream's result also has the server's CPU seconds to its first token and after it."""
     out: list = [None] * len(prompts)
+    marks: list[float] = []
 
     def one(i: int) -> None:
-        out[i] = stream(client, prompts[i], NEW_TOKENS)
+        first = (lambda: marks.append(server.cpu_seconds())) if len(prompts) == 1 else None
+        out[i] = stream(client, prompts[i], NEW_TOKENS, at_first=first)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
     cpu, start = server.cpu_seconds(), time.perf_counter()
@@ -99,17 +105,25 @@ def one_round(server: Server, client: OpenAI, prompts: list[str]) -> tuple[list,
         t.start()
     for t in threads:
         t.join()
-    return out, time.perf_counter() - start, server.cpu_seconds() - cpu
+    wall, end = time.perf_counter() - start, server.cpu_seconds()
+    if marks:
+        out[0] = (*out[0], marks[0] - cpu, end - marks[0])
+    return out, wall, end - cpu
 
 
 def summary(results: list, wall: float, cpu: float) -> dict[str, float]:
     total = sum(r[2] for r in results)
+    split = all(len(r) == 5 for r in results)
     return {
         "ttft": statistics.median(r[0] for r in results),
         "tps": statistics.median((r[2] - 1) / r[1] for r in results if r[1] > 0 and r[2] > 1),
         "aggregate": total / wall,
         "tokens": total / len(results),
         "cpu_ms": cpu / total * 1e3,
+        "cpu_first_ms": statistics.median(r[3] for r in results) * 1e3 if split else None,
+        "cpu_next_ms": sum(r[4] for r in results) / sum(r[2] - 1 for r in results) * 1e3
+        if split
+        else None,
     }
 
 
