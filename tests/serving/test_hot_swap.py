@@ -184,8 +184,10 @@ def test_moving_the_alias_under_http_load_fails_no_request(sqlite_registry):
         )
         models, port = await asyncio.wait_for(ready, 60)
         statuses: list[int] = []
-        answers: list[tuple[str, np.ndarray, int]] = []  # (version, output, epoch when sent)
+        # (version, output, epoch when sent, swaps begun when answered)
+        answers: list[tuple[str, np.ndarray, int, int]] = []
         epoch = [-1]  # i once targets[i] alone serves (the old version closed); -1 during a swap
+        begun = [0]  # swaps begun: targets[begun - 1] is the last version designated
         stop = asyncio.Event()
 
         async def client(http: httpx.AsyncClient) -> None:
@@ -196,7 +198,7 @@ def test_moving_the_alias_under_http_load_fails_no_request(sqlite_registry):
                 if reply.status_code == 200:
                     data = reply.json()
                     got = np.array(data["outputs"][0]["data"], np.float32).reshape(3, 3)
-                    answers.append((data["model_version"], got, sent_in))
+                    answers.append((data["model_version"], got, sent_in, begun[0]))
 
         async def answered(n: int) -> None:
             target = len(statuses) + n
@@ -208,7 +210,7 @@ def test_moving_the_alias_under_http_load_fails_no_request(sqlite_registry):
             try:
                 await answered(30)
                 for i, target in enumerate(targets):
-                    epoch[0] = -1
+                    epoch[0], begun[0] = -1, i + 1
                     reg.set_alias("digits", "production", target)
                     await wait_for(lambda t=target: [r["version"] for r in models.index()] == [t])
                     epoch[0] = i  # the old version is drained and closed
@@ -219,13 +221,13 @@ def test_moving_the_alias_under_http_load_fails_no_request(sqlite_registry):
                 server.cancel()
                 await asyncio.gather(server, return_exceptions=True)
         assert set(statuses) == {200}, f"failed requests: {len(statuses) - statuses.count(200)}"
-        for version, got, sent_in in answers:  # each answer is the output of the version it names
+        for version, got, sent_in, answered_at in answers:  # the output of the version it names
             np.testing.assert_allclose(got, outputs[int(version)], rtol=1e-5)
-            if sent_in >= 0:  # sent after a swap completed: the new version, or the next one
-                allowed = set(targets[sent_in : sent_in + 2])  # if it was in flight at that swap
+            if sent_in >= 0:  # sent once targets[sent_in] alone served: that version or one
+                allowed = set(targets[sent_in:answered_at])  # designated while it was in flight
                 assert int(version) in allowed, f"epoch {sent_in} request answered by {version}"
-        assert {v for v, _, _ in answers} == {"1", "2", "3"}
-        assert {sent_in for _, _, sent_in in answers} == {-1, 0, 1, 2}
+        assert {v for v, *_ in answers} == {"1", "2", "3"}
+        assert {sent_in for _, _, sent_in, _ in answers} == {-1, 0, 1, 2}
 
     asyncio.run(main())
 
