@@ -122,6 +122,9 @@ def run_link(
     return releases, full, delta
 
 
+STRANDED_PER_RESET = 64 << 10  # bytes in flight that a cut connection loses, at most
+
+
 def check(releases, full, delta) -> None:
     size = releases[0]["size"]
     relayed, frames, resets = full
@@ -131,7 +134,10 @@ def check(releases, full, delta) -> None:
         f"{delta[0]} B relayed ({delta[0] / size:.1%}), {delta[1]} B of frames"
     )
     assert resets >= 2, "the link should have reset the download several times"
-    assert relayed <= 1.1 * size and frames <= 1.1 * size
+    # 1.1x, plus what a reset can strand in the sockets' buffers: these links reset every
+    # megabyte or so, far more often for their size than a 50 MB bundle reset every 30 s
+    stranded = resets * STRANDED_PER_RESET
+    assert relayed <= 1.1 * size + stranded and frames <= 1.1 * size + stranded
     assert delta[1] <= 0.25 * size
 
 
