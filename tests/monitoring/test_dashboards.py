@@ -104,6 +104,21 @@ def _query(base: str, expr: str) -> dict:
         return json.loads(exc.read())
 
 
+def _wait_ready(base: str, process: subprocess.Popen) -> None:
+    """Until Prometheus answers ready: while starting it answers 503 in plain text, not JSON."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # bounded: it is ready within seconds
+        assert process.poll() is None, "Prometheus exited while starting"
+        try:
+            with urllib.request.urlopen(f"{base}/-/ready", timeout=5) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:  # not listening yet, or 503 while it replays its write-ahead log
+            pass
+        time.sleep(0.25)
+    pytest.fail("Prometheus was not ready within 60 s")
+
+
 @pytest.fixture(scope="module")
 def prometheus(registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Prometheus with the shipped scrape configuration pointed at a real server, every second."""
@@ -134,6 +149,7 @@ def prometheus(registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
                 f"http://{server.http}/v2/models/mlp/infer",
                 json.dumps({"inputs": [v2_input(X)]}).encode(),
                 {"content-type": "application/json"}), timeout=10).close()  # fmt: skip
+        _wait_ready(f"http://127.0.0.1:{port}", process)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
