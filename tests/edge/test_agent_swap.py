@@ -16,6 +16,7 @@ from tests.edge.agentkit import make_agent
 from tests.edge.conftest import make_bundle
 from tests.edge.fleetkit import deploy_now, fleet_server
 from tests.edge.models import sample
+from tests.rollouts.servers import wait_for
 
 
 def start_local(agent):
@@ -85,18 +86,21 @@ def test_a_good_swap_drops_no_request_under_load(store, tmp_path):
                 results.append((status, reply.get("model_version"), y))
             conn.close()
 
+        def answered_by(release: dict, at_least: int = 1) -> bool:
+            return sum(v == str(release["id"]) for _, v, _ in list(results)) >= at_least
+
         clients = [threading.Thread(target=load) for _ in range(3)]
         for c in clients:
             c.start()
-        time.sleep(0.3)
-        deploy_now(fleet, new)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and agent.serving.release_id != new["id"]:
-            time.sleep(0.05)
-        time.sleep(0.3)
-        done.set()
-        for c in clients:
-            c.join(30)
+        try:  # conditions, not sleeps: a busy machine may answer few requests in 0.3 s
+            wait_for(lambda: answered_by(old, 20), "the old release to answer under load")
+            deploy_now(fleet, new)
+            wait_for(lambda: agent.serving.release_id == new["id"], "the switch")
+            wait_for(lambda: answered_by(new, 20), "the new release to answer under load")
+        finally:
+            done.set()
+            for c in clients:
+                c.join(30)
         stop()
         expected[new["id"]] = agent.serving.runtime.predict(sample())["y"]
     assert agent.serving.release_id == new["id"]

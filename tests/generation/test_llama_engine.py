@@ -75,11 +75,21 @@ def test_stop_string_ends_generation_without_leaking(engine) -> None:
 def test_cancel_frees_the_slot_within_one_decode_step(engine) -> None:
     events: queue.Queue = queue.Queue()
     scheduler = engine.scheduler
-    handle = engine.submit(engine.encode(PROMPTS[2]), SamplingParams(400, 0.0), events.put)
+    held, tokens = threading.Event(), []  # the decode thread waits in the third token's callback
+
+    def hold_third(event) -> None:
+        tokens.append(event)
+        events.put(event)
+        if len(tokens) == 3 and event.finish is None:
+            held.wait(60)
+
+    handle = engine.submit(engine.encode(PROMPTS[2]), SamplingParams(400, 0.0), hold_third)
     for _ in range(3):
         assert events.get(timeout=60).finish is None
+    # read and cancel while no step can run: a busy machine cannot slip steps in between
     at_cancel = scheduler.steps
     handle.cancel()
+    held.set()
     _, seen = collect(events)
     assert seen[-1].finish == "cancelled"
     assert scheduler.steps - at_cancel <= 1

@@ -104,19 +104,24 @@ def _query(base: str, expr: str) -> dict:
         return json.loads(exc.read())
 
 
-def _wait_ready(base: str, process: subprocess.Popen) -> None:
-    """Until Prometheus answers ready: while starting it answers 503 in plain text, not JSON."""
+def _wait_ready(base: str, process: subprocess.Popen, log: Path) -> bool:
+    """Until Prometheus answers ready: while starting it answers 503 in plain text, not JSON.
+    False if it exited because another process took its port after ``_free_port()``."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # bounded: it is ready within seconds
-        assert process.poll() is None, "Prometheus exited while starting"
+        if process.poll() is not None:
+            said = log.read_text(errors="replace")
+            if "address already in use" in said:
+                return False
+            pytest.fail(f"Prometheus exited while starting: {said[-2000:]}")
         try:
             with urllib.request.urlopen(f"{base}/-/ready", timeout=5) as reply:
                 if reply.status == 200:
-                    return
+                    return True
         except OSError:  # not listening yet, or 503 while it replays its write-ahead log
             pass
         time.sleep(0.25)
-    pytest.fail("Prometheus was not ready within 60 s")
+    pytest.fail(f"Prometheus was not ready within 60 s: {log.read_text(errors='replace')[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -134,27 +139,32 @@ def prometheus(registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     job["scrape_interval"] = "1s"
     job["static_configs"][0]["targets"] = [server.http]
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
-    command = [
-        PROMETHEUS,
-        f"--config.file={tmp / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    log = open(tmp / "prometheus.log", "w")  # noqa: SIM115 (closed when Prometheus stops)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
+    process = None
     try:
         for _ in range(5):
             urllib.request.urlopen(urllib.request.Request(
                 f"http://{server.http}/v2/models/mlp/infer",
                 json.dumps({"inputs": [v2_input(X)]}).encode(),
                 {"content-type": "application/json"}), timeout=10).close()  # fmt: skip
-        _wait_ready(f"http://127.0.0.1:{port}", process)
+        for _attempt in range(3):  # a fresh port when another process took the last one
+            port = _free_port()
+            command = [
+                PROMETHEUS,
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ]
+            with open(tmp / "prometheus.log", "w") as log:
+                process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+            if _wait_ready(f"http://127.0.0.1:{port}", process, tmp / "prometheus.log"):
+                break
+        else:
+            pytest.fail("Prometheus found no free port in 3 tries")
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
         code, output = server.stop()
         assert code == 0, output
 

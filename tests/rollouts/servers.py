@@ -48,8 +48,20 @@ class Serve:
 
 def serve(home: Path, *args: str, env: dict | None = None, log: Path | None = None,
           ports_by_settings: bool = False, port: int | None = None) -> Serve:  # fmt: skip
-    """``ports_by_settings``: give the ports as MODELPORT_SERVE__* variables, not flags."""
-    port = port or free_port()
+    """``ports_by_settings``: give the ports as MODELPORT_SERVE__* variables, not flags. A free
+    port taken by another process before the server binds it is tried again with another."""
+    for attempt in range(1 if port else 3):
+        server = _start(home, args, env, log, ports_by_settings, port or free_port())
+        exited = _wait_ready(server)
+        if exited is None:
+            return server
+        if "cannot listen" not in exited or attempt == 2:
+            break
+    raise AssertionError(f"the server exited: {exited[-3000:]}")
+
+
+def _start(home: Path, args: tuple[str, ...], env: dict | None, log: Path | None,
+           ports_by_settings: bool, port: int) -> Serve:  # fmt: skip
     log = log or home.parent / f"serve-{port}.log"
     ports = {"MODELPORT_SERVE__HTTP_PORT": str(port), "MODELPORT_SERVE__GRPC_PORT": "0"}
     flags = [] if ports_by_settings else ["--http-port", str(port), "--grpc-port", "0"]
@@ -57,14 +69,18 @@ def serve(home: Path, *args: str, env: dict | None = None, log: Path | None = No
     command = [sys.executable, "-m", "modelport", "--home", str(home), "serve", *flags, *args]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    server = Serve(process, port, log)
+    return Serve(process, port, log)
+
+
+def _wait_ready(server: Serve) -> str | None:
+    """None once ``server`` answers ready; its output if it exited first."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited: {server.output()[-3000:]}")
+        if server.process.poll() is not None:
+            return server.output()
         try:
             with urllib.request.urlopen(f"{server.url}/v2/health/ready", timeout=1):
-                return server
+                return None
         except OSError:
             time.sleep(0.1)
     server.stop()
@@ -121,18 +137,37 @@ http {{
 
 @contextlib.contextmanager
 def balancer(folder: Path, upstreams: list[int]) -> Iterator[str]:
-    """nginx in front of ``upstreams`` on a free port until the block ends; yields its URL."""
-    port = free_port()
-    conf = nginx_conf(folder, port, upstreams)
-    proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(folder)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    """nginx in front of ``upstreams`` on a free port until the block ends; yields its URL. A
+    port taken by another process before nginx binds it is tried again with another."""
+    for attempt in range(3):
+        proc, url = _nginx(folder, free_port(), upstreams)
+        if proc.poll() is None:
+            break
+        said = (folder / "nginx.out").read_text(errors="replace")
+        if "Address already in use" not in said or attempt == 2:
+            raise AssertionError(f"nginx exited: {said[-2000:]}")
     try:
-        wait_for(lambda: _answers(f"{url}/v2/health/ready"), "nginx to answer", limit=30)
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _nginx(folder: Path, port: int, upstreams: list[int]) -> tuple[subprocess.Popen, str]:
+    """nginx started, once it answers or has exited (its output in ``folder/nginx.out``)."""
+    conf = nginx_conf(folder, port, upstreams)
+    with open(folder / "nginx.out", "wb") as out:
+        proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(folder)],
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: proc.poll() is not None or _answers(f"{url}/v2/health/ready"),
+                 "nginx to answer", limit=30)  # fmt: skip
+    except AssertionError:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, url
 
 
 def _answers(url: str) -> bool:

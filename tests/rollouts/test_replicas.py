@@ -17,10 +17,10 @@ from modelport import rollouts
 from modelport.registry import Registry
 from modelport.rollouts.gates import Gates
 from modelport.settings import Settings
-from tests.pgserver import PostgresServer, free_port
+from tests.pgserver import PostgresServer
 from tests.rollouts.conftest import fill, inputs
 from tests.rollouts.load import Load
-from tests.rollouts.servers import NGINX, Serve, nginx_conf, serve
+from tests.rollouts.servers import NGINX, Serve, balancer, nginx_conf, serve
 from tests.rollouts.servers import wait_for as _wait
 
 GATES = Gates(window=0.5, span=4, consecutive=3, min_window_samples=5, max_p99_ratio=3.0,
@@ -38,33 +38,15 @@ def cluster(postgres: PostgresServer, tmp_path: Path) -> Iterator[dict]:
     versions = fill(registry, tmp_path / "models")
     replicas = [serve(home, "--poll-interval", "0.5", env=env, log=tmp_path / f"r{i}.log")
                 for i in range(2)]  # fmt: skip
-    port = free_port()
-    conf = nginx_conf(tmp_path, port, [r.port for r in replicas])
-    balancer = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp_path)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        _wait_http(f"http://127.0.0.1:{port}/v2/health/ready")
-        yield {"registry": registry, "versions": versions, "replicas": replicas, "env": env,
-               "home": home, "url": f"http://127.0.0.1:{port}", "tmp": tmp_path}  # fmt: skip
+        with balancer(tmp_path, [r.port for r in replicas]) as url:
+            yield {"registry": registry, "versions": versions, "replicas": replicas, "env": env,
+                   "home": home, "url": url, "tmp": tmp_path}  # fmt: skip
     finally:
-        balancer.terminate()
-        balancer.wait(timeout=30)
         for replica in replicas:
             replica.stop()
         registry.close()
         postgres.drop_database(database)
-
-
-def _wait_http(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} never answered")
 
 
 def _answer(base: str, row: np.ndarray, key: str) -> np.ndarray:

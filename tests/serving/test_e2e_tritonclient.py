@@ -51,26 +51,37 @@ def start_server(
     tls: ssl.SSLContext | None = None,
 ) -> Server:  # fmt: skip
     """``modelport serve`` on free ports over ``registry`` (or a home folder), ready in 60 s;
-    ``tls`` is the client context that checks readiness over HTTPS."""
+    ``tls`` is the client context that checks readiness over HTTPS. A port taken by another
+    process between ``free_port()`` and the server's bind is tried again with fresh ports."""
     home = registry if isinstance(registry, Path) else registry.settings.home
-    http_port, grpc_port = free_port(), free_port()
-    command = [sys.executable, "-m", "modelport", "--home", str(home), "serve",
-               "--http-port", str(http_port), "--grpc-port", str(grpc_port), *args]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env={**os.environ, **(env or {})})  # fmt: skip
-    server = Server(process, f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}")
-    ready = f"{'https' if tls else 'http'}://{server.http}/v2/health/ready"
+    for attempt in range(3):
+        http_port, grpc_port = free_port(), free_port()
+        command = [sys.executable, "-m", "modelport", "--home", str(home), "serve",
+                   "--http-port", str(http_port), "--grpc-port", str(grpc_port), *args]  # fmt: skip
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, env={**os.environ, **(env or {})})  # fmt: skip
+        server = Server(process, f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}")
+        output = _wait_ready(server, f"{'https' if tls else 'http'}://{server.http}", tls)
+        if output is None:
+            return server
+        if "cannot listen" not in output or attempt == 2:
+            raise AssertionError(f"the server exited: {output}")
+    raise AssertionError("unreachable")
+
+
+def _wait_ready(server: Server, base: str, tls: ssl.SSLContext | None) -> str | None:
+    """None once ``server`` answers ready; its output if it exited first."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited: {process.communicate()[0]}")
+        if server.process.poll() is not None:
+            return server.process.communicate()[0]
         try:
-            with urllib.request.urlopen(ready, timeout=1, context=tls):
-                return server
+            with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=1, context=tls):
+                return None
         except OSError:
             time.sleep(0.1)
-    server.stop()
-    raise AssertionError("the server did not become ready in 60 s")
+    code, output = server.stop()
+    raise AssertionError(f"the server did not become ready in 60 s (exit {code}): {output}")
 
 
 @pytest.fixture(scope="module")

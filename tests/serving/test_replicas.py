@@ -78,6 +78,20 @@ def _half_sent_request(port: int) -> tuple[socket.socket, bytes]:
     return sock, body[len(body) // 2 :]
 
 
+def _taken_in(port: int, sock: socket.socket) -> bool:
+    """Whether the server listening on ``port`` has accepted ``sock``'s connection and read all
+    that was sent on it (its side of the connection has a file and an empty receive queue), as
+    /proc/net/tcp tells: with the headers read, the request is in flight."""
+    client = sock.getsockname()[1]
+    with open("/proc/net/tcp") as table:
+        for row in table.read().splitlines()[1:]:
+            fields = row.split()
+            local, remote = (int(a.rsplit(":", 1)[1], 16) for a in fields[1:3])
+            if (local, remote) == (port, client):
+                return int(fields[9]) != 0 and int(fields[4].split(":")[1], 16) == 0
+    return False
+
+
 def _refused(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -90,7 +104,7 @@ def test_sigterm_stops_accepting_and_finishes_the_request_in_flight(cluster) -> 
     replica = serve(cluster["tmp"] / "home-drain", *cluster["args"], env=cluster["env"],
                     log=cluster["tmp"] / "drain.log")  # fmt: skip
     sock, rest = _half_sent_request(replica.port)
-    time.sleep(0.2)  # the server has read the headers: the request is in flight
+    _wait(lambda: _taken_in(replica.port, sock), "the server to read the request's headers")
     replica.process.terminate()
     _wait(lambda: _refused(replica.port), "the server to stop accepting", limit=10)
     assert replica.process.poll() is None  # still finishing the request in flight
