@@ -317,3 +317,15 @@ def rounds_rows(results: dict[str, list[list[dict]]], load: str) -> list[list[st
 
 ROUNDS_HEAD = ["configuration", "load", "req/s", "p99 ms", "CPU us/req", "main thread us/req",
                "other threads and processes us/req", "RSS growth MiB", "errors"]  # fmt: skip
+
+
+def add_options(parser: object, rate: bool = True) -> None:
+    """The block options every cost benchmark takes (argparse), with ``--rate-fraction``."""
+    parser.add_argument("--blocks", type=int, default=5, help="closed-loop blocks")
+    parser.add_argument("--round-seconds", type=float, default=2.0, help="a closed-loop round")
+    parser.add_argument("--paced-blocks", type=int, default=5, help="fixed-rate blocks")
+    parser.add_argument("--paced-seconds", type=float, default=3.0, help="a fixed-rate round")
+    if rate:
+        parser.add_argument("--rate-fraction", type=float, default=0.6,
+                            help="the fixed rate, a fraction of the closed loop's req/s of the "
+                            "base")  # fmt: skip

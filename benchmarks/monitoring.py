@@ -46,20 +46,7 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load import (  # noqa: E402
-    JUDGED_HEAD,
-    ROUNDS_HEAD,
-    Server,
-    cpu_per_request,
-    fixed_rate,
-    flatten,
-    interleave,
-    judged,
-    p99,
-    rounds_rows,
-    rss_mib,
-    throughput,
-)
+from benchmarks import load as bench  # noqa: E402
 from benchmarks.serving import (  # noqa: E402
     ensure_wrk,
     free_port,
@@ -133,16 +120,20 @@ def serving_cost(wrk: str, work: Path, script: Path, body: bytes,
             extra = ["--payload-log", str(work / "log")] if config == "payload log" else []
             proc, port = start(work, model, *extra)
             procs.append(proc)
-            servers[config] = Server(proc.pid, f"http://127.0.0.1:{port}/v2/models/{model}/infer")
+            servers[config] = bench.Server(
+                proc.pid, f"http://127.0.0.1:{port}/v2/models/{model}/infer"
+            )
         for server in servers.values():  # warm-up: the first write, the reference's load
             run_wrk(wrk, server.url, script, CONNECTIONS, 2)
-        closed = interleave(servers, lambda s: run_wrk(wrk, s.url, script, CONNECTIONS,
+        closed = bench.interleave(servers, lambda s: run_wrk(wrk, s.url, script, CONNECTIONS,
                                                        args.round_seconds), args.blocks,
                             log=console.print)  # fmt: skip
-        rate = args.rate_fraction * statistics.median(r["rps"] for r in flatten(closed["off"]))
-        paced = interleave(servers, lambda s: fixed_rate(s.url, body, rate, args.paced_seconds,
-                                                         connections=CONNECTIONS),
-                           args.paced_blocks, log=console.print)  # fmt: skip
+        rate = args.rate_fraction * statistics.median(
+            r["rps"] for r in bench.flatten(closed["off"])
+        )
+        paced = bench.interleave(servers, lambda s: bench.fixed_rate(
+            s.url, body, rate, args.paced_seconds, connections=CONNECTIONS), args.paced_blocks,
+            log=console.print)  # fmt: skip
     finally:
         for proc in procs:
             stop(proc)
@@ -155,13 +146,13 @@ def serving_rows(closed: dict, paced: dict) -> list[list[str]]:
     for name, limit in (("payload log", 0.05), ("drift", 0.03)):
         pct = f"{100 * limit:.0f}%"
         rows += [
-            judged("req/s, closed loop", closed, "off", name, throughput,
+            bench.judged("req/s, closed loop", closed, "off", name, bench.throughput,
                    at_least=1 - limit, target=f">= -{pct}"),
-            judged("CPU us/req, closed loop", closed, "off", name, cpu_per_request,
+            bench.judged("CPU us/req, closed loop", closed, "off", name, bench.cpu_per_request,
                    at_most=1 + limit, target=f"<= +{pct}"),
-            judged("CPU us/req, fixed rate", paced, "off", name, cpu_per_request,
+            bench.judged("CPU us/req, fixed rate", paced, "off", name, bench.cpu_per_request,
                    at_most=1 + limit, target=f"<= +{pct}"),
-            judged("p99 ms, fixed rate", paced, "off", name, p99, difference=True,
+            bench.judged("p99 ms, fixed rate", paced, "off", name, bench.p99, difference=True,
                    at_most=1.0 if name == "payload log" else None,
                    target="<= +1 ms" if name == "payload log" else "-"),
         ]  # fmt: skip
@@ -176,12 +167,12 @@ def dead_sink(wrk: str, work: Path, script: Path, seconds: float) -> dict:
 
     def sample() -> None:
         while not done.wait(1.0):
-            samples.append(rss_mib(proc.pid))
+            samples.append(bench.rss_mib(proc.pid))
 
     try:
         url = f"http://127.0.0.1:{port}/v2/models/plain/infer"
         run_wrk(wrk, url, script, CONNECTIONS, 2)  # warm-up: the queue fills, drops begin
-        before = rss_mib(proc.pid)
+        before = bench.rss_mib(proc.pid)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         result = run_wrk(wrk, url, script, CONNECTIONS, seconds)
@@ -356,14 +347,14 @@ def report(serving: tuple | None, dead: dict | None, built: dict | None, writer:
            drift: dict | None, markdown: bool) -> None:  # fmt: skip
     if serving:
         closed, paced, rate = serving
-        rows = rounds_rows(closed, f"wrk, {CONNECTIONS} connections") + rounds_rows(
+        rows = bench.rounds_rows(closed, f"wrk, {CONNECTIONS} connections") + bench.rounds_rows(
             paced, f"fixed {rate:,.0f} req/s"
         )
         console.print("serving: medians of the rounds")
-        print_table("serving rounds", ROUNDS_HEAD, rows, markdown)
+        print_table("serving rounds", bench.ROUNDS_HEAD, rows, markdown)
         console.print("serving costs: paired by block (off, drift, payload log, and back)")
         verdicts = serving_rows(closed, paced)
-        print_table("serving costs", JUDGED_HEAD, verdicts, markdown)
+        print_table("serving costs", bench.JUDGED_HEAD, verdicts, markdown)
     if dead:
         console.print(
             f"dead sink for {dead['seconds']:.0f}s: {dead['rps']:.0f} req/s, served "
@@ -408,16 +399,7 @@ def report(serving: tuple | None, dead: dict | None, built: dict | None, writer:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--blocks", type=int, default=5, help="closed-loop blocks")
-    parser.add_argument("--round-seconds", type=float, default=2.0, help="a closed-loop round")
-    parser.add_argument("--paced-blocks", type=int, default=5, help="fixed-rate blocks")
-    parser.add_argument("--paced-seconds", type=float, default=3.0, help="a fixed-rate round")
-    parser.add_argument(
-        "--rate-fraction",
-        type=float,
-        default=0.6,
-        help="the fixed rate, as a fraction of the closed-loop req/s of off",
-    )
+    bench.add_options(parser)
     parser.add_argument("--dead-seconds", type=float, default=30.0)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--only", choices=("serving", "dead", "report", "writer"), default=None)

@@ -31,19 +31,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from load import (
-    JUDGED_HEAD,
-    ROUNDS_HEAD,
-    Server,
-    cpu_per_request,
-    fixed_rate,
-    flatten,
-    interleave,
-    judged,
-    p99,
-    rounds_rows,
-    throughput,
-)
+import load as bench
 from rich.console import Console
 
 from serving import (
@@ -151,16 +139,7 @@ def tracing_work(endpoint: str, requests: int = 20_000) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blocks", type=int, default=5, help="closed-loop blocks")
-    parser.add_argument("--round-seconds", type=float, default=2.0, help="a closed-loop round")
-    parser.add_argument("--paced-blocks", type=int, default=5, help="fixed-rate blocks")
-    parser.add_argument("--paced-seconds", type=float, default=3.0, help="a fixed-rate round")
-    parser.add_argument(
-        "--rate-fraction",
-        type=float,
-        default=0.6,
-        help="the fixed rate, as a fraction of the closed-loop req/s of off",
-    )
+    bench.add_options(parser)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--markdown", action="store_true", help="Markdown tables")
     args = parser.parse_args()
@@ -184,15 +163,17 @@ def main() -> None:
         for name, ratio in CONFIGS.items():
             port = free_port()
             procs.append(start(work / "home", port, ratio, receiver.endpoint))
-            servers[name] = Server(procs[-1].pid, url(port))
+            servers[name] = bench.Server(procs[-1].pid, url(port))
         for server in servers.values():
             run_wrk(wrk, server.url, script, args.connections, 2)  # warm-up
-        closed = interleave(servers, lambda s: run_wrk(wrk, s.url, script, args.connections,
+        closed = bench.interleave(servers, lambda s: run_wrk(wrk, s.url, script, args.connections,
                                                        args.round_seconds), args.blocks,
                             log=console.print)  # fmt: skip
-        rate = args.rate_fraction * statistics.median(r["rps"] for r in flatten(closed["off"]))
+        rate = args.rate_fraction * statistics.median(
+            r["rps"] for r in bench.flatten(closed["off"])
+        )
         pair = {name: servers[name] for name in ("off", "1%")}  # the target's comparison
-        paced = interleave(pair, lambda s: fixed_rate(s.url, body.read_bytes(), rate,
+        paced = bench.interleave(pair, lambda s: bench.fixed_rate(s.url, body.read_bytes(), rate,
                                                       args.paced_seconds,
                                                       connections=args.connections),
                            args.paced_blocks, log=console.print)  # fmt: skip
@@ -208,28 +189,28 @@ def url(port: int) -> str:
 
 def report(closed: dict, paced: dict, rate: float, receiver: Receiver, args: argparse.Namespace,
            work: dict[str, float]) -> None:  # fmt: skip
-    rows = rounds_rows(closed, f"wrk, {args.connections} connections")
-    rows += rounds_rows(paced, f"fixed {rate:,.0f} req/s")
+    rows = bench.rounds_rows(closed, f"wrk, {args.connections} connections")
+    rows += bench.rounds_rows(paced, f"fixed {rate:,.0f} req/s")
     console.print(f"V2 REST: medians of the rounds ({args.blocks} closed-loop blocks of "
                   f"{args.round_seconds:g} s rounds, {args.paced_blocks} fixed-rate blocks of "
                   f"{args.paced_seconds:g} s)")  # fmt: skip
-    print_table("tracing rounds", ROUNDS_HEAD, rows, args.markdown)
+    print_table("tracing rounds", bench.ROUNDS_HEAD, rows, args.markdown)
     verdicts = [
-        judged("req/s, closed loop", closed, "off", "1%", throughput, at_least=0.99,
+        bench.judged("req/s, closed loop", closed, "off", "1%", bench.throughput, at_least=0.99,
                target=">= -1%"),
-        judged("CPU us/req, closed loop", closed, "off", "1%", cpu_per_request, at_most=1.01,
-               target="<= +1%"),
-        judged("CPU us/req, fixed rate", paced, "off", "1%", cpu_per_request, at_most=1.01,
-               target="<= +1%"),
-        judged("p99 ms, fixed rate", paced, "off", "1%", p99, difference=True),
-        judged("req/s, closed loop", closed, "off", "100%", throughput),
-        judged("CPU us/req, closed loop", closed, "off", "100%", cpu_per_request),
+        bench.judged("CPU us/req, closed loop", closed, "off", "1%", bench.cpu_per_request,
+                     at_most=1.01, target="<= +1%"),
+        bench.judged("CPU us/req, fixed rate", paced, "off", "1%", bench.cpu_per_request,
+                     at_most=1.01, target="<= +1%"),
+        bench.judged("p99 ms, fixed rate", paced, "off", "1%", bench.p99, difference=True),
+        bench.judged("req/s, closed loop", closed, "off", "100%", bench.throughput),
+        bench.judged("CPU us/req, closed loop", closed, "off", "100%", bench.cpu_per_request),
     ]  # fmt: skip
     console.print("tracing costs: paired by block (off, 1%, 100%, and back)")
-    print_table("tracing costs", JUDGED_HEAD, verdicts, args.markdown)
+    print_table("tracing costs", bench.JUDGED_HEAD, verdicts, args.markdown)
     console.print(f"OTLP receiver: {receiver.calls} export calls, {receiver.bytes / 1e6:.1f} MB")
-    base = statistics.median(cpu_per_request(block) for block in closed["off"])
-    extra = statistics.median(cpu_per_request(block) for block in closed["100%"]) - base
+    base = statistics.median(bench.cpu_per_request(block) for block in closed["off"])
+    extra = statistics.median(bench.cpu_per_request(block) for block in closed["100%"]) - base
     predicted = (work["unsampled"] + 0.01 * work["sampled"]) / base * 100
     from_servers = (0.01 * extra + work["unsampled"]) / base * 100
     console.print("tracing work per request (CPU us, in process)")
