@@ -42,15 +42,16 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import load as bench  # noqa: E402
 from benchmarks.serving import (  # noqa: E402
     ensure_wrk,
     free_port,
     lua_post,
+    print_table,
     run_wrk,
     stop,
     tutorial_mlp,
@@ -89,27 +90,6 @@ def start(work: Path, model: str, *extra: str) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_seconds(pid: int, task: int | None = None) -> float:
-    """User + system CPU time of a process (or one of its threads) so far."""
-    stat = f"/proc/{pid}/stat" if task is None else f"/proc/{pid}/task/{task}/stat"
-    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def served(port: int, model: str) -> float:
-    text = scrape(port)
-    return sum(value(text, rf'modelport_requests_total\{{model="{model}",version="1",'
-                           rf'protocol="rest",outcome="{o}"\}}')
-               for o in ("success", "client_error", "server_error"))  # fmt: skip
-
-
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         return response.read().decode()
@@ -120,67 +100,63 @@ def value(text: str, pattern: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def request_script(work: Path, pixels: np.ndarray) -> Path:
-    """The wrk script POSTing one digits row as V2 JSON."""
+def request_script(work: Path, pixels: np.ndarray) -> tuple[Path, bytes]:
+    """The wrk script POSTing one digits row as V2 JSON, and that body."""
     body = work / "body.json"
     body.write_text(json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 64],
                                             "data": pixels[0].tolist()}]}))  # fmt: skip
-    return lua_post(work / "post.lua", body, {"Content-Type": "application/json"})
+    script = lua_post(work / "post.lua", body, {"Content-Type": "application/json"})
+    return script, body.read_bytes()
 
 
-def serving_cost(wrk: str, work: Path, script: Path, duration: float, rounds: int) -> list:
-    """Each round measures every configuration once, in an order rotated from round to round;
-    the costs are the medians over rounds of each round's own ratio (or difference) to "off",
-    so load from elsewhere that changes between rounds cancels."""
-    runs: dict[str, list[dict]] = {c: [] for c in CONFIGS}
-    for n in range(rounds):
-        for config in CONFIGS[n % 3 :] + CONFIGS[: n % 3]:
-            result = measure(wrk, work, script, duration, config, n)
-            runs[config].append(result)
-            console.print(f"round {n + 1} {config}: {result['rps']:.0f} req/s, "
-                          f"p99 {result['p99_ms']:.2f} ms, {result['cpu_us']:.0f} us CPU a "
-                          f"request, load average {os.getloadavg()[0]:.1f}",
-                          highlight=False)  # fmt: skip
-    rows = []
-    for config in CONFIGS:
-        mine, off = runs[config], runs["off"]
-        rows.append({
-            "config": config,
-            "rps": statistics.median(r["rps"] for r in mine),
-            "p99_ms": statistics.median(r["p99_ms"] for r in mine),
-            "cpu_us": statistics.median(r["cpu_us"] for r in mine),
-            "loop_us": statistics.median(r["loop_us"] for r in mine),
-            "threads_us": statistics.median(r["cpu_us"] - r["loop_us"] for r in mine),
-            "rss_growth_mib": max(r["rss_growth_mib"] for r in mine),
-            "errors": sum(r["errors"] for r in mine),
-            "throughput_cost_pct": statistics.median(
-                100 * (1 - m["rps"] / o["rps"]) for m, o in zip(mine, off, strict=True)),
-            "cpu_cost_pct": statistics.median(
-                100 * (m["cpu_us"] / o["cpu_us"] - 1) for m, o in zip(mine, off, strict=True)),
-            "p99_delta_ms": statistics.median(
-                m["p99_ms"] - o["p99_ms"] for m, o in zip(mine, off, strict=True)),
-        })  # fmt: skip
-    return rows
-
-
-def measure(wrk: str, work: Path, script: Path, duration: float, config: str, n: int) -> dict:
-    """One configuration on a fresh server: warm-up, then ``duration`` s of wrk."""
-    model = "tracked" if config == "drift" else "plain"
-    extra = ["--payload-log", str(work / f"log-{n}")] if config == "payload log" else []
-    proc, port = start(work, model, *extra)
+def serving_cost(wrk: str, work: Path, script: Path, body: bytes,
+                 args: argparse.Namespace) -> tuple[dict, dict, float]:  # fmt: skip
+    """The three servers started once and kept running: closed-loop blocks (``wrk``), then
+    fixed-rate blocks at ``--rate-fraction`` of the capacity "off" showed in them."""
+    servers, procs = {}, []
     try:
-        url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
-        run_wrk(wrk, url, script, CONNECTIONS, 2)  # warm-up
-        before, cpu, count = rss_mib(proc.pid), cpu_seconds(proc.pid), served(port, model)
-        loop = cpu_seconds(proc.pid, proc.pid)  # the main thread runs the event loop
-        result = run_wrk(wrk, url, script, CONNECTIONS, duration)
-        requests = served(port, model) - count
-        result["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - cpu) / requests
-        result["loop_us"] = 1e6 * (cpu_seconds(proc.pid, proc.pid) - loop) / requests
-        result["rss_growth_mib"] = rss_mib(proc.pid) - before
-        return result
+        for config in CONFIGS:
+            model = "tracked" if config == "drift" else "plain"
+            extra = ["--payload-log", str(work / "log")] if config == "payload log" else []
+            proc, port = start(work, model, *extra)
+            procs.append(proc)
+            servers[config] = bench.Server(
+                proc.pid, f"http://127.0.0.1:{port}/v2/models/{model}/infer"
+            )
+        for server in servers.values():  # warm-up: the first write, the reference's load
+            run_wrk(wrk, server.url, script, CONNECTIONS, 2)
+        closed = bench.interleave(servers, lambda s: run_wrk(wrk, s.url, script, CONNECTIONS,
+                                                       args.round_seconds), args.blocks,
+                            log=console.print)  # fmt: skip
+        rate = args.rate_fraction * statistics.median(
+            r["rps"] for r in bench.flatten(closed["off"])
+        )
+        paced = bench.interleave(servers, lambda s: bench.fixed_rate(
+            s.url, body, rate, args.paced_seconds, connections=CONNECTIONS), args.paced_blocks,
+            log=console.print)  # fmt: skip
     finally:
-        stop(proc)
+        for proc in procs:
+            stop(proc)
+    return closed, paced, rate
+
+
+def serving_rows(closed: dict, paced: dict) -> list[list[str]]:
+    """The targets: payload log at most 5% of throughput and 1 ms of p99; drift at most 3%."""
+    rows = []
+    for name, limit in (("payload log", 0.05), ("drift", 0.03)):
+        pct = f"{100 * limit:.0f}%"
+        rows += [
+            bench.judged("req/s, closed loop", closed, "off", name, bench.throughput,
+                   at_least=1 - limit, target=f">= -{pct}"),
+            bench.judged("CPU us/req, closed loop", closed, "off", name, bench.cpu_per_request,
+                   at_most=1 + limit, target=f"<= +{pct}"),
+            bench.judged("CPU us/req, fixed rate", paced, "off", name, bench.cpu_per_request,
+                   at_most=1 + limit, target=f"<= +{pct}"),
+            bench.judged("p99 ms, fixed rate", paced, "off", name, bench.p99, difference=True,
+                   at_most=1.0 if name == "payload log" else None,
+                   target="<= +1 ms" if name == "payload log" else "-"),
+        ]  # fmt: skip
+    return rows
 
 
 def dead_sink(wrk: str, work: Path, script: Path, seconds: float) -> dict:
@@ -191,12 +167,12 @@ def dead_sink(wrk: str, work: Path, script: Path, seconds: float) -> dict:
 
     def sample() -> None:
         while not done.wait(1.0):
-            samples.append(rss_mib(proc.pid))
+            samples.append(bench.rss_mib(proc.pid))
 
     try:
         url = f"http://127.0.0.1:{port}/v2/models/plain/infer"
         run_wrk(wrk, url, script, CONNECTIONS, 2)  # warm-up: the queue fills, drops begin
-        before = rss_mib(proc.pid)
+        before = bench.rss_mib(proc.pid)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         result = run_wrk(wrk, url, script, CONNECTIONS, seconds)
@@ -367,19 +343,18 @@ def report_cost(work: Path, pixels: np.ndarray, rows: int) -> dict:
             "log_mib": sum(p.stat().st_size for p in log.iterdir()) / 2**20}  # fmt: skip
 
 
-def report(serving: list, dead: dict | None, built: dict | None, writer: dict | None,
+def report(serving: tuple | None, dead: dict | None, built: dict | None, writer: dict | None,
            drift: dict | None, markdown: bool) -> None:  # fmt: skip
-    table = Table("configuration", "req/s", "cost", "CPU us/req", "CPU cost", "loop us/req",
-                  "other threads us/req", "p99 ms", "p99 +ms", "RSS growth MiB", "errors",
-                  title=f"serving, wrk {CONNECTIONS} connections; costs: median of the rounds' "
-                  "own ratios to off")  # fmt: skip
-    for r in serving:
-        table.add_row(r["config"], f"{r['rps']:.0f}", f"{r['throughput_cost_pct']:+.1f}%",
-                      f"{r['cpu_us']:.0f}", f"{r['cpu_cost_pct']:+.1f}%", f"{r['loop_us']:.0f}",
-                      f"{r['threads_us']:.1f}", f"{r['p99_ms']:.2f}",
-                      f"{r['p99_delta_ms']:+.2f}", f"{r['rss_growth_mib']:+.1f}",
-                      str(r["errors"]))  # fmt: skip
-    console.print(table)
+    if serving:
+        closed, paced, rate = serving
+        rows = bench.rounds_rows(closed, f"wrk, {CONNECTIONS} connections") + bench.rounds_rows(
+            paced, f"fixed {rate:,.0f} req/s"
+        )
+        console.print("serving: medians of the rounds")
+        print_table("serving rounds", bench.ROUNDS_HEAD, rows, markdown)
+        console.print("serving costs: paired by block (off, drift, payload log, and back)")
+        verdicts = serving_rows(closed, paced)
+        print_table("serving costs", bench.JUDGED_HEAD, verdicts, markdown)
     if dead:
         console.print(
             f"dead sink for {dead['seconds']:.0f}s: {dead['rps']:.0f} req/s, served "
@@ -418,36 +393,37 @@ def report(serving: list, dead: dict | None, built: dict | None, writer: dict | 
             highlight=False,
         )
     if markdown:
-        print(json.dumps({"serving": serving, "dead": dead, "report": built, "writer": writer,
+        print(json.dumps({"dead": dead, "report": built, "writer": writer,
                           "drift": drift}, indent=1))  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    bench.add_options(parser)
     parser.add_argument("--dead-seconds", type=float, default=30.0)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--only", choices=("serving", "dead", "report", "writer"), default=None)
-    parser.add_argument("--markdown", action="store_true", help="also print the figures as JSON")
+    parser.add_argument(
+        "--markdown", action="store_true", help="Markdown tables, and the other figures as JSON"
+    )
     args = parser.parse_args()
     wrk = ensure_wrk()
     console.print("load average at the start: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     with tempfile.TemporaryDirectory(prefix="modelport-monitoring-") as tmp:
         work = Path(tmp)
         pixels = setup(work)
-        script = request_script(work, pixels)
+        script, body = request_script(work, pixels)
         serving = dead = built = writer = drift = None
         if args.only in (None, "writer"):
             writer = writer_cost(pixels, work)
             drift = drift_cost(work, pixels)
         if args.only in (None, "serving"):
-            serving = serving_cost(wrk, work, script, args.duration, args.rounds)
+            serving = serving_cost(wrk, work, script, body, args)
         if args.only in (None, "dead"):
             dead = dead_sink(wrk, work, script, args.dead_seconds)
         if args.only in (None, "report"):
             built = report_cost(work, pixels, args.rows)
-        report(serving or [], dead, built, writer, drift, args.markdown)
+        report(serving, dead, built, writer, drift, args.markdown)
     console.print("load average at the end: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
 

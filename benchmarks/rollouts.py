@@ -1,25 +1,23 @@
 """Rollouts, side by side in one run: serving with a rollout active against none, the cost of
 shadowing every request on the primary's latency, and rollback delays under load.
 
-    .venv/bin/python benchmarks/rollouts.py [--duration 10] [--markdown]
+    .venv/bin/python benchmarks/rollouts.py [--duration 10] [--only throughput|shadow|rollback]
+        [--shadow-runners process,thread] [--blocks 5] [--round-seconds 2] [--paced-blocks 5]
+        [--paced-seconds 3] [--rate-fractions 0.3,0.6] [--markdown]
 
 1. Throughput: the tutorial MLP (784 -> 128 -> 64 -> 10, built here) served by one `modelport
    serve` process, `wrk` at concurrency 8 POSTing one V2 JSON sample, alternately with no
    rollout and with a rollout of a second version in "canary 50 shadow 20%" (half the requests
    answered by the candidate, a fifth of the rest, 10% of all, shadowed), three pairs, medians.
    Target >= 0.9x req/s.
-2. Shadow cost: the same server with no rollout, then with "shadow 100%", three pairs, medians,
-   with copies in the shadow process (the default), then on a server running them on a worker
-   thread; each under two loads: closed (one connection, the next request as soon as the reply
-   is in: the server saturates its core, so any CPU the copies take shows in the tail) and paced
-   (one connection, 2 ms between a reply and the next request, a few hundred req/s: a server
-   below saturation, as production shadowing runs; wrk has no fixed-rate mode). Target (the
-   default runner): the primary's p99 rises by at most 5% or 0.5 ms.
-Each point also gives CPU time per request, the server's and its shadow process's, and how long
-the server's threads waited for a core (run-queue time from /proc/PID/task/*/schedstat): what a
-copy costs the primary's path, and what it costs by taking a core the primary wanted; and the
-shadow copies run and dropped in the point (the shadow process runs in the idle scheduling
-class: on a busy host it gets little CPU, and the full queue drops copies).
+2. Shadow cost: one server (copies in the shadow process, the default runner; ``--shadow-runners
+   process,thread`` adds a server running them on a worker thread) serving the same MLP as
+   "plain" (no rollout) and as "mlp" (a rollout shadowing every request), kept running while
+   benchmarks/load.py interleaves blocks on the two models (none, shadow, shadow, none): closed
+   loop (`wrk`, one connection, ``--round-seconds`` a round), then open loop at fixed rates
+   (``--rate-fractions`` of the closed loop's req/s without a rollout; latency timed from each
+   request's due time). CPU per request counts the server and its shadow process. Target: the
+   primary's p99 rises by at most 5% or 0.5 ms, judged on the interval of the paired median.
 3. Rollback: the rollout test's classifier (stable 0.27 ms a call in ONNX Runtime) and three bad
    candidates (errors on a fifth of the inputs, 5x the compute, disagreeing); `wrk` with varied
    inputs on one connection; the delay from the end of the window that made a breach sustained
@@ -47,10 +45,12 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import load as bench  # noqa: E402
 from benchmarks.serving import (  # noqa: E402
     ensure_wrk,
     free_port,
     lua_post,
+    print_table,
     run_wrk,
     stop,
     tutorial_mlp,
@@ -65,7 +65,6 @@ from modelport.settings import Settings  # noqa: E402
 
 console = Console(width=170)  # wide enough for the points table when piped to a file
 ROUNDS = 3  # alternating pairs per comparison; the report takes medians
-PACE_MS = 2  # the paced load's pause between a reply and the next request
 LENIENT = Gates(max_error_rate=0.99, max_p99_ratio=1000, min_agreement=0.01, max_shift=1.0)
 ROLLBACK_GATES = Gates(
     max_error_rate=0.01,
@@ -131,7 +130,7 @@ def split_active(port: int, rollout_id: int, warm: Callable[[], object]) -> None
     raise SystemExit("the rollout never reached the server")
 
 
-def throughput_and_shadow(wrk: str, work: Path, duration: float) -> list[dict]:
+def throughput_and_shadow(wrk: str, work: Path, args: argparse.Namespace) -> tuple[list, list]:
     home = work / "mlp-home"
     registry = Registry(Settings(home=home))
     onnx_path = tutorial_mlp(work / "mlp.onnx")
@@ -154,21 +153,71 @@ def throughput_and_shadow(wrk: str, work: Path, duration: float) -> list[dict]:
         )
     )
     closed = lua_post(work / "mlp.lua", body, {"Content-Type": "application/json"})
-    paced = work / "paced.lua"
-    paced.write_text(closed.read_text() + f"delay = function() return {PACE_MS} end\n")
-    canary, shadow = "canary 50 600s shadow 20%", "shadow 100% 600s"
+    rows, shadows = [], []
+    canary = "canary 50 600s shadow 20%"
     points = [("no rollout", None, 8, "closed"), ("canary 50%, shadow 10%", canary, 8, "closed")]
-    points *= ROUNDS
-    for load in ("closed", "paced"):
-        points += [("no rollout", None, 1, load), ("shadow 100%", shadow, 1, load)] * ROUNDS
-    scripts = {"closed": closed, "paced": paced}
-    rows = []
     try:
-        rows += serve_points(wrk, registry, scripts, "process", points, duration)
-        # the other place shadow copies can run (the event loop, the fallback, is left out)
-        rows += serve_points(wrk, registry, scripts, "thread", points[2 * ROUNDS :], duration)
+        if args.only in (None, "throughput"):
+            rows = serve_points(wrk, registry, {"closed": closed}, "process", points * ROUNDS,
+                                args.duration)  # fmt: skip
+        if args.only in (None, "shadow"):
+            register(onnx_path, "plain", registry=registry, alias="production")
+            shadows = [shadow_cost(wrk, registry, closed, body.read_bytes(), runner, args)
+                       for runner in args.shadow_runners.split(",")]  # fmt: skip
     finally:
         registry.close()
+    return rows, shadows
+
+
+def shadow_cost(wrk: str, registry: Registry, script: Path, body: bytes, runner: str,
+                args: argparse.Namespace) -> dict:  # fmt: skip
+    """One server (copies on ``runner``) serving "plain" (no rollout) and "mlp" (shadowing
+    every request to mlp:2): interleaved blocks on the two, closed loop on one connection,
+    then at fixed rates, fractions of the closed loop's req/s without a rollout."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/v2/models"
+    proc = start_server(registry.settings.home, port, "mlp", runner)
+    servers = {"none": bench.Server(proc.pid, f"{base}/plain/infer"),
+               "shadow 100%": bench.Server(proc.pid, f"{base}/mlp/infer")}  # fmt: skip
+    try:
+        r = rollouts.start(registry, "mlp", "mlp:2", plan="shadow 100% 600s", gates=LENIENT,
+                           bake=600)  # fmt: skip
+        split_active(port, r.id, lambda: run_wrk(wrk, servers["shadow 100%"].url, script, 1, 0.5))
+        for server in servers.values():
+            run_wrk(wrk, server.url, script, 1, 2)  # warm-up
+        copies = shadow_counts(port)
+        closed = bench.interleave(servers, lambda s: run_wrk(
+            wrk, s.url, script, 1, args.round_seconds), args.blocks, log=console.print)  # fmt: skip
+        capacity = statistics.median(r["rps"] for r in bench.flatten(closed["none"]))
+        paced = {}
+        for fraction in args.rate_fractions:
+            rate = fraction * capacity
+            paced[rate] = bench.interleave(servers, lambda s, rate=rate: bench.fixed_rate(
+                s.url, body, rate, args.paced_seconds, connections=4), args.paced_blocks,
+                log=console.print)  # fmt: skip
+        time.sleep(0.2)  # the shadow process's last counts come in
+        ran, dropped = (b - a for a, b in zip(copies, shadow_counts(port), strict=True))
+        rollouts.abort(registry, "mlp")
+    finally:
+        stop(proc)
+    return {"runner": runner, "closed": closed, "paced": paced, "ran": ran, "dropped": dropped}
+
+
+def shadow_rows(shadow: dict) -> list[list[str]]:
+    """Target: the primary's p99 rises by at most 5% of none's, or 0.5 ms."""
+    rows = []
+    loads = [("closed, 1 connection", shadow["closed"])]
+    loads += [(f"fixed {rate:,.0f} req/s", results) for rate, results in shadow["paced"].items()]
+    for load, results in loads:
+        limit = max(0.5, 0.05 * statistics.median(bench.p99(block) for block in results["none"]))
+        rows += [
+            bench.judged(f"p99 ms, {load}", results, "none", "shadow 100%", bench.p99,
+                         difference=True, at_most=limit, target=f"<= +{limit:.2f} ms"),
+            bench.judged(f"CPU us/req, {load}", results, "none", "shadow 100%",
+                         bench.cpu_per_request),
+        ]  # fmt: skip
+    for row in rows:
+        row[1] = f"{row[1]} ({shadow['runner']})"
     return rows
 
 
@@ -338,36 +387,16 @@ def summary(rows: list[dict], rollbacks: list[dict]) -> list[str]:
         fields = ("setup", "concurrency", "runner", "load")
         return statistics.median(r[key] for r in rows if tuple(r[f] for f in fields) == point)
 
-    ratio = median("rps", "canary 50%, shadow 10%", 8) / median("rps", "no rollout", 8)
-    cpu = median("cpu_us", "canary 50%, shadow 10%", 8) / median("cpu_us", "no rollout", 8)
-    lines = [
-        f"- {'met' if ratio >= 0.9 else 'NOT met'}: rollout active / none = {ratio:.2f}x "
-        f"req/s (target >= 0.9x); CPU per request {cpu:.2f}x (server and shadow process)",
-    ]
-    for runner in ("process", "thread"):
-        for load in ("closed", "paced"):
-
-            def both(key: str, runner: str = runner, load: str = load) -> tuple[float, float]:
-                return (median(key, "no rollout", 1, runner, load),
-                        median(key, "shadow 100%", 1, runner, load))  # fmt: skip
-
-            (b99, s99), (b50, s50) = both("p99_ms"), both("p50_ms")
-            (bs, ss), (bsh, ssh), (bw, sw) = both("server_us"), both("shadow_us"), both("wait_us")
-            rise = s99 - b99
-            verdict = "met" if rise <= max(0.5, 0.05 * b99) else "NOT met"
-            spread = [r["p99_ms"] for r in rows if (r["setup"], r["concurrency"], r["runner"],
-                      r["load"]) == ("no rollout", 1, runner, load)]  # fmt: skip
-            copies = [(r["ran"], r["dropped"]) for r in rows if (r["setup"], r["runner"],
-                      r["load"]) == ("shadow 100%", runner, load)]  # fmt: skip
-            lines.append(
-                f"- {verdict}: 100% shadow ({runner}, {load} load) moves the primary's p99 by "
-                f"{rise:+.3f} ms ({100 * rise / b99:+.1f}%; target <= 5% or 0.5 ms), p50 "
-                f"{b50:.3f} -> {s50:.3f} ms; per request: server CPU {bs:.0f} -> {ss:.0f} us, "
-                f"shadow process {bsh:.0f} -> {ssh:.0f} us, server's wait for a core "
-                f"{bw:.0f} -> {sw:.0f} us (no-rollout p99 from {min(spread):.2f} to "
-                f"{max(spread):.2f} ms: a rise smaller than that spread is not read); copies run "
-                f"{sum(c[0] for c in copies):,}, dropped {sum(c[1] for c in copies):,}"
-            )
+    lines = []
+    if rows:
+        ratio = median("rps", "canary 50%, shadow 10%", 8) / median("rps", "no rollout", 8)
+        cpu = median("cpu_us", "canary 50%, shadow 10%", 8) / median("cpu_us", "no rollout", 8)
+        lines.append(
+            f"- {'met' if ratio >= 0.9 else 'NOT met'}: rollout active / none = {ratio:.2f}x "
+            f"req/s (target >= 0.9x); CPU per request {cpu:.2f}x (server and shadow process)"
+        )
+    if not rollbacks:
+        return lines
     ok = all(
         r["state"] == "rolled_back" and r["delay_s"] <= 5 and r["failed"] == 0 and r["rps"] >= 50
         for r in rollbacks
@@ -379,39 +408,61 @@ def summary(rows: list[dict], rollbacks: list[dict]) -> list[str]:
     return lines
 
 
-def report(rows: list[dict], rollbacks: list[dict], markdown: bool, started: str) -> None:
+def report(rows: list[dict], shadows: list[dict], rollbacks: list[dict], markdown: bool,
+           started: str) -> None:  # fmt: skip
     lines = summary(rows, rollbacks)
     one, five, fifteen = os.getloadavg()
     ended = f"load average {one:.1f} {five:.1f} {fifteen:.1f}"
-    if markdown:
-        for head, cells in ((POINT_HEAD, map(point_cells, rows)),
-                            (ROLLBACK_HEAD, map(rollback_cells, rollbacks))):  # fmt: skip
-            print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
-            print("\n".join("| " + " | ".join(c) + " |" for c in cells) + "\n")
-    else:
-        for head, cells in ((POINT_HEAD, map(point_cells, rows)),
-                            (ROLLBACK_HEAD, map(rollback_cells, rollbacks))):  # fmt: skip
-            table = Table(*head)
+    for title, head, cells in (
+        ("throughput points", POINT_HEAD, map(point_cells, rows)),
+        ("rollbacks", ROLLBACK_HEAD, map(rollback_cells, rollbacks)),
+    ):
+        if not markdown:
+            table = Table(*head, title=title)
             for c in cells:
                 table.add_row(*c)
             console.print(table)
+        elif head is POINT_HEAD and rows or head is ROLLBACK_HEAD and rollbacks:
+            print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+            print("\n".join("| " + " | ".join(c) + " |" for c in cells) + "\n")
+    for shadow in shadows:
+        print(
+            f"shadow cost, {shadow['runner']} runner: medians of the rounds; copies run "
+            f"{shadow['ran']:,}, dropped {shadow['dropped']:,}"
+        )
+        table = bench.rounds_rows(shadow["closed"], "closed, 1 connection")
+        for rate, results in shadow["paced"].items():
+            table += bench.rounds_rows(results, f"fixed {rate:,.0f} req/s")
+        print_table("shadow rounds", bench.ROUNDS_HEAD, table, markdown)
+        print("shadow cost: paired by block (none, shadow 100%, and back)")
+        print_table("shadow costs", bench.JUDGED_HEAD, shadow_rows(shadow), markdown)
     print("\n".join(lines))
     print(f"\n{started} at the start, {ended} at the end")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk point")
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="seconds per throughput point")  # fmt: skip
+    parser.add_argument("--only", choices=("throughput", "shadow", "rollback"), default=None)
+    parser.add_argument("--shadow-runners", default="process", help="process, thread or both")
+    bench.add_options(parser, rate=False)
+    parser.add_argument("--rate-fractions", type=lambda v: [float(f) for f in v.split(",")],
+                        default=[0.3, 0.6], help="fixed rates, fractions of the closed loop's "
+                        "req/s without a rollout")  # fmt: skip
     parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
     args = parser.parse_args()
     wrk = ensure_wrk()
     one, five, fifteen = os.getloadavg()
     started = f"load average {one:.1f} {five:.1f} {fifteen:.1f}"
+    rows, shadows, rollbacks = [], [], []
     with tempfile.TemporaryDirectory(prefix="modelport-bench-rollouts-") as tmp:
         work = Path(tmp)
-        rows = throughput_and_shadow(wrk, work, args.duration)
-        rollbacks = rollback_delays(wrk, work)
-    report(rows, rollbacks, args.markdown, started)
+        if args.only in (None, "throughput", "shadow"):
+            rows, shadows = throughput_and_shadow(wrk, work, args)
+        if args.only in (None, "rollback"):
+            rollbacks = rollback_delays(wrk, work)
+    report(rows, shadows, rollbacks, args.markdown, started)
 
 
 if __name__ == "__main__":

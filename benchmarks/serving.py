@@ -165,7 +165,10 @@ def run_wrk(wrk: str, url: str, script: Path, connections: int, duration: float)
     lat = {p: float(v) * _UNITS[u] for p, v, u in _LATENCY.findall(out)}
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     socket_errors = re.search(r"Socket errors: .*timeout (\d+)", out)
+    done = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", out)
+    elapsed = float(done.group(2)) * {"ms": 1e-3, "s": 1.0, "m": 60.0}[done.group(3)]
     return {"rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"),
+            "requests": int(done.group(1)), "seconds": elapsed,
             "errors": int(errors.group(1)) if errors else 0,
             "timeouts": int(socket_errors.group(1)) if socket_errors else 0}  # fmt: skip
 

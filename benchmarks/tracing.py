@@ -1,21 +1,20 @@
 """The cost of tracing, side by side: one server with tracing off, one sampling 1% of requests,
 one sampling 100%, all exporting over OTLP/HTTP to a receiver in this process.
 
-    .venv/bin/python benchmarks/tracing.py [--rounds 5] [--duration 5] [--connections 8]
-                                           [--together]
+    .venv/bin/python benchmarks/tracing.py [--blocks 5] [--round-seconds 2] [--paced-blocks 5]
+        [--paced-seconds 3] [--rate-fraction 0.6] [--connections 8] [--markdown]
 
-Same model (the tutorial MLP 784 -> 128 -> 64 -> 10), same load (`wrk` POSTing one KServe V2 JSON
-request with one sample, no traceparent: every request is a new trace), the three servers
-measured in interleaved rounds, the order rotated from round to round, so that load from
-elsewhere on the machine falls on all three alike. Besides req/s, each round reads each
-server's own CPU time (/proc) over the requests it counted (/metrics): CPU per request moves
-far less with other load than throughput does. The costs are the medians over rounds of each
-round's own ratio to "off" (with their range over rounds), so load that changes between rounds
-cancels; with ``--together`` each round loads the three servers at the same time, so the CPU
-per request of each is measured under the same load from elsewhere. A second table measures
-the tracing work itself in this process (CPU time, exporter thread included): what an
-unsampled request adds (the sampling decision) and what a sampled one costs (its spans,
-batched, encoded and exported), and the cost of 1% sampling it predicts.
+Same model (the tutorial MLP 784 -> 128 -> 64 -> 10), same request (one KServe V2 JSON sample,
+no traceparent: every request is a new trace), the three servers started once and kept
+running, measured with benchmarks/load.py: closed-loop blocks (`wrk`, off 1% 100% 100% 1% off,
+``--round-seconds`` each), then fixed-rate blocks of off and 1% (open loop at
+``--rate-fraction`` of the closed-loop req/s of off, latency timed from each request's due
+time). Each round reads the server's CPU time (/proc) over the requests answered. The costs are
+paired by block (1% over off in the same block), with the median over blocks and a
+distribution-free interval for it; the verdict is met only when the whole interval is within
+the target. A last table measures the tracing work itself in this process (CPU time, exporter
+thread included): what an unsampled request adds (the sampling decision) and what a sampled one
+costs (its spans, batched, encoded and exported), and the cost of 1% sampling it predicts.
 """
 
 from __future__ import annotations
@@ -32,14 +31,14 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import load as bench
 from rich.console import Console
-from rich.table import Table
 
-from monitoring import cpu_seconds, served
 from serving import (
     ensure_wrk,
     free_port,
     lua_post,
+    print_table,
     run_wrk,
     stop,
     tutorial_mlp,
@@ -140,12 +139,9 @@ def tracing_work(endpoint: str, requests: int = 20_000) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    bench.add_options(parser)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--together", action="store_true",
-                        help="load the three servers at the same time in each round (their CPU "
-                        "per request then sees the same load from elsewhere)")  # fmt: skip
+    parser.add_argument("--markdown", action="store_true", help="Markdown tables")
     args = parser.parse_args()
     console.print("load average at the start: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
@@ -162,91 +158,67 @@ def main() -> None:
     body = work / "one-sample.json"
     body.write_text(json.dumps(v2_body(1)))
     script = lua_post(work / "post.lua", body, {"Content-Type": "application/json"})
-    servers = {}
+    servers, procs = {}, []
     try:
         for name, ratio in CONFIGS.items():
             port = free_port()
-            servers[name] = (start(work / "home", port, ratio, receiver.endpoint), port)
-        for _proc, port in servers.values():
-            run_wrk(wrk, url(port), script, args.connections, 2)  # warm-up
-        results: dict[str, list[dict]] = {name: [] for name in CONFIGS}
-        names = list(CONFIGS)
-        for round_ in range(args.rounds):
-            order = names[round_ % 3 :] + names[: round_ % 3]
-            groups = [order] if args.together else [[name] for name in order]
-            for group in groups:
-                for name, result in measure(servers, group, wrk, script, args).items():
-                    results[name].append(result)
-                    console.print(f"round {round_ + 1} {name:>4}: {result['rps']:.0f} req/s, "
-                                  f"p99 {result['p99_ms']:.2f} ms, "
-                                  f"{result['cpu_us']:.0f} CPU us/request, "
-                                  f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+            procs.append(start(work / "home", port, ratio, receiver.endpoint))
+            servers[name] = bench.Server(procs[-1].pid, url(port))
+        for server in servers.values():
+            run_wrk(wrk, server.url, script, args.connections, 2)  # warm-up
+        closed = bench.interleave(servers, lambda s: run_wrk(wrk, s.url, script, args.connections,
+                                                       args.round_seconds), args.blocks,
+                            log=console.print)  # fmt: skip
+        rate = args.rate_fraction * statistics.median(
+            r["rps"] for r in bench.flatten(closed["off"])
+        )
+        pair = {name: servers[name] for name in ("off", "1%")}  # the target's comparison
+        paced = bench.interleave(pair, lambda s: bench.fixed_rate(s.url, body.read_bytes(), rate,
+                                                      args.paced_seconds,
+                                                      connections=args.connections),
+                           args.paced_blocks, log=console.print)  # fmt: skip
     finally:
-        for proc, _port in servers.values():
+        for proc in procs:
             stop(proc)
-    report(results, receiver, args, tracing_work(receiver.endpoint))
-
-
-def measure(servers: dict, names: list[str], wrk: str, script: Path,
-            args: argparse.Namespace) -> dict[str, dict]:  # fmt: skip
-    """wrk on each of ``names``' servers at the same time; each server's CPU per request."""
-    before = {n: (cpu_seconds(servers[n][0].pid), served(servers[n][1], "tutorial-mlp"))
-              for n in names}  # fmt: skip
-    results: dict[str, dict] = {}
-
-    def load(name: str) -> None:
-        results[name] = run_wrk(wrk, url(servers[name][1]), script, args.connections,
-                                args.duration)  # fmt: skip
-
-    threads = [threading.Thread(target=load, args=(n,)) for n in names]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for name in names:
-        proc, port = servers[name]
-        requests = served(port, "tutorial-mlp") - before[name][1]
-        results[name]["cpu_us"] = (cpu_seconds(proc.pid) - before[name][0]) / requests * 1e6
-    return results
+    report(closed, paced, rate, receiver, args, tracing_work(receiver.endpoint))
 
 
 def url(port: int) -> str:
     return f"http://127.0.0.1:{port}/v2/models/tutorial-mlp/infer"
 
 
-def report(results: dict[str, list[dict]], receiver: Receiver, args: argparse.Namespace,
+def report(closed: dict, paced: dict, rate: float, receiver: Receiver, args: argparse.Namespace,
            work: dict[str, float]) -> None:  # fmt: skip
-    off = results["off"]
-    title = (f"V2 REST, {args.connections} connections, {args.rounds} rounds of "
-             f"{args.duration:g} s; costs: median of the rounds' own ratios to off")  # fmt: skip
-    table = Table("tracing", "req/s (median)", "req/s vs off", "p99 ms", "CPU us/request",
-                  "CPU vs off", "CPU vs off, range", "errors", title=title)  # fmt: skip
-    cpu_costs = {}
-    for name, rows in results.items():
-        rps = [100 * (r["rps"] / o["rps"] - 1) for r, o in zip(rows, off, strict=True)]
-        cpu = sorted(100 * (r["cpu_us"] / o["cpu_us"] - 1) for r, o in zip(rows, off, strict=True))
-        cpu_costs[name] = statistics.median(cpu)
-        errors = sum(r["errors"] + r["timeouts"] for r in rows)
-        first = name == "off"
-        table.add_row(name, f"{statistics.median(r['rps'] for r in rows):.0f}",
-                      "-" if first else f"{statistics.median(rps):+.1f}%",
-                      f"{statistics.median(r['p99_ms'] for r in rows):.2f}",
-                      f"{statistics.median(r['cpu_us'] for r in rows):.0f}",
-                      "-" if first else f"{cpu_costs[name]:+.2f}%",
-                      "-" if first else f"{cpu[0]:+.1f}% to {cpu[-1]:+.1f}%",
-                      str(errors))  # fmt: skip
-    console.print(table)
+    rows = bench.rounds_rows(closed, f"wrk, {args.connections} connections")
+    rows += bench.rounds_rows(paced, f"fixed {rate:,.0f} req/s")
+    console.print(f"V2 REST: medians of the rounds ({args.blocks} closed-loop blocks of "
+                  f"{args.round_seconds:g} s rounds, {args.paced_blocks} fixed-rate blocks of "
+                  f"{args.paced_seconds:g} s)")  # fmt: skip
+    print_table("tracing rounds", bench.ROUNDS_HEAD, rows, args.markdown)
+    verdicts = [
+        bench.judged("req/s, closed loop", closed, "off", "1%", bench.throughput, at_least=0.99,
+               target=">= -1%"),
+        bench.judged("CPU us/req, closed loop", closed, "off", "1%", bench.cpu_per_request,
+                     at_most=1.01, target="<= +1%"),
+        bench.judged("CPU us/req, fixed rate", paced, "off", "1%", bench.cpu_per_request,
+                     at_most=1.01, target="<= +1%"),
+        bench.judged("p99 ms, fixed rate", paced, "off", "1%", bench.p99, difference=True),
+        bench.judged("req/s, closed loop", closed, "off", "100%", bench.throughput),
+        bench.judged("CPU us/req, closed loop", closed, "off", "100%", bench.cpu_per_request),
+    ]  # fmt: skip
+    console.print("tracing costs: paired by block (off, 1%, 100%, and back)")
+    print_table("tracing costs", bench.JUDGED_HEAD, verdicts, args.markdown)
     console.print(f"OTLP receiver: {receiver.calls} export calls, {receiver.bytes / 1e6:.1f} MB")
-    base = statistics.median(r["cpu_us"] for r in off)
+    base = statistics.median(bench.cpu_per_request(block) for block in closed["off"])
+    extra = statistics.median(bench.cpu_per_request(block) for block in closed["100%"]) - base
     predicted = (work["unsampled"] + 0.01 * work["sampled"]) / base * 100
-    from_servers = cpu_costs["100%"] / 100 + (work["unsampled"] / base * 100)
-    table = Table("tracing work per request (CPU us, in process)", "unsampled", "sampled",
-                  "1% sampling, of the server's CPU per request",
-                  "1% of 100%'s extra CPU + unsampled")  # fmt: skip
-    table.add_row("", f"{work['unsampled']:.2f}", f"{work['sampled']:.0f}", f"{predicted:.2f}%",
-                  f"{from_servers:.2f}%")  # fmt: skip
-    console.print(table)
-    console.print("load average at the end: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
+    from_servers = (0.01 * extra + work["unsampled"]) / base * 100
+    console.print("tracing work per request (CPU us, in process)")
+    print_table("tracing work", ["unsampled", "sampled",
+                                 "1% sampling, of the server's CPU per request",
+                                 "1% of 100%'s extra CPU + unsampled"],
+                [[f"{work['unsampled']:.2f}", f"{work['sampled']:.0f}", f"{predicted:.2f}%",
+                  f"{from_servers:.2f}%"]], args.markdown)  # fmt: skip
 
 
 if __name__ == "__main__":
