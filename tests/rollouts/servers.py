@@ -73,16 +73,20 @@ def _start(home: Path, args: tuple[str, ...], env: dict | None, log: Path | None
 
 
 def _wait_ready(server: Serve) -> str | None:
-    """None once ``server`` answers ready; its output if it exited first."""
+    """None once ``server`` answers ready and has printed its banner (which comes a moment after
+    the socket accepts); its output if it exited first."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             return server.output()
         try:
             with urllib.request.urlopen(f"{server.url}/v2/health/ready", timeout=1):
+                pass
+            if "listening on" in server.output():
                 return None
         except OSError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     server.stop()
     raise AssertionError(f"the server was not ready in 60 s: {server.output()[-3000:]}")
 
