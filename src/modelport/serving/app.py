@@ -141,7 +141,7 @@ class ServingApp:
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         # The hot path stays in this one frame: route, auth and limits, body, handler, reply run
         # on every request, and a coroutine per step would lengthen the V2 path of seven frames.
-        # Only the cold branches (a compressed body, an error reply) are calls of their own.
+        # Only the cold branches (error replies) are calls of their own.
         kind = scope["type"]
         if kind != "http":
             if kind == "lifespan":
@@ -162,7 +162,13 @@ class ServingApp:
                     who = self.keys.check(token, role)
                 if role is not None and self.limiter is not None:
                     client = self._admit(who, scope)
-                body = await self._read(receive, headers) if scope["method"] == "POST" else b""
+                body = b""
+                if scope["method"] == "POST":
+                    body = await self._read(receive, headers.get(b"content-length"))
+                    encoding = headers.get(b"content-encoding")
+                    if encoding is not None:  # a small body may inflate up to the limit
+                        limit = self.max_body
+                        body = await _off_loop(limit, inflate, body, encoding, limit)
                 route = route_of(headers)  # a rollout's sticky key or version override, if any
                 if role == "admin":
                     registry = self.plane.models.registry
@@ -225,10 +231,8 @@ class ServingApp:
         self.limiter.admit(client)
         return client
 
-    async def _read(self, receive: Callable, headers: dict[bytes, bytes]) -> bytes:
-        """The request body, bounded by ``max_body``, inflated if it came compressed."""
+    async def _read(self, receive: Callable, declared: bytes | None) -> bytes:
         limit = self.max_body
-        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(
                 f"the request body is {int(declared)} bytes; the limit is {limit}"
@@ -238,20 +242,16 @@ class ServingApp:
         if not message.get("more_body"):
             if len(body) > limit:
                 raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
-        else:
-            chunks, size = [body], len(body)
-            while message.get("more_body"):
-                message = await receive()
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
-                chunks.append(chunk)
-            body = b"".join(chunks)
-        encoding = headers.get(b"content-encoding")
-        if encoding is not None:  # a small body may inflate up to the limit
-            body = await _off_loop(limit, inflate, body, encoding, limit)
-        return body
+            return body
+        chunks, size = [body], len(body)
+        while message.get("more_body"):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _feedback(self, body: bytes, headers: dict[bytes, bytes], name: str) -> Reply:
         if self.monitor is None:
@@ -277,11 +277,11 @@ def path_params(parts: list[str], pattern: tuple[str, ...]) -> list[str] | None:
     return params
 
 
-Fixed = dict[tuple[str, str], tuple[Handler, str | None]]  # (method, path) -> (handler, role)
-Pattern = tuple[str, str, Handler, str]  # (method, pattern, handler, role)
+_Fixed = dict[tuple[str, str], tuple[Handler, str | None]]  # (method, path) -> (handler, role)
+_Pattern = tuple[str, str, Handler, str]  # (method, pattern, handler, role)
 
 
-def _fixed_routes(v2: RestV2, tr: Any, metrics: Handler) -> Fixed:
+def _fixed_routes(v2: RestV2, tr: Any, metrics: Handler) -> _Fixed:
     """Paths without parameters: health, server metadata, the repository index, metrics."""
     return {
         ("GET", "/v2/health/live"): (v2.live, None),
@@ -294,7 +294,7 @@ def _fixed_routes(v2: RestV2, tr: Any, metrics: Handler) -> Fixed:
     }
 
 
-def _openai_routes(llm: LanguageModels | None) -> Fixed:
+def _openai_routes(llm: LanguageModels | None) -> _Fixed:
     """The OpenAI-compatible paths, when the server has language models."""
     if llm is None:
         return {}
@@ -309,7 +309,7 @@ def _openai_routes(llm: LanguageModels | None) -> Fixed:
     }
 
 
-def _generate_routes(llm: LanguageModels | None) -> tuple[Pattern, ...]:
+def _generate_routes(llm: LanguageModels | None) -> tuple[_Pattern, ...]:
     """The V2 generate extension, when the server has language models."""
     if llm is None:
         return ()
@@ -321,7 +321,7 @@ def _generate_routes(llm: LanguageModels | None) -> tuple[Pattern, ...]:
                  for verb in ("generate", "generate_stream"))  # fmt: skip
 
 
-def _v2_routes(v2: RestV2, rx: RestExplain, tr: Any, feedback: Handler) -> tuple[Pattern, ...]:
+def _v2_routes(v2: RestV2, rx: RestExplain, tr: Any, feedback: Handler) -> tuple[_Pattern, ...]:
     """V2 per-model routes with their Triton extensions, explanations and feedback."""
     return (
         ("GET", "v2/models/{}", v2.model_metadata, "infer"),
@@ -343,7 +343,7 @@ def _v2_routes(v2: RestV2, rx: RestExplain, tr: Any, feedback: Handler) -> tuple
     )
 
 
-def _tfserving_routes(tf: RestTFServing) -> tuple[Pattern, ...]:
+def _tfserving_routes(tf: RestTFServing) -> tuple[_Pattern, ...]:
     """TF-Serving REST: status, metadata and predict by version or label."""
     return (
         ("GET", "v1/models/{}", tf.status, "infer"),
@@ -358,7 +358,7 @@ def _tfserving_routes(tf: RestTFServing) -> tuple[Pattern, ...]:
     )
 
 
-def _rollout_routes(ro: RestRollouts) -> tuple[Pattern, ...]:
+def _rollout_routes(ro: RestRollouts) -> tuple[_Pattern, ...]:
     """Rollouts: status, start, history and commands (admin)."""
     return (
         ("GET", "v2/rollouts/{}", ro.status, "admin"),
@@ -369,7 +369,7 @@ def _rollout_routes(ro: RestRollouts) -> tuple[Pattern, ...]:
 
 
 def _by_segment_count(
-    patterns: tuple[Pattern, ...],
+    patterns: tuple[_Pattern, ...],
 ) -> dict[int, list[tuple[str, tuple[str, ...], Handler, str]]]:
     """``patterns`` split into segments, grouped by how many, in their order (first match wins)."""
     out: dict[int, list[tuple[str, tuple[str, ...], Handler, str]]] = {}
