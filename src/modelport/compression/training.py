@@ -78,33 +78,16 @@ def train(
 ) -> list[float]:
     """Train ``module`` in place; ``forward_logits(batch)`` gives logits; returns epoch losses."""
     torch = import_torch()
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     teacher = torch.from_numpy(teacher_logits(soft))
     yt = None if labels is None else torch.from_numpy(labels.astype(np.int64))
-    t = config.temperature
     optimizer = torch.optim.Adam(module.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     losses: list[float] = []
     module.train()
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    with _progress() as progress:
         task = progress.add_task(description, total=config.epochs, loss=float("nan"))
         for _ in range(config.epochs):
             order = torch.randperm(len(xt), generator=generator)
@@ -112,16 +95,8 @@ def train(
             for start in range(0, len(xt), config.batch_size):
                 idx = order[start : start + config.batch_size]
                 logits = forward_logits(xt[idx])
-                kd = torch.nn.functional.kl_div(
-                    torch.log_softmax(logits / t, dim=1),
-                    torch.log_softmax(teacher[idx] / t, dim=1),
-                    reduction="batchmean",
-                    log_target=True,
-                ) * (t * t)
-                loss = kd
-                if yt is not None:
-                    ce = torch.nn.functional.cross_entropy(logits, yt[idx])
-                    loss = config.alpha * ce + (1.0 - config.alpha) * kd
+                loss = _distill_loss(torch, logits, teacher[idx], None if yt is None else yt[idx],
+                                    config)  # fmt: skip
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -131,3 +106,40 @@ def train(
             progress.update(task, advance=1, loss=losses[-1])
     module.eval()
     return losses
+
+
+def _distill_loss(torch: Any, logits: Any, teacher: Any, labels: Any, config: TrainConfig) -> Any:
+    """KL divergence to the teacher's softened logits (scaled by T squared), blended with cross
+    entropy on ``labels`` by ``config.alpha`` when there are labels."""
+    t = config.temperature
+    kd = torch.nn.functional.kl_div(
+        torch.log_softmax(logits / t, dim=1),
+        torch.log_softmax(teacher / t, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    ) * (t * t)
+    if labels is None:
+        return kd
+    ce = torch.nn.functional.cross_entropy(logits, labels)
+    return config.alpha * ce + (1.0 - config.alpha) * kd
+
+
+def _progress() -> Any:
+    """A transient progress bar on stderr: epochs done, the last loss, time left."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, console=Console(stderr=True), transient=True)

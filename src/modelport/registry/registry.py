@@ -126,17 +126,7 @@ class Registry:
         parent_version = self.resolve(parent) if parent is not None else None
         if transform is not None and parent_version is None:
             raise InvalidInput("a transform needs the parent version it was applied to")
-        entries = []
-        for rel in artifact.files:
-            digest, size = self.blobs.put_file(artifact.root / rel)
-            entries.append(FileEntry(rel, digest, size))
-        if len(entries) == 1:
-            sha256 = entries[0].sha256
-        else:
-            manifest = "".join(
-                f"{e.path}\t{e.sha256}\n" for e in sorted(entries, key=lambda e: e.path)
-            )
-            sha256 = hashlib.sha256(manifest.encode()).hexdigest()
+        entries, sha256 = self._store_files(artifact)
         row = {
             "format": artifact.format,
             "sha256": sha256,
@@ -153,31 +143,42 @@ class Registry:
             "transform_params": dict(transform_params) if transform_params else None,
             "created_by": self.settings.user,
         }
-
-        def work(conn: Connection) -> int:
-            now = c.utcnow()
-            model_id = self._model_id(conn, name, create=True)
-            number = (
-                conn.execute(
-                    sa.update(c.models)
-                    .where(c.models.c.id == model_id)
-                    .values(next_version=c.models.c.next_version + 1)
-                    .returning(c.models.c.next_version)
-                ).scalar_one()
-                - 1
-            )
-            version_id = conn.execute(
-                sa.insert(c.versions).values(
-                    model_id=model_id, version=number, created_at=now, **row
-                )
-            ).inserted_primary_key[0]
-            self._log(conn, model_id, "register", version=number, detail={"sha256": sha256})
-            if alias is not None:
-                self._move_alias(conn, model_id, alias, version_id, number, "alias_set")
-            return number
-
-        number = c.write(self.engine, work)
+        number = c.write(self.engine, lambda conn: self._insert_version(conn, name, row, alias))
         return self.get(ModelRef(name, version=number))
+
+    def _store_files(self, artifact: Artifact) -> tuple[list[FileEntry], str]:
+        """The artifact's files put in the blob store, and its digest: the one file's, or that
+        of the manifest of (path, digest) lines sorted by path."""
+        entries = []
+        for rel in artifact.files:
+            digest, size = self.blobs.put_file(artifact.root / rel)
+            entries.append(FileEntry(rel, digest, size))
+        if len(entries) == 1:
+            return entries, entries[0].sha256
+        manifest = "".join(f"{e.path}\t{e.sha256}\n" for e in sorted(entries, key=lambda e: e.path))
+        return entries, hashlib.sha256(manifest.encode()).hexdigest()
+
+    def _insert_version(self, conn: Connection, name: str, row: dict[str, Any],
+                        alias: str | None) -> int:  # fmt: skip
+        """Insert ``row`` as the next version number of ``name``, logged, ``alias`` moved to it."""
+        now = c.utcnow()
+        model_id = self._model_id(conn, name, create=True)
+        number = (
+            conn.execute(
+                sa.update(c.models)
+                .where(c.models.c.id == model_id)
+                .values(next_version=c.models.c.next_version + 1)
+                .returning(c.models.c.next_version)
+            ).scalar_one()
+            - 1
+        )
+        version_id = conn.execute(
+            sa.insert(c.versions).values(model_id=model_id, version=number, created_at=now, **row)
+        ).inserted_primary_key[0]
+        self._log(conn, model_id, "register", version=number, detail={"sha256": row["sha256"]})
+        if alias is not None:
+            self._move_alias(conn, model_id, alias, version_id, number, "alias_set")
+        return number
 
     def set_alias(self, name: str, alias: str, version: int,
                   expected: int | None | object = ANY) -> ModelVersion:  # fmt: skip

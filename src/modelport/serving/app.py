@@ -95,73 +95,17 @@ class ServingApp:
         self.explain = rx = RestExplain(plane, explain)
         self.monitor: Monitor | None = None  # set by build(); serves the feedback route
         self.ui: Any = None  # the dashboard under /ui (modelport.ui), set by build()
-        v2, tf = RestV2(plane), RestTFServing(plane, rx)
-        ro = RestRollouts(plane.models)
         from modelport.serving.triton import RestTriton
 
-        tr = RestTriton(plane)
+        v2, tr = RestV2(plane), RestTriton(plane)
         # fixed paths, then patterns by segment count; "{}" is a path parameter
-        self._fixed: dict[tuple[str, str], tuple[Handler, str | None]] = {
-            ("GET", "/v2/health/live"): (v2.live, None),
-            ("GET", "/v2/health/ready"): (v2.ready, None),
-            ("GET", "/v2"): (v2.server_metadata, "infer"),
-            ("GET", "/v2/repository/index"): (v2.repository_index, "admin"),
-            ("POST", "/v2/repository/index"): (v2.repository_index, "admin"),
-            ("GET", "/metrics"): (self._metrics, "infer"),
-            ("GET", "/v2/models/stats"): (tr.all_stats, "infer"),
-        }
-        if llm is not None:
-            from modelport.serving.openai import OpenAI
-
-            oa = OpenAI(llm)
-            self._fixed[("GET", "/v1/models")] = (oa.list_models, "infer")
-            for path, handler in (("/v1/chat/completions", oa.chat),
-                                  ("/v1/completions", oa.completions),
-                                  ("/v1/embeddings", oa.embeddings)):  # fmt: skip
-                self._fixed[("POST", path)] = (handler, "infer")
-        extra: tuple[tuple[str, str, Handler, str], ...] = ()
-        if llm is not None:
-            from modelport.serving.rest_generate import RestGenerate
-
-            gen = RestGenerate(llm)
-            extra = tuple(("POST", f"v2/models/{{}}{v}/{verb}", getattr(gen, verb), "infer")
-                          for v in ("", "/versions/{}")
-                          for verb in ("generate", "generate_stream"))  # fmt: skip
-        self._patterns: dict[int, list[tuple[str, tuple[str, ...], Handler, str]]] = {}
+        self._fixed = {**_fixed_routes(v2, tr, self._metrics), **_openai_routes(llm)}
+        tf, ro = RestTFServing(plane, rx), RestRollouts(plane.models)
+        self._patterns = _by_segment_count((
+            *_generate_routes(llm), *_v2_routes(v2, rx, tr, self._feedback),
+            *_tfserving_routes(tf), *_rollout_routes(ro),
+        ))  # fmt: skip
         self._seen: dict[tuple[str, str], tuple[Handler, str | None, list[str]]] = {}
-        for method, pattern, handler, role in extra + (
-            ("GET", "v2/models/{}", v2.model_metadata, "infer"),
-            ("GET", "v2/models/{}/ready", v2.model_ready, "infer"),
-            ("POST", "v2/models/{}/infer", v2.infer, "infer"),
-            ("GET", "v2/models/{}/versions/{}", v2.model_metadata, "infer"),
-            ("GET", "v2/models/{}/versions/{}/ready", v2.model_ready, "infer"),
-            ("POST", "v2/models/{}/versions/{}/infer", v2.infer, "infer"),
-            ("POST", "v2/models/{}/explain", rx.explain, "infer"),
-            ("POST", "v2/models/{}/versions/{}/explain", rx.explain, "infer"),
-            ("GET", "v2/models/{}/explain/{}", rx.job, "infer"),
-            ("GET", "v2/models/{}/config", tr.config, "infer"),
-            ("GET", "v2/models/{}/versions/{}/config", tr.config, "infer"),
-            ("GET", "v2/models/{}/stats", tr.stats, "infer"),
-            ("GET", "v2/models/{}/versions/{}/stats", tr.stats, "infer"),
-            ("POST", "v2/models/{}/feedback", self._feedback, "infer"),
-            ("POST", "v2/repository/models/{}/load", v2.load, "admin"),
-            ("POST", "v2/repository/models/{}/unload", v2.unload, "admin"),
-            ("GET", "v1/models/{}", tf.status, "infer"),
-            ("GET", "v1/models/{}/metadata", tf.metadata, "infer"),
-            ("GET", "v1/models/{}/versions/{}", tf.status, "infer"),
-            ("GET", "v1/models/{}/versions/{}/metadata", tf.metadata, "infer"),
-            ("GET", "v1/models/{}/labels/{}", tf.status_label, "infer"),
-            ("GET", "v1/models/{}/labels/{}/metadata", tf.metadata_label, "infer"),
-            ("POST", "v1/models/{}", tf.predict, "infer"),
-            ("POST", "v1/models/{}/versions/{}", tf.predict, "infer"),
-            ("POST", "v1/models/{}/labels/{}", tf.predict_label, "infer"),
-            ("GET", "v2/rollouts/{}", ro.status, "admin"),
-            ("POST", "v2/rollouts/{}", ro.start, "admin"),
-            ("GET", "v2/rollouts/{}/history", ro.history, "admin"),
-            ("POST", "v2/rollouts/{}/{}", ro.command, "admin"),
-        ):
-            parts = tuple(pattern.split("/"))
-            self._patterns.setdefault(len(parts), []).append((method, parts, handler, role))
 
     def route(self, method: str, path: str) -> tuple[Handler, str | None, list[str]]:
         fixed = self._fixed.get((method, path))
@@ -195,6 +139,9 @@ class ServingApp:
         raise NotFound(f"no route {method} {path}")
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        # The hot path stays in this one frame: route, auth and limits, body, handler, reply run
+        # on every request, and a coroutine per step would lengthen the V2 path of seven frames.
+        # Only the cold branches (error replies) are calls of their own.
         kind = scope["type"]
         if kind != "http":
             if kind == "lifespan":
@@ -240,26 +187,30 @@ class ServingApp:
                     await payload.send(send, receive, status, extra)
                     return
             except ModelportError as exc:
-                status, payload, extra = error_reply(exc)
-                retry = getattr(exc, "retry_after", None)
-                if retry is not None:
-                    extra = [*extra, (b"retry-after", b"%d" % retry)]
-                if role == "admin" and isinstance(exc, Unauthorized):  # who tried, if known
-                    who = self.keys.name_of(token) or ("invalid key" if token else None)
-                    await admin.record(self.plane.models.registry, "admin_denied", scope, who,
-                                       params, status)  # fmt: skip
+                status, payload, extra = await self._refused(exc, scope, role, token, params)
             except _MethodNotAllowed as exc:
                 status, payload = 405, _METHOD_NOT_ALLOWED
                 extra = [*_JSON, (b"allow", str(exc).encode())]
             except Exception as exc:  # a bug must still answer JSON and leave the server up
-                log.exception("unexpected error on %s %s", scope["method"], scope["path"])
-                status = 500
-                payload = orjson.dumps({"error": f"internal error: {type(exc).__name__}"})
-                extra = _JSON
+                status, payload, extra = _internal_error(exc, scope)
             await self._send(send, status, payload, extra, headers)
         finally:
             if client is not None:
                 self.limiter.release(client)
+
+    async def _refused(self, exc: ModelportError, scope: dict, role: str | None,
+                       token: str | None, params: list[str]) -> Reply:  # fmt: skip
+        """The protocol's error reply for ``exc``, with ``Retry-After`` when it gives one; a
+        refused admin request is recorded in the audit log with who tried, if known."""
+        status, payload, extra = error_reply(exc)
+        retry = getattr(exc, "retry_after", None)
+        if retry is not None:
+            extra = [*extra, (b"retry-after", b"%d" % retry)]
+        if role == "admin" and isinstance(exc, Unauthorized):
+            who = self.keys.name_of(token) or ("invalid key" if token else None)
+            await admin.record(self.plane.models.registry, "admin_denied", scope, who,
+                               params, status)  # fmt: skip
+        return status, payload, extra
 
     async def _send(self, send: Callable, status: int, payload: bytes, extra: list,
                     headers: dict[bytes, bytes]) -> None:  # fmt: skip
@@ -324,6 +275,115 @@ def path_params(parts: list[str], pattern: tuple[str, ...]) -> list[str] | None:
         elif segment != expected:
             return None
     return params
+
+
+_Fixed = dict[tuple[str, str], tuple[Handler, str | None]]  # (method, path) -> (handler, role)
+_Pattern = tuple[str, str, Handler, str]  # (method, pattern, handler, role)
+
+
+def _fixed_routes(v2: RestV2, tr: Any, metrics: Handler) -> _Fixed:
+    """Paths without parameters: health, server metadata, the repository index, metrics."""
+    return {
+        ("GET", "/v2/health/live"): (v2.live, None),
+        ("GET", "/v2/health/ready"): (v2.ready, None),
+        ("GET", "/v2"): (v2.server_metadata, "infer"),
+        ("GET", "/v2/repository/index"): (v2.repository_index, "admin"),
+        ("POST", "/v2/repository/index"): (v2.repository_index, "admin"),
+        ("GET", "/metrics"): (metrics, "infer"),
+        ("GET", "/v2/models/stats"): (tr.all_stats, "infer"),
+    }
+
+
+def _openai_routes(llm: LanguageModels | None) -> _Fixed:
+    """The OpenAI-compatible paths, when the server has language models."""
+    if llm is None:
+        return {}
+    from modelport.serving.openai import OpenAI
+
+    oa = OpenAI(llm)
+    return {
+        ("GET", "/v1/models"): (oa.list_models, "infer"),
+        ("POST", "/v1/chat/completions"): (oa.chat, "infer"),
+        ("POST", "/v1/completions"): (oa.completions, "infer"),
+        ("POST", "/v1/embeddings"): (oa.embeddings, "infer"),
+    }
+
+
+def _generate_routes(llm: LanguageModels | None) -> tuple[_Pattern, ...]:
+    """The V2 generate extension, when the server has language models."""
+    if llm is None:
+        return ()
+    from modelport.serving.rest_generate import RestGenerate
+
+    gen = RestGenerate(llm)
+    return tuple(("POST", f"v2/models/{{}}{v}/{verb}", getattr(gen, verb), "infer")
+                 for v in ("", "/versions/{}")
+                 for verb in ("generate", "generate_stream"))  # fmt: skip
+
+
+def _v2_routes(v2: RestV2, rx: RestExplain, tr: Any, feedback: Handler) -> tuple[_Pattern, ...]:
+    """V2 per-model routes with their Triton extensions, explanations and feedback."""
+    return (
+        ("GET", "v2/models/{}", v2.model_metadata, "infer"),
+        ("GET", "v2/models/{}/ready", v2.model_ready, "infer"),
+        ("POST", "v2/models/{}/infer", v2.infer, "infer"),
+        ("GET", "v2/models/{}/versions/{}", v2.model_metadata, "infer"),
+        ("GET", "v2/models/{}/versions/{}/ready", v2.model_ready, "infer"),
+        ("POST", "v2/models/{}/versions/{}/infer", v2.infer, "infer"),
+        ("POST", "v2/models/{}/explain", rx.explain, "infer"),
+        ("POST", "v2/models/{}/versions/{}/explain", rx.explain, "infer"),
+        ("GET", "v2/models/{}/explain/{}", rx.job, "infer"),
+        ("GET", "v2/models/{}/config", tr.config, "infer"),
+        ("GET", "v2/models/{}/versions/{}/config", tr.config, "infer"),
+        ("GET", "v2/models/{}/stats", tr.stats, "infer"),
+        ("GET", "v2/models/{}/versions/{}/stats", tr.stats, "infer"),
+        ("POST", "v2/models/{}/feedback", feedback, "infer"),
+        ("POST", "v2/repository/models/{}/load", v2.load, "admin"),
+        ("POST", "v2/repository/models/{}/unload", v2.unload, "admin"),
+    )
+
+
+def _tfserving_routes(tf: RestTFServing) -> tuple[_Pattern, ...]:
+    """TF-Serving REST: status, metadata and predict by version or label."""
+    return (
+        ("GET", "v1/models/{}", tf.status, "infer"),
+        ("GET", "v1/models/{}/metadata", tf.metadata, "infer"),
+        ("GET", "v1/models/{}/versions/{}", tf.status, "infer"),
+        ("GET", "v1/models/{}/versions/{}/metadata", tf.metadata, "infer"),
+        ("GET", "v1/models/{}/labels/{}", tf.status_label, "infer"),
+        ("GET", "v1/models/{}/labels/{}/metadata", tf.metadata_label, "infer"),
+        ("POST", "v1/models/{}", tf.predict, "infer"),
+        ("POST", "v1/models/{}/versions/{}", tf.predict, "infer"),
+        ("POST", "v1/models/{}/labels/{}", tf.predict_label, "infer"),
+    )
+
+
+def _rollout_routes(ro: RestRollouts) -> tuple[_Pattern, ...]:
+    """Rollouts: status, start, history and commands (admin)."""
+    return (
+        ("GET", "v2/rollouts/{}", ro.status, "admin"),
+        ("POST", "v2/rollouts/{}", ro.start, "admin"),
+        ("GET", "v2/rollouts/{}/history", ro.history, "admin"),
+        ("POST", "v2/rollouts/{}/{}", ro.command, "admin"),
+    )
+
+
+def _by_segment_count(
+    patterns: tuple[_Pattern, ...],
+) -> dict[int, list[tuple[str, tuple[str, ...], Handler, str]]]:
+    """``patterns`` split into segments, grouped by how many, in their order (first match wins)."""
+    out: dict[int, list[tuple[str, tuple[str, ...], Handler, str]]] = {}
+    for method, pattern, handler, role in patterns:
+        parts = tuple(pattern.split("/"))
+        out.setdefault(len(parts), []).append((method, parts, handler, role))
+    return out
+
+
+def _internal_error(exc: Exception, scope: dict) -> Reply:
+    """A 500 in JSON for an unexpected exception, logged with its traceback (call it while
+    ``exc`` is being handled)."""
+    log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+    return 500, orjson.dumps({"error": f"internal error: {type(exc).__name__}"}), _JSON
 
 
 _WBITS = {b"gzip": 31, b"deflate": 15}  # zlib window bits: gzip header, zlib header
