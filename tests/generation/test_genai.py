@@ -146,8 +146,25 @@ def test_cancel_frees_the_slot_for_the_queued_sequence(genai_registry) -> None:
         assert events[-1].finish == "length" and events[-1].completion_tokens == 3
         with pytest.raises(InvalidInput, match="context is 256 tokens"):
             engine.submit(list(range(1, 300)), SamplingParams(max_tokens=4), long.put)
-        with pytest.raises(InvalidInput, match="cannot constrain"):
-            engine.submit([5], SamplingParams(max_tokens=4, grammar='root ::= "a"'), long.put)
+        with pytest.raises(InvalidInput, match="does not parse"):
+            engine.submit([5], SamplingParams(max_tokens=4, grammar="root ::= ("), long.put)
+    finally:
+        engine.close()
+
+
+def test_a_grammar_decides_the_output_whatever_the_sampling(genai_registry) -> None:
+    path = genai_registry.path(genai_registry.get("llama:2"))
+    engine = open_engine(path, "genai", EngineOptions(slots=2, context=256))
+    grammar = 'root ::= ("yes" | "no") " " [0-9] [0-9]'
+    try:
+        free = _run(engine, [5, 6, 7], SamplingParams(max_tokens=12, temperature=1.5, seed=0))
+        assert free[1][:3] not in ("yes", "no ")  # random weights: garbage unless constrained
+        for seed in range(4):
+            params = SamplingParams(max_tokens=16, temperature=1.5, seed=seed, grammar=grammar)
+            tokens, text, finish = _run(engine, [5, 6, 7], params)
+            assert text[:-3] in ("yes", "no") and text[-3] == " " and text[-2:].isdigit(), text
+            assert finish == "stop" and tokens[-1] in engine.model.eos  # only an end was left
+        assert engine.scheduler.running == 0
     finally:
         engine.close()
 

@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import openai
 import pytest
 
@@ -124,15 +125,92 @@ def test_bad_input_is_an_openai_400(client, body, needle) -> None:
     assert client.completions.create(model="tiny:2", prompt="ok", max_tokens=1).choices
 
 
-def test_a_schema_is_refused_by_a_backend_without_grammars(client) -> None:
-    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+RECORD = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 12},
+        "age": {"type": "integer"},
+        "ok": {"type": "boolean"},
+        "kind": {"enum": ["a", "b", None]},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 4}, "maxItems": 3},
+    },
+    "required": ["name", "age", "ok", "kind", "tags"],
+    "additionalProperties": False,
+}
+AS_RECORD = {"type": "json_schema", "json_schema": {"name": "record", "schema": RECORD}}
+
+
+def test_json_schema_chat_validates_at_temperature_one(client) -> None:
+    ask = dict(model="tiny:2", messages=CHAT, max_tokens=160, temperature=1.0)
+    free = client.chat.completions.create(**ask, seed=0).choices[0].message.content
+    with pytest.raises(ValueError):
+        json.loads(free)  # random weights: without the grammar, no JSON
+    for seed in (0, 2):
+        reply = client.chat.completions.create(**ask, seed=seed, n=2, response_format=AS_RECORD)
+        for choice in reply.choices:
+            assert choice.finish_reason == "stop", choice.message.content
+            jsonschema.validate(json.loads(choice.message.content), RECORD)
+    for seed in (4, 5):
+        stream = client.chat.completions.create(**ask, seed=seed, response_format=AS_RECORD,
+                                                stream=True)  # fmt: skip
+        chunks = [c.choices[0] for c in stream if c.choices]
+        assert chunks[-1].finish_reason == "stop"
+        jsonschema.validate(json.loads("".join(c.delta.content or "" for c in chunks)), RECORD)
+
+
+def test_json_object_chat_parses_when_it_ends(client) -> None:
+    stopped = 0
+    for seed in range(8):
+        stream = client.chat.completions.create(
+            model="tiny:2", messages=CHAT, max_tokens=48, temperature=1.0, seed=seed,
+            response_format={"type": "json_object"}, stream=True,
+        )  # fmt: skip
+        chunks = [c.choices[0] for c in stream if c.choices]
+        text = "".join(c.delta.content or "" for c in chunks)
+        assert text.lstrip().startswith("{"), text
+        if chunks[-1].finish_reason == "stop":  # or "length": a string still open at 48 tokens
+            stopped += 1
+            assert isinstance(json.loads(text), dict)
+    assert stopped >= 3  # random weights close few objects: strings rarely end
+
+
+@pytest.mark.parametrize(
+    ("schema", "needle"),
+    [
+        ({"type": "object", "properties": {"a": {"type": "nope"}}}, "invalid at properties/a"),
+        ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, "uniqueItems"),
+        ({"properties": {"n": {"type": "integer", "maximum": 3}}}, "uses maximum"),
+    ],
+)
+def test_bad_schemas_are_openai_400s(client, schema, needle) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
             model="tiny:2", messages=CHAT, max_tokens=8,
-            response_format={"type": "json_schema",
-                             "json_schema": {"name": "a", "schema": schema}},
+            response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}},
         )  # fmt: skip
-    assert "cannot constrain" in info.value.body["message"]
+    error = info.value.body
+    assert needle in error["message"], error
+    assert error["param"] == "response_format" and error["type"] == "invalid_request_error"
+
+
+def test_a_disconnect_under_a_grammar_frees_the_sequence(client, server) -> None:
+    before = metric(server, "gen_ai_usage_output_tokens_total")
+    long = {"type": "string", "minLength": 1200}  # cannot end within max_tokens
+    stream = client.chat.completions.create(
+        model="tiny:2", messages=CHAT, max_tokens=150, temperature=1.0, seed=1, stream=True,
+        response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": long}},
+    )  # fmt: skip
+    next(iter(stream))
+    stream.response.close()
+    deadline = time.monotonic() + 30
+    while metric(server, "modelport_generation_running_sequences") > 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert metric(server, "gen_ai_usage_output_tokens_total") - before < 150
+    reply = client.chat.completions.create(
+        model="tiny:2", messages=CHAT, max_tokens=160, seed=0, response_format=AS_RECORD
+    )
+    jsonschema.validate(json.loads(reply.choices[0].message.content), RECORD)
 
 
 def test_v2_generate_stream_matches_completions(client, server) -> None:

@@ -35,7 +35,7 @@ def json_grammar(schema: dict[str, Any] | None) -> str:
             "enforce; remove them"
         )
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
+        grammar = json_schema_to_gbnf(json.dumps(schema))
     except (
         ValueError,
         KeyError,
@@ -45,6 +45,12 @@ def json_grammar(schema: dict[str, Any] | None) -> str:
         RecursionError,
     ) as exc:
         raise InvalidInput(f"the JSON schema cannot be followed: {exc}") from None
+    # the converter's string characters include raw control characters, which JSON forbids
+    return grammar.replace(_LOOSE_CHAR, _JSON_CHAR)
+
+
+_LOOSE_CHAR = r'char ::= [^"\\] |'
+_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
 
 
 UNENFORCED = frozenset(

@@ -3,14 +3,16 @@
     model = GenaiModel.load(Path("tiny-int4"), EngineOptions(slots=4, context=2048))
     logits = model.decode([(0, token, 0, True), (1, other, 0, True)])   # two sequences
     model.forget(0, 0)
+    grammar = model.constrain(gbnf_text)      # llguidance's matcher over this tokenizer
 
 On CPU, onnxruntime-genai batches sequences only statically (its continuous-batching engine
 needs paged attention, built for CUDA), so each slot owns a ``Generator`` with its own cache of
 ``context`` positions, and the scheduler's continuous batching runs them one after the other in
 each step: sequences still join between steps, a prompt is still prefilled in chunks, and a
 finished slot's cache still serves the next prompt sharing its prefix (``rewind_to``).
-Sampling, stop strings and cancellation stay in the scheduler; the tokenizer is the folder's
-``tokenizer.json`` on the ``tokenizers`` library, as for transformers.
+Sampling, stop strings, grammars and cancellation stay in the scheduler; the tokenizer is the
+folder's ``tokenizer.json`` on the ``tokenizers`` library, as for transformers, and grammars run
+on llguidance over the same tokenizer (``matcher.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import BackendError, MissingDependency
+from modelport.generation.matcher import Matcher, Vocabulary
 from modelport.generation.options import EngineOptions
 
 
@@ -48,6 +51,7 @@ class GenaiModel:
         probe = tokenizer.encode("a", add_special_tokens=True).ids
         self.adds_bos = bool(probe) and probe[0] == self.bos and self.bos >= 0
         self._pieces = _byte_pieces(tokenizer)
+        self._vocabulary = Vocabulary(tokenizer, self.vocab, self.eos)
         self._generators: list[Any] = [None] * self.slots
 
     @classmethod
@@ -122,6 +126,9 @@ class GenaiModel:
             text = self._tokenizer.decode([token], skip_special_tokens=True)
             found = self._pieces[token] = text.encode("utf-8")
         return found
+
+    def constrain(self, grammar: str) -> Matcher:
+        return self._vocabulary.constrain(grammar)
 
     def token_text(self, token: int) -> str:
         return self._tokenizer.id_to_token(token) or ""
