@@ -193,6 +193,13 @@ def test_bad_schemas_are_openai_400s(client, schema, needle) -> None:
     assert error["param"] == "response_format" and error["type"] == "invalid_request_error"
 
 
+def wait_until_no_sequence_runs(server, limit: float = 30) -> None:
+    deadline = time.monotonic() + limit
+    while metric(server, "modelport_generation_running_sequences") > 0:
+        assert time.monotonic() < deadline, "a sequence still runs after its client left"
+        time.sleep(0.05)
+
+
 def test_a_disconnect_under_a_grammar_frees_the_sequence(client, server) -> None:
     before = metric(server, "gen_ai_usage_output_tokens_total")
     long = {"type": "string", "minLength": 1200}  # cannot end within max_tokens
@@ -202,10 +209,7 @@ def test_a_disconnect_under_a_grammar_frees_the_sequence(client, server) -> None
     )  # fmt: skip
     next(iter(stream))
     stream.response.close()
-    deadline = time.monotonic() + 30
-    while metric(server, "modelport_generation_running_sequences") > 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until_no_sequence_runs(server)
     assert metric(server, "gen_ai_usage_output_tokens_total") - before < 150
     reply = client.chat.completions.create(
         model="tiny:2", messages=CHAT, max_tokens=160, seed=0, response_format=AS_RECORD
@@ -231,10 +235,7 @@ def test_a_disconnect_frees_the_sequence(client, server) -> None:
     stream = client.completions.create(**ask)
     next(iter(stream))
     stream.response.close()
-    deadline = time.monotonic() + 30
-    while metric(server, "modelport_generation_running_sequences") > 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until_no_sequence_runs(server)
     generated = metric(server, "gen_ai_usage_output_tokens_total") - before
     assert generated < 250  # cut short, not run to max_tokens
     assert client.completions.create(model="tiny:2", prompt="ok", max_tokens=2).choices
