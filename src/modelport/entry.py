@@ -9,8 +9,8 @@ ways run the same job and end the same way: a ``ModelportError`` is one line and
 
 A job scored on this machine does no BLAS (ONNX Runtime does the arithmetic), so NumPy's
 OpenBLAS is told to start no thread pool (``OPENBLAS_NUM_THREADS=1``, unless it is set): its
-threads spin at NumPy's import, about 0.05 CPU-s of a job's start. A job with Dask options keeps
-the default, as the worker processes of a cluster started here inherit the environment.
+threads spin at NumPy's import, 0.05 CPU-s of the 0.45 a job spends up to its first part. A job
+with Dask options keeps the default: a cluster started here would hand it to its workers.
 """
 
 from __future__ import annotations
