@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from modelport.batch.sources import Chunk, FileInfo
 from modelport.errors import Conflict, InvalidInput
 from modelport.registry import ModelVersion
 from modelport.signature import Signature
+
+if TYPE_CHECKING:
+    from modelport.batch.text import TextMap
 
 _WORK_FILES = ("job.json", "part-", ".part-")
 MAX_CHUNK_ROWS = 65536
@@ -135,7 +138,7 @@ def chunks_of(infos: list[FileInfo]) -> list[Chunk]:
 
 
 def _text_map(version: ModelVersion, infos: list[FileInfo], options: BatchOptions,
-              output: Path | None) -> Any:  # fmt: skip
+              output: Path | None) -> TextMap | None:  # fmt: skip
     """``batch.text.plan_text``, imported only for a job that may read texts (a model with a task
     tag, ``--text-column``, a ``.txt`` input): a tensor job's start goes without it."""
     if not (version.tags.get("task") or options.text_column or infos[0].format == "txt"):
