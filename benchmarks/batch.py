@@ -15,7 +15,9 @@ the process's wall time and peak RSS (``wait4``). Then:
   wall-time ratio moves with what the other jobs leave of the cores, the CPU times much less;
 - the time from start to the first committed part (``part-000000.arrow`` renamed into place),
   and the CPU time the process had used by then (all its threads; on a shared machine the wall
-  time moves with the load, the CPU time much less);
+  time moves with the load, the CPU time much less); with ``--first-part``, also the CPU time of
+  processes that only import what the job imports (NumPy and ONNX Runtime, as the reference;
+  then pyarrow, and pyarrow.parquet for Parquet): the rest is modelport's own;
 - kill and resume: a job killed (SIGKILL) half way and run again gives the same bytes as a job
   that was never interrupted;
 - memory: peak RSS at ``--rows`` against a tenth of them.
@@ -172,14 +174,30 @@ def compare(ref: str, model: Path, inputs: dict[str, Path], work: Path, env: dic
     return times
 
 
+# what a job imports up to its first part, beyond Python: the reference's NumPy and ONNX Runtime,
+# then pyarrow for the part file (and pyarrow.parquet for a Parquet input's footer)
+IMPORTS = {"npy": ("numpy", "onnxruntime", "pyarrow"),
+           "parquet": ("numpy", "onnxruntime", "pyarrow", "pyarrow.parquet")}  # fmt: skip
+
+
+def imports_alone(modules: tuple[str, ...], env: dict[str, str]) -> float:
+    """CPU s of a process that imports ``modules`` and exits at once, with OpenBLAS on one
+    thread as in the job: the part of a job's first part that is not modelport's."""
+    env = {"OPENBLAS_NUM_THREADS": "1", **env}
+    code = f"import os, {', '.join(modules)}; os._exit(0)"  # no teardown: the job is killed
+    return launch([sys.executable, "-c", code], env)["cpu"]
+
+
 def first_parts(ref: str, inputs: dict[str, Path], work: Path, env: dict[str, str], runs: int,
                 batch_size: int) -> None:  # fmt: skip
-    """Only the start: ``runs`` jobs per format, each stopped at its first committed part."""
+    """Only the start: ``runs`` jobs per format, each stopped at its first committed part, each
+    followed by processes that only import what the job imports (the reference's modules, then
+    all of them), so that the CPU time of modelport's own part shows beside theirs."""
     cli = [sys.executable, "-m", "modelport", "batch", ref, "--quiet", "--batch-size",
            str(batch_size)]  # fmt: skip
     summary = []
     for fmt, source in inputs.items():
-        walls, cpus = [], []
+        walls, cpus, reference, imports = [], [], [], []
         for _ in range(runs):
             output = work / f"first.{fmt}"
             shutil.rmtree(parts_of(output), ignore_errors=True)
@@ -187,12 +205,17 @@ def first_parts(ref: str, inputs: dict[str, Path], work: Path, env: dict[str, st
                             watch=parts_of(output) / "part-000000.arrow", stop=True)  # fmt: skip
             walls.append(result["first"])
             cpus.append(result["first_cpu"])
+            reference.append(imports_alone(IMPORTS[fmt][:2], env))
+            imports.append(imports_alone(IMPORTS[fmt], env))
             console.print(f"{fmt}: first part at {result['first']:.2f} s, CPU "
                           f"{result['first_cpu']:.2f} s, load average "
                           f"{os.getloadavg()[0]:.1f}")  # fmt: skip
         summary.append(f"{fmt}: first part at {statistics.median(walls):.2f} s median "
                        f"({min(walls):.2f}-{max(walls):.2f}), CPU {statistics.median(cpus):.2f} s "
                        f"median ({min(cpus):.2f}-{max(cpus):.2f}); target 0.5 s")  # fmt: skip
+        summary.append(f"{fmt}: importing {', '.join(IMPORTS[fmt][:2])} alone: CPU "
+                       f"{statistics.median(reference):.2f} s median; {', '.join(IMPORTS[fmt])}: "
+                       f"{statistics.median(imports):.2f} s")  # fmt: skip
     console.print("\n".join(summary), highlight=False)
 
 

@@ -96,8 +96,9 @@ def test_the_first_part_is_committed_with_a_lean_import_set(
 ) -> None:
     """Up to the first committed part, the job imports no CLI framework, no SQLAlchemy, no
     pydantic, and for feature columns neither the onnx package (the graph rewrite comes after)
-    nor polars (pyarrow reads a first chunk of numbers): a structural check; benchmarks/batch.py
-    times it."""
+    nor polars (pyarrow reads a first chunk of numbers), nor the text and in-memory sources, nor
+    the standard modules only writing blobs needs; NumPy's OpenBLAS was loaded with one thread.
+    A structural check; benchmarks/batch.py times it."""
     import pandas as pd
 
     x = features(5000)
@@ -107,14 +108,16 @@ def test_the_first_part_is_committed_with_a_lean_import_set(
     else:
         pd.DataFrame(x, columns=FEATURES).to_parquet(source)
     heavy = ("typer", "click", "rich", "sqlalchemy", "pydantic", "pydantic_settings", "onnx",
-             "polars", "pandas", "torch")  # fmt: skip
+             "polars", "pandas", "torch", "modelport.batch.text", "modelport.batch.memory",
+             "shutil", "tempfile")  # fmt: skip
     code = (
-        "import runpy, sys\n"
+        "import os, runpy, sys\n"
         "from modelport.batch import sinks\n"
         "real, seen = sinks.Parts.write, []\n"
         "def write(self, scored):\n"
         "    if not seen:\n"
         f"        seen.append(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+        "        seen.append(os.environ.get('OPENBLAS_NUM_THREADS'))\n"
         "    return real(self, scored)\n"
         "sinks.Parts.write = write\n"
         f"sys.argv = ['modelport', '--home', {str(home)!r}, 'batch', 'mlp', '-i', "
@@ -122,13 +125,38 @@ def test_the_first_part_is_committed_with_a_lean_import_set(
         "try:\n"
         "    runpy.run_module('modelport', run_name='__main__')\n"
         "finally:\n"
-        "    print('AT THE FIRST PART', seen[0], flush=True)\n"
+        "    print('AT THE FIRST PART', *seen, flush=True)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.lower().startswith("modelport_")}
+    reg.path("mlp")  # checked out, as after a first job (laying it out needs shutil, tempfile)
+    env = {k: v for k, v in os.environ.items()
+           if not k.lower().startswith("modelport_") and k != "OPENBLAS_NUM_THREADS"}  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "scored 5,000 rows, 0 bad" in out.stdout
-    assert "AT THE FIRST PART []" in out.stdout
+    assert "AT THE FIRST PART [] 1" in out.stdout
     got = np.load(output) if fmt == "npy" else pd.read_parquet(output).to_numpy()
     assert np.array_equal(got, expected(reg, x))
+
+
+@pytest.mark.parametrize(("line", "preset", "expected"), [
+    ("batch mlp -i a.npy -o b.npy", None, "1"),
+    ("batch mlp -i a.npy -o b.npy", "4", "4"),  # the user's setting stands
+    ("batch mlp -i a.parquet -o b.parquet --dask-workers 2", None, None),
+    ("batch mlp -i a.parquet -o b.parquet --dask-scheduler tcp://h:1", None, None),
+])  # fmt: skip
+def test_a_local_job_starts_openblas_with_one_thread(
+    line: str, preset: str | None, expected: str | None, monkeypatch
+) -> None:
+    """A job scored here does no BLAS; a Dask job keeps the default, which its workers inherit."""
+    from modelport import entry
+
+    if preset is None:
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", preset)
+    seen = []
+    monkeypatch.setattr(command, "run", lambda *a, **kw: seen.append(
+        os.environ.get("OPENBLAS_NUM_THREADS")))  # fmt: skip
+    entry._batch(command.quick_args(line.split()))
+    assert seen == [expected]

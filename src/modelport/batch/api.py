@@ -23,13 +23,11 @@ import numpy as np
 from modelport.batch.config import BatchSettings
 from modelport.batch.executors import DaskExecutor, LocalExecutor
 from modelport.batch.job import BatchOptions, BatchSummary, JobSpec
-from modelport.batch.memory import MemorySource
 from modelport.batch.outputs import output_format
 from modelport.batch.plan import Plan, sizes
 from modelport.batch.progress import RowProgress
 from modelport.batch.sinks import Assembly, Collected, Tally, assemble
 from modelport.batch.sources import FileSource
-from modelport.batch.text import text_sizes
 from modelport.errors import InvalidInput
 from modelport.registry.reader import CatalogReader, open_reader
 from modelport.registry.records import ModelVersion
@@ -76,13 +74,13 @@ def predict_batch(
     started = time.perf_counter()
     with _catalogue(registry) as (reg, settings):
         version = model if isinstance(model, ModelVersion) else reg.resolve(model)
-        source = FileSource(data) if isinstance(data, str | Path) else MemorySource(data)
+        source = FileSource(data) if isinstance(data, str | Path) else _in_memory(data)
         output, errors_path = _output_paths(output, errors_path, source)
         executor = _executor(settings, source, dask_workers, dask_scheduler)
         try:
             budget = parse_size(memory_budget) if memory_budget is not None \
                 else settings.batch_memory_budget  # fmt: skip
-            auto = text_sizes(version) or \
+            auto = _text_sizes(version) or \
                 sizes(version.signature, source.row_shape(), budget, executor.workers)  # fmt: skip
             options = BatchOptions(tuple(columns or ()), id_column,
                                    auto[0] if chunk_rows is None else chunk_rows,
@@ -95,6 +93,21 @@ def predict_batch(
             return _run(plan, spec, source, executor, output, errors_path, progress, started)
         finally:
             executor.close()
+
+
+def _in_memory(data: Any) -> Any:
+    from modelport.batch.memory import MemorySource
+
+    return MemorySource(data)
+
+
+def _text_sizes(version: ModelVersion) -> tuple[int, int] | None:
+    """A text model's sizes (``batch.text``, imported for a model with a task tag only)."""
+    if not version.tags.get("task"):
+        return None
+    from modelport.batch.text import text_sizes
+
+    return text_sizes(version)
 
 
 @contextlib.contextmanager

@@ -16,12 +16,10 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
-import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,10 +28,12 @@ from modelport.batch.job import BatchOptions
 from modelport.batch.outputs import output_format
 from modelport.batch.sinks import committed
 from modelport.batch.sources import Chunk, FileInfo
-from modelport.batch.text import plan_text
 from modelport.errors import Conflict, InvalidInput
 from modelport.registry import ModelVersion
 from modelport.signature import Signature
+
+if TYPE_CHECKING:
+    from modelport.batch.text import TextMap
 
 _WORK_FILES = ("job.json", "part-", ".part-")
 MAX_CHUNK_ROWS = 65536
@@ -98,14 +98,14 @@ class Plan:
     def make(cls, version: ModelVersion, source: Any, options: BatchOptions,
              output: Path | None, map: Any = None) -> Plan:  # fmt: skip
         infos = source.plan(options.chunk_rows, map, options.first_rows)
-        fmap = plan_text(version, infos, options, output) or \
+        fmap = _text_map(version, infos, options, output) or \
             bind_columns(version.signature, infos, options)  # fmt: skip
         if output is not None and output_format(output) == "npy" and not fmap.text:
             if len(version.signature.outputs) != 1 or options.id_column:
                 raise InvalidInput("an NPY output holds one output and no id column; write "
                                    "Parquet or CSV instead")  # fmt: skip
         key = job_key(infos, version.sha256, version.ref, options, output) \
-            if source.resumable and output is not None else secrets.token_hex(8)  # fmt: skip
+            if source.resumable and output is not None else os.urandom(8).hex()  # fmt: skip
         workdir = workdir_for(output) if output is not None else None
         # an input of no rows is one chunk of none: its output has no rows, the right columns
         chunks = chunks_of(infos) or [Chunk(0, infos[0].file, infos[0].format, 0, 0)]
@@ -135,6 +135,17 @@ def chunks_of(infos: list[FileInfo]) -> list[Chunk]:
                                 offset + start, byte_start, byte_stop))  # fmt: skip
         offset += info.rows
     return chunks
+
+
+def _text_map(version: ModelVersion, infos: list[FileInfo], options: BatchOptions,
+              output: Path | None) -> TextMap | None:  # fmt: skip
+    """``batch.text.plan_text``, imported only for a job that may read texts (a model with a task
+    tag, ``--text-column``, a ``.txt`` input): a tensor job's start goes without it."""
+    if not (version.tags.get("task") or options.text_column or infos[0].format == "txt"):
+        return None
+    from modelport.batch.text import plan_text
+
+    return plan_text(version, infos, options, output)
 
 
 def bind_columns(signature: Signature, infos: list[FileInfo], options: BatchOptions) -> FeatureMap:
@@ -205,4 +216,6 @@ def clear_workdir(workdir: Path, keep_lock: bool = False) -> None:
         if path.name.startswith(_WORK_FILES) or path.name.endswith(".tmp"):
             path.unlink(missing_ok=True)
     if not keep_lock:
+        import shutil
+
         shutil.rmtree(workdir, ignore_errors=True)

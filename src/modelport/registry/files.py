@@ -1,11 +1,13 @@
-"""Artifacts on disk: verified checkouts for runtimes, exports, integrity checks and sweeping."""
+"""Artifacts on disk: verified checkouts for runtimes, exports, integrity checks and sweeping.
+
+(``shutil`` is imported by the methods that copy or remove: see ``blobs``.)
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -72,6 +74,8 @@ class ArtifactFiles:
                 tmp.unlink(missing_ok=True)
 
     def export(self, version: ModelVersion, dest: Path) -> Path:
+        import shutil
+
         sources = [(f, self.blobs.open_verified(f.sha256)) for f in version.files]
         if len(sources) == 1 and not dest.is_dir():
             targets = [(sources[0][1], dest)]
@@ -108,6 +112,8 @@ class ArtifactFiles:
     def sweep(
         self, referenced: set[str], live_checkouts: set[str], grace_seconds: float, dry_run: bool
     ) -> GcReport:
+        import shutil
+
         removed = freed = kept = 0
         for digest in list(self.blobs.digests()):
             if digest in referenced:
