@@ -18,7 +18,7 @@ import pytest
 from modelport.monitoring.monitor import MonitorOptions
 from modelport.monitoring.payload import PayloadOptions, trace_id
 from tests.monitoring.conftest import TRACEPARENT, infer_body, metric, monitored_app
-from tests.serving.test_e2e_tritonclient import free_port
+from tests.ports import free_port
 
 pytestmark = pytest.mark.anyio
 X = np.arange(8, dtype=np.float32).reshape(2, 4) / 8
