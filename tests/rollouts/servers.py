@@ -92,6 +92,14 @@ def wait_for(predicate, what: str, limit: float = 60.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def requests_served(url: str) -> int:
+    """How many inference requests the server at ``url`` has answered, by its /metrics."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as reply:
+        lines = reply.read().decode().splitlines()
+    return sum(int(float(line.rsplit(" ", 1)[1]))
+               for line in lines if line.startswith("modelport_requests_total{"))  # fmt: skip
+
+
 HEALTH = "/v2/health/ready"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
