@@ -58,7 +58,7 @@ def taken(output: str) -> bool:
 
 
 def wait_started(process: subprocess.Popen, log: Path, ready: Callable[[], bool],
-                 banner: str = "listening on", limit: float = 60.0) -> None:  # fmt: skip
+                 banner: str = "listening on", limit: float = 120.0) -> None:  # fmt: skip
     """Until ``ready()`` and ``banner`` is in ``log`` (the process's output): both, since a port
     taken by another server answers for it until ``process`` exits. PortTaken if it exited for
     want of its port, an AssertionError with its output if it exited otherwise or took longer

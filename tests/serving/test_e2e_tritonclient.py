@@ -44,7 +44,7 @@ def start_server(
     registry: Registry | Path, *args: str, env: dict | None = None,
     tls: ssl.SSLContext | None = None,
 ) -> Server:  # fmt: skip
-    """``modelport serve`` on free ports over ``registry`` (or a home folder), ready in 60 s;
+    """``modelport serve`` on free ports over ``registry`` (or a home folder), ready in 120 s;
     ``tls`` is the client context that checks readiness over HTTPS. A port taken by another
     process between choosing it and the server's bind is tried again with fresh ports."""
     home = registry if isinstance(registry, Path) else registry.settings.home
@@ -67,7 +67,7 @@ def start_server(
 
 def _wait_ready(server: Server, base: str, tls: ssl.SSLContext | None) -> str | None:
     """None once ``server`` answers ready; its output if it exited first."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             return server.process.communicate()[0]
@@ -77,7 +77,7 @@ def _wait_ready(server: Server, base: str, tls: ssl.SSLContext | None) -> str | 
         except OSError:
             time.sleep(0.1)
     code, output = server.stop()
-    raise AssertionError(f"the server did not become ready in 60 s (exit {code}): {output}")
+    raise AssertionError(f"the server did not become ready in 120 s (exit {code}): {output}")
 
 
 @pytest.fixture(scope="module")
