@@ -5,12 +5,15 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from tests.ports import PortTaken, free_port, on_free_ports, taken
+
+__all__ = ["PostgresServer", "free_port"]
 
 
 def _bindir() -> Path:
@@ -25,18 +28,12 @@ def _bindir() -> Path:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PostgresServer:
     def __init__(self) -> None:
         self.bindir = _bindir()
         self.root = Path(tempfile.mkdtemp(prefix="modelport-pg-"))
         self.data = self.root / "data"
-        self.port = free_port()
+        self.port = 0  # chosen by start()
         self._user: dict[str, object] = {}
         if os.geteuid() == 0:  # initdb refuses to run as root
             import grp
@@ -58,15 +55,28 @@ class PostgresServer:
         )
 
     def start(self) -> PostgresServer:
+        """initdb, then the server on a free port (another one if that port is taken first)."""
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "--no-locale", "-E", "UTF8", "--no-sync")  # fmt: skip
+        self.port = on_free_ports(self._listen)
+        return self
+
+    def _listen(self, port: int) -> int:
         options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
+            f"-p {port} -c listen_addresses=127.0.0.1 -k {self.root} "
             "-c fsync=off -c max_connections=200 -c shared_buffers=32MB"
         )
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l",
-                  str(self.root / "log"), "-w", "-t", "60", "start")  # fmt: skip
-        return self
+        log = self.root / f"log-{port}"
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(log),
+                      "-w", "-t", "60", "start")  # fmt: skip
+        except subprocess.CalledProcessError as exc:
+            said = log.read_text(errors="replace") if log.exists() else ""
+            said += exc.stderr.decode(errors="replace")
+            if taken(said):
+                raise PortTaken(said) from None
+            raise AssertionError(f"PostgreSQL did not start: {said[-3000:]}") from None
+        return port
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"

@@ -9,12 +9,11 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.pgserver import free_port
+from tests.ports import PortTaken, free_port, on_free_ports, wait_started
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPILERS = re.compile(r"\b(build-essential|gcc|g\+\+|clang|cmake|make|cc)\b")
@@ -94,19 +93,22 @@ def test_the_image_command_refuses_to_start_open(tmp_path) -> None:
 
 
 def test_the_image_command_serves_and_its_health_check_passes(tmp_path, served_registry) -> None:
-    port, grpc = free_port(), free_port()
     env = {**os.environ, "MODELPORT_HOME": str(served_registry.settings.home),
            "MODELPORT_API_KEYS": "ops=admin:image-secret-0123"}  # fmt: skip
-    assert subprocess.run(_healthcheck(port), capture_output=True, timeout=30).returncode != 0
     log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(_command(port, grpc), env=env, stdout=out,
-                                stderr=subprocess.STDOUT)  # fmt: skip
+
+    def start(port: int, grpc: int) -> tuple[subprocess.Popen, int, int]:
+        if subprocess.run(_healthcheck(port), capture_output=True, timeout=30).returncode == 0:
+            raise PortTaken("the health check passed before the server was started")
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(_command(port, grpc), env=env, stdout=out,
+                                    stderr=subprocess.STDOUT)  # fmt: skip
+        wait_started(proc, log, lambda: subprocess.run(_healthcheck(port), capture_output=True,
+                                                       timeout=30).returncode == 0)  # fmt: skip
+        return proc, port, grpc
+
+    proc, port, grpc = on_free_ports(start, count=2)
     try:
-        deadline = time.monotonic() + 60
-        while subprocess.run(_healthcheck(port), capture_output=True, timeout=30).returncode:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
         reply = httpx.get(f"http://127.0.0.1:{port}/v2/models/mlp/ready", timeout=5,
                           headers={"X-API-Key": "image-secret-0123"})  # fmt: skip
         assert reply.status_code == 200

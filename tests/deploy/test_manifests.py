@@ -9,7 +9,6 @@ import copy
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.pgserver import free_port
+from tests.ports import on_free_ports, wait_started
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "modelport"
@@ -143,37 +142,40 @@ def test_the_kserve_manifests() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
 
 
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def test_the_charts_command_starts_a_server(tmp_path, served_registry) -> None:
-    kinds = by_kind(render({**VALUES["minimal"], "limits": {"rate": 0.5, "burst": 2}}))
+    kinds = by_kind(render({**VALUES["minimal"], "limits": {"rate": 0.01, "burst": 2}}))
     container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    port, grpc = free_port(), free_port()
-    ports = {"8080": str(port), "8081": str(grpc)}
-    args = [ports.get(a, a) for a in container["args"]]
     env = {**os.environ, **kinds["ConfigMap"]["data"],
            "MODELPORT_HOME": str(served_registry.settings.home),
            "MODELPORT_API_KEYS": kinds["Secret"]["stringData"]["MODELPORT_API_KEYS"]}  # fmt: skip
     log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "modelport", *args], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)  # fmt: skip
+    probe = container["readinessProbe"]["httpGet"]["path"]
+
+    def start(port: int, grpc: int) -> tuple[subprocess.Popen, int]:
+        ports = {"8080": str(port), "8081": str(grpc)}
+        args = [ports.get(a, a) for a in container["args"]]
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "modelport", *args], env=env,
+                                    stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        wait_started(proc, log, lambda: _answers(f"http://127.0.0.1:{port}{probe}"))
+        return proc, port
+
+    proc, port = on_free_ports(start, count=2)
     try:
-        probe = container["readinessProbe"]["httpGet"]["path"]
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}{probe}", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
         assert httpx.get(f"http://127.0.0.1:{port}/v2/models/mlp", timeout=5).status_code == 401
         key = {"X-API-Key": KEY.split(":", 1)[1]}
         replies = [httpx.get(f"http://127.0.0.1:{port}/v2/models/mlp", timeout=5, headers=key)
                    for _ in range(3)]  # fmt: skip
         assert replies[0].json()["name"] == "mlp"
-        assert [r.status_code for r in replies] == [200, 200, 429]  # the ConfigMap's limits
+        # the ConfigMap's limits: a token per 100 s, so no pause between the three refills one
+        assert [r.status_code for r in replies] == [200, 200, 429]
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ import modelport
 from modelport.registry import Registry
 from modelport.settings import Settings
 from tests.conftest import make_mlp_onnx
+from tests.ports import on_free_ports, wait_started
 from tests.serving.conftest import running_app, v2_input
 from tests.serving.test_e2e_tritonclient import start_server
 
@@ -89,12 +90,6 @@ async def test_every_charted_metric_is_exported(registry) -> None:
         assert wanted in names, f"the dashboard does not chart {wanted}"  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _query(base: str, expr: str) -> dict:
     url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     try:
@@ -104,24 +99,25 @@ def _query(base: str, expr: str) -> dict:
         return json.loads(exc.read())
 
 
-def _wait_ready(base: str, process: subprocess.Popen, log: Path) -> bool:
-    """Until Prometheus answers ready: while starting it answers 503 in plain text, not JSON.
-    False if it exited because another process took its port after ``_free_port()``."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # bounded: it is ready within seconds
-        if process.poll() is not None:
-            said = log.read_text(errors="replace")
-            if "address already in use" in said:
-                return False
-            pytest.fail(f"Prometheus exited while starting: {said[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/-/ready", timeout=5) as reply:
-                if reply.status == 200:
-                    return True
-        except OSError:  # not listening yet, or 503 while it replays its write-ahead log
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"Prometheus was not ready within 60 s: {log.read_text(errors='replace')[-2000:]}")
+def _start(config: Path, data: Path, log: Path, port: int) -> tuple[subprocess.Popen, str]:
+    """Prometheus, once it answers ready: while starting it answers 503 in plain text, not JSON.
+    PortTaken if it exited because another process took its port first."""
+    command = [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={data}",
+               f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=out)
+    base = f"http://127.0.0.1:{port}"
+    # it says nothing like a banner to wait for: "/-/ready" answers 200 only once it is ready
+    wait_started(process, log, lambda: _ready(f"{base}/-/ready"), banner="")
+    return process, base
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status == 200
+    except OSError:  # not listening yet, or 503 while it replays its write-ahead log
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -146,21 +142,9 @@ def prometheus(registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
                 f"http://{server.http}/v2/models/mlp/infer",
                 json.dumps({"inputs": [v2_input(X)]}).encode(),
                 {"content-type": "application/json"}), timeout=10).close()  # fmt: skip
-        for _attempt in range(3):  # a fresh port when another process took the last one
-            port = _free_port()
-            command = [
-                PROMETHEUS,
-                f"--config.file={tmp / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ]
-            with open(tmp / "prometheus.log", "w") as log:
-                process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
-            if _wait_ready(f"http://127.0.0.1:{port}", process, tmp / "prometheus.log"):
-                break
-        else:
-            pytest.fail("Prometheus found no free port in 3 tries")
-        yield f"http://127.0.0.1:{port}"
+        start = partial(_start, tmp / "prometheus.yml", tmp / "data", tmp / "prometheus.log")
+        process, base = on_free_ports(start)
+        yield base
     finally:
         if process is not None:
             process.terminate()

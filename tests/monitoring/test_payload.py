@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +19,6 @@ import pytest
 from modelport.monitoring.monitor import MonitorOptions
 from modelport.monitoring.payload import PayloadOptions, trace_id
 from tests.monitoring.conftest import TRACEPARENT, infer_body, metric, monitored_app
-from tests.serving.test_e2e_tritonclient import free_port
 
 pytestmark = pytest.mark.anyio
 X = np.arange(8, dtype=np.float32).reshape(2, 4) / 8
@@ -174,8 +174,10 @@ async def test_cloudevents_in_binary_mode(monitored_registry, collector: Collect
 async def test_a_failing_sink_never_fails_a_request(monitored_registry, tmp_path: Path,
                                                     sink: str) -> None:  # fmt: skip
     slow = None
+    bound = socket.socket()  # bound and not listening: refused, and no other process takes it
+    bound.bind(("127.0.0.1", 0))
     if sink == "dead":
-        dest = f"http://127.0.0.1:{free_port()}/events"  # nothing listens there
+        dest = f"http://127.0.0.1:{bound.getsockname()[1]}/events"
     elif sink == "slow":
         slow = Collector(delay=0.05)
         threading.Thread(target=slow.serve_forever, daemon=True).start()
@@ -192,6 +194,7 @@ async def test_a_failing_sink_never_fails_a_request(monitored_registry, tmp_path
                     group.start_soon(_infer_ok, client, f"{sink}{i}")
             found = await settled(client, total)
     finally:
+        bound.close()
         if slow is not None:
             slow.shutdown()
             slow.server_close()

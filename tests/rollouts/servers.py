@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.pgserver import free_port
+from tests.ports import PortTaken, free_port, on_free_ports, taken, wait_started
 
 
 @dataclass
@@ -24,6 +24,7 @@ class Serve:
     process: subprocess.Popen
     port: int
     log: Path
+    grpc_port: int = 0  # 0: gRPC off
 
     @property
     def url(self) -> str:
@@ -47,48 +48,37 @@ class Serve:
 
 
 def serve(home: Path, *args: str, env: dict | None = None, log: Path | None = None,
-          ports_by_settings: bool = False, port: int | None = None) -> Serve:  # fmt: skip
-    """``ports_by_settings``: give the ports as MODELPORT_SERVE__* variables, not flags. A free
-    port taken by another process before the server binds it is tried again with another."""
-    for attempt in range(1 if port else 3):
-        server = _start(home, args, env, log, ports_by_settings, port or free_port())
-        exited = _wait_ready(server)
-        if exited is None:
-            return server
-        if "cannot listen" not in exited or attempt == 2:
-            break
-    raise AssertionError(f"the server exited: {exited[-3000:]}")
+          ports_by_settings: bool = False, port: int | None = None,
+          grpc: bool = False) -> Serve:  # fmt: skip
+    """``ports_by_settings``: give the ports as MODELPORT_SERVE__* variables, not flags; ``grpc``:
+    serve gRPC too, on a free port. Free ports taken by another process before the server binds
+    them are tried again with others (a given ``port`` is not)."""
+
+    def start(http: int, grpc_port: int = 0) -> Serve:
+        server = _start(home, args, env, log, ports_by_settings, http, grpc_port)
+        try:
+            wait_started(server.process, server.log, lambda: _answers(server.url + HEALTH))
+        except PortTaken:
+            if port is not None:
+                raise AssertionError(f"the server exited: {server.output()[-3000:]}") from None
+            raise
+        return server
+
+    if port is not None:
+        return start(port, free_port() if grpc else 0)
+    return on_free_ports(start, count=2 if grpc else 1)
 
 
 def _start(home: Path, args: tuple[str, ...], env: dict | None, log: Path | None,
-           ports_by_settings: bool, port: int) -> Serve:  # fmt: skip
+           ports_by_settings: bool, port: int, grpc_port: int) -> Serve:  # fmt: skip
     log = log or home.parent / f"serve-{port}.log"
-    ports = {"MODELPORT_SERVE__HTTP_PORT": str(port), "MODELPORT_SERVE__GRPC_PORT": "0"}
-    flags = [] if ports_by_settings else ["--http-port", str(port), "--grpc-port", "0"]
+    ports = {"MODELPORT_SERVE__HTTP_PORT": str(port), "MODELPORT_SERVE__GRPC_PORT": str(grpc_port)}
+    flags = [] if ports_by_settings else ["--http-port", str(port), "--grpc-port", str(grpc_port)]
     env = {**os.environ, **(ports if ports_by_settings else {}), **(env or {})}
     command = [sys.executable, "-m", "modelport", "--home", str(home), "serve", *flags, *args]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    return Serve(process, port, log)
-
-
-def _wait_ready(server: Serve) -> str | None:
-    """None once ``server`` answers ready and has printed its banner (which comes a moment after
-    the socket accepts); its output if it exited first."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            return server.output()
-        try:
-            with urllib.request.urlopen(f"{server.url}/v2/health/ready", timeout=1):
-                pass
-            if "listening on" in server.output():
-                return None
-        except OSError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    raise AssertionError(f"the server was not ready in 60 s: {server.output()[-3000:]}")
+    return Serve(process, port, log, grpc_port)
 
 
 def wait_for(predicate, what: str, limit: float = 60.0):
@@ -102,6 +92,15 @@ def wait_for(predicate, what: str, limit: float = 60.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def requests_served(url: str) -> int:
+    """How many inference requests the server at ``url`` has answered, by its /metrics."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as reply:
+        lines = reply.read().decode().splitlines()
+    return sum(int(float(line.rsplit(" ", 1)[1]))
+               for line in lines if line.startswith("modelport_requests_total{"))  # fmt: skip
+
+
+HEALTH = "/v2/health/ready"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
@@ -143,13 +142,7 @@ http {{
 def balancer(folder: Path, upstreams: list[int]) -> Iterator[str]:
     """nginx in front of ``upstreams`` on a free port until the block ends; yields its URL. A
     port taken by another process before nginx binds it is tried again with another."""
-    for attempt in range(3):
-        proc, url = _nginx(folder, free_port(), upstreams)
-        if proc.poll() is None:
-            break
-        said = (folder / "nginx.out").read_text(errors="replace")
-        if "Address already in use" not in said or attempt == 2:
-            raise AssertionError(f"nginx exited: {said[-2000:]}")
+    proc, url = on_free_ports(lambda port: _nginx(folder, port, upstreams))
     try:
         yield url
     finally:
@@ -158,19 +151,24 @@ def balancer(folder: Path, upstreams: list[int]) -> Iterator[str]:
 
 
 def _nginx(folder: Path, port: int, upstreams: list[int]) -> tuple[subprocess.Popen, str]:
-    """nginx started, once it answers or has exited (its output in ``folder/nginx.out``)."""
+    """nginx started, once it answers; PortTaken if it exited for want of its port."""
     conf = nginx_conf(folder, port, upstreams)
     with open(folder / "nginx.out", "wb") as out:
         proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(folder)],
                                 stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: proc.poll() is not None or _answers(f"{url}/v2/health/ready"),
+        wait_for(lambda: proc.poll() is not None or _answers(url + HEALTH),
                  "nginx to answer", limit=30)  # fmt: skip
     except AssertionError:
         proc.kill()
         proc.wait()
         raise
+    if proc.poll() is not None:
+        said = (folder / "nginx.out").read_text(errors="replace")
+        if taken(said):
+            raise PortTaken(said)
+        raise AssertionError(f"nginx exited: {said[-2000:]}")
     return proc, url
 
 

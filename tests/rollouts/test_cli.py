@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,7 @@ from modelport.registry import Registry
 from modelport.settings import Settings
 from tests.rollouts.conftest import fill
 from tests.rollouts.load import Load
-from tests.rollouts.servers import serve
+from tests.rollouts.servers import serve, wait_for
 
 
 @pytest.fixture
@@ -85,6 +84,16 @@ def test_commands_without_a_rollout_say_so(home: Path):
     assert "not found" in run(home, "pause", "digitz", ok=False).stderr
 
 
+def _state(client: httpx.Client) -> str:
+    return client.get("/v2/rollouts/digits").json()["rollout"]["state"]
+
+
+def _answered(client: httpx.Client) -> dict | None:
+    """The rollout's status once its windows hold requests the candidate answered."""
+    status = client.get("/v2/rollouts/digits").json()
+    return status if status["requests"]["candidate"] > 0 else None
+
+
 def test_admin_routes_and_a_timeline_of_real_traffic(home: Path, tmp_path: Path):
     server = serve(home, "--poll-interval", "0.5")
     try:
@@ -101,18 +110,14 @@ def test_admin_routes_and_a_timeline_of_real_traffic(home: Path, tmp_path: Path)
                 assert created.status_code == 201, created.text
                 again = client.post("/v2/rollouts/digits", json=body)
                 assert again.status_code == 409 and "already has" in again.json()["error"]
-                deadline = time.monotonic() + 30
-                while client.get("/v2/rollouts/digits").json()["rollout"]["state"] != "canary":
-                    assert time.monotonic() < deadline, "never left the shadow step"
-                    time.sleep(0.2)
-                time.sleep(1.5)
-                status = client.get("/v2/rollouts/digits").json()
+                wait_for(lambda: _state(client) == "canary", "the canary step", limit=30)
+                status = wait_for(lambda: _answered(client), "the candidate's first answers")
                 assert client.post("/v2/rollouts/digits/pause", json={"reason": "look"}).json()[
                     "state"] == "paused"  # fmt: skip
                 assert client.post("/v2/rollouts/digits/explode").status_code == 404
                 assert client.post("/v2/rollouts/digits/promote").json()["state"] == "promoted"
             assert load.failed == 0, load.errors[:3]
-            assert status["requests"]["candidate"] > 0 and status["leader"]
+            assert status["leader"]
             history = client.get("/v2/rollouts/digits/history").json()
             actions = [d["action"] for d in history[0]["decisions"]]
             assert actions == ["start", "advance", "pause", "promote"]

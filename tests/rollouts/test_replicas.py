@@ -20,10 +20,14 @@ from modelport.settings import Settings
 from tests.pgserver import PostgresServer
 from tests.rollouts.conftest import fill, inputs
 from tests.rollouts.load import Load
-from tests.rollouts.servers import NGINX, Serve, balancer, nginx_conf, serve
+from tests.rollouts.servers import NGINX, Serve, balancer, nginx_conf, requests_served, serve
 from tests.rollouts.servers import wait_for as _wait
 
-GATES = Gates(window=0.5, span=4, consecutive=3, min_window_samples=5, max_p99_ratio=3.0,
+# The candidate does stable's work and must be promoted: on a loaded 2-core machine one request
+# delayed by a descheduled process sets a short window's p99, so the latency gates here are
+# bounds noise cannot reach (test_rollback and test_plan_gates show a slow candidate refused);
+# errors and agreement keep their default gates.
+GATES = Gates(window=0.5, span=4, consecutive=3, min_window_samples=5, max_p99_ratio=1000,
               latency_floor_ms=1.0)  # fmt: skip
 LENIENT = Gates(max_error_rate=0.99, max_p99_ratio=1000, min_agreement=0.01, max_shift=1.0)
 
@@ -62,6 +66,10 @@ def _both_in_canary(reg: Registry) -> dict | None:
     status = rollouts.status(reg, "digits")
     ok = len(status["replicas"]) == 2 and status["rollout"]["state"] == "canary"
     return status if ok else None
+
+
+def _served(replica: Serve) -> list[str]:
+    return httpx.get(f"{replica.url}/v2/models/digits", timeout=5).json()["versions"]
 
 
 def _split_active(replica: Serve, rollout_id: int) -> bool:
@@ -112,11 +120,13 @@ def test_replicas_follow_one_rollout_the_lease_moves_and_promotion_drops_nothing
     conf = nginx_conf(cluster["tmp"], int(cluster["url"].rsplit(":", 1)[1]), upstreams)
     subprocess.run([NGINX, "-c", str(conf), "-p", str(cluster["tmp"]), "-s", "reload"],
                    check=True, capture_output=True)  # fmt: skip
-    time.sleep(1.0)
     with Load([cluster["url"]], rate=60, threads=4) as during:
+        _wait(lambda: requests_served(restarted.url) > 0, "nginx to send to the restarted replica")
         ended = _wait(lambda: (x := rollouts.get(reg, "digits")) and not x.active and x,
                       "the promotion", limit=90)  # fmt: skip
-        time.sleep(3.0)  # both replicas swap to the promoted version meanwhile
+        promoted = [str(versions["good"])]
+        for replica in (survivor, restarted):  # the load goes on while both swap
+            _wait(lambda r=replica: _served(r) == promoted, f"{replica.url} to serve the promoted")
     assert ended.state == "promoted", ended.reason
     assert during.failed == 0 and during.sent > 100, during.errors[:5]
     log = rollouts.history(reg, "digits")[0][1]

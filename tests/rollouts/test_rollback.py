@@ -97,9 +97,11 @@ def test_a_good_candidate_is_promoted_through_every_step_with_no_failed_request(
     plan = "shadow 50% 1s min 20; canary 20,50,100 1s min 20"
     with Load([server.url], rate=100, threads=8) as load:
         time.sleep(0.5)
-        # the same work as stable: its p99 ratio is noise around 1, which on a shared 2-core
-        # machine can pass 2 for three windows; 4 still refuses a candidate that is truly slower
-        gates = dataclasses.replace(GATES, max_p99_ratio=4.0)
+        # the same work as stable: its latency ratios are noise around 1, and on a loaded
+        # 2-core machine one request delayed by a descheduled process sets a short window's p99
+        # (any bound is a wall-clock guess); the "slow" case above shows the latency gates
+        # refusing a slower candidate, so here they bound nothing and errors and agreement judge
+        gates = dataclasses.replace(GATES, max_p99_ratio=1000)
         rollouts.start(registry, "digits", f"digits:{versions['good']}", plan=plan, gates=gates)
         ended = wait_until_ended(registry)
         time.sleep(2.0)  # the replicas swap to the promoted version meanwhile

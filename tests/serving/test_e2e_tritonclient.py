@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -20,14 +19,9 @@ import numpy as np
 import pytest
 
 from modelport.registry import Registry
+from tests.ports import PortTaken, on_free_ports, taken
 
 X = np.array([[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 2.0]], dtype=np.float32)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -50,12 +44,12 @@ def start_server(
     registry: Registry | Path, *args: str, env: dict | None = None,
     tls: ssl.SSLContext | None = None,
 ) -> Server:  # fmt: skip
-    """``modelport serve`` on free ports over ``registry`` (or a home folder), ready in 60 s;
+    """``modelport serve`` on free ports over ``registry`` (or a home folder), ready in 120 s;
     ``tls`` is the client context that checks readiness over HTTPS. A port taken by another
-    process between ``free_port()`` and the server's bind is tried again with fresh ports."""
+    process between choosing it and the server's bind is tried again with fresh ports."""
     home = registry if isinstance(registry, Path) else registry.settings.home
-    for attempt in range(3):
-        http_port, grpc_port = free_port(), free_port()
+
+    def start(http_port: int, grpc_port: int) -> Server:
         command = [sys.executable, "-m", "modelport", "--home", str(home), "serve",
                    "--http-port", str(http_port), "--grpc-port", str(grpc_port), *args]  # fmt: skip
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -64,14 +58,16 @@ def start_server(
         output = _wait_ready(server, f"{'https' if tls else 'http'}://{server.http}", tls)
         if output is None:
             return server
-        if "cannot listen" not in output or attempt == 2:
-            raise AssertionError(f"the server exited: {output}")
-    raise AssertionError("unreachable")
+        if taken(output):
+            raise PortTaken(output)
+        raise AssertionError(f"the server exited: {output}")
+
+    return on_free_ports(start, count=2)
 
 
 def _wait_ready(server: Server, base: str, tls: ssl.SSLContext | None) -> str | None:
     """None once ``server`` answers ready; its output if it exited first."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             return server.process.communicate()[0]
@@ -81,7 +77,7 @@ def _wait_ready(server: Server, base: str, tls: ssl.SSLContext | None) -> str | 
         except OSError:
             time.sleep(0.1)
     code, output = server.stop()
-    raise AssertionError(f"the server did not become ready in 60 s (exit {code}): {output}")
+    raise AssertionError(f"the server did not become ready in 120 s (exit {code}): {output}")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from modelport.serving.auth import ApiKeys
 from modelport.serving.exposure import guard, is_loopback
 from modelport.settings import Settings
 from tests.conftest import invoke_cli, make_mlp_onnx
-from tests.pgserver import free_port
+from tests.ports import free_port
 from tests.rollouts.servers import serve
 from tests.serving.conftest import running_app, v2_input
 
@@ -65,10 +65,8 @@ def test_an_unauthenticated_network_server(home, admin: bool) -> None:
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    grpc_port = free_port()
     extra = ["--admin-routes"] if admin else []
-    server = serve(home, "--host", "0.0.0.0", "--allow-unauthenticated", "--grpc-port",
-                   str(grpc_port), *extra)  # fmt: skip
+    server = serve(home, "--host", "0.0.0.0", "--allow-unauthenticated", *extra, grpc=True)
     try:
         assert ("admin routes off" in server.output()) != admin
         with httpx.Client(base_url=server.url, timeout=10) as client:
@@ -79,7 +77,7 @@ def test_an_unauthenticated_network_server(home, admin: bool) -> None:
                 assert index.status_code == unload.status_code == 403
                 assert "admin routes are off" in unload.json()["error"]
                 assert client.post("/v2/models/mlp/infer", json=BODY).status_code == 200
-        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
         try:
             if admin:
                 assert index.status_code == unload.status_code == 200

@@ -16,7 +16,7 @@ from modelport.settings import Settings
 from tests.pgserver import PostgresServer
 from tests.rollouts.conftest import fill, inputs
 from tests.rollouts.load import Load
-from tests.rollouts.servers import balancer, serve
+from tests.rollouts.servers import balancer, requests_served, serve
 from tests.rollouts.servers import wait_for as _wait
 
 POLL = 0.5
@@ -122,13 +122,14 @@ def test_sigterm_stops_accepting_and_finishes_the_request_in_flight(cluster) -> 
 def test_a_rolling_restart_under_load_fails_no_request(cluster) -> None:
     replicas = cluster["replicas"]
     with Load([cluster["url"]], rate=80, threads=4, limit_seconds=90) as load:
-        time.sleep(0.5)
+        _wait(lambda: load.outcomes["200"] >= 20, "the load to run")
         for i, old in enumerate(list(replicas)):
             assert old.stop() == 0
             log = cluster["tmp"] / f"r{i}-restarted.log"
             replicas[i] = serve(cluster["tmp"] / f"home{i}", *cluster["args"], env=cluster["env"],
                                 log=log, port=old.port)  # fmt: skip
-            time.sleep(2.5)  # nginx takes the replica back after fail_timeout
-        time.sleep(0.5)
-    assert load.sent > 200 and load.failed == 0, load.errors[:5]
+            # nginx takes the replica back after fail_timeout; only then is the next one stopped
+            _wait(lambda r=replicas[i]: requests_served(r.url) > 0, f"nginx to send to {log.name}")
+        _wait(lambda: load.sent > 200, "200 requests")
+    assert load.failed == 0, load.errors[:5]
     print(f"rolling restart of 3 replicas: {load.sent} requests, {load.failed} failed")

@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ def get(url: str) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-def wait_for(check, seconds: float = 20.0) -> bool:
+def wait_for(check, seconds: float = 60.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if check():
@@ -64,10 +65,10 @@ def test_triton_tree_served_polled_and_swapped_under_load(tmp_path: Path) -> Non
 
         stop, outcomes, versions = threading.Event(), {"ok": 0, "failed": []}, set()
 
-        def client_loop() -> None:  # bounded: 3000 requests or 40 s
+        def client_loop() -> None:  # bounded: 20000 requests or 120 s; stopped once swapped
             client = httpclient.InferenceServerClient(server.http)
-            deadline = time.monotonic() + 40
-            for i in range(3000):
+            deadline = time.monotonic() + 120
+            for i in range(20000):
                 if stop.is_set() or time.monotonic() > deadline:
                     break
                 tensor = httpclient.InferInput("input", list(X.shape), "FP32")
@@ -130,7 +131,15 @@ def test_bad_folders_are_logged_once_and_the_rest_served(
     assert "model.xml has no model.bin beside it" in text
 
 
-def test_a_new_version_is_taken_only_once_settled(tmp_path: Path) -> None:
+def test_a_new_version_is_taken_only_once_settled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scans read a clock the test moves, so a test process descheduled between two scans
+    cannot make a listing look settled sooner than the steps below say."""
+    from modelport.serving import repository
+
+    now = [time.time()]
+    monkeypatch.setattr(repository, "time", SimpleNamespace(time=lambda: now[0]))
     repo = triton_tree(tmp_path / "models", names=("m",), versions=(1,))
     hour_ago = time.time() - 3600
     os.utime(repo / "m" / "1" / "model.onnx", (hour_ago, hour_ago))
@@ -139,12 +148,14 @@ def test_a_new_version_is_taken_only_once_settled(tmp_path: Path) -> None:
     (repo / "m" / "2").mkdir()
     make_mlp_onnx(repo / "m" / "2" / "model.onnx")
     assert sorted(folder.scan()["m"]) == [1]  # just written
-    time.sleep(0.3)
+    now[0] += 0.3
     make_mlp_onnx(repo / "m" / "2" / "model.onnx", n_hidden=16)  # still being written
     assert sorted(folder.scan()["m"]) == [1]
-    time.sleep(0.3)
+    now[0] += 0.3
     assert sorted(folder.scan()["m"]) == [1]  # 0.6 s since it appeared, 0.3 s since it changed
-    time.sleep(1.0)
+    now[0] += 0.69
+    assert sorted(folder.scan()["m"]) == [1]  # 0.99 s since it changed
+    now[0] += 0.02
     assert sorted(folder.scan()["m"]) == [1, 2]
     record = folder.resolve("m:2")
     assert (record.format, folder.path(record)) == ("onnx", repo / "m" / "2" / "model.onnx")

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -145,9 +146,8 @@ def running(app: Any) -> Iterator[str]:
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])))
     thread.start()
     try:
-        for _ in range(500):
-            if server.started:
-                break
+        deadline = time.monotonic() + 60  # a loaded machine may take seconds to start it
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
             threading.Event().wait(0.01)
         assert server.started, "the dashboard did not start"
         yield f"http://127.0.0.1:{port}"
