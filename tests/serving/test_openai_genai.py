@@ -193,24 +193,37 @@ def test_bad_schemas_are_openai_400s(client, schema, needle) -> None:
     assert error["param"] == "response_format" and error["type"] == "invalid_request_error"
 
 
-def wait_until_no_sequence_runs(server, limit: float = 30) -> None:
-    deadline = time.monotonic() + limit
-    while metric(server, "modelport_generation_running_sequences") > 0:
-        assert time.monotonic() < deadline, "a sequence still runs after its client left"
-        time.sleep(0.05)
+def tokens_after_disconnects(server, open_stream, max_tokens: int, attempts: int = 3) -> list[int]:
+    """Tokens generated per stream opened by ``open_stream()``, read once, then dropped; each
+    time the slot must be freed. Tries again (up to ``attempts``) while every stream ran to its
+    end: a test process paused between the first event and the close lets a tiny model finish,
+    which shows nothing about cancellation either way."""
+    counts: list[int] = []
+    for _ in range(attempts):
+        before = metric(server, "gen_ai_usage_output_tokens_total")
+        stream = open_stream()
+        next(iter(stream))
+        stream.response.close()
+        deadline = time.monotonic() + 30
+        while metric(server, "modelport_generation_running_sequences") > 0:
+            assert time.monotonic() < deadline, "a sequence still runs after its client left"
+            time.sleep(0.05)
+        counts.append(metric(server, "gen_ai_usage_output_tokens_total") - before)
+        if counts[-1] < max_tokens:
+            break
+    return counts
 
 
 def test_a_disconnect_under_a_grammar_frees_the_sequence(client, server) -> None:
-    before = metric(server, "gen_ai_usage_output_tokens_total")
     long = {"type": "string", "minLength": 1200}  # cannot end within max_tokens
-    stream = client.chat.completions.create(
-        model="tiny:2", messages=CHAT, max_tokens=150, temperature=1.0, seed=1, stream=True,
-        response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": long}},
-    )  # fmt: skip
-    next(iter(stream))
-    stream.response.close()
-    wait_until_no_sequence_runs(server)
-    assert metric(server, "gen_ai_usage_output_tokens_total") - before < 150
+
+    def open_stream():
+        return client.chat.completions.create(
+            model="tiny:2", messages=CHAT, max_tokens=150, temperature=1.0, seed=1, stream=True,
+            response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": long}},
+        )  # fmt: skip
+
+    assert min(tokens_after_disconnects(server, open_stream, 150)) < 150  # cut short
     reply = client.chat.completions.create(
         model="tiny:2", messages=CHAT, max_tokens=160, seed=0, response_format=AS_RECORD
     )
@@ -230,14 +243,12 @@ def test_v2_generate_stream_matches_completions(client, server) -> None:
 
 
 def test_a_disconnect_frees_the_sequence(client, server) -> None:
-    before = metric(server, "gen_ai_usage_output_tokens_total")
     ask = dict(model="tiny:2", prompt="Count", max_tokens=250, temperature=0, stream=True)
-    stream = client.completions.create(**ask)
-    next(iter(stream))
-    stream.response.close()
-    wait_until_no_sequence_runs(server)
-    generated = metric(server, "gen_ai_usage_output_tokens_total") - before
-    assert generated < 250  # cut short, not run to max_tokens
+
+    def open_stream():
+        return client.completions.create(**ask)
+
+    assert min(tokens_after_disconnects(server, open_stream, 250)) < 250  # cut short
     assert client.completions.create(model="tiny:2", prompt="ok", max_tokens=2).choices
 
 
