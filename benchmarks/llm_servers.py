@@ -3,6 +3,7 @@
     server = Server.start("llama-server", command_for("llama-server", gguf, ...))
     server.rss_peak_mib()     # the process tree's peak resident memory, sampled every 50 ms
     server.cpu_seconds()      # user + system time of the process tree so far
+    server.thread_seconds()   # the same per thread of the server process, from /proc/PID/task
     server.stop()
 
 Same for every server: the GGUF file, decode and batch threads, 2,048 positions per sequence
@@ -120,6 +121,20 @@ class Server:
             except psutil.NoSuchProcess:
                 pass
         return total
+
+    def thread_seconds(self) -> dict[int, float]:
+        """User + system seconds of each thread of the server process (thread id -> seconds;
+        the main thread's id is the process id), read from ``/proc/PID/task/TID/stat``."""
+        out = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        task = Path(f"/proc/{self.process.pid}/task")
+        for entry in task.iterdir() if task.exists() else ():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        return out
 
     def stop(self) -> None:
         self._stopping.set()

@@ -48,6 +48,34 @@ def test_batched_sequences_decode_as_they_would_alone(engine) -> None:
     assert all(len(text) > 10 for text in alone)
 
 
+def test_rows_reach_llama_cpp_in_slot_order_whatever_the_arrival_order(engine) -> None:
+    """The same four prompts twice, the second time in reverse: each goes back to the slot
+    that holds its prefix, so one of the two rounds arrives out of slot order; every step's
+    rows still rise by slot, and each sequence still gets its own logits."""
+    model, slots_seen = engine.model, []
+    decode = model.decode
+
+    def recording(rows):
+        slots_seen.append([slot for slot, *_ in rows])
+        return decode(rows)
+
+    lengths = (8, 6, 4, 2)
+    prompts = [f"{p} number {i}" for i, p in enumerate([*PROMPTS, "Dear friend,"])]
+    greedy = [SamplingParams(n, 0.0) for n in lengths]
+    alone = [run(engine, p, g)[0] for p, g in zip(prompts, greedy, strict=True)]
+    model.decode = recording
+    try:
+        for order in ([0, 1, 2, 3], [3, 2, 1, 0]):
+            queues = {i: queue.Queue() for i in order}
+            for i in order:
+                engine.submit(engine.encode(prompts[i]), greedy[i], queues[i].put)
+            assert [collect(queues[i])[0] for i in range(4)] == alone
+    finally:
+        del model.decode
+    assert any(len(set(slots)) == 4 for slots in slots_seen)
+    assert all(slots == sorted(slots) for slots in slots_seen)
+
+
 def test_seeded_sampling_repeats_and_differs_by_seed(engine) -> None:
     def sample(seed: int) -> str:
         return run(engine, PROMPTS[1], SamplingParams(max_tokens=24, temperature=1.0, seed=seed))[0]

@@ -7,11 +7,14 @@
 
 One llama.cpp context holds ``slots`` sequences (sequence id = slot), each with ``context``
 positions; the weights are memory-mapped. Only what the scheduler needs is bound here.
+llama.cpp's OpenMP threads wait passively between decode calls (``OMP_WAIT_POLICY=PASSIVE``
+unless the environment says otherwise).
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +29,9 @@ _quiet = []  # the C log callback, kept alive for the life of the process
 
 
 def _lib():
+    # llama.cpp's OpenMP threads would spin between two decode calls, taking the core the
+    # event loop and the clients need in that gap; passive, they sleep (read when libgomp loads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import llama_cpp
     except ImportError:
@@ -79,24 +85,23 @@ class LlamaModel:
 
     def decode(self, rows: Sequence[tuple[int, int, int, bool]]) -> np.ndarray:
         b = self._batch
-        wanted = []
+        wanted = 0
         for i, (slot, token, pos, logits) in enumerate(rows):
             b.token[i] = token
             b.pos[i] = pos
             b.n_seq_id[i] = 1
             b.seq_id[i][0] = slot
             b.logits[i] = logits
-            if logits:
-                wanted.append(i)
+            wanted += bool(logits)
         b.n_tokens = len(rows)
         status = self.lib.llama_decode(self._ctx, b)
         if status != 0:
             raise BackendError(f"llama_decode failed with status {status}")
-        out = np.empty((len(wanted), self.vocab), dtype=np.float32)
-        for row, i in enumerate(wanted):
-            ptr = self.lib.llama_get_logits_ith(self._ctx, i)
-            out[row] = np.ctypeslib.as_array(ptr, shape=(self.vocab,))
-        return out
+        if not wanted:
+            return np.empty((0, self.vocab), dtype=np.float32)
+        # every output row in batch order, one after the other: one fetch, one copy
+        ptr = self.lib.llama_get_logits(self._ctx)
+        return np.ctypeslib.as_array(ptr, shape=(wanted, self.vocab)).copy()
 
     def forget(self, slot: int, start: int) -> None:
         self.lib.llama_memory_seq_rm(self._memory, slot, start, -1)

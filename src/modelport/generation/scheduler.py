@@ -228,18 +228,15 @@ class Scheduler:
         return None
 
     def _step(self) -> None:
+        taken = self._plan()
+        if not taken:
+            return
+        # rows in slot order: llama.cpp computes a batch of several sequences in one pass only
+        # if their ids rise one by one down the batch; out of order, it splits the batch
+        taken.sort(key=lambda t: t[0].slot)
         rows: list[tuple[int, int, int, bool]] = []
         owners: list[Handle] = []
-        budget = self.prefill_chunk
-        decoding = [h for h in self._running if len(h.pending) == 1 and h.generated]
-        prefilling = [h for h in self._running if not (len(h.pending) == 1 and h.generated)]
-        for handle in decoding + prefilling:
-            room = self.model.batch - len(rows)
-            take = 1 if handle in decoding else min(len(handle.pending), budget, room)
-            if take <= 0 or take > room:
-                continue
-            if handle not in decoding:
-                budget -= take
+        for handle, take in taken:
             for i, token in enumerate(handle.pending[:take]):
                 last = i == take - 1 and take == len(handle.pending)
                 rows.append((handle.slot, token, handle.pos + i, last))
@@ -248,12 +245,30 @@ class Scheduler:
             handle.pending = handle.pending[take:]
             if not handle.pending:
                 owners.append(handle)
-        if not rows:
-            return
         logits = self.model.decode(rows)
         self.steps += 1
         for handle, row in zip(owners, logits, strict=True):
             self._advance(handle, row)
+
+    def _plan(self) -> list[tuple[Handle, int]]:
+        """How many pending tokens of each running sequence the next step computes: one for
+        each decoding sequence, then prompt tokens in order of arrival, at most
+        ``prefill_chunk`` of them, within the batch."""
+        taken: list[tuple[Handle, int]] = []
+        room, budget = self.model.batch, self.prefill_chunk
+        decoding = [h for h in self._running if len(h.pending) == 1 and h.generated]
+        prefilling = [h for h in self._running if not (len(h.pending) == 1 and h.generated)]
+        for handle in decoding:
+            if room > 0:
+                taken.append((handle, 1))
+                room -= 1
+        for handle in prefilling:
+            take = min(len(handle.pending), budget, room)
+            if take > 0:
+                taken.append((handle, take))
+                budget -= take
+                room -= take
+        return taken
 
     def _choose(self, handle: Handle, logits) -> int | None:
         """The next token; under a grammar, the sampled token if the grammar allows it, else

@@ -7,18 +7,63 @@
     record(series, run, n_prompt)                # time to first token, tokens, per token
     failure(event.finish)                        # the error a "timeout: ..." finish means
 
-The engine calls back on its decode thread; events cross to the event loop in one queue.
+The engine calls back on its decode thread; events cross to the event loop through one
+``Relay`` per loop: whatever one decode step emits, for every stream, wakes the loop once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from modelport.errors import BackendError, ModelportError, Timeout
 from modelport.generation.base import SamplingParams, TokenEvent
+
+
+class Relay:
+    """Items from other threads, put on their ``asyncio.Queue`` in the loop's thread; one loop
+    wakeup carries everything put since the last one.
+
+        relay = Relay.of(asyncio.get_running_loop())
+        relay.put(queue, item)          # from any thread
+    """
+
+    _loops: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    _made = threading.Lock()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[asyncio.Queue, Any]] = []
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> Relay:
+        with cls._made:
+            relay = cls._loops.get(loop)
+            if relay is None:
+                relay = cls._loops[loop] = cls(loop)
+            return relay
+
+    def put(self, queue: asyncio.Queue, item: Any) -> None:
+        with self._lock:
+            self._items.append((queue, item))
+            first = len(self._items) == 1
+        if first:  # the loop drains on its next turn, whatever else arrives meanwhile
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop has closed: nobody waits for these items
+                with self._lock:
+                    self._items.clear()
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        for queue, item in items:
+            queue.put_nowait(item)
 
 
 class Run:
@@ -29,7 +74,7 @@ class Run:
         n: int,
         params: Callable[[int], SamplingParams],
     ) -> None:
-        loop = asyncio.get_running_loop()
+        relay = Relay.of(asyncio.get_running_loop())
         self.queue: asyncio.Queue[tuple[int, TokenEvent]] = asyncio.Queue()
         self.handles = []
         self.started = time.perf_counter()
@@ -41,7 +86,7 @@ class Run:
                     index = p * n + c
 
                     def put(event: TokenEvent, index: int = index) -> None:
-                        loop.call_soon_threadsafe(self.queue.put_nowait, (index, event))
+                        relay.put(self.queue, (index, event))
 
                     self.handles.append(engine.submit(prompt, params(c), put))
         except ModelportError:
