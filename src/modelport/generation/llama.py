@@ -7,14 +7,11 @@
 
 One llama.cpp context holds ``slots`` sequences (sequence id = slot), each with ``context``
 positions; the weights are memory-mapped. Only what the scheduler needs is bound here.
-llama.cpp's OpenMP threads wait passively between decode calls (``OMP_WAIT_POLICY=PASSIVE``
-unless the environment says otherwise).
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,9 +26,6 @@ _quiet = []  # the C log callback, kept alive for the life of the process
 
 
 def _lib():
-    # llama.cpp's OpenMP threads would spin between two decode calls, taking the core the
-    # event loop and the clients need in that gap; passive, they sleep (read when libgomp loads)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import llama_cpp
     except ImportError:
